@@ -1,0 +1,1566 @@
+//! The store: blob files on disk, their outboards, and the redb index.
+//!
+//! Layout and commit protocol are described in `docs/store.md`.
+
+use std::{
+    collections::{BTreeMap, BTreeSet},
+    fs::{self, File, OpenOptions},
+    io::{self, BufReader, BufWriter, Read, Write},
+    ops::Range,
+    path::{Path, PathBuf},
+    sync::{
+        Mutex, MutexGuard,
+        atomic::{AtomicU64, Ordering},
+    },
+    time::{SystemTime, UNIX_EPOCH},
+};
+
+use bao_tree::{
+    ChunkNum,
+    io::{
+        BaoContentItem, Leaf, Parent,
+        outboard::PostOrderOutboard,
+        round_up_to_chunks_groups,
+        sync::{DecodeResponseIter, OutboardMut, WriteAt, encode_ranges_validated},
+    },
+};
+use redb::{
+    Database, MultimapTableDefinition, ReadableDatabase, ReadableMultimapTable, ReadableTable,
+    TableDefinition,
+};
+use tracing::{debug, info, warn};
+
+use crate::{
+    ChunkRanges, Hash,
+    error::{
+        Error, IndexError, IoError, OpenError, ReadError, WriteError, io_err, is_disk_full,
+    },
+    record::{self, EntryRecord, QuarantineRecord, StateRecord},
+    verify::{self, BLOCK_SIZE, BlobReader, CorruptBlob, ObFile, chunks, outboard_size, tree},
+};
+
+const BLOBS: TableDefinition<'_, &[u8; 32], &[u8]> = TableDefinition::new("blobs");
+const QUARANTINE: TableDefinition<'_, &[u8; 32], &[u8]> = TableDefinition::new("quarantine");
+const PINS: MultimapTableDefinition<'_, &str, &[u8; 32]> = MultimapTableDefinition::new("pins");
+const META: TableDefinition<'_, &str, u64> = TableDefinition::new("meta");
+/// Bytes accounted to the quota: data plus outboard of every entry, partial
+/// entries counted at their full size.
+const USED: &str = "used_bytes";
+
+const IO_BUF: usize = 1 << 20;
+const LOCK_STRIPES: usize = 64;
+/// Longest pin name accepted.
+pub const MAX_PIN_NAME: usize = 128;
+
+/// Settings for opening a store.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct Options {
+    /// Bytes the store may hold (data and outboards); `None` for no limit.
+    pub quota: Option<u64>,
+    /// The largest single blob accepted, whatever a sender claims.
+    pub max_blob_size: u64,
+    /// Fault injection for tests: writes of blob data fail with "no space
+    /// left on device" once this many bytes have been written by this handle.
+    #[doc(hidden)]
+    pub fail_writes_after: Option<u64>,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Self {
+            quota: None,
+            max_blob_size: 1 << 40,
+            fail_writes_after: None,
+        }
+    }
+}
+
+impl Options {
+    /// Options with the given quota.
+    pub fn with_quota(mut self, quota: Option<u64>) -> Self {
+        self.quota = quota;
+        self
+    }
+}
+
+/// What the store knows about one blob.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct BlobInfo {
+    /// The blob.
+    pub hash: Hash,
+    /// Its full size in bytes.
+    pub size: u64,
+    /// Every byte is here and verified.
+    pub complete: bool,
+    /// Bytes verified and stored (equal to `size` when complete).
+    pub verified_bytes: u64,
+    /// Names of the pins that keep it.
+    pub pins: Vec<String>,
+    /// Seconds since the Unix epoch when it entered the store.
+    pub added: u64,
+}
+
+/// The result of adding a blob.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Added {
+    /// Its hash.
+    pub hash: Hash,
+    /// Its size.
+    pub size: u64,
+    /// False when the store already held it complete.
+    pub new: bool,
+}
+
+/// The result of receiving ranges of a blob.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Received {
+    /// Bytes that verified in this call and were not held before.
+    pub new_bytes: u64,
+    /// The blob is now complete.
+    pub complete: bool,
+}
+
+/// What `gc` did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct GcReport {
+    /// Blobs removed (or, in a dry run, that would be), with their sizes.
+    pub removed: Vec<(Hash, u64)>,
+    /// Files found on disk with no index entry (left by a crash) and removed.
+    pub orphans: u64,
+}
+
+/// What `scrub` did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct ScrubReport {
+    /// Blobs re-hashed.
+    pub checked: u64,
+    /// Bytes re-hashed.
+    pub bytes: u64,
+    /// Blobs whose data no longer matches their hash, now quarantined.
+    pub quarantined: Vec<(Hash, String)>,
+    /// Blobs whose data was intact but whose outboard was damaged, rebuilt.
+    pub outboards_rebuilt: Vec<Hash>,
+    /// Partial blobs that lost verified ranges that no longer verified.
+    pub partials_trimmed: Vec<Hash>,
+}
+
+/// Bytes used against the quota.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Usage {
+    /// Bytes accounted (data and outboards; partial blobs at full size).
+    pub used: u64,
+    /// The quota, if any.
+    pub quota: Option<u64>,
+}
+
+/// A content-addressed blob store. See the crate docs.
+#[derive(Debug)]
+pub struct Store {
+    dir: PathBuf,
+    db: Database,
+    opts: Options,
+    /// Bytes promised to writes in progress, not yet in `USED`.
+    reserved: Mutex<u64>,
+    /// Serialises writers of the same blob within this process.
+    locks: Vec<Mutex<()>>,
+    tmp_seq: AtomicU64,
+    written: AtomicU64,
+}
+
+fn now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// fsyncs a directory so that renames and creations in it are durable.
+fn sync_dir(dir: &Path) -> Result<(), IoError> {
+    File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(io_err(dir))
+}
+
+fn write_err(path: &Path) -> impl FnOnce(io::Error) -> WriteError + '_ {
+    move |e| {
+        if is_disk_full(&e) {
+            WriteError::DiskFull {
+                path: path.to_owned(),
+            }
+        } else {
+            WriteError::Io(IoError {
+                path: path.to_owned(),
+                source: e,
+            })
+        }
+    }
+}
+
+/// A file under `tmp/` removed on drop unless it was renamed into place.
+struct TempFile {
+    path: PathBuf,
+    file: File,
+    keep: bool,
+}
+
+impl Drop for TempFile {
+    fn drop(&mut self) {
+        if !self.keep {
+            let _ = fs::remove_file(&self.path);
+        }
+    }
+}
+
+/// Bytes reserved against the quota, released on drop.
+struct Reservation<'a> {
+    store: &'a Store,
+    bytes: u64,
+}
+
+impl Drop for Reservation<'_> {
+    fn drop(&mut self) {
+        let mut r = lock(&self.store.reserved);
+        *r = r.saturating_sub(self.bytes);
+    }
+}
+
+impl Reservation<'_> {
+    fn grow(&mut self, more: u64) -> Result<(), WriteError> {
+        self.store.check_quota(more)?;
+        self.bytes += more;
+        Ok(())
+    }
+}
+
+/// Counts bytes written to blob files, for the fault-injection option.
+struct Counted<'a, W> {
+    store: &'a Store,
+    inner: W,
+}
+
+impl Store {
+    fn count_write(&self, n: usize) -> io::Result<()> {
+        let total = self.written.fetch_add(n as u64, Ordering::Relaxed) + n as u64;
+        match self.opts.fail_writes_after {
+            Some(limit) if total > limit => Err(io::Error::from_raw_os_error(28)),
+            _ => Ok(()),
+        }
+    }
+}
+
+impl<W: Write> Write for Counted<'_, W> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.store.count_write(buf.len())?;
+        self.inner.write(buf)
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        self.inner.flush()
+    }
+}
+
+/// A writer that remembers its first error (or discards everything when
+/// there is no inner writer).
+struct Noted<W> {
+    inner: Option<W>,
+    err: Option<io::Error>,
+}
+
+impl<W: Write> Write for Noted<W> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let Some(inner) = &mut self.inner else {
+            return Ok(buf.len());
+        };
+        inner.write(buf).inspect_err(|e| {
+            self.err = Some(io::Error::new(e.kind(), e.to_string()));
+        })
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        let Some(inner) = &mut self.inner else {
+            return Ok(());
+        };
+        inner.flush().inspect_err(|e| {
+            self.err = Some(io::Error::new(e.kind(), e.to_string()));
+        })
+    }
+}
+
+/// Reads from `src` and copies everything read into `sink`, remembering
+/// which side failed.
+struct Tee<R, W> {
+    src: R,
+    sink: W,
+    sink_err: Option<io::Error>,
+}
+
+impl<R: Read, W: Write> Read for Tee<R, W> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.src.read(buf)?;
+        if let Err(e) = self.sink.write_all(&buf[..n]) {
+            let kind = e.kind();
+            self.sink_err = Some(e);
+            return Err(io::Error::new(kind, "sink"));
+        }
+        Ok(n)
+    }
+}
+
+impl Store {
+    /// Opens the store in `dir`, creating it if needed.
+    ///
+    /// Opening reads no blob: its cost does not grow with the number of blobs.
+    /// Temporary files left by a crashed writer are removed.
+    pub fn open(dir: impl AsRef<Path>, opts: Options) -> Result<Self, OpenError> {
+        let dir = dir.as_ref().to_owned();
+        for sub in ["", "blobs", "tmp", "quarantine"] {
+            let p = dir.join(sub);
+            fs::create_dir_all(&p).map_err(io_err(&p))?;
+        }
+        let index = dir.join("index.redb");
+        let db = match Database::create(&index) {
+            Ok(db) => db,
+            Err(redb::DatabaseError::DatabaseAlreadyOpen) => return Err(OpenError::InUse(dir)),
+            Err(e) => {
+                return Err(OpenError::Index {
+                    path: index,
+                    source: e.into(),
+                });
+            }
+        };
+        // We hold the index lock: anything in tmp/ is debris of a dead writer.
+        let tmp = dir.join("tmp");
+        let mut removed = 0;
+        for entry in fs::read_dir(&tmp).map_err(io_err(&tmp))? {
+            let entry = entry.map_err(io_err(&tmp))?;
+            let _ = fs::remove_file(entry.path());
+            removed += 1;
+        }
+        if removed > 0 {
+            info!(removed, "removed temporary files left by an interrupted write");
+        }
+        let store = Self {
+            dir,
+            db,
+            opts,
+            reserved: Mutex::new(0),
+            locks: (0..LOCK_STRIPES).map(|_| Mutex::new(())).collect(),
+            tmp_seq: AtomicU64::new(0),
+            written: AtomicU64::new(0),
+        };
+        store.init_tables().map_err(|e| OpenError::Index {
+            path: store.dir.join("index.redb"),
+            source: match e {
+                IndexError::Db(e) => e,
+                other => redb::Error::Corrupted(other.to_string()),
+            },
+        })?;
+        Ok(store)
+    }
+
+    fn init_tables(&self) -> Result<(), IndexError> {
+        let txn = self.db.begin_write()?;
+        {
+            txn.open_table(BLOBS)?;
+            txn.open_table(QUARANTINE)?;
+            txn.open_multimap_table(PINS)?;
+            let mut meta = txn.open_table(META)?;
+            if meta.get(USED)?.is_none() {
+                meta.insert(USED, 0)?;
+            }
+        }
+        txn.commit()?;
+        Ok(())
+    }
+
+    /// The directory the store lives in.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    fn hash_lock(&self, hash: &Hash) -> MutexGuard<'_, ()> {
+        lock(&self.locks[hash.as_bytes()[0] as usize % LOCK_STRIPES])
+    }
+
+    fn shard_dir(&self, hash: &Hash) -> PathBuf {
+        self.dir.join("blobs").join(&hash.to_string()[..2])
+    }
+
+    fn data_path(&self, hash: &Hash) -> PathBuf {
+        self.shard_dir(hash).join(hash.to_string())
+    }
+
+    fn outboard_path(&self, hash: &Hash) -> PathBuf {
+        self.shard_dir(hash).join(format!("{hash}.obao"))
+    }
+
+    fn ensure_shard(&self, hash: &Hash) -> Result<PathBuf, IoError> {
+        let shard = self.shard_dir(hash);
+        if !shard.is_dir() {
+            fs::create_dir_all(&shard).map_err(io_err(&shard))?;
+            sync_dir(&self.dir.join("blobs"))?;
+        }
+        Ok(shard)
+    }
+
+    fn temp(&self) -> Result<TempFile, WriteError> {
+        let n = self.tmp_seq.fetch_add(1, Ordering::Relaxed);
+        let path = self
+            .dir
+            .join("tmp")
+            .join(format!("{}-{n}", std::process::id()));
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create_new(true)
+            .open(&path)
+            .map_err(write_err(&path))?;
+        Ok(TempFile {
+            path,
+            file,
+            keep: false,
+        })
+    }
+
+    // ----- index helpers -----
+
+    fn entry(&self, hash: &Hash) -> Result<Option<EntryRecord>, IndexError> {
+        let txn = self.db.begin_read()?;
+        let table = txn.open_table(BLOBS)?;
+        let Some(v) = table.get(hash.as_bytes())? else {
+            return Ok(None);
+        };
+        record::decode(v.value())
+            .map(Some)
+            .map_err(|source| IndexError::Record {
+                hash: *hash,
+                source,
+            })
+    }
+
+    /// Bytes accounted against the quota.
+    pub fn usage(&self) -> Result<Usage, IndexError> {
+        let txn = self.db.begin_read()?;
+        let used = txn
+            .open_table(META)?
+            .get(USED)?
+            .map(|v| v.value())
+            .unwrap_or(0);
+        Ok(Usage {
+            used,
+            quota: self.opts.quota,
+        })
+    }
+
+    fn check_quota(&self, needed: u64) -> Result<(), WriteError> {
+        let Some(quota) = self.opts.quota else {
+            *lock(&self.reserved) += needed;
+            return Ok(());
+        };
+        let used = self.usage()?.used;
+        let mut reserved = lock(&self.reserved);
+        let in_use = used.saturating_add(*reserved);
+        if in_use.saturating_add(needed) > quota {
+            return Err(WriteError::StoreFull {
+                quota,
+                used: in_use,
+                needed,
+            });
+        }
+        *reserved += needed;
+        Ok(())
+    }
+
+    fn reserve(&self, needed: u64) -> Result<Reservation<'_>, WriteError> {
+        self.check_quota(needed)?;
+        Ok(Reservation {
+            store: self,
+            bytes: needed,
+        })
+    }
+
+    fn check_size(&self, size: u64) -> Result<(), WriteError> {
+        if size > self.opts.max_blob_size {
+            return Err(WriteError::TooLarge {
+                size,
+                max: self.opts.max_blob_size,
+            });
+        }
+        Ok(())
+    }
+
+    // ----- adding -----
+
+    /// Adds the file at `path`. Returns once data, outboard and index entry
+    /// are durable on disk.
+    pub fn add_file(&self, path: &Path) -> Result<Added, WriteError> {
+        let source = |e| WriteError::Source {
+            path: path.to_owned(),
+            source: e,
+        };
+        let file = File::open(path).map_err(source)?;
+        let size = file.metadata().map_err(source)?.len();
+        self.add_sized(BufReader::with_capacity(IO_BUF, file), size, path)
+    }
+
+    /// Adds bytes held in memory.
+    pub fn add_bytes(&self, bytes: &[u8]) -> Result<Added, WriteError> {
+        self.add_sized(bytes, bytes.len() as u64, Path::new("<memory>"))
+    }
+
+    /// Adds everything `reader` yields, whose size is not known in advance
+    /// (standard input). `name` is used in error messages.
+    pub fn add_reader(&self, mut reader: impl Read, name: &Path) -> Result<Added, WriteError> {
+        let mut data = self.temp()?;
+        let mut reservation = self.reserve(0)?;
+        let mut size = 0u64;
+        {
+            let mut w = BufWriter::with_capacity(
+                IO_BUF,
+                Counted {
+                    store: self,
+                    inner: &data.file,
+                },
+            );
+            let mut buf = vec![0u8; IO_BUF];
+            loop {
+                let n = match reader.read(&mut buf) {
+                    Ok(0) => break,
+                    Ok(n) => n,
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                    Err(e) => {
+                        return Err(WriteError::Source {
+                            path: name.to_owned(),
+                            source: e,
+                        });
+                    }
+                };
+                size += n as u64;
+                self.check_size(size)?;
+                // Reserve in steps so a stream cannot overshoot the quota.
+                while reservation.bytes < size + outboard_size(size) {
+                    reservation.grow(IO_BUF as u64 * 8)?;
+                }
+                w.write_all(&buf[..n]).map_err(write_err(&data.path))?;
+            }
+            w.flush().map_err(write_err(&data.path))?;
+        }
+        if let Some(quota) = self.opts.quota {
+            // Trim the step reservation to what is really needed.
+            let needed = size + outboard_size(size);
+            let used = self.usage()?.used;
+            if used + needed > quota {
+                return Err(WriteError::StoreFull {
+                    quota,
+                    used,
+                    needed,
+                });
+            }
+        }
+        let tree = tree(size);
+        let mut ob = if tree.outboard_size() > 0 {
+            Some(self.temp()?)
+        } else {
+            None
+        };
+        let root = {
+            let mut src = BufReader::with_capacity(IO_BUF, &data.file);
+            io::Seek::rewind(&mut src).map_err(write_err(&data.path))?;
+            match &mut ob {
+                Some(ob) => {
+                    let mut w = BufWriter::with_capacity(
+                        IO_BUF,
+                        Counted {
+                            store: self,
+                            inner: &ob.file,
+                        },
+                    );
+                    let root = bao_tree::io::sync::outboard_post_order(&mut src, tree, &mut w)
+                        .map_err(write_err(&ob.path))?;
+                    w.flush().map_err(write_err(&ob.path))?;
+                    root
+                }
+                None => bao_tree::io::sync::outboard_post_order(&mut src, tree, io::sink())
+                    .map_err(write_err(&data.path))?,
+            }
+        };
+        data.file.sync_all().map_err(write_err(&data.path))?;
+        if let Some(ob) = &ob {
+            ob.file.sync_all().map_err(write_err(&ob.path))?;
+        }
+        let hash = Hash::from(root);
+        let new = self.install(hash, size, &mut data, ob.as_mut())?;
+        drop(reservation);
+        Ok(Added { hash, size, new })
+    }
+
+    /// Adds `size` bytes read from `src` (a file or stream whose size is known);
+    /// fails with [`WriteError::SourceChanged`] if it yields more or fewer.
+    pub fn add_sized(&self, src: impl Read, size: u64, name: &Path) -> Result<Added, WriteError> {
+        self.check_size(size)?;
+        let reservation = self.reserve(size + outboard_size(size))?;
+        let mut data = self.temp()?;
+        let tree = tree(size);
+        let mut ob = if tree.outboard_size() > 0 {
+            Some(self.temp()?)
+        } else {
+            None
+        };
+        let mut tee = Tee {
+            src,
+            sink: BufWriter::with_capacity(
+                IO_BUF,
+                Counted {
+                    store: self,
+                    inner: &data.file,
+                },
+            ),
+            sink_err: None,
+        };
+        let mut ob_sink = Noted {
+            inner: ob.as_ref().map(|ob| {
+                BufWriter::with_capacity(
+                    IO_BUF,
+                    Counted {
+                        store: self,
+                        inner: &ob.file,
+                    },
+                )
+            }),
+            err: None,
+        };
+        let result = bao_tree::io::sync::outboard_post_order(&mut tee, tree, &mut ob_sink)
+            .and_then(|root| ob_sink.flush().map(|()| root));
+        let root = match result {
+            Ok(root) => root,
+            Err(e) => {
+                if let Some(sink) = tee.sink_err.take() {
+                    return Err(write_err(&data.path)(sink));
+                }
+                if let (Some(err), Some(ob)) = (ob_sink.err.take(), &ob) {
+                    return Err(write_err(&ob.path)(err));
+                }
+                if e.kind() == io::ErrorKind::UnexpectedEof {
+                    return Err(WriteError::SourceChanged {
+                        path: name.to_owned(),
+                    });
+                }
+                return Err(WriteError::Source {
+                    path: name.to_owned(),
+                    source: e,
+                });
+            }
+        };
+        drop(ob_sink);
+        // The source must end exactly where its size said.
+        let mut probe = [0u8; 1];
+        if tee.src.read(&mut probe).unwrap_or(0) != 0 {
+            return Err(WriteError::SourceChanged {
+                path: name.to_owned(),
+            });
+        }
+        tee.sink.flush().map_err(write_err(&data.path))?;
+        drop(tee);
+        data.file.sync_all().map_err(write_err(&data.path))?;
+        if let Some(ob) = &ob {
+            ob.file.sync_all().map_err(write_err(&ob.path))?;
+        }
+        let hash = Hash::from(root);
+        let new = self.install(hash, size, &mut data, ob.as_mut())?;
+        drop(reservation);
+        Ok(Added { hash, size, new })
+    }
+
+    /// Moves fsynced temp files into place and records the blob as complete.
+    fn install(
+        &self,
+        hash: Hash,
+        size: u64,
+        data: &mut TempFile,
+        ob: Option<&mut TempFile>,
+    ) -> Result<bool, WriteError> {
+        let _guard = self.hash_lock(&hash);
+        let existing = self.entry(&hash)?;
+        if matches!(
+            existing,
+            Some(EntryRecord {
+                state: StateRecord::Complete,
+                ..
+            })
+        ) {
+            return Ok(false);
+        }
+        let shard = self.ensure_shard(&hash)?;
+        let ob_final = self.outboard_path(&hash);
+        match ob {
+            Some(ob) => {
+                fs::rename(&ob.path, &ob_final).map_err(write_err(&ob_final))?;
+                ob.keep = true;
+            }
+            None => {
+                let _ = fs::remove_file(&ob_final);
+            }
+        }
+        let data_final = self.data_path(&hash);
+        fs::rename(&data.path, &data_final).map_err(write_err(&data_final))?;
+        data.keep = true;
+        sync_dir(&shard)?;
+        let added = existing.as_ref().map(|e| e.added).unwrap_or_else(now);
+        let delta = if existing.is_some() {
+            0
+        } else {
+            size + outboard_size(size)
+        };
+        self.commit_entry(
+            &hash,
+            &EntryRecord {
+                size,
+                added,
+                state: StateRecord::Complete,
+            },
+            delta,
+        )
+        .map_err(|e| self.index_write_err(e))?;
+        debug!(%hash, size, "blob stored");
+        Ok(true)
+    }
+
+    fn index_write_err(&self, e: IndexError) -> WriteError {
+        let full = matches!(&e, IndexError::Db(redb::Error::Io(io)) if is_disk_full(io));
+        if full {
+            WriteError::DiskFull {
+                path: self.dir.join("index.redb"),
+            }
+        } else {
+            WriteError::Index(e)
+        }
+    }
+
+    fn commit_entry(&self, hash: &Hash, rec: &EntryRecord, add_used: u64) -> Result<(), IndexError> {
+        let txn = self.db.begin_write()?;
+        {
+            let mut blobs = txn.open_table(BLOBS)?;
+            blobs.insert(hash.as_bytes(), record::encode(rec).as_slice())?;
+            if add_used > 0 {
+                let mut meta = txn.open_table(META)?;
+                let used = meta.get(USED)?.map(|v| v.value()).unwrap_or(0);
+                meta.insert(USED, used + add_used)?;
+            }
+            txn.open_table(QUARANTINE)?.remove(hash.as_bytes())?;
+        }
+        txn.commit()?;
+        Ok(())
+    }
+
+    // ----- receiving from untrusted senders -----
+
+    /// Accepts a bao-encoded response for `ranges` of blob `hash` from an
+    /// untrusted sender, verifies it chunk group by chunk group, and keeps
+    /// every group that verified.
+    ///
+    /// `ranges` are widened to whole 16 KiB chunk groups (see
+    /// [`crate::request_ranges`]); the sender must have been asked for
+    /// exactly those. The first ranges received for a blob must include its
+    /// last chunk group, which proves the claimed `size`; until they do,
+    /// nothing is kept. On a verification failure the groups that verified
+    /// before it are kept and the error says how many bytes.
+    pub fn receive(
+        &self,
+        hash: Hash,
+        size: u64,
+        ranges: &ChunkRanges,
+        encoded: impl Read,
+    ) -> Result<Received, WriteError> {
+        self.check_size(size)?;
+        if size == 0 {
+            if hash != Hash::of(b"") {
+                return Err(WriteError::Verification {
+                    hash,
+                    detail: "a zero-length blob has another hash".into(),
+                    kept: 0,
+                });
+            }
+            self.add_bytes(b"")?;
+            return Ok(Received {
+                new_bytes: 0,
+                complete: true,
+            });
+        }
+        let ranges = widen(ranges, size);
+        let _guard = self.hash_lock(&hash);
+        let existing = self.entry(&hash)?;
+        let (have, added, fresh) = match &existing {
+            Some(e) if e.state == StateRecord::Complete => {
+                return Ok(Received {
+                    new_bytes: 0,
+                    complete: true,
+                });
+            }
+            Some(e) if e.size != size => {
+                return Err(WriteError::SizeMismatch {
+                    hash,
+                    claimed: size,
+                    known: e.size,
+                });
+            }
+            Some(e) => (
+                e.state.verified().ok_or_else(|| IndexError::Record {
+                    hash,
+                    source: record::RecordError("bad range set".into()),
+                })?,
+                e.added,
+                false,
+            ),
+            None => {
+                if !ranges.contains(&ChunkNum(chunks(size) - 1)) {
+                    return Err(WriteError::SizeUnproven(hash));
+                }
+                (ChunkRanges::empty(), now(), true)
+            }
+        };
+        let reservation = if fresh {
+            Some(self.reserve(size + outboard_size(size))?)
+        } else {
+            None
+        };
+        self.ensure_shard(&hash)?;
+        let data_path = self.data_path(&hash);
+        let ob_path = self.outboard_path(&hash);
+        let mut data = OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(&data_path)
+            .map_err(write_err(&data_path))?;
+        let tree = tree(size);
+        let ob_file = if tree.outboard_size() > 0 {
+            let f = OpenOptions::new()
+                .read(true)
+                .write(true)
+                .create(true)
+                .truncate(false)
+                .open(&ob_path)
+                .map_err(write_err(&ob_path))?;
+            if fresh {
+                f.set_len(0).map_err(write_err(&ob_path))?;
+            }
+            ObFile::File(f)
+        } else {
+            ObFile::Empty
+        };
+        if fresh {
+            data.set_len(0).map_err(write_err(&data_path))?;
+            data.set_len(size).map_err(write_err(&data_path))?;
+        }
+        let mut outboard = PostOrderOutboard {
+            root: hash.to_blake3(),
+            tree,
+            data: ob_file,
+        };
+        let mut got = ChunkRanges::empty();
+        let mut failure: Option<WriteError> = None;
+        let iter = DecodeResponseIter::new(hash.to_blake3(), tree, encoded, &ranges);
+        for item in iter {
+            match item {
+                Ok(BaoContentItem::Parent(Parent { node, pair })) => {
+                    if let Err(e) = outboard.save(node, &pair) {
+                        failure = Some(write_err(&ob_path)(e));
+                        break;
+                    }
+                }
+                Ok(BaoContentItem::Leaf(Leaf { offset, data: bytes })) => {
+                    let start = ChunkNum(offset / 1024);
+                    let end = ChunkNum((offset + bytes.len() as u64).div_ceil(1024).max(start.0 + 1));
+                    let leaf = ChunkRanges::from(start..end);
+                    if !have.is_superset(&leaf) {
+                        let written = self
+                            .count_write(bytes.len())
+                            .and_then(|()| data.write_all_at(offset, &bytes));
+                        if let Err(e) = written {
+                            failure = Some(write_err(&data_path)(e));
+                            break;
+                        }
+                    }
+                    got |= leaf;
+                }
+                Err(e) => {
+                    failure = Some(WriteError::Verification {
+                        hash,
+                        detail: describe_decode(&e),
+                        kept: 0,
+                    });
+                    break;
+                }
+            }
+        }
+        let synced = data
+            .sync_data()
+            .map_err(write_err(&data_path))
+            .and_then(|()| match &outboard.data {
+                ObFile::File(f) => f.sync_data().map_err(write_err(&ob_path)),
+                ObFile::Empty => Ok(()),
+            });
+        if let Err(e) = synced {
+            // Nothing from this call can be trusted to be on disk.
+            got = ChunkRanges::empty();
+            failure.get_or_insert(e);
+        }
+        let last = ChunkNum(chunks(size) - 1);
+        if fresh && !got.contains(&last) {
+            // The size was never proven: keep nothing.
+            drop(data);
+            let _ = fs::remove_file(&data_path);
+            let _ = fs::remove_file(&ob_path);
+            drop(reservation);
+            return Err(failure.unwrap_or(WriteError::SizeUnproven(hash)));
+        }
+        let new_ranges = got.difference(&have);
+        let new_bytes = range_bytes(&new_ranges, size);
+        let verified = have.union(&got);
+        let complete = verified.is_superset(&ChunkRanges::from(..ChunkNum(chunks(size))));
+        let state = if complete {
+            StateRecord::Complete
+        } else {
+            StateRecord::partial(&verified)
+        };
+        if !new_ranges.is_empty() {
+            let delta = if fresh {
+                size + outboard_size(size)
+            } else {
+                0
+            };
+            self.commit_entry(&hash, &EntryRecord { size, added, state }, delta)
+                .map_err(|e| self.index_write_err(e))?;
+        }
+        drop(reservation);
+        match failure {
+            Some(WriteError::Verification { hash, detail, .. }) => Err(WriteError::Verification {
+                hash,
+                detail,
+                kept: new_bytes,
+            }),
+            Some(other) => Err(other),
+            None => Ok(Received {
+                new_bytes,
+                complete,
+            }),
+        }
+    }
+
+    // ----- reading -----
+
+    /// Facts about one blob, or `None` when the store does not hold it.
+    pub fn info(&self, hash: &Hash) -> Result<Option<BlobInfo>, IndexError> {
+        let Some(e) = self.entry(hash)? else {
+            return Ok(None);
+        };
+        let pins = self.pins_of(hash)?;
+        Ok(Some(to_info(*hash, &e, pins)))
+    }
+
+    /// The verified chunk ranges held for `hash` (empty when absent).
+    pub fn verified_ranges(&self, hash: &Hash) -> Result<ChunkRanges, IndexError> {
+        Ok(match self.entry(hash)? {
+            None => ChunkRanges::empty(),
+            Some(e) => e
+                .state
+                .verified()
+                .map(|r| r.intersection(&ChunkRanges::from(..ChunkNum(chunks(e.size)))))
+                .unwrap_or_default(),
+        })
+    }
+
+    fn open_for_read(&self, hash: &Hash, e: &EntryRecord) -> Result<(File, ObFile), ReadError> {
+        let data_path = self.data_path(hash);
+        let data = File::open(&data_path).map_err(|err| {
+            if err.kind() == io::ErrorKind::NotFound {
+                ReadError::Corrupt {
+                    hash: *hash,
+                    offset: 0,
+                    what: "missing data file",
+                }
+            } else {
+                ReadError::Io(io_err(&data_path)(err))
+            }
+        })?;
+        let ob = if outboard_size(e.size) > 0 {
+            let ob_path = self.outboard_path(hash);
+            ObFile::File(File::open(&ob_path).map_err(|err| {
+                if err.kind() == io::ErrorKind::NotFound {
+                    ReadError::Corrupt {
+                        hash: *hash,
+                        offset: 0,
+                        what: "missing outboard file",
+                    }
+                } else {
+                    ReadError::Io(io_err(&ob_path)(err))
+                }
+            })?)
+        } else {
+            ObFile::Empty
+        };
+        Ok((data, ob))
+    }
+
+    fn readable(&self, hash: &Hash, bytes: &Range<u64>) -> Result<EntryRecord, ReadError> {
+        let e = self.entry(hash)?.ok_or(ReadError::NotFound(*hash))?;
+        if e.state != StateRecord::Complete {
+            let want = verify::group_ranges(bytes.clone(), e.size);
+            let have = e.state.verified().unwrap_or_default();
+            if want.is_empty() && bytes.start < bytes.end || !have.is_superset(&want) {
+                return Err(ReadError::NotAvailable { hash: *hash });
+            }
+        }
+        Ok(e)
+    }
+
+    /// A reader over the whole blob that verifies every chunk group before
+    /// returning it. The blob must be complete.
+    pub fn reader(&self, hash: &Hash) -> Result<BlobReader, ReadError> {
+        self.range_reader(hash, 0..u64::MAX)
+    }
+
+    /// A verifying reader over `bytes` of the blob (clipped to its size).
+    /// For a partial blob the range must lie within its verified groups.
+    pub fn range_reader(&self, hash: &Hash, bytes: Range<u64>) -> Result<BlobReader, ReadError> {
+        let probe = bytes.start..bytes.end.max(bytes.start);
+        let e = self.entry(hash)?.ok_or(ReadError::NotFound(*hash))?;
+        let probe = probe.start.min(e.size)..probe.end.min(e.size);
+        let e = if e.state == StateRecord::Complete {
+            e
+        } else if bytes.end == u64::MAX && bytes.start == 0 {
+            return Err(ReadError::NotAvailable { hash: *hash });
+        } else {
+            self.readable(hash, &probe)?
+        };
+        let (data, ob) = self.open_for_read(hash, &e)?;
+        Ok(BlobReader::new(*hash, e.size, data, ob, bytes))
+    }
+
+    /// Reads the whole blob into memory, verified. For small blobs.
+    pub fn read_to_vec(&self, hash: &Hash) -> Result<Vec<u8>, ReadError> {
+        let mut out = Vec::new();
+        self.reader(hash)?
+            .read_to_end(&mut out)
+            .map_err(|e| read_err(e, self.data_path(hash)))?;
+        Ok(out)
+    }
+
+    /// Writes the bao encoding of `ranges` (chunk ranges, widened to groups)
+    /// of the blob to `out`: the proof a receiver needs, interleaved with the
+    /// data. Every group is verified against the tree before it is written.
+    pub fn encode_ranges(
+        &self,
+        hash: &Hash,
+        ranges: &ChunkRanges,
+        out: impl Write,
+    ) -> Result<(), ReadError> {
+        let e = self.entry(hash)?.ok_or(ReadError::NotFound(*hash))?;
+        let ranges = widen(ranges, e.size);
+        if e.state != StateRecord::Complete
+            && !e.state.verified().unwrap_or_default().is_superset(&ranges)
+        {
+            return Err(ReadError::NotAvailable { hash: *hash });
+        }
+        let (data, ob) = self.open_for_read(hash, &e)?;
+        let outboard = PostOrderOutboard {
+            root: hash.to_blake3(),
+            tree: tree(e.size),
+            data: ob,
+        };
+        use bao_tree::io::EncodeError as E;
+        encode_ranges_validated(&data, &outboard, &ranges, out).map_err(|err| match err {
+            E::LeafHashMismatch(c) => ReadError::Corrupt {
+                hash: *hash,
+                offset: c.to_bytes(),
+                what: "data",
+            },
+            E::ParentHashMismatch(n) => ReadError::Corrupt {
+                hash: *hash,
+                offset: n.chunk_range().start.to_bytes(),
+                what: "outboard",
+            },
+            E::Io(io) if io.kind() == io::ErrorKind::UnexpectedEof => ReadError::Corrupt {
+                hash: *hash,
+                offset: 0,
+                what: "truncated data",
+            },
+            other => ReadError::Io(IoError {
+                path: self.data_path(hash),
+                source: other.into(),
+            }),
+        })
+    }
+
+    // ----- listing and pins -----
+
+    /// Every blob in the store, in hash order.
+    pub fn list(&self) -> Result<Vec<BlobInfo>, IndexError> {
+        let txn = self.db.begin_read()?;
+        let mut pins: BTreeMap<[u8; 32], Vec<String>> = BTreeMap::new();
+        let pin_table = txn.open_multimap_table(PINS)?;
+        for item in pin_table.iter()? {
+            let (name, hashes) = item?;
+            for h in hashes {
+                pins.entry(*h?.value())
+                    .or_default()
+                    .push(name.value().to_owned());
+            }
+        }
+        let mut out = Vec::new();
+        for item in txn.open_table(BLOBS)?.iter()? {
+            let (k, v) = item?;
+            let hash = Hash::from_bytes(*k.value());
+            let e: EntryRecord =
+                record::decode(v.value()).map_err(|source| IndexError::Record { hash, source })?;
+            out.push(to_info(
+                hash,
+                &e,
+                pins.remove(hash.as_bytes()).unwrap_or_default(),
+            ));
+        }
+        Ok(out)
+    }
+
+    fn pins_of(&self, hash: &Hash) -> Result<Vec<String>, IndexError> {
+        let txn = self.db.begin_read()?;
+        let table = txn.open_multimap_table(PINS)?;
+        let mut out = Vec::new();
+        for item in table.iter()? {
+            let (name, hashes) = item?;
+            for h in hashes {
+                if h?.value() == hash.as_bytes() {
+                    out.push(name.value().to_owned());
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// Pins `hash` under `name`, keeping it from garbage collection. The blob
+    /// must be in the store (complete or partial).
+    pub fn pin(&self, name: &str, hash: &Hash) -> Result<(), Error> {
+        check_pin_name(name)?;
+        if self.entry(hash)?.is_none() {
+            return Err(Error::NotFound(*hash));
+        }
+        let txn = self.db.begin_write().map_err(IndexError::from)?;
+        txn.open_multimap_table(PINS)
+            .map_err(IndexError::from)?
+            .insert(name, hash.as_bytes())
+            .map_err(IndexError::from)?;
+        txn.commit().map_err(IndexError::from)?;
+        Ok(())
+    }
+
+    /// Removes `hash` from pin `name`, or the whole pin when `hash` is `None`.
+    /// Returns how many blobs the pin released.
+    pub fn unpin(&self, name: &str, hash: Option<&Hash>) -> Result<usize, Error> {
+        let txn = self.db.begin_write().map_err(IndexError::from)?;
+        let n = {
+            let mut table = txn.open_multimap_table(PINS).map_err(IndexError::from)?;
+            match hash {
+                Some(h) => usize::from(table.remove(name, h.as_bytes()).map_err(IndexError::from)?),
+                None => table
+                    .remove_all(name)
+                    .map_err(IndexError::from)?
+                    .count(),
+            }
+        };
+        if n == 0 {
+            return Err(Error::NoSuchPin(name.to_owned()));
+        }
+        txn.commit().map_err(IndexError::from)?;
+        Ok(n)
+    }
+
+    /// Every pin with the blobs it holds.
+    pub fn pins(&self) -> Result<BTreeMap<String, Vec<Hash>>, IndexError> {
+        let txn = self.db.begin_read()?;
+        let table = txn.open_multimap_table(PINS)?;
+        let mut out = BTreeMap::new();
+        for item in table.iter()? {
+            let (name, hashes) = item?;
+            let list: &mut Vec<Hash> = out.entry(name.value().to_owned()).or_default();
+            for h in hashes {
+                list.push(Hash::from_bytes(*h?.value()));
+            }
+        }
+        Ok(out)
+    }
+
+    // ----- deleting -----
+
+    /// Removes a blob (pinned or not) and its files.
+    pub fn delete(&self, hash: &Hash) -> Result<bool, Error> {
+        let _guard = self.hash_lock(hash);
+        let removed = self.remove_entries(&[*hash])?;
+        Ok(!removed.is_empty())
+    }
+
+    /// Removes the index entries first (one transaction), then the files: a
+    /// crash in between leaves only orphan files, which `gc` sweeps.
+    fn remove_entries(&self, hashes: &[Hash]) -> Result<Vec<(Hash, u64)>, Error> {
+        let mut removed = Vec::new();
+        let txn = self.db.begin_write().map_err(IndexError::from)?;
+        {
+            let mut blobs = txn.open_table(BLOBS).map_err(IndexError::from)?;
+            let mut freed = 0u64;
+            for hash in hashes {
+                if let Some(v) = blobs.remove(hash.as_bytes()).map_err(IndexError::from)? {
+                    let size = record::decode::<EntryRecord>(v.value())
+                        .map(|e| e.size)
+                        .unwrap_or(0);
+                    freed += size + outboard_size(size);
+                    removed.push((*hash, size));
+                }
+            }
+            let mut meta = txn.open_table(META).map_err(IndexError::from)?;
+            let used = meta.get(USED).map_err(IndexError::from)?.map(|v| v.value()).unwrap_or(0);
+            meta.insert(USED, used.saturating_sub(freed))
+                .map_err(IndexError::from)?;
+        }
+        txn.commit().map_err(IndexError::from)?;
+        let mut shards = BTreeSet::new();
+        for (hash, _) in &removed {
+            for p in [self.data_path(hash), self.outboard_path(hash)] {
+                match fs::remove_file(&p) {
+                    Ok(()) => {}
+                    Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                    Err(e) => warn!(path = %p.display(), "could not remove: {e}"),
+                }
+            }
+            shards.insert(self.shard_dir(hash));
+        }
+        for shard in shards {
+            sync_dir(&shard)?;
+        }
+        Ok(removed)
+    }
+
+    /// Removes every blob that no pin holds, and files that no index entry
+    /// names (debris of a crash). With `dry_run`, only reports.
+    pub fn gc(&self, dry_run: bool) -> Result<GcReport, Error> {
+        let pinned: BTreeSet<Hash> = self.pins()?.into_values().flatten().collect();
+        let victims: Vec<Hash> = self
+            .list()?
+            .into_iter()
+            .map(|b| b.hash)
+            .filter(|h| !pinned.contains(h))
+            .collect();
+        if dry_run {
+            let mut report = GcReport::default();
+            for h in victims {
+                if let Some(e) = self.entry(&h)? {
+                    report.removed.push((h, e.size));
+                }
+            }
+            return Ok(report);
+        }
+        let removed = self.remove_entries(&victims)?;
+        let orphans = self.sweep_orphans()?;
+        info!(removed = removed.len(), orphans, "gc finished");
+        Ok(GcReport { removed, orphans })
+    }
+
+    fn sweep_orphans(&self) -> Result<u64, Error> {
+        let blobs = self.dir.join("blobs");
+        let mut n = 0;
+        for shard in fs::read_dir(&blobs).map_err(io_err(&blobs))? {
+            let shard = shard.map_err(io_err(&blobs))?.path();
+            let Ok(files) = fs::read_dir(&shard) else {
+                continue;
+            };
+            for f in files.flatten() {
+                let path = f.path();
+                let name = f.file_name().to_string_lossy().into_owned();
+                let Ok(hash) = name.trim_end_matches(".obao").parse::<Hash>() else {
+                    continue;
+                };
+                let _guard = self.hash_lock(&hash);
+                if self.entry(&hash)?.is_none() {
+                    let _ = fs::remove_file(&path);
+                    n += 1;
+                }
+            }
+        }
+        Ok(n)
+    }
+
+    // ----- scrub -----
+
+    /// Re-hashes every blob. Blobs whose bytes no longer match their hash are
+    /// moved to `quarantine/` and dropped from the index so they are never
+    /// served; intact data with a damaged outboard gets a rebuilt outboard;
+    /// partial blobs lose the ranges that no longer verify.
+    pub fn scrub(&self) -> Result<ScrubReport, Error> {
+        let mut report = ScrubReport::default();
+        for info in self.list()? {
+            let hash = info.hash;
+            let _guard = self.hash_lock(&hash);
+            let Some(e) = self.entry(&hash)? else {
+                continue;
+            };
+            report.checked += 1;
+            if e.state == StateRecord::Complete {
+                report.bytes += e.size;
+                match self.check_complete(&hash, &e) {
+                    Ok(()) => {}
+                    Err(problem) => self.repair_or_quarantine(&hash, &e, problem, &mut report)?,
+                }
+            } else {
+                report.bytes += info.verified_bytes;
+                self.check_partial(&hash, &e, &mut report)?;
+            }
+        }
+        Ok(report)
+    }
+
+    fn check_complete(&self, hash: &Hash, e: &EntryRecord) -> Result<(), String> {
+        let (data, ob) = self.open_for_read(hash, e).map_err(|err| err.to_string())?;
+        let len = data.metadata().map_err(|err| err.to_string())?.len();
+        if len != e.size {
+            return Err(format!("data file is {len} bytes, expected {}", e.size));
+        }
+        let mut reader = BlobReader::new(*hash, e.size, data, ob, 0..e.size);
+        io::copy(&mut reader, &mut io::sink()).map_err(|err| match corrupt_of(&err) {
+            Some(c) => format!("{} mismatch at byte offset {}", c.what, c.offset),
+            None => err.to_string(),
+        })?;
+        Ok(())
+    }
+
+    fn repair_or_quarantine(
+        &self,
+        hash: &Hash,
+        e: &EntryRecord,
+        problem: String,
+        report: &mut ScrubReport,
+    ) -> Result<(), Error> {
+        // If the data itself still hashes right, only the outboard is bad.
+        let data_path = self.data_path(hash);
+        if let Ok(file) = File::open(&data_path) {
+            let mut hasher = blake3::Hasher::new();
+            let len = io::copy(&mut BufReader::with_capacity(IO_BUF, file), &mut hasher);
+            if len.ok() == Some(e.size) && Hash::from(hasher.finalize()) == *hash {
+                if let Ok(file) = File::open(&data_path) {
+                    let ob_path = self.outboard_path(hash);
+                    let tmp = self.temp().map_err(|_| {
+                        Error::Io(IoError {
+                            path: self.dir.join("tmp"),
+                            source: io::Error::other("cannot create temp file"),
+                        })
+                    })?;
+                    let mut w = BufWriter::new(&tmp.file);
+                    let rebuilt = bao_tree::io::sync::outboard_post_order(
+                        BufReader::with_capacity(IO_BUF, file),
+                        tree(e.size),
+                        &mut w,
+                    )
+                    .and_then(|_| w.flush())
+                    .and_then(|()| tmp.file.sync_all());
+                    drop(w);
+                    if rebuilt.is_ok() {
+                        fs::rename(&tmp.path, &ob_path).map_err(io_err(&ob_path))?;
+                        sync_dir(&self.shard_dir(hash))?;
+                        warn!(%hash, "outboard was damaged ({problem}); rebuilt from intact data");
+                        report.outboards_rebuilt.push(*hash);
+                        return Ok(());
+                    }
+                }
+            }
+        }
+        warn!(%hash, "blob is corrupt ({problem}); quarantined");
+        let q = self.dir.join("quarantine");
+        for (from, name) in [
+            (self.data_path(hash), hash.to_string()),
+            (self.outboard_path(hash), format!("{hash}.obao")),
+        ] {
+            if from.exists() {
+                let to = q.join(name);
+                fs::rename(&from, &to).map_err(io_err(&to))?;
+            }
+        }
+        sync_dir(&q)?;
+        let txn = self.db.begin_write().map_err(IndexError::from)?;
+        {
+            txn.open_table(BLOBS)
+                .map_err(IndexError::from)?
+                .remove(hash.as_bytes())
+                .map_err(IndexError::from)?;
+            let rec = QuarantineRecord {
+                size: e.size,
+                when: now(),
+                reason: problem.clone(),
+            };
+            txn.open_table(QUARANTINE)
+                .map_err(IndexError::from)?
+                .insert(hash.as_bytes(), record::encode(&rec).as_slice())
+                .map_err(IndexError::from)?;
+            let mut meta = txn.open_table(META).map_err(IndexError::from)?;
+            let used = meta.get(USED).map_err(IndexError::from)?.map(|v| v.value()).unwrap_or(0);
+            meta.insert(USED, used.saturating_sub(e.size + outboard_size(e.size)))
+                .map_err(IndexError::from)?;
+        }
+        txn.commit().map_err(IndexError::from)?;
+        sync_dir(&self.shard_dir(hash))?;
+        report.quarantined.push((*hash, problem));
+        Ok(())
+    }
+
+    fn check_partial(
+        &self,
+        hash: &Hash,
+        e: &EntryRecord,
+        report: &mut ScrubReport,
+    ) -> Result<(), Error> {
+        let have = e.state.verified().unwrap_or_default();
+        let mut keep = ChunkRanges::empty();
+        for range in have.iter() {
+            let (start, end) = match range {
+                range_collections::range_set::RangeSetRange::Range(r) => (r.start.0, r.end.0),
+                range_collections::range_set::RangeSetRange::RangeFrom(r) => {
+                    (r.start.0, chunks(e.size))
+                }
+            };
+            // Check group by group so one bad group costs only itself.
+            let per = verify::GROUP_BYTES / 1024;
+            let mut g = start;
+            while g < end {
+                let g_end = (g + per).min(end);
+                let bytes = g * 1024..(g_end * 1024).min(e.size);
+                let ok = self.open_for_read(hash, e).ok().is_some_and(|(data, ob)| {
+                    let mut r = BlobReader::new(*hash, e.size, data, ob, bytes);
+                    io::copy(&mut r, &mut io::sink()).is_ok()
+                });
+                if ok {
+                    keep |= ChunkRanges::from(ChunkNum(g)..ChunkNum(g_end));
+                }
+                g = g_end;
+            }
+        }
+        if keep != have {
+            warn!(%hash, "partial blob had damaged ranges; they will be fetched again");
+            let rec = EntryRecord {
+                size: e.size,
+                added: e.added,
+                state: StateRecord::partial(&keep),
+            };
+            self.commit_entry(hash, &rec, 0)?;
+            report.partials_trimmed.push(*hash);
+        }
+        Ok(())
+    }
+
+    /// Blobs that `scrub` quarantined, with the reason.
+    pub fn quarantined(&self) -> Result<Vec<(Hash, String)>, IndexError> {
+        let txn = self.db.begin_read()?;
+        let mut out = Vec::new();
+        for item in txn.open_table(QUARANTINE)?.iter()? {
+            let (k, v) = item?;
+            let hash = Hash::from_bytes(*k.value());
+            let rec: QuarantineRecord =
+                record::decode(v.value()).map_err(|source| IndexError::Record { hash, source })?;
+            out.push((hash, rec.reason));
+        }
+        Ok(out)
+    }
+}
+
+/// Chunk ranges to ask a sender for, to get `bytes` of a blob of `size`
+/// bytes: widened to whole 16 KiB groups and clipped to the blob.
+pub fn request_ranges(bytes: Range<u64>, size: u64) -> ChunkRanges {
+    if size == 0 {
+        return ChunkRanges::from(ChunkNum(0)..ChunkNum(1));
+    }
+    verify::group_ranges(bytes, size)
+}
+
+fn widen(ranges: &ChunkRanges, size: u64) -> ChunkRanges {
+    let clip = ChunkRanges::from(..ChunkNum(chunks(size)));
+    let r = ranges.intersection(&clip);
+    round_up_to_chunks_groups(r, BLOCK_SIZE).intersection(&clip)
+}
+
+fn range_bytes(ranges: &ChunkRanges, size: u64) -> u64 {
+    let mut total = 0;
+    for r in ranges.iter() {
+        let (start, end) = match r {
+            range_collections::range_set::RangeSetRange::Range(r) => (r.start.0, r.end.0),
+            range_collections::range_set::RangeSetRange::RangeFrom(r) => (r.start.0, chunks(size)),
+        };
+        total += (end * 1024).min(size).saturating_sub((start * 1024).min(size));
+    }
+    total
+}
+
+fn to_info(hash: Hash, e: &EntryRecord, pins: Vec<String>) -> BlobInfo {
+    let (complete, verified_bytes) = match &e.state {
+        StateRecord::Complete => (true, e.size),
+        state => (
+            false,
+            state
+                .verified()
+                .map(|r| range_bytes(&r, e.size))
+                .unwrap_or(0),
+        ),
+    };
+    BlobInfo {
+        hash,
+        size: e.size,
+        complete,
+        verified_bytes,
+        pins,
+        added: e.added,
+    }
+}
+
+fn check_pin_name(name: &str) -> Result<(), Error> {
+    let n = name.chars().count();
+    if n == 0 || n > MAX_PIN_NAME || name.chars().any(char::is_control) {
+        return Err(Error::InvalidPinName(name.to_owned()));
+    }
+    Ok(())
+}
+
+fn describe_decode(e: &bao_tree::io::DecodeError) -> String {
+    use bao_tree::io::DecodeError as D;
+    match e {
+        D::ParentNotFound(n) => format!(
+            "stream ended before the proof for byte offset {}",
+            n.chunk_range().start.to_bytes()
+        ),
+        D::LeafNotFound(c) => format!("stream ended before byte offset {}", c.to_bytes()),
+        D::ParentHashMismatch(n) => format!(
+            "proof for byte offset {} does not match",
+            n.chunk_range().start.to_bytes()
+        ),
+        D::LeafHashMismatch(c) => format!("data at byte offset {} does not match", c.to_bytes()),
+        D::Io(io) => format!("reading the stream: {io}"),
+    }
+}
+
+/// The [`CorruptBlob`] inside an error from a [`BlobReader`], if that is what it is.
+pub fn corrupt_of(e: &io::Error) -> Option<&CorruptBlob> {
+    e.get_ref().and_then(|inner| inner.downcast_ref::<CorruptBlob>())
+}
+
+fn read_err(e: io::Error, path: PathBuf) -> ReadError {
+    match corrupt_of(&e) {
+        Some(c) => ReadError::Corrupt {
+            hash: c.hash,
+            offset: c.offset,
+            what: c.what,
+        },
+        None => ReadError::Io(IoError { path, source: e }),
+    }
+}

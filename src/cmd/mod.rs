@@ -1,0 +1,46 @@
+//! Execution of each command.
+
+mod blobs;
+
+use std::{path::Path, process::ExitCode};
+
+use anyhow::{Context, Result};
+use tamizdat_store::{Hash, Options, Store};
+
+use crate::{
+    cli::{Cli, Command},
+    config,
+};
+
+/// Runs one command; `Ok` carries the exit status for commands that report
+/// problems without failing outright.
+pub fn run(cli: Cli) -> Result<ExitCode> {
+    let dir = config::data_dir(cli.global.data_dir.as_deref())?;
+    let cfg = config::load(&dir)?;
+    let store = || open_store(&dir, &cfg);
+    match cli.command {
+        Command::Add(args) => blobs::add(&store()?, &args),
+        Command::Cat { hash } => blobs::cat(&store()?, &parse_hash(&hash)?),
+        Command::Ls => blobs::ls(&store()?),
+        Command::Pin { name, hashes } => blobs::pin(&store()?, &name, &parse_hashes(&hashes)?),
+        Command::Unpin { name, hashes } => {
+            blobs::unpin(&store()?, &name, &parse_hashes(&hashes)?)
+        }
+        Command::Pins => blobs::pins(&store()?),
+        Command::Gc { dry_run } => blobs::gc(&store()?, dry_run),
+        Command::Scrub => blobs::scrub(&store()?),
+    }
+}
+
+fn open_store(dir: &Path, cfg: &config::Config) -> Result<Store> {
+    let opts = Options::default().with_quota(cfg.store.quota.map(|q| q.as_u64()));
+    Ok(Store::open(dir.join("store"), opts)?)
+}
+
+fn parse_hash(s: &str) -> Result<Hash> {
+    s.parse().with_context(|| format!("invalid hash {s:?}"))
+}
+
+fn parse_hashes(list: &[String]) -> Result<Vec<Hash>> {
+    list.iter().map(|s| parse_hash(s)).collect()
+}
