@@ -190,6 +190,14 @@ pub enum Error {
     /// No pin of that name exists.
     #[error("no pin named {0:?}")]
     NoSuchPin(String),
+    /// The pin exists but does not hold that blob.
+    #[error("pin {name:?} does not hold {hash}")]
+    NotPinned {
+        /// The pin.
+        name: String,
+        /// The blob.
+        hash: Hash,
+    },
     /// A pin name is empty, too long, or has control characters.
     #[error("invalid pin name {0:?}: 1 to 128 characters, no control characters")]
     InvalidPinName(String),

@@ -367,8 +367,18 @@ impl Store {
         Ok(store)
     }
 
+    /// Every commit is two-phase with the allocator state saved
+    /// (quick-repair): a torn commit can never be mistaken for a good one,
+    /// and reopening after a crash does not walk the whole index.
+    fn begin_write(&self) -> Result<redb::WriteTransaction, redb::TransactionError> {
+        let mut txn = self.db.begin_write()?;
+        txn.set_quick_repair(true);
+        txn.set_two_phase_commit(true);
+        Ok(txn)
+    }
+
     fn init_tables(&self) -> Result<(), IndexError> {
-        let txn = self.db.begin_write()?;
+        let txn = self.begin_write()?;
         {
             txn.open_table(BLOBS)?;
             txn.open_table(QUARANTINE)?;
@@ -605,9 +615,30 @@ impl Store {
 
     /// Adds `size` bytes read from `src` (a file or stream whose size is known);
     /// fails with [`WriteError::SourceChanged`] if it yields more or fewer.
-    pub fn add_sized(&self, src: impl Read, size: u64, name: &Path) -> Result<Added, WriteError> {
+    pub fn add_sized(&self, mut src: impl Read, size: u64, name: &Path) -> Result<Added, WriteError> {
         self.check_size(size)?;
-        let reservation = self.reserve(size + outboard_size(size))?;
+        let reservation = match self.reserve(size + outboard_size(size)) {
+            Ok(r) => r,
+            Err(full @ WriteError::StoreFull { .. }) => {
+                // Adding what is already here needs no room: hash, store nothing.
+                let mut hasher = blake3::Hasher::new();
+                let n = io::copy(&mut src, &mut hasher).map_err(|e| WriteError::Source {
+                    path: name.to_owned(),
+                    source: e,
+                })?;
+                let hash = Hash::from(hasher.finalize());
+                let have = self.entry(&hash)?;
+                if n == size && have.is_some_and(|e| e.state == StateRecord::Complete) {
+                    return Ok(Added {
+                        hash,
+                        size,
+                        new: false,
+                    });
+                }
+                return Err(full);
+            }
+            Err(e) => return Err(e),
+        };
         let mut data = self.temp()?;
         let tree = tree(size);
         let mut ob = if tree.outboard_size() > 0 {
@@ -746,7 +777,7 @@ impl Store {
     }
 
     fn commit_entry(&self, hash: &Hash, rec: &EntryRecord, add_used: u64) -> Result<(), IndexError> {
-        let txn = self.db.begin_write()?;
+        let txn = self.begin_write()?;
         {
             let mut blobs = txn.open_table(BLOBS)?;
             blobs.insert(hash.as_bytes(), record::encode(rec).as_slice())?;
@@ -932,6 +963,9 @@ impl Store {
         } else {
             StateRecord::partial(&verified)
         };
+        if fresh {
+            sync_dir(&self.shard_dir(&hash))?;
+        }
         if !new_ranges.is_empty() {
             let delta = if fresh {
                 size + outboard_size(size)
@@ -1153,7 +1187,7 @@ impl Store {
         if self.entry(hash)?.is_none() {
             return Err(Error::NotFound(*hash));
         }
-        let txn = self.db.begin_write().map_err(IndexError::from)?;
+        let txn = self.begin_write().map_err(IndexError::from)?;
         txn.open_multimap_table(PINS)
             .map_err(IndexError::from)?
             .insert(name, hash.as_bytes())
@@ -1165,7 +1199,7 @@ impl Store {
     /// Removes `hash` from pin `name`, or the whole pin when `hash` is `None`.
     /// Returns how many blobs the pin released.
     pub fn unpin(&self, name: &str, hash: Option<&Hash>) -> Result<usize, Error> {
-        let txn = self.db.begin_write().map_err(IndexError::from)?;
+        let txn = self.begin_write().map_err(IndexError::from)?;
         let n = {
             let mut table = txn.open_multimap_table(PINS).map_err(IndexError::from)?;
             match hash {
@@ -1177,7 +1211,13 @@ impl Store {
             }
         };
         if n == 0 {
-            return Err(Error::NoSuchPin(name.to_owned()));
+            return Err(match hash {
+                Some(h) if self.pins()?.contains_key(name) => Error::NotPinned {
+                    name: name.to_owned(),
+                    hash: *h,
+                },
+                _ => Error::NoSuchPin(name.to_owned()),
+            });
         }
         txn.commit().map_err(IndexError::from)?;
         Ok(n)
@@ -1203,19 +1243,34 @@ impl Store {
     /// Removes a blob (pinned or not) and its files.
     pub fn delete(&self, hash: &Hash) -> Result<bool, Error> {
         let _guard = self.hash_lock(hash);
-        let removed = self.remove_entries(&[*hash])?;
+        let removed = self.remove_entries(&[*hash], false)?;
         Ok(!removed.is_empty())
     }
 
     /// Removes the index entries first (one transaction), then the files: a
     /// crash in between leaves only orphan files, which `gc` sweeps.
-    fn remove_entries(&self, hashes: &[Hash]) -> Result<Vec<(Hash, u64)>, Error> {
+    /// With `unpinned_only`, blobs pinned by the time the transaction runs are kept.
+    fn remove_entries(
+        &self,
+        hashes: &[Hash],
+        unpinned_only: bool,
+    ) -> Result<Vec<(Hash, u64)>, Error> {
         let mut removed = Vec::new();
-        let txn = self.db.begin_write().map_err(IndexError::from)?;
+        let txn = self.begin_write().map_err(IndexError::from)?;
         {
+            let mut pinned = BTreeSet::new();
+            if unpinned_only {
+                let pins = txn.open_multimap_table(PINS).map_err(IndexError::from)?;
+                for item in pins.iter().map_err(IndexError::from)? {
+                    let (_, hashes) = item.map_err(IndexError::from)?;
+                    for h in hashes {
+                        pinned.insert(*h.map_err(IndexError::from)?.value());
+                    }
+                }
+            }
             let mut blobs = txn.open_table(BLOBS).map_err(IndexError::from)?;
             let mut freed = 0u64;
-            for hash in hashes {
+            for hash in hashes.iter().filter(|h| !pinned.contains(h.as_bytes())) {
                 if let Some(v) = blobs.remove(hash.as_bytes()).map_err(IndexError::from)? {
                     let size = record::decode::<EntryRecord>(v.value())
                         .map(|e| e.size)
@@ -1266,7 +1321,11 @@ impl Store {
             }
             return Ok(report);
         }
-        let removed = self.remove_entries(&victims)?;
+        let removed = {
+            // Hold every stripe (in order) so no write of a victim is in flight.
+            let _all: Vec<_> = self.locks.iter().map(lock).collect();
+            self.remove_entries(&victims, true)?
+        };
         let orphans = self.sweep_orphans()?;
         info!(removed = removed.len(), orphans, "gc finished");
         Ok(GcReport { removed, orphans })
@@ -1369,7 +1428,14 @@ impl Store {
                     .and_then(|_| w.flush())
                     .and_then(|()| tmp.file.sync_all());
                     drop(w);
-                    if rebuilt.is_ok() {
+                    if let Err(e) = rebuilt {
+                        // The data is intact: never quarantine it for our own failure.
+                        return Err(Error::Io(IoError {
+                            path: tmp.path.clone(),
+                            source: e,
+                        }));
+                    }
+                    {
                         fs::rename(&tmp.path, &ob_path).map_err(io_err(&ob_path))?;
                         sync_dir(&self.shard_dir(hash))?;
                         warn!(%hash, "outboard was damaged ({problem}); rebuilt from intact data");
@@ -1391,7 +1457,7 @@ impl Store {
             }
         }
         sync_dir(&q)?;
-        let txn = self.db.begin_write().map_err(IndexError::from)?;
+        let txn = self.begin_write().map_err(IndexError::from)?;
         {
             txn.open_table(BLOBS)
                 .map_err(IndexError::from)?

@@ -346,6 +346,8 @@ fn quota_refuses_the_write_and_harms_nothing() {
             other => panic!("expected StoreFull, got {other:?}"),
         }
     }
+    // Adding what is already stored needs no room, even at the quota.
+    assert!(!store.add_bytes(&first).unwrap().new);
     let msg = store.add_bytes(&data(60_000, 9)).unwrap_err().to_string();
     assert!(msg.contains("100000"), "{msg}");
     assert_eq!(store.read_to_vec(&h).unwrap(), first);

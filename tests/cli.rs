@@ -1,0 +1,369 @@
+//! End-to-end tests of the real `tamizdat` binary.
+
+use std::{
+    fs,
+    io::{BufRead, BufReader},
+    path::{Path, PathBuf},
+    process::{Command, Output, Stdio},
+};
+
+use rand::{Rng, SeedableRng, rngs::StdRng};
+use tempfile::TempDir;
+
+const BIN: &str = env!("CARGO_BIN_EXE_tamizdat");
+const SIZES: &[usize] = &[
+    0,
+    1,
+    1023,
+    1024,
+    1025,
+    16383,
+    16384,
+    16385,
+    (1 << 20) + 1,
+    3 << 20,
+];
+
+/// A data dir plus a scratch dir, and a way to run the binary against them.
+struct Env {
+    tmp: TempDir,
+}
+
+impl Env {
+    fn new() -> Self {
+        Self {
+            tmp: TempDir::new().unwrap(),
+        }
+    }
+    fn data(&self) -> PathBuf {
+        self.tmp.path().join("data")
+    }
+    fn work(&self) -> PathBuf {
+        let p = self.tmp.path().join("work");
+        fs::create_dir_all(&p).unwrap();
+        p
+    }
+    fn cmd(&self) -> Command {
+        let mut c = Command::new(BIN);
+        c.current_dir(self.work())
+            .env("TAMIZDAT_DIR", self.data())
+            .env_remove("RUST_LOG");
+        c
+    }
+    fn run(&self, args: &[&str]) -> Output {
+        self.cmd().args(args).output().unwrap()
+    }
+    fn ok(&self, args: &[&str]) -> String {
+        let out = self.run(args);
+        assert!(
+            out.status.success(),
+            "tamizdat {args:?} failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    }
+    fn fails(&self, args: &[&str]) -> String {
+        let out = self.run(args);
+        assert!(!out.status.success(), "tamizdat {args:?} should have failed");
+        String::from_utf8(out.stderr).unwrap()
+    }
+    fn write(&self, name: &str, bytes: &[u8]) -> PathBuf {
+        let p = self.work().join(name);
+        fs::write(&p, bytes).unwrap();
+        p
+    }
+}
+
+fn random(size: usize, seed: u64) -> Vec<u8> {
+    let mut v = vec![0u8; size];
+    StdRng::seed_from_u64(seed).fill(&mut v[..]);
+    v
+}
+
+fn b3sum_available() -> bool {
+    Command::new("b3sum")
+        .arg("--version")
+        .output()
+        .is_ok_and(|o| o.status.success())
+}
+
+#[test]
+fn add_prints_exactly_what_b3sum_prints() {
+    let env = Env::new();
+    let mut names = Vec::new();
+    let mut expected = String::new();
+    for (i, &size) in SIZES.iter().enumerate() {
+        let name = format!("file-{size}");
+        let bytes = random(size, i as u64);
+        env.write(&name, &bytes);
+        expected.push_str(&format!("{}  {name}\n", blake3::hash(&bytes).to_hex()));
+        names.push(name);
+    }
+    // Names b3sum escapes.
+    env.write("back\\slash", b"a");
+    env.write("new\nline", b"b");
+    expected.push_str(&format!("\\{}  back\\\\slash\n", blake3::hash(b"a").to_hex()));
+    expected.push_str(&format!("\\{}  new\\nline\n", blake3::hash(b"b").to_hex()));
+    names.push("back\\slash".into());
+    names.push("new\nline".into());
+    let args: Vec<&str> = std::iter::once("add")
+        .chain(names.iter().map(String::as_str))
+        .collect();
+    let out = env.ok(&args);
+    assert_eq!(out, expected);
+    if b3sum_available() {
+        let b3 = Command::new("b3sum")
+            .args(&names)
+            .current_dir(env.work())
+            .output()
+            .unwrap();
+        assert_eq!(out, String::from_utf8(b3.stdout).unwrap(), "differs from b3sum");
+    } else {
+        eprintln!("b3sum not installed: compared with the blake3 crate only");
+    }
+    // Standard input is `-`, as for b3sum.
+    let mut child = env
+        .cmd()
+        .args(["add", "-"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let bytes = random(100_000, 99);
+    std::io::Write::write_all(&mut child.stdin.take().unwrap(), &bytes).unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success());
+    assert_eq!(
+        String::from_utf8(out.stdout).unwrap(),
+        format!("{}  -\n", blake3::hash(&bytes).to_hex())
+    );
+}
+
+#[test]
+fn cat_returns_the_verified_bytes() {
+    let env = Env::new();
+    let bytes = random(200_000, 1);
+    env.write("a", &bytes);
+    let line = env.ok(&["add", "a"]);
+    let hash = &line[..64];
+    let out = env.run(&["cat", hash]);
+    assert!(out.status.success());
+    assert_eq!(out.stdout, bytes);
+    // The data dir was created on first use, under TAMIZDAT_DIR.
+    assert!(env.data().join("store").is_dir());
+}
+
+#[test]
+fn malformed_and_unknown_hashes_are_named() {
+    let env = Env::new();
+    let upper = "AF1349B9F5F9A1A6A0404DEA36DCC9499BCB25C9ADC112B7CC9A93CAE41F3262";
+    for bad in ["abc", upper, &format!("{}g", &upper[..63].to_lowercase()), ""] {
+        let err = env.fails(&["cat", bad]);
+        assert!(err.contains("invalid hash"), "{bad:?}: {err}");
+        assert!(err.contains("64 lowercase hex digits"), "{err}");
+    }
+    let absent = blake3::hash(b"absent").to_hex();
+    let err = env.fails(&["cat", absent.as_str()]);
+    assert!(err.contains(absent.as_str()) && err.contains("not in the store"), "{err}");
+    let err = env.fails(&["add", "no-such-file"]);
+    assert!(err.contains("no-such-file"), "{err}");
+}
+
+#[test]
+fn corrupted_blob_is_never_served_and_scrub_quarantines_it() {
+    let env = Env::new();
+    let good = random(50_000, 2);
+    let bad = random(300_000, 3);
+    env.write("good", &good);
+    env.write("bad", &bad);
+    let out = env.ok(&["add", "good", "bad"]);
+    let hashes: Vec<&str> = out.lines().map(|l| &l[..64]).collect();
+    let (gh, bh) = (hashes[0], hashes[1]);
+    let file = env.data().join("store/blobs").join(&bh[..2]).join(bh);
+    let mut on_disk = fs::read(&file).unwrap();
+    on_disk[123_456] ^= 0x20;
+    fs::write(&file, &on_disk).unwrap();
+
+    let out = env.run(&["cat", bh]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains(bh) && err.contains("corrupt"), "{err}");
+    // Only verified bytes reached stdout, and none from the damaged group on.
+    assert!(out.stdout.len() <= 114_688, "{}", out.stdout.len());
+    assert_eq!(out.stdout, bad[..out.stdout.len()]);
+
+    let out = env.run(&["scrub"]);
+    assert!(!out.status.success(), "scrub reports damage with its exit status");
+    let report = String::from_utf8_lossy(&out.stdout);
+    assert!(report.contains(&format!("quarantined  {bh}")), "{report}");
+    let err = env.fails(&["cat", bh]);
+    assert!(err.contains("not in the store"), "{err}");
+    assert_eq!(env.run(&["cat", gh]).stdout, good);
+    assert!(env.run(&["scrub"]).status.success(), "a clean store scrubs clean");
+}
+
+#[test]
+fn pins_ls_and_gc() {
+    let env = Env::new();
+    env.write("keep", b"keep me");
+    env.write("drop", b"drop me");
+    let kh = env.ok(&["add", "--pin", "front-page", "keep"])[..64].to_owned();
+    let dh = env.ok(&["add", "drop"])[..64].to_owned();
+    let ls = env.ok(&["ls"]);
+    assert!(ls.contains(&kh) && ls.contains(&dh), "{ls}");
+    let keep_line = ls.lines().find(|l| l.starts_with(&kh)).unwrap();
+    assert!(keep_line.contains("complete") && keep_line.contains("front-page"), "{keep_line}");
+    assert_eq!(env.ok(&["pins"]), format!("front-page  {kh}\n"));
+    let dry = env.ok(&["gc", "--dry-run"]);
+    assert!(dry.contains(&dh) && !dry.contains(&kh), "{dry}");
+    assert!(env.ok(&["ls"]).contains(&dh));
+    env.ok(&["gc"]);
+    let ls = env.ok(&["ls"]);
+    assert!(ls.contains(&kh) && !ls.contains(&dh), "{ls}");
+    let err = env.fails(&["unpin", "no-such-pin"]);
+    assert!(err.contains("no-such-pin"), "{err}");
+    env.ok(&["pin", "other", &kh]);
+    env.ok(&["unpin", "front-page", &kh]);
+    env.ok(&["unpin", "other"]);
+    env.ok(&["gc"]);
+    assert_eq!(env.ok(&["ls"]), "");
+}
+
+#[test]
+fn quota_from_config_refuses_writes_and_keeps_what_was_there() {
+    let env = Env::new();
+    fs::create_dir_all(env.data()).unwrap();
+    fs::write(env.data().join("config.toml"), "[store]\nquota = \"100 KiB\"\n").unwrap();
+    let small = random(50_000, 4);
+    env.write("small", &small);
+    env.write("big", &random(80_000, 5));
+    let sh = env.ok(&["add", "small"])[..64].to_owned();
+    let err = env.fails(&["add", "big"]);
+    assert!(err.contains("store full") && err.contains("102400"), "{err}");
+    assert_eq!(env.run(&["cat", &sh]).stdout, small);
+    // A bad config names the problem.
+    fs::write(env.data().join("config.toml"), "[store]\nquota = \"lots\"\n").unwrap();
+    let err = env.fails(&["ls"]);
+    assert!(err.contains("config.toml"), "{err}");
+    fs::write(env.data().join("config.toml"), "[store]\nqouta = 1\n").unwrap();
+    let err = env.fails(&["ls"]);
+    assert!(err.contains("qouta"), "{err}");
+}
+
+/// `add` acknowledges a file by printing its line; SIGKILL at random points
+/// must never lose an acknowledged blob nor leave one half-written.
+#[test]
+fn sigkill_during_add_loses_nothing_acknowledged() {
+    let env = Env::new();
+    let mut rng = StdRng::seed_from_u64(7);
+    let mut files = Vec::new();
+    for i in 0..24 {
+        let size = rng.random_range(0..600_000);
+        let name = format!("f{i}");
+        files.push((name.clone(), random(size, 1000 + i)));
+        env.write(&name, &files.last().unwrap().1);
+    }
+    let mut acked: Vec<(String, usize)> = Vec::new();
+    for run in 0..15 {
+        let mut child = env
+            .cmd()
+            .arg("add")
+            .args(files.iter().map(|(n, _)| n))
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let want = rng.random_range(0..files.len());
+        let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+        for _ in 0..want {
+            let Some(Ok(line)) = lines.next() else { break };
+            let name = line[66..].to_owned();
+            let i = files.iter().position(|(n, _)| *n == name).unwrap();
+            acked.push((line[..64].to_owned(), i));
+        }
+        if rng.random_bool(0.5) {
+            std::thread::sleep(std::time::Duration::from_micros(rng.random_range(0..5000)));
+        }
+        let _ = child.kill();
+        child.wait().unwrap();
+        for (hash, i) in &acked {
+            let out = env.run(&["cat", hash]);
+            assert!(out.status.success(), "run {run}: acknowledged {hash} lost");
+            assert_eq!(out.stdout, files[*i].1);
+        }
+        let ls = env.ok(&["ls"]);
+        assert!(!ls.contains("partial"), "{ls}");
+        assert!(
+            fs::read_dir(env.data().join("store/tmp")).unwrap().next().is_none(),
+            "temporary files left visible"
+        );
+    }
+    assert!(env.run(&["scrub"]).status.success());
+}
+
+fn is_root() -> bool {
+    Command::new("id")
+        .arg("-u")
+        .output()
+        .is_ok_and(|o| o.stdout.trim_ascii() == b"0")
+}
+
+/// A real full disk: a 2 MiB tmpfs in a private mount namespace.
+#[test]
+fn full_disk_gives_a_clear_error_and_keeps_reads_and_deletes_working() {
+    if !is_root() {
+        eprintln!("needs root for a private tmpfs: the fault-injection store test covers this path");
+        return;
+    }
+    let env = Env::new();
+    let mnt = env.tmp.path().join("tiny");
+    fs::create_dir_all(&mnt).unwrap();
+    let small = random(100_000, 8);
+    let small_path = env.write("small", &small);
+    let big_path = env.write("big", &random(3 << 20, 9));
+    let expect_small = blake3::hash(&small).to_hex().to_string();
+    let script = format!(
+        r#"
+set -u
+mount -t tmpfs -o size=2m tmpfs "$MNT" || exit 90
+T() {{ "$BIN" --data-dir "$MNT/data" "$@"; }}
+T add --pin keep "{small}" > "$OUT/add-small" || exit 91
+T add "{big}" 2> "$OUT/add-big-err" && exit 92
+T cat {hash} > "$OUT/cat1" || exit 93
+head -c 3000000 /dev/zero > "$MNT/filler" 2>/dev/null
+T cat {hash} > "$OUT/cat2" || exit 94
+T ls > "$OUT/ls" || exit 95
+T unpin keep || exit 96
+T gc || exit 97
+T ls > "$OUT/ls2" || exit 98
+exit 0
+"#,
+        small = small_path.display(),
+        big = big_path.display(),
+        hash = expect_small,
+    );
+    let out_dir = env.tmp.path().join("out");
+    fs::create_dir_all(&out_dir).unwrap();
+    let out = Command::new("unshare")
+        .args(["--mount", "--propagation", "private", "sh", "-c", &script])
+        .env("MNT", &mnt)
+        .env("BIN", BIN)
+        .env("OUT", &out_dir)
+        .output()
+        .unwrap();
+    let read = |n: &str| fs::read(out_dir.join(n)).unwrap_or_default();
+    assert!(
+        out.status.success(),
+        "step failed with {:?}: {}\nadd-big stderr: {}",
+        out.status.code(),
+        String::from_utf8_lossy(&out.stderr),
+        String::from_utf8_lossy(&read("add-big-err"))
+    );
+    let err = String::from_utf8(read("add-big-err")).unwrap();
+    assert!(err.contains("disk full") && err.contains("big"), "{err}");
+    assert_eq!(read("cat1"), small);
+    assert_eq!(read("cat2"), small, "reads work at a full disk");
+    assert!(String::from_utf8(read("ls")).unwrap().contains(&expect_small));
+    assert_eq!(read("ls2"), b"", "deletes work at a full disk");
+    let _ = Path::new(&mnt);
+}
