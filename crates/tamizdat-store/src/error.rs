@@ -75,9 +75,7 @@ pub enum OpenError {
 #[non_exhaustive]
 pub enum WriteError {
     /// The write would take the store over its configured quota.
-    #[error(
-        "store full: quota is {quota} bytes, {used} in use, this write needs {needed} more"
-    )]
+    #[error("store full: quota is {quota} bytes, {used} in use, this write needs {needed} more")]
     StoreFull {
         /// The configured quota in bytes.
         quota: u64,
@@ -163,7 +161,9 @@ pub enum ReadError {
         hash: Hash,
     },
     /// The bytes on disk no longer match the hash: never served.
-    #[error("blob {hash} is corrupt on disk ({what} at byte offset {offset}); run `tamizdat scrub`")]
+    #[error(
+        "blob {hash} is corrupt on disk ({what} at byte offset {offset}); run `tamizdat scrub`"
+    )]
     Corrupt {
         /// The blob.
         hash: Hash,
@@ -221,4 +221,3 @@ pub(crate) fn is_disk_full(e: &io::Error) -> bool {
         || e.raw_os_error() == Some(28) // ENOSPC
         || e.raw_os_error() == Some(122) // EDQUOT
 }
-

@@ -124,10 +124,7 @@ mod tests {
             good.to_uppercase().parse::<Hash>(),
             Err(ParseHashError::Character { position: _, .. })
         ));
-        assert_eq!(
-            good[..63].parse::<Hash>(),
-            Err(ParseHashError::Length(63))
-        );
+        assert_eq!(good[..63].parse::<Hash>(), Err(ParseHashError::Length(63)));
         assert_eq!(
             format!("{good} ").parse::<Hash>(),
             Err(ParseHashError::Length(65))

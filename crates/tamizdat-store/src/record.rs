@@ -145,7 +145,12 @@ mod tests {
             state: StateRecord::Complete,
         });
         bytes[0] = 2;
-        assert!(decode::<EntryRecord>(&bytes).unwrap_err().0.contains("version 2"));
+        assert!(
+            decode::<EntryRecord>(&bytes)
+                .unwrap_err()
+                .0
+                .contains("version 2")
+        );
     }
 
     #[test]

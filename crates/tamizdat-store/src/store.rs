@@ -32,9 +32,7 @@ use tracing::{debug, info, warn};
 
 use crate::{
     ChunkRanges, Hash,
-    error::{
-        Error, IndexError, IoError, OpenError, ReadError, WriteError, io_err, is_disk_full,
-    },
+    error::{Error, IndexError, IoError, OpenError, ReadError, WriteError, io_err, is_disk_full},
     record::{self, EntryRecord, QuarantineRecord, StateRecord},
     verify::{self, BLOCK_SIZE, BlobReader, CorruptBlob, ObFile, chunks, outboard_size, tree},
 };
@@ -346,7 +344,10 @@ impl Store {
             removed += 1;
         }
         if removed > 0 {
-            info!(removed, "removed temporary files left by an interrupted write");
+            info!(
+                removed,
+                "removed temporary files left by an interrupted write"
+            );
         }
         let store = Self {
             dir,
@@ -615,7 +616,12 @@ impl Store {
 
     /// Adds `size` bytes read from `src` (a file or stream whose size is known);
     /// fails with [`WriteError::SourceChanged`] if it yields more or fewer.
-    pub fn add_sized(&self, mut src: impl Read, size: u64, name: &Path) -> Result<Added, WriteError> {
+    pub fn add_sized(
+        &self,
+        mut src: impl Read,
+        size: u64,
+        name: &Path,
+    ) -> Result<Added, WriteError> {
         self.check_size(size)?;
         let reservation = match self.reserve(size + outboard_size(size)) {
             Ok(r) => r,
@@ -776,7 +782,12 @@ impl Store {
         }
     }
 
-    fn commit_entry(&self, hash: &Hash, rec: &EntryRecord, add_used: u64) -> Result<(), IndexError> {
+    fn commit_entry(
+        &self,
+        hash: &Hash,
+        rec: &EntryRecord,
+        add_used: u64,
+    ) -> Result<(), IndexError> {
         let txn = self.begin_write()?;
         {
             let mut blobs = txn.open_table(BLOBS)?;
@@ -908,9 +919,16 @@ impl Store {
                         break;
                     }
                 }
-                Ok(BaoContentItem::Leaf(Leaf { offset, data: bytes })) => {
+                Ok(BaoContentItem::Leaf(Leaf {
+                    offset,
+                    data: bytes,
+                })) => {
                     let start = ChunkNum(offset / 1024);
-                    let end = ChunkNum((offset + bytes.len() as u64).div_ceil(1024).max(start.0 + 1));
+                    let end = ChunkNum(
+                        (offset + bytes.len() as u64)
+                            .div_ceil(1024)
+                            .max(start.0 + 1),
+                    );
                     let leaf = ChunkRanges::from(start..end);
                     if !have.is_superset(&leaf) {
                         let written = self
@@ -967,11 +985,7 @@ impl Store {
             sync_dir(&self.shard_dir(&hash))?;
         }
         if !new_ranges.is_empty() {
-            let delta = if fresh {
-                size + outboard_size(size)
-            } else {
-                0
-            };
+            let delta = if fresh { size + outboard_size(size) } else { 0 };
             self.commit_entry(&hash, &EntryRecord { size, added, state }, delta)
                 .map_err(|e| self.index_write_err(e))?;
         }
@@ -1204,10 +1218,7 @@ impl Store {
             let mut table = txn.open_multimap_table(PINS).map_err(IndexError::from)?;
             match hash {
                 Some(h) => usize::from(table.remove(name, h.as_bytes()).map_err(IndexError::from)?),
-                None => table
-                    .remove_all(name)
-                    .map_err(IndexError::from)?
-                    .count(),
+                None => table.remove_all(name).map_err(IndexError::from)?.count(),
             }
         };
         if n == 0 {
@@ -1280,7 +1291,11 @@ impl Store {
                 }
             }
             let mut meta = txn.open_table(META).map_err(IndexError::from)?;
-            let used = meta.get(USED).map_err(IndexError::from)?.map(|v| v.value()).unwrap_or(0);
+            let used = meta
+                .get(USED)
+                .map_err(IndexError::from)?
+                .map(|v| v.value())
+                .unwrap_or(0);
             meta.insert(USED, used.saturating_sub(freed))
                 .map_err(IndexError::from)?;
         }
@@ -1406,44 +1421,11 @@ impl Store {
         report: &mut ScrubReport,
     ) -> Result<(), Error> {
         // If the data itself still hashes right, only the outboard is bad.
-        let data_path = self.data_path(hash);
-        if let Ok(file) = File::open(&data_path) {
-            let mut hasher = blake3::Hasher::new();
-            let len = io::copy(&mut BufReader::with_capacity(IO_BUF, file), &mut hasher);
-            if len.ok() == Some(e.size) && Hash::from(hasher.finalize()) == *hash {
-                if let Ok(file) = File::open(&data_path) {
-                    let ob_path = self.outboard_path(hash);
-                    let tmp = self.temp().map_err(|_| {
-                        Error::Io(IoError {
-                            path: self.dir.join("tmp"),
-                            source: io::Error::other("cannot create temp file"),
-                        })
-                    })?;
-                    let mut w = BufWriter::new(&tmp.file);
-                    let rebuilt = bao_tree::io::sync::outboard_post_order(
-                        BufReader::with_capacity(IO_BUF, file),
-                        tree(e.size),
-                        &mut w,
-                    )
-                    .and_then(|_| w.flush())
-                    .and_then(|()| tmp.file.sync_all());
-                    drop(w);
-                    if let Err(e) = rebuilt {
-                        // The data is intact: never quarantine it for our own failure.
-                        return Err(Error::Io(IoError {
-                            path: tmp.path.clone(),
-                            source: e,
-                        }));
-                    }
-                    {
-                        fs::rename(&tmp.path, &ob_path).map_err(io_err(&ob_path))?;
-                        sync_dir(&self.shard_dir(hash))?;
-                        warn!(%hash, "outboard was damaged ({problem}); rebuilt from intact data");
-                        report.outboards_rebuilt.push(*hash);
-                        return Ok(());
-                    }
-                }
-            }
+        if self.data_is_intact(hash, e.size) {
+            self.rebuild_outboard(hash, e.size)?;
+            warn!(%hash, "outboard was damaged ({problem}); rebuilt from intact data");
+            report.outboards_rebuilt.push(*hash);
+            return Ok(());
         }
         warn!(%hash, "blob is corrupt ({problem}); quarantined");
         let q = self.dir.join("quarantine");
@@ -1473,13 +1455,53 @@ impl Store {
                 .insert(hash.as_bytes(), record::encode(&rec).as_slice())
                 .map_err(IndexError::from)?;
             let mut meta = txn.open_table(META).map_err(IndexError::from)?;
-            let used = meta.get(USED).map_err(IndexError::from)?.map(|v| v.value()).unwrap_or(0);
+            let used = meta
+                .get(USED)
+                .map_err(IndexError::from)?
+                .map(|v| v.value())
+                .unwrap_or(0);
             meta.insert(USED, used.saturating_sub(e.size + outboard_size(e.size)))
                 .map_err(IndexError::from)?;
         }
         txn.commit().map_err(IndexError::from)?;
         sync_dir(&self.shard_dir(hash))?;
         report.quarantined.push((*hash, problem));
+        Ok(())
+    }
+
+    fn data_is_intact(&self, hash: &Hash, size: u64) -> bool {
+        let Ok(file) = File::open(self.data_path(hash)) else {
+            return false;
+        };
+        let mut hasher = blake3::Hasher::new();
+        let len = io::copy(&mut BufReader::with_capacity(IO_BUF, file), &mut hasher);
+        len.ok() == Some(size) && Hash::from(hasher.finalize()) == *hash
+    }
+
+    /// Recomputes the outboard from the data file and swaps it in atomically.
+    fn rebuild_outboard(&self, hash: &Hash, size: u64) -> Result<(), Error> {
+        let data_path = self.data_path(hash);
+        let file = File::open(&data_path).map_err(io_err(&data_path))?;
+        let mut tmp = self.temp().map_err(|e| {
+            Error::Io(IoError {
+                path: self.dir.join("tmp"),
+                source: io::Error::other(e.to_string()),
+            })
+        })?;
+        let mut w = BufWriter::new(&tmp.file);
+        bao_tree::io::sync::outboard_post_order(
+            BufReader::with_capacity(IO_BUF, file),
+            tree(size),
+            &mut w,
+        )
+        .and_then(|_| w.flush())
+        .map_err(io_err(&tmp.path))?;
+        drop(w);
+        tmp.file.sync_all().map_err(io_err(&tmp.path))?;
+        let ob_path = self.outboard_path(hash);
+        fs::rename(&tmp.path, &ob_path).map_err(io_err(&ob_path))?;
+        tmp.keep = true;
+        sync_dir(&self.shard_dir(hash))?;
         Ok(())
     }
 
@@ -1564,7 +1586,9 @@ fn range_bytes(ranges: &ChunkRanges, size: u64) -> u64 {
             range_collections::range_set::RangeSetRange::Range(r) => (r.start.0, r.end.0),
             range_collections::range_set::RangeSetRange::RangeFrom(r) => (r.start.0, chunks(size)),
         };
-        total += (end * 1024).min(size).saturating_sub((start * 1024).min(size));
+        total += (end * 1024)
+            .min(size)
+            .saturating_sub((start * 1024).min(size));
     }
     total
 }
@@ -1617,7 +1641,8 @@ fn describe_decode(e: &bao_tree::io::DecodeError) -> String {
 
 /// The [`CorruptBlob`] inside an error from a [`BlobReader`], if that is what it is.
 pub fn corrupt_of(e: &io::Error) -> Option<&CorruptBlob> {
-    e.get_ref().and_then(|inner| inner.downcast_ref::<CorruptBlob>())
+    e.get_ref()
+        .and_then(|inner| inner.downcast_ref::<CorruptBlob>())
 }
 
 fn read_err(e: io::Error, path: PathBuf) -> ReadError {

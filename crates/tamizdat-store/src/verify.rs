@@ -12,7 +12,9 @@ use bao_tree::{
     io::sync::{Outboard, ReadAt, Size, WriteAt},
     iter::BaoChunk,
 };
-use blake3::hazmat::{ChainingValue, HasherExt, Mode, merge_subtrees_non_root, merge_subtrees_root};
+use blake3::hazmat::{
+    ChainingValue, HasherExt, Mode, merge_subtrees_non_root, merge_subtrees_root,
+};
 
 use crate::Hash;
 
