@@ -11,6 +11,7 @@ use std::{
     sync::{
         Mutex, MutexGuard,
         atomic::{AtomicU64, Ordering},
+        mpsc,
     },
     time::{SystemTime, UNIX_EPOCH},
 };
@@ -293,22 +294,75 @@ impl<W: Write> Write for Noted<W> {
     }
 }
 
-/// Reads from `src` and copies everything read into `sink`, remembering
-/// which side failed.
-struct Tee<R, W> {
+/// Reads the source a 1 MiB buffer at a time, lends the bytes to the hasher,
+/// and hands each consumed buffer to the writing thread without copying it.
+struct Feeder<R> {
     src: R,
-    sink: W,
-    sink_err: Option<io::Error>,
+    buf: Vec<u8>,
+    filled: usize,
+    pos: usize,
+    tx: Option<mpsc::SyncSender<(Vec<u8>, usize)>>,
+    free: mpsc::Receiver<Vec<u8>>,
+    /// The first read error of the source (as opposed to the writer's).
+    src_err: Option<io::Error>,
 }
 
-impl<R: Read, W: Write> Read for Tee<R, W> {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        let n = self.src.read(buf)?;
-        if let Err(e) = self.sink.write_all(&buf[..n]) {
-            let kind = e.kind();
-            self.sink_err = Some(e);
-            return Err(io::Error::new(kind, "sink"));
+impl<R: Read> Feeder<R> {
+    fn hand_off(&mut self) -> io::Result<()> {
+        if self.filled == 0 {
+            return Ok(());
         }
+        let next = self.free.try_recv().unwrap_or_else(|_| vec![0; IO_BUF]);
+        let full = std::mem::replace(&mut self.buf, next);
+        let n = std::mem::take(&mut self.filled);
+        self.pos = 0;
+        let stopped = || io::Error::new(io::ErrorKind::BrokenPipe, "writer stopped");
+        self.tx
+            .as_ref()
+            .ok_or_else(stopped)?
+            .send((full, n))
+            .map_err(|_| stopped())
+    }
+
+    fn refill(&mut self) -> io::Result<()> {
+        self.hand_off()?;
+        while self.filled < self.buf.len() {
+            match self.src.read(&mut self.buf[self.filled..]) {
+                Ok(0) => break,
+                Ok(n) => self.filled += n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => {
+                    let kind = e.kind();
+                    self.src_err = Some(e);
+                    return Err(io::Error::new(kind, "source"));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// True when bytes beyond what the hasher consumed were read or remain.
+    fn overlong(&mut self) -> bool {
+        let mut probe = [0u8; 1];
+        self.pos < self.filled || self.src.read(&mut probe).unwrap_or(0) != 0
+    }
+
+    /// Hands off the last buffer and closes the channel.
+    fn finish(&mut self) -> io::Result<()> {
+        let r = self.hand_off();
+        self.tx = None;
+        r
+    }
+}
+
+impl<R: Read> Read for Feeder<R> {
+    fn read(&mut self, out: &mut [u8]) -> io::Result<usize> {
+        if self.pos == self.filled {
+            self.refill()?;
+        }
+        let n = out.len().min(self.filled - self.pos);
+        out[..n].copy_from_slice(&self.buf[self.pos..self.pos + n]);
+        self.pos += n;
         Ok(n)
     }
 }
@@ -652,61 +706,87 @@ impl Store {
         } else {
             None
         };
-        let mut tee = Tee {
-            src,
-            sink: BufWriter::with_capacity(
-                IO_BUF,
-                Counted {
+        let root = std::thread::scope(|scope| -> Result<blake3::Hash, WriteError> {
+            // Hash on this thread while a second one writes: the two overlap.
+            let (tx, rx) = mpsc::sync_channel::<(Vec<u8>, usize)>(4);
+            let (free_tx, free_rx) = mpsc::sync_channel::<Vec<u8>>(6);
+            let file = &data.file;
+            let writer = scope.spawn(move || -> io::Result<()> {
+                let mut w = Counted {
                     store: self,
-                    inner: &data.file,
-                },
-            ),
-            sink_err: None,
-        };
-        let mut ob_sink = Noted {
-            inner: ob.as_ref().map(|ob| {
-                BufWriter::with_capacity(
-                    IO_BUF,
-                    Counted {
-                        store: self,
-                        inner: &ob.file,
-                    },
-                )
-            }),
-            err: None,
-        };
-        let result = bao_tree::io::sync::outboard_post_order(&mut tee, tree, &mut ob_sink)
-            .and_then(|root| ob_sink.flush().map(|()| root));
-        let root = match result {
-            Ok(root) => root,
-            Err(e) => {
-                if let Some(sink) = tee.sink_err.take() {
-                    return Err(write_err(&data.path)(sink));
+                    inner: file,
+                };
+                for (buf, n) in rx {
+                    w.write_all(&buf[..n])?;
+                    let _ = free_tx.try_send(buf);
                 }
-                if let (Some(err), Some(ob)) = (ob_sink.err.take(), &ob) {
-                    return Err(write_err(&ob.path)(err));
-                }
-                if e.kind() == io::ErrorKind::UnexpectedEof {
-                    return Err(WriteError::SourceChanged {
-                        path: name.to_owned(),
-                    });
-                }
+                Ok(())
+            });
+            let mut feed = Feeder {
+                src: &mut src,
+                buf: vec![0; IO_BUF],
+                filled: 0,
+                pos: 0,
+                tx: Some(tx),
+                free: free_rx,
+                src_err: None,
+            };
+            let mut ob_sink = Noted {
+                inner: ob.as_ref().map(|ob| {
+                    BufWriter::with_capacity(
+                        IO_BUF,
+                        Counted {
+                            store: self,
+                            inner: &ob.file,
+                        },
+                    )
+                }),
+                err: None,
+            };
+            let result = bao_tree::io::sync::outboard_post_order(&mut feed, tree, &mut ob_sink)
+                .and_then(|root| ob_sink.flush().map(|()| root));
+            // The source must end exactly where its size said.
+            let overlong = result.is_ok() && feed.overlong();
+            let flushed = feed.finish();
+            let written = writer
+                .join()
+                .unwrap_or_else(|_| Err(io::Error::other("writer thread panicked")));
+            if let Err(e) = written {
+                return Err(write_err(&data.path)(e));
+            }
+            if let Err(e) = flushed {
+                return Err(write_err(&data.path)(e));
+            }
+            if let Some(e) = feed.src_err.take() {
                 return Err(WriteError::Source {
                     path: name.to_owned(),
                     source: e,
                 });
             }
-        };
-        drop(ob_sink);
-        // The source must end exactly where its size said.
-        let mut probe = [0u8; 1];
-        if tee.src.read(&mut probe).unwrap_or(0) != 0 {
-            return Err(WriteError::SourceChanged {
-                path: name.to_owned(),
-            });
-        }
-        tee.sink.flush().map_err(write_err(&data.path))?;
-        drop(tee);
+            let root = match result {
+                Ok(root) => root,
+                Err(e) => {
+                    if let (Some(err), Some(ob)) = (ob_sink.err.take(), &ob) {
+                        return Err(write_err(&ob.path)(err));
+                    }
+                    if e.kind() == io::ErrorKind::UnexpectedEof {
+                        return Err(WriteError::SourceChanged {
+                            path: name.to_owned(),
+                        });
+                    }
+                    return Err(WriteError::Source {
+                        path: name.to_owned(),
+                        source: e,
+                    });
+                }
+            };
+            if overlong {
+                return Err(WriteError::SourceChanged {
+                    path: name.to_owned(),
+                });
+            }
+            Ok(root)
+        })?;
         data.file.sync_all().map_err(write_err(&data.path))?;
         if let Some(ob) = &ob {
             ob.file.sync_all().map_err(write_err(&ob.path))?;
