@@ -64,7 +64,10 @@ impl Env {
     }
     fn fails(&self, args: &[&str]) -> String {
         let out = self.run(args);
-        assert!(!out.status.success(), "tamizdat {args:?} should have failed");
+        assert!(
+            !out.status.success(),
+            "tamizdat {args:?} should have failed"
+        );
         String::from_utf8(out.stderr).unwrap()
     }
     fn write(&self, name: &str, bytes: &[u8]) -> PathBuf {
@@ -102,7 +105,10 @@ fn add_prints_exactly_what_b3sum_prints() {
     // Names b3sum escapes.
     env.write("back\\slash", b"a");
     env.write("new\nline", b"b");
-    expected.push_str(&format!("\\{}  back\\\\slash\n", blake3::hash(b"a").to_hex()));
+    expected.push_str(&format!(
+        "\\{}  back\\\\slash\n",
+        blake3::hash(b"a").to_hex()
+    ));
     expected.push_str(&format!("\\{}  new\\nline\n", blake3::hash(b"b").to_hex()));
     names.push("back\\slash".into());
     names.push("new\nline".into());
@@ -117,7 +123,11 @@ fn add_prints_exactly_what_b3sum_prints() {
             .current_dir(env.work())
             .output()
             .unwrap();
-        assert_eq!(out, String::from_utf8(b3.stdout).unwrap(), "differs from b3sum");
+        assert_eq!(
+            out,
+            String::from_utf8(b3.stdout).unwrap(),
+            "differs from b3sum"
+        );
     } else {
         eprintln!("b3sum not installed: compared with the blake3 crate only");
     }
@@ -157,14 +167,22 @@ fn cat_returns_the_verified_bytes() {
 fn malformed_and_unknown_hashes_are_named() {
     let env = Env::new();
     let upper = "AF1349B9F5F9A1A6A0404DEA36DCC9499BCB25C9ADC112B7CC9A93CAE41F3262";
-    for bad in ["abc", upper, &format!("{}g", &upper[..63].to_lowercase()), ""] {
+    for bad in [
+        "abc",
+        upper,
+        &format!("{}g", &upper[..63].to_lowercase()),
+        "",
+    ] {
         let err = env.fails(&["cat", bad]);
         assert!(err.contains("invalid hash"), "{bad:?}: {err}");
         assert!(err.contains("64 lowercase hex digits"), "{err}");
     }
     let absent = blake3::hash(b"absent").to_hex();
     let err = env.fails(&["cat", absent.as_str()]);
-    assert!(err.contains(absent.as_str()) && err.contains("not in the store"), "{err}");
+    assert!(
+        err.contains(absent.as_str()) && err.contains("not in the store"),
+        "{err}"
+    );
     let err = env.fails(&["add", "no-such-file"]);
     assert!(err.contains("no-such-file"), "{err}");
 }
@@ -193,13 +211,19 @@ fn corrupted_blob_is_never_served_and_scrub_quarantines_it() {
     assert_eq!(out.stdout, bad[..out.stdout.len()]);
 
     let out = env.run(&["scrub"]);
-    assert!(!out.status.success(), "scrub reports damage with its exit status");
+    assert!(
+        !out.status.success(),
+        "scrub reports damage with its exit status"
+    );
     let report = String::from_utf8_lossy(&out.stdout);
     assert!(report.contains(&format!("quarantined  {bh}")), "{report}");
     let err = env.fails(&["cat", bh]);
     assert!(err.contains("not in the store"), "{err}");
     assert_eq!(env.run(&["cat", gh]).stdout, good);
-    assert!(env.run(&["scrub"]).status.success(), "a clean store scrubs clean");
+    assert!(
+        env.run(&["scrub"]).status.success(),
+        "a clean store scrubs clean"
+    );
 }
 
 #[test]
@@ -212,7 +236,10 @@ fn pins_ls_and_gc() {
     let ls = env.ok(&["ls"]);
     assert!(ls.contains(&kh) && ls.contains(&dh), "{ls}");
     let keep_line = ls.lines().find(|l| l.starts_with(&kh)).unwrap();
-    assert!(keep_line.contains("complete") && keep_line.contains("front-page"), "{keep_line}");
+    assert!(
+        keep_line.contains("complete") && keep_line.contains("front-page"),
+        "{keep_line}"
+    );
     assert_eq!(env.ok(&["pins"]), format!("front-page  {kh}\n"));
     let dry = env.ok(&["gc", "--dry-run"]);
     assert!(dry.contains(&dh) && !dry.contains(&kh), "{dry}");
@@ -233,16 +260,27 @@ fn pins_ls_and_gc() {
 fn quota_from_config_refuses_writes_and_keeps_what_was_there() {
     let env = Env::new();
     fs::create_dir_all(env.data()).unwrap();
-    fs::write(env.data().join("config.toml"), "[store]\nquota = \"100 KiB\"\n").unwrap();
+    fs::write(
+        env.data().join("config.toml"),
+        "[store]\nquota = \"100 KiB\"\n",
+    )
+    .unwrap();
     let small = random(50_000, 4);
     env.write("small", &small);
     env.write("big", &random(80_000, 5));
     let sh = env.ok(&["add", "small"])[..64].to_owned();
     let err = env.fails(&["add", "big"]);
-    assert!(err.contains("store full") && err.contains("102400"), "{err}");
+    assert!(
+        err.contains("store full") && err.contains("102400"),
+        "{err}"
+    );
     assert_eq!(env.run(&["cat", &sh]).stdout, small);
     // A bad config names the problem.
-    fs::write(env.data().join("config.toml"), "[store]\nquota = \"lots\"\n").unwrap();
+    fs::write(
+        env.data().join("config.toml"),
+        "[store]\nquota = \"lots\"\n",
+    )
+    .unwrap();
     let err = env.fails(&["ls"]);
     assert!(err.contains("config.toml"), "{err}");
     fs::write(env.data().join("config.toml"), "[store]\nqouta = 1\n").unwrap();
@@ -294,7 +332,10 @@ fn sigkill_during_add_loses_nothing_acknowledged() {
         let ls = env.ok(&["ls"]);
         assert!(!ls.contains("partial"), "{ls}");
         assert!(
-            fs::read_dir(env.data().join("store/tmp")).unwrap().next().is_none(),
+            fs::read_dir(env.data().join("store/tmp"))
+                .unwrap()
+                .next()
+                .is_none(),
             "temporary files left visible"
         );
     }
@@ -312,7 +353,9 @@ fn is_root() -> bool {
 #[test]
 fn full_disk_gives_a_clear_error_and_keeps_reads_and_deletes_working() {
     if !is_root() {
-        eprintln!("needs root for a private tmpfs: the fault-injection store test covers this path");
+        eprintln!(
+            "needs root for a private tmpfs: the fault-injection store test covers this path"
+        );
         return;
     }
     let env = Env::new();
@@ -363,7 +406,21 @@ exit 0
     assert!(err.contains("disk full") && err.contains("big"), "{err}");
     assert_eq!(read("cat1"), small);
     assert_eq!(read("cat2"), small, "reads work at a full disk");
-    assert!(String::from_utf8(read("ls")).unwrap().contains(&expect_small));
+    assert!(
+        String::from_utf8(read("ls"))
+            .unwrap()
+            .contains(&expect_small)
+    );
     assert_eq!(read("ls2"), b"", "deletes work at a full disk");
-    let _ = Path::new(&mnt);
+}
+
+#[test]
+fn the_committed_example_config_is_valid() {
+    let env = Env::new();
+    fs::create_dir_all(env.data()).unwrap();
+    let example = Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy/config/example.toml");
+    fs::copy(&example, env.data().join("config.toml")).unwrap();
+    env.write("a", b"x");
+    env.ok(&["add", "a"]);
+    assert_eq!(env.ok(&["ls"]).lines().count(), 1);
 }

@@ -106,7 +106,13 @@ pub fn ls(store: &Store) -> Result<ExitCode> {
         } else {
             format!("partial:{}/{}", b.verified_bytes, b.size)
         };
-        writeln!(out, "{}  {:>12}  {state}  {}", b.hash, b.size, b.pins.join(","))?;
+        writeln!(
+            out,
+            "{}  {:>12}  {state}  {}",
+            b.hash,
+            b.size,
+            b.pins.join(",")
+        )?;
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -144,7 +150,11 @@ pub fn gc(store: &Store, dry_run: bool) -> Result<ExitCode> {
     let bytes: u64 = report.removed.iter().map(|(_, s)| s).sum();
     let mut out = io::stdout().lock();
     for (h, size) in &report.removed {
-        writeln!(out, "{}  {h}  {size}", if dry_run { "would remove" } else { "removed" })?;
+        writeln!(
+            out,
+            "{}  {h}  {size}",
+            if dry_run { "would remove" } else { "removed" }
+        )?;
     }
     eprintln!(
         "{} {} blobs, {bytes} bytes; {} orphan files swept",

@@ -23,9 +23,7 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         Command::Cat { hash } => blobs::cat(&store()?, &parse_hash(&hash)?),
         Command::Ls => blobs::ls(&store()?),
         Command::Pin { name, hashes } => blobs::pin(&store()?, &name, &parse_hashes(&hashes)?),
-        Command::Unpin { name, hashes } => {
-            blobs::unpin(&store()?, &name, &parse_hashes(&hashes)?)
-        }
+        Command::Unpin { name, hashes } => blobs::unpin(&store()?, &name, &parse_hashes(&hashes)?),
         Command::Pins => blobs::pins(&store()?),
         Command::Gc { dry_run } => blobs::gc(&store()?, dry_run),
         Command::Scrub => blobs::scrub(&store()?),

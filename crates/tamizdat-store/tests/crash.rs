@@ -27,8 +27,16 @@ fn data(size: usize, seed: u64) -> Vec<u8> {
 /// One acknowledged write.
 #[derive(Debug)]
 enum Ack {
-    Whole { seed: u64, size: u64 },
-    Range { seed: u64, size: u64, start: u64, end: u64 },
+    Whole {
+        seed: u64,
+        size: u64,
+    },
+    Range {
+        seed: u64,
+        size: u64,
+        start: u64,
+        end: u64,
+    },
 }
 
 fn child(dir: PathBuf, run: u64) -> ! {
@@ -82,7 +90,12 @@ fn check(dir: &Path, acks: &[Ack]) {
                 assert!(info.complete);
                 assert_eq!(store.read_to_vec(&h).unwrap(), bytes);
             }
-            Ack::Range { seed, size, start, end } => {
+            Ack::Range {
+                seed,
+                size,
+                start,
+                end,
+            } => {
                 let bytes = data(size as usize, seed);
                 let h = Hash::of(&bytes);
                 let mut got = Vec::new();
@@ -98,10 +111,7 @@ fn check(dir: &Path, acks: &[Ack]) {
     // Nothing in the index is damaged, and nothing partial claims to be complete.
     for info in store.list().unwrap() {
         if info.complete {
-            assert_eq!(
-                Hash::of(&store.read_to_vec(&info.hash).unwrap()),
-                info.hash
-            );
+            assert_eq!(Hash::of(&store.read_to_vec(&info.hash).unwrap()), info.hash);
         } else {
             assert!(info.verified_bytes < info.size);
             assert!(store.reader(&info.hash).is_err());
@@ -112,7 +122,10 @@ fn check(dir: &Path, acks: &[Ack]) {
 #[test]
 fn acknowledged_blobs_survive_sigkill() {
     if let Ok(dir) = std::env::var("TAMIZDAT_CRASH_CHILD") {
-        let run = std::env::var("TAMIZDAT_CRASH_RUN").unwrap().parse().unwrap();
+        let run = std::env::var("TAMIZDAT_CRASH_RUN")
+            .unwrap()
+            .parse()
+            .unwrap();
         child(PathBuf::from(dir), run);
     }
     let tmp = tempfile::TempDir::new().unwrap();
@@ -139,7 +152,10 @@ fn acknowledged_blobs_survive_sigkill() {
             let f: Vec<&str> = line.split_whitespace().collect();
             let n = |i: usize| f[i].parse::<u64>().unwrap();
             match f.as_slice() {
-                ["ACK", "whole", ..] => acks.push(Ack::Whole { seed: n(2), size: n(3) }),
+                ["ACK", "whole", ..] => acks.push(Ack::Whole {
+                    seed: n(2),
+                    size: n(3),
+                }),
                 ["ACK", "range", ..] => acks.push(Ack::Range {
                     seed: n(2),
                     size: n(3),
@@ -152,7 +168,9 @@ fn acknowledged_blobs_survive_sigkill() {
         }
         // Let the child get some way into its next write, then kill it.
         if rng.random_bool(0.7) {
-            std::thread::sleep(std::time::Duration::from_micros(rng.random_range(0..20_000)));
+            std::thread::sleep(std::time::Duration::from_micros(
+                rng.random_range(0..20_000),
+            ));
         }
         child.kill().unwrap(); // SIGKILL
         child.wait().unwrap();
@@ -160,7 +178,10 @@ fn acknowledged_blobs_survive_sigkill() {
     }
     assert!(acks.len() as u64 >= RUNS);
     // Finally, every byte in the store still hashes right.
-    let report = Store::open(&dir, Options::default()).unwrap().scrub().unwrap();
+    let report = Store::open(&dir, Options::default())
+        .unwrap()
+        .scrub()
+        .unwrap();
     assert!(report.quarantined.is_empty(), "{report:?}");
     assert!(report.partials_trimmed.is_empty(), "{report:?}");
     assert!(report.outboards_rebuilt.is_empty(), "{report:?}");

@@ -60,7 +60,9 @@ fn tmp_is_empty(dir: &Path) -> bool {
 }
 
 fn data_file(dir: &Path, hash: &Hash) -> PathBuf {
-    dir.join("blobs").join(&hash.to_string()[..2]).join(hash.to_string())
+    dir.join("blobs")
+        .join(&hash.to_string()[..2])
+        .join(hash.to_string())
 }
 
 #[test]
@@ -70,18 +72,38 @@ fn add_and_read_back_every_interesting_size() {
     for (i, &size) in INTERESTING_SIZES.iter().enumerate() {
         let bytes = data(size, i as u64);
         let added = store.add_bytes(&bytes).unwrap();
-        assert_eq!(added.hash.to_string(), blake3::hash(&bytes).to_hex().as_str());
+        assert_eq!(
+            added.hash.to_string(),
+            blake3::hash(&bytes).to_hex().as_str()
+        );
         assert_eq!(added.size, size as u64);
         assert!(added.new);
-        assert!(!store.add_bytes(&bytes).unwrap().new, "second add is a no-op");
-        assert_eq!(store.read_to_vec(&added.hash).unwrap(), bytes, "size {size}");
+        assert!(
+            !store.add_bytes(&bytes).unwrap().new,
+            "second add is a no-op"
+        );
+        assert_eq!(
+            store.read_to_vec(&added.hash).unwrap(),
+            bytes,
+            "size {size}"
+        );
         let info = store.info(&added.hash).unwrap().unwrap();
         assert!(info.complete);
         assert_eq!(info.verified_bytes, size as u64);
         let s = size as u64;
-        for r in [0..1, s.saturating_sub(1)..s, s / 3..s / 2 + 1, 0..s, 5..s + 100] {
+        for r in [
+            0..1,
+            s.saturating_sub(1)..s,
+            s / 3..s / 2 + 1,
+            0..s,
+            5..s + 100,
+        ] {
             let want = &bytes[(r.start.min(s)) as usize..(r.end.min(s)) as usize];
-            assert_eq!(read_range(&store, &added.hash, r.clone()).unwrap(), want, "{size} {r:?}");
+            assert_eq!(
+                read_range(&store, &added.hash, r.clone()).unwrap(),
+                want,
+                "{size} {r:?}"
+            );
         }
     }
     assert!(tmp_is_empty(dir.path()));
@@ -113,9 +135,15 @@ fn source_that_lies_about_its_size_is_refused() {
     let store = open(dir.path());
     let bytes = data(40_000, 1);
     let short = store.add_sized(&bytes[..], 50_000, Path::new("x"));
-    assert!(matches!(short, Err(WriteError::SourceChanged { .. })), "{short:?}");
+    assert!(
+        matches!(short, Err(WriteError::SourceChanged { .. })),
+        "{short:?}"
+    );
     let long = store.add_sized(&bytes[..], 30_000, Path::new("x"));
-    assert!(matches!(long, Err(WriteError::SourceChanged { .. })), "{long:?}");
+    assert!(
+        matches!(long, Err(WriteError::SourceChanged { .. })),
+        "{long:?}"
+    );
     assert!(store.list().unwrap().is_empty());
     assert!(tmp_is_empty(dir.path()));
 }
@@ -162,7 +190,10 @@ fn partial_blobs_resume_across_restarts_and_never_look_complete() {
             let info = dst.info(&hash).unwrap().unwrap();
             assert!(!info.complete);
             assert_eq!(info.size, size64);
-            assert!(matches!(dst.reader(&hash), Err(ReadError::NotAvailable { .. })));
+            assert!(matches!(
+                dst.reader(&hash),
+                Err(ReadError::NotAvailable { .. })
+            ));
             assert_eq!(
                 read_range(&dst, &hash, size64 - 1..size64).unwrap(),
                 &bytes[size - 1..]
@@ -182,7 +213,10 @@ fn partial_blobs_resume_across_restarts_and_never_look_complete() {
                 .unwrap();
             // Only a two-group blob is whole after its first and last groups.
             assert_eq!(got.complete, size <= 2 * 16384);
-            assert_eq!(read_range(&dst, &hash, 0..size64 / 2).unwrap(), &bytes[..size / 2]);
+            assert_eq!(
+                read_range(&dst, &hash, 0..size64 / 2).unwrap(),
+                &bytes[..size / 2]
+            );
         }
         // Everything, after another restart: only the missing groups are new.
         {
@@ -244,7 +278,10 @@ fn a_flipped_bit_anywhere_in_a_range_is_rejected() {
         let dst = open(dst_dir.path());
         let r = dst.receive(hash, size as u64, &all, &bad[..]);
         assert!(
-            matches!(r, Err(WriteError::Verification { .. }) | Err(WriteError::SizeUnproven(_))),
+            matches!(
+                r,
+                Err(WriteError::Verification { .. }) | Err(WriteError::SizeUnproven(_))
+            ),
             "flip at {spot}: {r:?}"
         );
         // Whatever was kept reads back correct and verified.
@@ -404,11 +441,18 @@ fn corrupt_data_is_never_served_and_scrub_quarantines_it() {
     fs::write(&path, &on_disk).unwrap();
 
     let mut out = Vec::new();
-    let err = store.reader(&bh).unwrap().read_to_end(&mut out).unwrap_err();
+    let err = store
+        .reader(&bh)
+        .unwrap()
+        .read_to_end(&mut out)
+        .unwrap_err();
     let corrupt = tamizdat_store::corrupt_of(&err).expect("a CorruptBlob error");
     assert_eq!(corrupt.hash, bh);
     assert_eq!(corrupt.offset, 65536);
-    assert!(out.len() <= 65536, "nothing past the bad group was returned");
+    assert!(
+        out.len() <= 65536,
+        "nothing past the bad group was returned"
+    );
     assert_eq!(out, bad[..out.len()]);
     assert!(matches!(
         store.encode_ranges(&bh, &ChunkRanges::all(), &mut Vec::new()),
@@ -452,9 +496,11 @@ fn scrub_rebuilds_a_damaged_outboard_and_trims_damaged_partials() {
     let p = open(pdir.path());
     let size = bytes.len() as u64;
     let last = request_ranges(size - 1..size, size);
-    p.receive(h, size, &last, &encode(&src, &h, &last)[..]).unwrap();
+    p.receive(h, size, &last, &encode(&src, &h, &last)[..])
+        .unwrap();
     let first = request_ranges(0..3 * 16384, size);
-    p.receive(h, size, &first, &encode(&src, &h, &first)[..]).unwrap();
+    p.receive(h, size, &first, &encode(&src, &h, &first)[..])
+        .unwrap();
     let before = p.info(&h).unwrap().unwrap().verified_bytes;
     let path = data_file(pdir.path(), &h);
     let mut d = fs::read(&path).unwrap();
@@ -480,7 +526,10 @@ fn pins_keep_blobs_through_gc() {
         Err(Error::NotFound(_))
     ));
     assert!(matches!(store.pin("", &a), Err(Error::InvalidPinName(_))));
-    assert!(matches!(store.pin("a\nb", &a), Err(Error::InvalidPinName(_))));
+    assert!(matches!(
+        store.pin("a\nb", &a),
+        Err(Error::InvalidPinName(_))
+    ));
     let dry = store.gc(true).unwrap();
     assert_eq!(dry.removed, vec![(b, 7)]);
     assert!(store.info(&b).unwrap().is_some(), "dry run deletes nothing");
@@ -496,7 +545,10 @@ fn pins_keep_blobs_through_gc() {
     assert!(!data_file(dir.path(), &b).exists());
     assert_eq!(store.read_to_vec(&a).unwrap(), b"kept");
     assert_eq!(store.info(&a).unwrap().unwrap().pins, vec!["articles"]);
-    assert!(matches!(store.unpin("nope", None), Err(Error::NoSuchPin(_))));
+    assert!(matches!(
+        store.unpin("nope", None),
+        Err(Error::NoSuchPin(_))
+    ));
     assert_eq!(store.unpin("articles", None).unwrap(), 1);
     assert_eq!(store.gc(false).unwrap().removed.len(), 1);
     assert!(store.list().unwrap().is_empty());
