@@ -658,14 +658,9 @@ impl Store {
                     .map_err(write_err(&data.path))?,
             }
         };
-        data.file.sync_all().map_err(write_err(&data.path))?;
-        if let Some(ob) = &ob {
-            ob.file.sync_all().map_err(write_err(&ob.path))?;
-        }
-        let hash = Hash::from(root);
-        let new = self.install(hash, size, &mut data, ob.as_mut())?;
+        let added = self.finish_add(root, size, &mut data, ob.as_mut())?;
         drop(reservation);
-        Ok(Added { hash, size, new })
+        Ok(added)
     }
 
     /// Adds `size` bytes read from `src` (a file or stream whose size is known);
@@ -787,13 +782,25 @@ impl Store {
             }
             Ok(root)
         })?;
+        let added = self.finish_add(root, size, &mut data, ob.as_mut())?;
+        drop(reservation);
+        Ok(added)
+    }
+
+    /// Makes the written temp files durable, then installs them.
+    fn finish_add(
+        &self,
+        root: blake3::Hash,
+        size: u64,
+        data: &mut TempFile,
+        ob: Option<&mut TempFile>,
+    ) -> Result<Added, WriteError> {
         data.file.sync_all().map_err(write_err(&data.path))?;
         if let Some(ob) = &ob {
             ob.file.sync_all().map_err(write_err(&ob.path))?;
         }
         let hash = Hash::from(root);
-        let new = self.install(hash, size, &mut data, ob.as_mut())?;
-        drop(reservation);
+        let new = self.install(hash, size, data, ob)?;
         Ok(Added { hash, size, new })
     }
 
