@@ -100,7 +100,9 @@ pub enum VerifyError {
     #[error(transparent)]
     Key(#[from] KeyError),
     /// Signed by a key other than the root, with no delegation.
-    #[error("signed by {signer}, which the publisher {root} has not delegated (no delegation attached)")]
+    #[error(
+        "signed by {signer}, which the publisher {root} has not delegated (no delegation attached)"
+    )]
     NotDelegated {
         /// Claimed publisher.
         root: PublicKey,
@@ -108,7 +110,9 @@ pub enum VerifyError {
         signer: PublicKey,
     },
     /// The attached delegation is for another root or another key.
-    #[error("the attached delegation is from {delegation_root} to {delegation_key}, not from {root} to {signer}")]
+    #[error(
+        "the attached delegation is from {delegation_root} to {delegation_key}, not from {root} to {signer}"
+    )]
     DelegationMismatch {
         /// Claimed publisher.
         root: PublicKey,
@@ -123,7 +127,9 @@ pub enum VerifyError {
     #[error("signed by the root key itself but carries a delegation")]
     UnexpectedDelegation,
     /// Signed outside the delegation's validity window.
-    #[error("signed at {at}, outside the delegation's window {not_before}..{not_after} (Unix seconds)")]
+    #[error(
+        "signed at {at}, outside the delegation's window {not_before}..{not_after} (Unix seconds)"
+    )]
     OutsideDelegation {
         /// Signing time.
         at: u64,

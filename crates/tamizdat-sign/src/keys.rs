@@ -50,7 +50,13 @@ impl PublicKey {
     pub fn fingerprint(&self) -> String {
         let h = blake3::derive_key("tamizdat fingerprint v1", &self.0);
         let hex = hex::encode(&h[..8]);
-        format!("{}-{}-{}-{}", &hex[0..4], &hex[4..8], &hex[8..12], &hex[12..16])
+        format!(
+            "{}-{}-{}-{}",
+            &hex[0..4],
+            &hex[4..8],
+            &hex[8..12],
+            &hex[12..16]
+        )
     }
 
     /// The dalek key, refusing encodings that are not points and weak
@@ -216,7 +222,11 @@ pub fn write_key_file_with(
     Ok(out)
 }
 
-fn derive(pass: &str, salt: &[u8; 16], (m, t, p): (u32, u32, u32)) -> Result<Zeroizing<[u8; 32]>, KeyError> {
+fn derive(
+    pass: &str,
+    salt: &[u8; 16],
+    (m, t, p): (u32, u32, u32),
+) -> Result<Zeroizing<[u8; 32]>, KeyError> {
     let params = Params::new(m, t, p, Some(32))
         .map_err(|e| KeyError::Damaged(format!("bad Argon2 parameters: {e}")))?;
     let mut k = Zeroizing::new([0u8; 32]);
@@ -274,11 +284,15 @@ pub fn key_file_info(bytes: &[u8]) -> Result<KeyFileInfo, KeyError> {
 }
 
 /// Reads a key file; `passphrase` is needed when it is encrypted.
-pub fn read_key_file(bytes: &[u8], passphrase: Option<&str>) -> Result<(KeyKind, SecretKey), KeyError> {
+pub fn read_key_file(
+    bytes: &[u8],
+    passphrase: Option<&str>,
+) -> Result<(KeyKind, SecretKey), KeyError> {
     let info = key_file_info(bytes)?;
     let seed: Zeroizing<[u8; 32]> = if info.encrypted {
         let pass = passphrase.ok_or(KeyError::NeedsPassphrase)?;
-        let u32_at = |i: usize| u32::from_le_bytes([bytes[i], bytes[i + 1], bytes[i + 2], bytes[i + 3]]);
+        let u32_at =
+            |i: usize| u32::from_le_bytes([bytes[i], bytes[i + 1], bytes[i + 2], bytes[i + 3]]);
         let cost = (u32_at(50), u32_at(54), u32_at(58));
         if cost.0 > ARGON2_MAX.0 || cost.1 > ARGON2_MAX.1 || cost.2 > ARGON2_MAX.2 {
             return Err(KeyError::Damaged(format!(

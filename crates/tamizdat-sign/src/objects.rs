@@ -123,7 +123,11 @@ pub fn check_feed_name(kind: &'static str, feed: &str) -> Result<(), DecodeError
     if ok {
         Ok(())
     } else {
-        Err(field(kind, "feed", format!("{feed:?}: 1 to 64 of a-z 0-9 . _ -")))
+        Err(field(
+            kind,
+            "feed",
+            format!("{feed:?}: 1 to 64 of a-z 0-9 . _ -"),
+        ))
     }
 }
 
@@ -135,9 +139,15 @@ pub fn check_path(path: &str) -> Result<(), DecodeError> {
         || path.starts_with('/')
         || path.contains('\\')
         || path.chars().any(char::is_control)
-        || path.split('/').any(|seg| seg.is_empty() || seg == "." || seg == "..");
+        || path
+            .split('/')
+            .any(|seg| seg.is_empty() || seg == "." || seg == "..");
     if bad {
-        return Err(field("manifest", "entries.path", format!("{path:?} is not a safe relative path")));
+        return Err(field(
+            "manifest",
+            "entries.path",
+            format!("{path:?} is not a safe relative path"),
+        ));
     }
     Ok(())
 }
@@ -156,7 +166,11 @@ impl Object for Delegation {
             return Err(field(Self::KIND, "not_after", "ends before it starts"));
         }
         if self.root == self.key {
-            return Err(field(Self::KIND, "key", "a root key cannot delegate to itself"));
+            return Err(field(
+                Self::KIND,
+                "key",
+                "a root key cannot delegate to itself",
+            ));
         }
         if let Some(feed) = &self.feed {
             check_feed_name(Self::KIND, feed)?;
@@ -176,10 +190,18 @@ impl Object for Revocation {
 
     fn check_fields(&self) -> Result<(), DecodeError> {
         if self.reason.len() > 256 || self.reason.chars().any(|c| c.is_control() && c != '\n') {
-            return Err(field(Self::KIND, "reason", "at most 256 bytes, no control characters"));
+            return Err(field(
+                Self::KIND,
+                "reason",
+                "at most 256 bytes, no control characters",
+            ));
         }
         if self.target == RevocationTarget::Key(self.root) {
-            return Err(field(Self::KIND, "target", "a root key cannot revoke itself"));
+            return Err(field(
+                Self::KIND,
+                "target",
+                "a root key cannot revoke itself",
+            ));
         }
         Ok(())
     }
@@ -202,17 +224,30 @@ impl Object for Manifest {
         }
         match (self.seq, &self.prev) {
             (1, Some(_)) => return Err(field(K, "prev", "sequence 1 has no previous manifest")),
-            (s, None) if s > 1 => return Err(field(K, "prev", "missing: only sequence 1 has none")),
+            (s, None) if s > 1 => {
+                return Err(field(K, "prev", "missing: only sequence 1 has none"));
+            }
             _ => {}
         }
         if self.title.len() > MAX_TITLE || self.title.chars().any(char::is_control) {
-            return Err(field(K, "title", format!("at most {MAX_TITLE} bytes, no control characters")));
+            return Err(field(
+                K,
+                "title",
+                format!("at most {MAX_TITLE} bytes, no control characters"),
+            ));
         }
         let lang_ok = !self.lang.is_empty()
             && self.lang.len() <= 35
-            && self.lang.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-');
+            && self
+                .lang
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-');
         if !lang_ok {
-            return Err(field(K, "lang", format!("{:?} is not a language tag", self.lang)));
+            return Err(field(
+                K,
+                "lang",
+                format!("{:?} is not a language tag", self.lang),
+            ));
         }
         if self.summary.as_ref().is_some_and(|s| s.len() > MAX_SUMMARY) {
             return Err(field(K, "summary", format!("over {MAX_SUMMARY} bytes")));
@@ -224,18 +259,34 @@ impl Object for Manifest {
         for e in &self.entries {
             check_path(&e.path)?;
             if !paths.insert(e.path.as_str()) {
-                return Err(field(K, "entries.path", format!("{:?} appears twice", e.path)));
+                return Err(field(
+                    K,
+                    "entries.path",
+                    format!("{:?} appears twice", e.path),
+                ));
             }
             let mt_ok = !e.media_type.is_empty()
                 && e.media_type.len() <= 127
                 && e.media_type.contains('/')
                 && e.media_type.bytes().all(|b| b.is_ascii_graphic());
             if !mt_ok {
-                return Err(field(K, "entries.media_type", format!("{:?}", e.media_type)));
+                return Err(field(
+                    K,
+                    "entries.media_type",
+                    format!("{:?}", e.media_type),
+                ));
             }
         }
-        if self.delegation.as_ref().is_some_and(|d| d.len() > MAX_SMALL_LEN) {
-            return Err(field(K, "delegation", format!("over {MAX_SMALL_LEN} bytes")));
+        if self
+            .delegation
+            .as_ref()
+            .is_some_and(|d| d.len() > MAX_SMALL_LEN)
+        {
+            return Err(field(
+                K,
+                "delegation",
+                format!("over {MAX_SMALL_LEN} bytes"),
+            ));
         }
         Ok(())
     }

@@ -158,7 +158,11 @@ impl Verifier {
 
     /// Verifies one manifest envelope: format, signature (`verify_strict`),
     /// delegation chain, revocations.
-    pub fn verify(&self, bytes: &[u8], trust: &TrustState) -> Result<VerifiedManifest, VerifyError> {
+    pub fn verify(
+        &self,
+        bytes: &[u8],
+        trust: &TrustState,
+    ) -> Result<VerifiedManifest, VerifyError> {
         let (signed, delegation) = Self::decode(bytes)?;
         let checks = self.structure(&signed, &delegation, trust)?;
         for c in &checks {
@@ -179,7 +183,8 @@ impl Verifier {
         trust: &TrustState,
     ) -> Vec<Result<VerifiedManifest, VerifyError>> {
         let decoded: Vec<_> = items.iter().map(|b| Self::decode(b)).collect();
-        let mut results: Vec<Result<VerifiedManifest, VerifyError>> = Vec::with_capacity(items.len());
+        let mut results: Vec<Result<VerifiedManifest, VerifyError>> =
+            Vec::with_capacity(items.len());
         let mut msgs = Vec::new();
         let mut sigs = Vec::new();
         let mut keys = Vec::new();
@@ -252,6 +257,7 @@ fn r_is_small_order(sig: &crate::keys::Signature) -> bool {
 /// Checks a delegation's own signature (by its root).
 pub fn verify_delegation(bytes: &[u8]) -> Result<Signed<Delegation>, VerifyError> {
     let d = Signed::<Delegation>::decode(bytes)?;
-    d.check_signature().map_err(|e: KeyError| VerifyError::Key(e))?;
+    d.check_signature()
+        .map_err(|e: KeyError| VerifyError::Key(e))?;
     Ok(d)
 }
