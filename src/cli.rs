@@ -66,6 +66,112 @@ pub enum Command {
     ///
     /// Exits non-zero when anything was found damaged.
     Scrub,
+    /// Publisher keys: root keys, signing keys, delegations, revocations.
+    #[command(subcommand)]
+    Key(KeyCommand),
+    /// Sign and store an article: a file, or a directory with `index.md` or
+    /// `index.html` plus its images and attachments. Prints the article's
+    /// hash (its link).
+    Publish(PublishArgs),
+    /// Check an article: signature, delegation chain, revocations, feed
+    /// position, and every file's bytes. Exit 0 only when all of it holds;
+    /// 1 when anything is forged, tampered or revoked; 3 when the signature
+    /// holds but files are missing here.
+    Verify {
+        /// The manifest's hash (in the store) or a manifest file.
+        target: String,
+    },
+    /// Print a manifest as JSON, for scripts.
+    Show {
+        /// The manifest's hash (in the store) or a manifest file.
+        target: String,
+    },
+}
+
+/// How to get the passphrase of a key file.
+#[derive(Debug, Args)]
+pub struct PassArgs {
+    /// Read the passphrase from the first line of FILE instead of the terminal.
+    #[arg(long, value_name = "FILE", conflicts_with = "no_passphrase")]
+    pub passphrase_file: Option<PathBuf>,
+    /// Store new keys unencrypted (and expect existing ones to be).
+    #[arg(long)]
+    pub no_passphrase: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum KeyCommand {
+    /// Create a publisher root key; prints its public key. Keep it offline.
+    New {
+        /// Name of the key in this data directory.
+        #[arg(long)]
+        name: String,
+        #[command(flatten)]
+        pass: PassArgs,
+    },
+    /// Create a signing key and the root's delegation to it.
+    Delegate {
+        /// The root key that delegates.
+        #[arg(long)]
+        root: String,
+        /// Name of the new signing key.
+        #[arg(long)]
+        name: String,
+        /// How long the delegation lasts: `90d`, `12h`, `1y`.
+        #[arg(long, value_name = "DURATION")]
+        valid_for: String,
+        /// Limit the delegation to one feed.
+        #[arg(long)]
+        feed: Option<String>,
+        #[command(flatten)]
+        pass: PassArgs,
+    },
+    /// Revoke a signing key: everything it signed stops verifying.
+    Revoke {
+        /// The root key that delegated it.
+        #[arg(long)]
+        root: String,
+        /// The signing key: its name here, or its public key.
+        key: String,
+        /// A short reason, published with the revocation.
+        #[arg(long, default_value = "")]
+        reason: String,
+        #[command(flatten)]
+        pass: PassArgs,
+    },
+    /// List the keys in this data directory.
+    List,
+    /// Show a key: public key, fingerprint, delegations.
+    Show {
+        /// The key's name.
+        name: String,
+    },
+}
+
+#[derive(Debug, Args)]
+pub struct PublishArgs {
+    /// A file, or a directory holding an article.
+    pub path: PathBuf,
+    /// The key that signs: a signing key (or the root itself).
+    #[arg(long)]
+    pub key: String,
+    /// Feed name (default: the delegation's feed, or `main`).
+    #[arg(long)]
+    pub feed: Option<String>,
+    /// Title (default: the first heading of `index.md`, or the file name).
+    #[arg(long)]
+    pub title: Option<String>,
+    /// Language tag, BCP 47 (`en`, `ru`, `fa-IR`); default `und`.
+    #[arg(long)]
+    pub lang: Option<String>,
+    /// A one-paragraph summary.
+    #[arg(long)]
+    pub summary: Option<String>,
+    /// Hash of an earlier article this one corrects or retracts.
+    #[arg(long, value_name = "HASH")]
+    pub supersedes: Option<String>,
+    #[command(flatten)]
+    pub pass: PassArgs,
 }
 
 #[derive(Debug, Args)]

@@ -1,6 +1,9 @@
 //! Execution of each command.
 
+mod articles;
 mod blobs;
+mod keys;
+mod state;
 
 use std::{path::Path, process::ExitCode};
 
@@ -27,6 +30,10 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         Command::Pins => blobs::pins(&store()?),
         Command::Gc { dry_run } => blobs::gc(&store()?, dry_run),
         Command::Scrub => blobs::scrub(&store()?),
+        Command::Key(cmd) => keys::run(&dir, store, cmd),
+        Command::Publish(args) => articles::publish(&dir, &store()?, args),
+        Command::Verify { target } => articles::verify(&store()?, &target),
+        Command::Show { target } => articles::show(&store()?, &target),
     }
 }
 

@@ -26,7 +26,7 @@ pub use error::{Error, IndexError, IoError, OpenError, ReadError, WriteError};
 pub use hash::{Hash, ParseHashError};
 pub use record::RecordError;
 pub use store::{
-    Added, BlobInfo, GcReport, MAX_PIN_NAME, Options, Received, ScrubReport, Store, Usage,
-    corrupt_of, request_ranges,
+    Added, BlobInfo, GcReport, MAX_PIN_NAME, MAX_STATE_LEN, Options, Received, ScrubReport, Store,
+    Usage, corrupt_of, request_ranges,
 };
 pub use verify::{BlobReader, CorruptBlob, GROUP_BYTES, outboard_size};

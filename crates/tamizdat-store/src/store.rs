@@ -42,6 +42,10 @@ const BLOBS: TableDefinition<'_, &[u8; 32], &[u8]> = TableDefinition::new("blobs
 const QUARANTINE: TableDefinition<'_, &[u8; 32], &[u8]> = TableDefinition::new("quarantine");
 const PINS: MultimapTableDefinition<'_, &str, &[u8; 32]> = MultimapTableDefinition::new("pins");
 const META: TableDefinition<'_, &str, u64> = TableDefinition::new("meta");
+/// Small named records kept for higher layers (feed state), opaque here.
+const STATE: TableDefinition<'_, &str, &[u8]> = TableDefinition::new("state");
+/// Largest state record.
+pub const MAX_STATE_LEN: usize = 64 << 20;
 /// Bytes accounted to the quota: data plus outboard of every entry, partial
 /// entries counted at their full size.
 const USED: &str = "used_bytes";
@@ -438,6 +442,7 @@ impl Store {
             txn.open_table(BLOBS)?;
             txn.open_table(QUARANTINE)?;
             txn.open_multimap_table(PINS)?;
+            txn.open_table(STATE)?;
             let mut meta = txn.open_table(META)?;
             if meta.get(USED)?.is_none() {
                 meta.insert(USED, 0)?;
@@ -1633,6 +1638,34 @@ impl Store {
             self.commit_entry(hash, &rec, 0)?;
             report.partials_trimmed.push(*hash);
         }
+        Ok(())
+    }
+
+    /// A named state record (opaque bytes a higher layer keeps here so it
+    /// commits with the same durability as the index).
+    pub fn state_get(&self, name: &str) -> Result<Option<Vec<u8>>, IndexError> {
+        let txn = self.db.begin_read()?;
+        let table = txn.open_table(STATE)?;
+        Ok(table.get(name)?.map(|v| v.value().to_vec()))
+    }
+
+    /// Replaces a named state record, durably.
+    pub fn state_put(&self, name: &str, value: &[u8]) -> Result<(), Error> {
+        if value.len() > MAX_STATE_LEN {
+            return Err(Error::Io(IoError {
+                path: self.dir.join("index.redb"),
+                source: io::Error::other(format!(
+                    "state record {name:?} of {} bytes is over the {MAX_STATE_LEN}-byte limit",
+                    value.len()
+                )),
+            }));
+        }
+        let txn = self.begin_write().map_err(IndexError::from)?;
+        txn.open_table(STATE)
+            .map_err(IndexError::from)?
+            .insert(name, value)
+            .map_err(IndexError::from)?;
+        txn.commit().map_err(IndexError::from)?;
         Ok(())
     }
 

@@ -1,0 +1,430 @@
+//! `publish`, `verify`, `show`.
+
+use std::{
+    fs,
+    io::{self, Read},
+    path::{Path, PathBuf},
+    process::ExitCode,
+};
+
+use anyhow::{Context, Result, bail};
+use serde_json::json;
+use tamizdat_sign::{
+    Entry, FeedError, KeyKind, MAX_ENTRIES, MAX_MANIFEST_LEN, Manifest, Signed, TrustState,
+    VerifiedManifest, Verifier, check_path,
+};
+use tamizdat_store::{Hash, Store};
+
+use super::{
+    keys::{KeyDir, format_time, now},
+    parse_hash, state,
+};
+use crate::cli::PublishArgs;
+
+/// Exit status of `verify` when the signature holds but files are missing.
+const EXIT_INCOMPLETE: u8 = 3;
+
+/// The pin that keeps a feed's articles: `feed/FINGERPRINT/FEED`.
+fn feed_pin(m: &Manifest) -> String {
+    format!("feed/{}/{}", m.publisher.fingerprint(), m.feed)
+}
+
+/// Files of an article, as (path inside the article, path on disk), sorted.
+fn collect(root: &Path) -> Result<Vec<(String, PathBuf)>> {
+    let meta =
+        fs::symlink_metadata(root).with_context(|| format!("cannot read {}", root.display()))?;
+    if meta.is_file() {
+        let name = root
+            .file_name()
+            .and_then(|n| n.to_str())
+            .with_context(|| format!("{} has no usable file name", root.display()))?;
+        return Ok(vec![(name.to_owned(), root.to_owned())]);
+    }
+    if !meta.is_dir() {
+        bail!("{} is neither a file nor a directory", root.display());
+    }
+    let mut out = Vec::new();
+    let mut stack = vec![root.to_owned()];
+    while let Some(dir) = stack.pop() {
+        for entry in fs::read_dir(&dir).with_context(|| format!("cannot list {}", dir.display()))? {
+            let entry = entry?;
+            let path = entry.path();
+            let ty = entry.file_type()?;
+            if ty.is_symlink() {
+                bail!(
+                    "{} is a symbolic link: publish real files only",
+                    path.display()
+                );
+            }
+            if ty.is_dir() {
+                stack.push(path);
+                continue;
+            }
+            let rel = path
+                .strip_prefix(root)?
+                .to_str()
+                .with_context(|| format!("{} is not valid UTF-8", path.display()))?
+                .replace(std::path::MAIN_SEPARATOR, "/");
+            check_path(&rel).with_context(|| format!("cannot publish {}", path.display()))?;
+            out.push((rel, path));
+            if out.len() > MAX_ENTRIES {
+                bail!("{} holds more than {MAX_ENTRIES} files", root.display());
+            }
+        }
+    }
+    out.sort();
+    Ok(out)
+}
+
+/// The first Markdown heading of `index.md`, if any.
+fn first_heading(files: &[(String, PathBuf)]) -> Option<String> {
+    let (_, path) = files.iter().find(|(p, _)| p == "index.md")?;
+    let mut text = String::new();
+    fs::File::open(path)
+        .ok()?
+        .take(64 * 1024)
+        .read_to_string(&mut text)
+        .ok()?;
+    text.lines()
+        .find_map(|l| l.trim_start().strip_prefix('#'))
+        .map(|h| h.trim_start_matches('#').trim().to_owned())
+        .filter(|h| !h.is_empty())
+}
+
+fn media_type(path: &str) -> String {
+    match path.rsplit('.').next() {
+        Some("md" | "markdown") => "text/markdown".into(),
+        _ => mime_guess::from_path(path)
+            .first_or_octet_stream()
+            .essence_str()
+            .to_owned(),
+    }
+}
+
+pub fn publish(data: &Path, store: &Store, args: PublishArgs) -> Result<ExitCode> {
+    let keys = KeyDir::open(data)?;
+    let (kind, key) = keys.load(&args.key, &args.pass)?;
+    let (publisher, delegation) = match kind {
+        KeyKind::Root => (key.public(), None),
+        KeyKind::Signing => {
+            let d = keys.delegation(&args.key)?;
+            (d.body().root, Some(d))
+        }
+    };
+    let created = now();
+    if let Some(d) = &delegation {
+        let b = d.body();
+        if created > b.not_after {
+            bail!(
+                "the delegation of {:?} expired at {}: ask the root key holder for a new one",
+                args.key,
+                format_time(b.not_after)
+            );
+        }
+    }
+    let feed = args
+        .feed
+        .or_else(|| delegation.as_ref().and_then(|d| d.body().feed.clone()))
+        .unwrap_or_else(|| "main".into());
+    let files = collect(&args.path)?;
+    if files.is_empty() {
+        bail!("{} holds no files", args.path.display());
+    }
+    let title = match args.title.or_else(|| first_heading(&files)) {
+        Some(t) => t,
+        None if files.len() == 1 => files[0].0.clone(),
+        None => bail!("no title: give --title or start index.md with a # heading"),
+    };
+    let supersedes = args
+        .supersedes
+        .as_deref()
+        .map(parse_hash)
+        .transpose()?
+        .map(|h| *h.as_bytes());
+    let mut entries = Vec::new();
+    for (rel, path) in &files {
+        let added = store
+            .add_file(path)
+            .with_context(|| format!("cannot store {}", path.display()))?;
+        entries.push(Entry {
+            path: rel.clone(),
+            hash: *added.hash.as_bytes(),
+            size: added.size,
+            media_type: media_type(rel),
+        });
+    }
+    let mut trust = state::load(store)?;
+    let (seq, prev) = match trust.head(&publisher, &feed) {
+        Some(h) => (h.seq + 1, Some(h.hash)),
+        None => (1, None),
+    };
+    let manifest = Manifest {
+        publisher,
+        signer: key.public(),
+        delegation: delegation.as_ref().map(|d| d.bytes().to_vec()),
+        feed,
+        seq,
+        prev,
+        created,
+        title,
+        lang: args.lang.unwrap_or_else(|| "und".into()),
+        summary: args.summary,
+        supersedes,
+        entries,
+    };
+    let signed = Signed::sign(manifest, &key)?;
+    // Check it exactly as a reader will, before anything is recorded.
+    let verified = Verifier::new()
+        .verify(signed.bytes(), &trust)
+        .context("the new manifest does not verify")?;
+    trust.accept(&verified, created)?;
+    let added = store.add_bytes(signed.bytes())?;
+    let pin = feed_pin(signed.body());
+    for e in &signed.body().entries {
+        store.pin(&pin, &Hash::from_bytes(e.hash))?;
+    }
+    store.pin(&pin, &added.hash)?;
+    state::save(store, &trust)?;
+    println!("{}", added.hash);
+    eprintln!(
+        "published {:?} as {} seq {} ({} files)",
+        signed.body().title,
+        signed.body().feed,
+        seq,
+        signed.body().entries.len()
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Reads a manifest envelope by hash from the store, or from a file.
+fn load_envelope(store: &Store, target: &str) -> Result<(Vec<u8>, String)> {
+    let limit = MAX_MANIFEST_LEN as u64;
+    if let Ok(hash) = target.parse::<Hash>() {
+        let info = store
+            .info(&hash)?
+            .with_context(|| format!("manifest {hash} is not in the store"))?;
+        if info.size > limit {
+            bail!(
+                "blob {hash} is {} bytes: too large to be a manifest",
+                info.size
+            );
+        }
+        return Ok((store.read_to_vec(&hash)?, hash.to_string()));
+    }
+    let path = Path::new(target);
+    if !path.exists() && target.len() == 64 {
+        // Looks like a hash but is not one: say why.
+        parse_hash(target)?;
+    }
+    let file = fs::File::open(path).with_context(|| format!("cannot open {target}"))?;
+    let mut bytes = Vec::new();
+    file.take(limit + 1).read_to_end(&mut bytes)?;
+    if bytes.len() as u64 > limit {
+        bail!("{target} is over the {limit}-byte manifest limit");
+    }
+    let id = blake3::hash(&bytes).to_hex().to_string();
+    Ok((bytes, id))
+}
+
+enum EntryState {
+    Ok,
+    Missing,
+    Partial,
+    Bad(String),
+}
+
+fn check_entry(store: &Store, e: &Entry) -> Result<EntryState> {
+    let hash = Hash::from_bytes(e.hash);
+    let Some(info) = store.info(&hash)? else {
+        return Ok(EntryState::Missing);
+    };
+    if info.size != e.size {
+        return Ok(EntryState::Bad(format!(
+            "stored blob is {} bytes, the manifest says {}",
+            info.size, e.size
+        )));
+    }
+    if !info.complete {
+        return Ok(EntryState::Partial);
+    }
+    let mut reader = match store.reader(&hash) {
+        Ok(r) => r,
+        Err(err) => return Ok(EntryState::Bad(err.to_string())),
+    };
+    match io::copy(&mut reader, &mut io::sink()) {
+        Ok(_) => Ok(EntryState::Ok),
+        Err(err) => Ok(EntryState::Bad(match tamizdat_store::corrupt_of(&err) {
+            Some(c) => format!(
+                "bytes on disk do not match the hash ({} at offset {})",
+                c.what, c.offset
+            ),
+            None => err.to_string(),
+        })),
+    }
+}
+
+pub fn verify(store: &Store, target: &str) -> Result<ExitCode> {
+    let (bytes, id) = load_envelope(store, target)?;
+    let trust = state::load(store)?;
+    println!("manifest     {id}");
+    let v = match Verifier::new().verify(&bytes, &trust) {
+        Ok(v) => v,
+        Err(e) => {
+            println!("result       NOT VERIFIED: {e}");
+            return Ok(ExitCode::FAILURE);
+        }
+    };
+    let m = v.manifest();
+    println!(
+        "publisher    {}  ({})",
+        m.publisher,
+        m.publisher.fingerprint()
+    );
+    match v.delegation() {
+        None => println!("signed by    the publisher's root key"),
+        Some(d) => {
+            let b = d.body();
+            println!(
+                "signed by    {}  ({}), delegated by the root from {} until {}{}",
+                m.signer,
+                m.signer.fingerprint(),
+                format_time(b.not_before),
+                format_time(b.not_after),
+                b.feed
+                    .as_ref()
+                    .map(|f| format!(" for feed {f}"))
+                    .unwrap_or_default()
+            );
+        }
+    }
+    println!("signed at    {}", format_time(m.created));
+    println!(
+        "feed         {}  seq {}  prev {}",
+        m.feed,
+        m.seq,
+        m.prev.map(hex::encode).unwrap_or_else(|| "none".into())
+    );
+    println!("title        {}", m.title);
+    println!("language     {}", m.lang);
+    if let Some(s) = &m.supersedes {
+        println!("supersedes   {}", hex::encode(s));
+    }
+    let mut failed = None;
+    let position = feed_position(&trust, &v);
+    match &position {
+        Ok(note) => println!("feed check   {note}"),
+        Err(e) => {
+            println!("feed check   FAILED: {e}");
+            failed = Some(e.to_string());
+        }
+    }
+    println!("entries      {}", m.entries.len());
+    let mut missing = 0;
+    for e in &m.entries {
+        let hash = hex::encode(e.hash);
+        let state = check_entry(store, e)?;
+        let (label, note) = match &state {
+            EntryState::Ok => ("ok", String::new()),
+            EntryState::Missing => (
+                "MISSING",
+                " (not in this store: fetch it, it is not forged)".into(),
+            ),
+            EntryState::Partial => ("PARTIAL", " (only part of it is here yet)".into()),
+            EntryState::Bad(why) => ("BAD", format!(": {why}")),
+        };
+        println!(
+            "  {label:<8} {}  {hash}  {} bytes  {}{note}",
+            e.path, e.size, e.media_type
+        );
+        match state {
+            EntryState::Ok => {}
+            EntryState::Missing | EntryState::Partial => missing += 1,
+            EntryState::Bad(why) => {
+                failed.get_or_insert(format!("entry {} ({hash}): {why}", e.path));
+            }
+        }
+    }
+    if let Some(why) = failed {
+        println!("result       NOT VERIFIED: {why}");
+        return Ok(ExitCode::FAILURE);
+    }
+    if missing > 0 {
+        println!(
+            "result       SIGNATURE VERIFIED, {missing} of {} files missing here",
+            m.entries.len()
+        );
+        return Ok(ExitCode::from(EXIT_INCOMPLETE));
+    }
+    println!("result       VERIFIED");
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Where the manifest stands against this node's view of its feed. An older
+/// article is still genuine; equivocation and forks are not.
+fn feed_position(trust: &TrustState, v: &VerifiedManifest) -> Result<String, FeedError> {
+    let m = v.manifest();
+    let head = trust.head(&m.publisher, &m.feed);
+    match trust.check(v, now()) {
+        Ok(tamizdat_sign::Verdict::Duplicate) => Ok(match head {
+            Some(h) if h.seq == m.seq => "the latest in its feed known here".into(),
+            Some(h) => format!("accepted here; the feed is now at seq {}", h.seq),
+            None => "accepted here".into(),
+        }),
+        Ok(_) => Ok("newer than anything this node has seen of the feed".into()),
+        Err(FeedError::Replay { head, .. }) => Ok(format!(
+            "an older article: the feed is at seq {head} (newer articles exist)"
+        )),
+        Err(e) => Err(e),
+    }
+}
+
+pub fn show(store: &Store, target: &str) -> Result<ExitCode> {
+    let (bytes, id) = load_envelope(store, target)?;
+    let signed = Signed::<Manifest>::decode(&bytes)?;
+    let trust = state::load(store)?;
+    let verified = Verifier::new().verify(&bytes, &trust);
+    let m = signed.body();
+    let hexo = |d: &Option<[u8; 32]>| d.map(hex::encode);
+    let delegation = match &m.delegation {
+        Some(d) => Signed::<tamizdat_sign::Delegation>::decode(d)
+            .ok()
+            .map(|d| {
+                let b = d.body().clone();
+                json!({
+                    "id": hex::encode(d.id()),
+                    "root": b.root.to_string(),
+                    "key": b.key.to_string(),
+                    "not_before": b.not_before,
+                    "not_after": b.not_after,
+                    "feed": b.feed,
+                })
+            }),
+        None => None,
+    };
+    let out = json!({
+        "id": id,
+        "verified": verified.is_ok(),
+        "error": verified.err().map(|e| e.to_string()),
+        "publisher": m.publisher.to_string(),
+        "publisher_fingerprint": m.publisher.fingerprint(),
+        "signer": m.signer.to_string(),
+        "delegation": delegation,
+        "feed": m.feed,
+        "seq": m.seq,
+        "prev": hexo(&m.prev),
+        "created": m.created,
+        "created_rfc3339": format_time(m.created),
+        "title": m.title,
+        "lang": m.lang,
+        "summary": m.summary,
+        "supersedes": hexo(&m.supersedes),
+        "entries": m.entries.iter().map(|e| json!({
+            "path": e.path,
+            "hash": hex::encode(e.hash),
+            "size": e.size,
+            "media_type": e.media_type,
+        })).collect::<Vec<_>>(),
+    });
+    println!("{}", serde_json::to_string_pretty(&out)?);
+    Ok(ExitCode::SUCCESS)
+}
