@@ -110,19 +110,8 @@ pub enum VerifyError {
         signer: PublicKey,
     },
     /// The attached delegation is for another root or another key.
-    #[error(
-        "the attached delegation is from {delegation_root} to {delegation_key}, not from {root} to {signer}"
-    )]
-    DelegationMismatch {
-        /// Claimed publisher.
-        root: PublicKey,
-        /// Signer.
-        signer: PublicKey,
-        /// Delegation's root.
-        delegation_root: PublicKey,
-        /// Delegation's key.
-        delegation_key: PublicKey,
-    },
+    #[error("the attached delegation does not match: {0}")]
+    DelegationMismatch(String),
     /// A root-signed manifest must not carry a delegation.
     #[error("signed by the root key itself but carries a delegation")]
     UnexpectedDelegation,

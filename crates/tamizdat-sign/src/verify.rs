@@ -107,12 +107,10 @@ impl Verifier {
             Some(d) => {
                 let body = d.body();
                 if body.root != m.publisher || body.key != m.signer {
-                    return Err(VerifyError::DelegationMismatch {
-                        root: m.publisher,
-                        signer: m.signer,
-                        delegation_root: body.root,
-                        delegation_key: body.key,
-                    });
+                    return Err(VerifyError::DelegationMismatch(format!(
+                        "it is from {} to {}, the manifest claims {} signed by {}",
+                        body.root, body.key, m.publisher, m.signer
+                    )));
                 }
                 if m.created < body.not_before || m.created > body.not_after {
                     return Err(VerifyError::OutsideDelegation {
@@ -121,13 +119,11 @@ impl Verifier {
                         not_after: body.not_after,
                     });
                 }
-                if let Some(allowed) = &body.feed {
-                    if *allowed != m.feed {
-                        return Err(VerifyError::WrongFeed {
-                            allowed: allowed.clone(),
-                            feed: m.feed.clone(),
-                        });
-                    }
+                if let Some(allowed) = body.feed.as_ref().filter(|f| **f != m.feed) {
+                    return Err(VerifyError::WrongFeed {
+                        allowed: allowed.clone(),
+                        feed: m.feed.clone(),
+                    });
                 }
                 if let Some(rev) = trust.revoked(&m.publisher, &m.signer, Some(&d.id())) {
                     return Err(VerifyError::Revoked {
