@@ -3,14 +3,14 @@
 use std::{
     fs,
     io::{BufRead, BufReader},
-    path::{Path, PathBuf},
-    process::{Command, Output, Stdio},
+    path::Path,
+    process::{Command, Stdio},
 };
 
 use rand::{Rng, SeedableRng, rngs::StdRng};
-use tempfile::TempDir;
 
-const BIN: &str = env!("CARGO_BIN_EXE_tamizdat");
+mod common;
+use common::{BIN, Env, random};
 const SIZES: &[usize] = &[
     0,
     1,
@@ -23,65 +23,6 @@ const SIZES: &[usize] = &[
     (1 << 20) + 1,
     3 << 20,
 ];
-
-/// A data dir plus a scratch dir, and a way to run the binary against them.
-struct Env {
-    tmp: TempDir,
-}
-
-impl Env {
-    fn new() -> Self {
-        Self {
-            tmp: TempDir::new().unwrap(),
-        }
-    }
-    fn data(&self) -> PathBuf {
-        self.tmp.path().join("data")
-    }
-    fn work(&self) -> PathBuf {
-        let p = self.tmp.path().join("work");
-        fs::create_dir_all(&p).unwrap();
-        p
-    }
-    fn cmd(&self) -> Command {
-        let mut c = Command::new(BIN);
-        c.current_dir(self.work())
-            .env("TAMIZDAT_DIR", self.data())
-            .env_remove("RUST_LOG");
-        c
-    }
-    fn run(&self, args: &[&str]) -> Output {
-        self.cmd().args(args).output().unwrap()
-    }
-    fn ok(&self, args: &[&str]) -> String {
-        let out = self.run(args);
-        assert!(
-            out.status.success(),
-            "tamizdat {args:?} failed: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8(out.stdout).unwrap()
-    }
-    fn fails(&self, args: &[&str]) -> String {
-        let out = self.run(args);
-        assert!(
-            !out.status.success(),
-            "tamizdat {args:?} should have failed"
-        );
-        String::from_utf8(out.stderr).unwrap()
-    }
-    fn write(&self, name: &str, bytes: &[u8]) -> PathBuf {
-        let p = self.work().join(name);
-        fs::write(&p, bytes).unwrap();
-        p
-    }
-}
-
-fn random(size: usize, seed: u64) -> Vec<u8> {
-    let mut v = vec![0u8; size];
-    StdRng::seed_from_u64(seed).fill(&mut v[..]);
-    v
-}
 
 fn b3sum_available() -> bool {
     Command::new("b3sum")

@@ -367,7 +367,10 @@ fn feed_position(trust: &TrustState, v: &VerifiedManifest) -> Result<String, Fee
     match trust.check(v, now()) {
         Ok(tamizdat_sign::Verdict::Duplicate) => Ok(match head {
             Some(h) if h.seq == m.seq => "the latest in its feed known here".into(),
-            Some(h) => format!("accepted here; the feed is now at seq {}", h.seq),
+            Some(h) => format!(
+                "an older article: the feed is at seq {} (newer articles exist)",
+                h.seq
+            ),
             None => "accepted here".into(),
         }),
         Ok(_) => Ok("newer than anything this node has seen of the feed".into()),

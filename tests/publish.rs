@@ -1,0 +1,306 @@
+//! End to end, with the real binary: a newsroom creates its keys, publishes
+//! an article, and a reader verifies it; then the ways it must fail.
+
+mod common;
+
+use std::{fs, path::PathBuf};
+
+use common::{Env, random};
+
+/// A newsroom: root and signing key (passphrase-protected) and an article.
+struct Newsroom {
+    env: Env,
+    pass: PathBuf,
+    photo: Vec<u8>,
+}
+
+impl Newsroom {
+    fn new() -> Self {
+        let env = Env::new();
+        let pass = env.write("pass", b"correct horse battery staple\n");
+        let p = pass.to_str().unwrap().to_owned();
+        env.ok(&["key", "new", "--name", "outlet", "--passphrase-file", &p]);
+        env.ok(&[
+            "key",
+            "delegate",
+            "--root",
+            "outlet",
+            "--name",
+            "laptop",
+            "--valid-for",
+            "30d",
+            "--passphrase-file",
+            &p,
+        ]);
+        let art = env.work().join("article");
+        fs::create_dir_all(art.join("img")).unwrap();
+        fs::write(
+            art.join("index.md"),
+            "# Выборы: что произошло на самом деле\n\nТекст.\n\n![фото](img/photo.jpg)\n",
+        )
+        .unwrap();
+        let photo = random(120_000, 1);
+        fs::write(art.join("img/photo.jpg"), &photo).unwrap();
+        fs::write(art.join("report.pdf"), random(30_000, 2)).unwrap();
+        Self { env, pass, photo }
+    }
+
+    fn pass(&self) -> &str {
+        self.pass.to_str().unwrap()
+    }
+
+    fn publish(&self, extra: &[&str]) -> String {
+        let mut args = vec!["publish", "article", "--key", "laptop", "--lang", "ru"];
+        args.extend_from_slice(&["--passphrase-file", self.pass()]);
+        args.extend_from_slice(extra);
+        let out = self.env.ok(&args);
+        let hash = out.trim().to_owned();
+        assert_eq!(hash.len(), 64, "{out}");
+        hash
+    }
+
+    fn blob_file(&self, hash: &str) -> PathBuf {
+        self.env
+            .data()
+            .join("store/blobs")
+            .join(&hash[..2])
+            .join(hash)
+    }
+
+    fn verify(&self, target: &str) -> (i32, String) {
+        let out = self.env.run(&["verify", target]);
+        (
+            out.status.code().unwrap(),
+            String::from_utf8(out.stdout).unwrap() + &String::from_utf8_lossy(&out.stderr),
+        )
+    }
+}
+
+#[test]
+fn publish_then_verify_then_a_flipped_image_byte_fails_naming_the_entry() {
+    let n = Newsroom::new();
+    let root_pk = n.env.ok(&["key", "list"]);
+    let root_pk = root_pk
+        .lines()
+        .find(|l| l.starts_with("outlet "))
+        .unwrap()
+        .split_whitespace()
+        .nth(2)
+        .unwrap()
+        .to_owned();
+    let hash = n.publish(&[]);
+    let (code, out) = n.verify(&hash);
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("result       VERIFIED"), "{out}");
+    assert!(out.contains(&root_pk), "names the publisher: {out}");
+    assert!(
+        out.contains("Выборы: что произошло на самом деле"),
+        "title from index.md: {out}"
+    );
+    assert!(out.contains("seq 1"), "{out}");
+    for path in ["index.md", "img/photo.jpg", "report.pdf"] {
+        assert!(out.contains(path), "{path}: {out}");
+    }
+
+    // Flip one byte of the image in the store.
+    let photo_hash = blake3::hash(&n.photo).to_hex().to_string();
+    let file = n.blob_file(&photo_hash);
+    let mut bytes = fs::read(&file).unwrap();
+    bytes[77_777] ^= 0x01;
+    fs::write(&file, &bytes).unwrap();
+    let (code, out) = n.verify(&hash);
+    assert_eq!(code, 1, "{out}");
+    assert!(
+        out.contains("NOT VERIFIED") && out.contains("img/photo.jpg"),
+        "{out}"
+    );
+    assert!(out.contains(&photo_hash), "{out}");
+}
+
+#[test]
+fn mix_and_match_bytes_of_another_entry_fail() {
+    let n = Newsroom::new();
+    let hash = n.publish(&[]);
+    let photo_hash = blake3::hash(&n.photo).to_hex().to_string();
+    let md = fs::read(n.env.work().join("article/index.md")).unwrap();
+    let md_hash = blake3::hash(&md).to_hex().to_string();
+    // The photo's file now holds the (genuine, signed) bytes of index.md.
+    fs::copy(n.blob_file(&md_hash), n.blob_file(&photo_hash)).unwrap();
+    let (code, out) = n.verify(&hash);
+    assert_eq!(code, 1, "{out}");
+    assert!(out.contains("img/photo.jpg"), "{out}");
+}
+
+#[test]
+fn missing_files_are_reported_as_missing_not_forged() {
+    let n = Newsroom::new();
+    let hash = n.publish(&[]);
+    let pins = n.env.ok(&["pins"]);
+    let pin = pins
+        .lines()
+        .next()
+        .unwrap()
+        .split("  ")
+        .next()
+        .unwrap()
+        .to_owned();
+    assert!(pin.starts_with("feed/") && pin.ends_with("/main"), "{pin}");
+    let photo_hash = blake3::hash(&n.photo).to_hex().to_string();
+    n.env.ok(&["unpin", &pin, &photo_hash]);
+    n.env.ok(&["gc"]);
+    let (code, out) = n.verify(&hash);
+    assert_eq!(code, 3, "{out}");
+    assert!(
+        out.contains("MISSING") && out.contains("not forged"),
+        "{out}"
+    );
+    assert!(out.contains("SIGNATURE VERIFIED"), "{out}");
+}
+
+#[test]
+fn a_manifest_file_verifies_as_well_as_a_hash() {
+    let n = Newsroom::new();
+    let hash = n.publish(&[]);
+    let bytes = n.env.run(&["cat", &hash]).stdout;
+    let file = n.env.write("article.manifest", &bytes);
+    let (code, out) = n.verify(file.to_str().unwrap());
+    assert_eq!(code, 0, "{out}");
+    // A tampered copy of the file does not.
+    let mut bad = bytes.clone();
+    let i = bad.len() / 2;
+    bad[i] ^= 0x04;
+    let file = n.env.write("tampered.manifest", &bad);
+    let (code, out) = n.verify(file.to_str().unwrap());
+    assert_eq!(code, 1, "{out}");
+    assert!(out.contains("NOT VERIFIED"), "{out}");
+}
+
+#[test]
+fn feeds_chain_and_show_prints_json() {
+    let n = Newsroom::new();
+    let first = n.publish(&[]);
+    let second = n.publish(&["--title", "Поправка", "--supersedes", &first]);
+    let json: serde_json::Value = serde_json::from_str(&n.env.ok(&["show", &second])).unwrap();
+    assert_eq!(json["seq"], 2);
+    assert_eq!(json["prev"], first.as_str());
+    assert_eq!(json["supersedes"], first.as_str());
+    assert_eq!(json["title"], "Поправка");
+    assert_eq!(json["lang"], "ru");
+    assert_eq!(json["verified"], true);
+    assert_eq!(json["entries"].as_array().unwrap().len(), 3);
+    // The first is older now, and still genuine.
+    let (code, out) = n.verify(&first);
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("older article"), "{out}");
+}
+
+#[test]
+fn a_revoked_signing_key_no_longer_verifies() {
+    let n = Newsroom::new();
+    let hash = n.publish(&[]);
+    let out = n.env.ok(&[
+        "key",
+        "revoke",
+        "--root",
+        "outlet",
+        "laptop",
+        "--reason",
+        "laptop seized",
+        "--passphrase-file",
+        n.pass(),
+    ]);
+    assert_eq!(out.trim().len(), 64);
+    let (code, out) = n.verify(&hash);
+    assert_eq!(code, 1, "{out}");
+    assert!(out.contains("revoked"), "{out}");
+    let show = n.env.ok(&["key", "show", "outlet"]);
+    assert!(show.contains("REVOKED"), "{show}");
+}
+
+#[test]
+fn wrong_passphrase_and_damaged_key_files_give_clear_errors() {
+    let n = Newsroom::new();
+    let wrong = n.env.write("wrong", b"not it\n");
+    let err = n.env.fails(&[
+        "publish",
+        "article",
+        "--key",
+        "laptop",
+        "--passphrase-file",
+        wrong.to_str().unwrap(),
+    ]);
+    assert!(err.contains("wrong passphrase"), "{err}");
+    let err = n
+        .env
+        .fails(&["publish", "article", "--key", "laptop", "--no-passphrase"]);
+    assert!(err.contains("encrypted"), "{err}");
+    let key_file = n.env.data().join("keys/laptop.key");
+    let mut bytes = fs::read(&key_file).unwrap();
+    bytes.truncate(40);
+    fs::write(&key_file, &bytes).unwrap();
+    let err = n.env.fails(&[
+        "publish",
+        "article",
+        "--key",
+        "laptop",
+        "--passphrase-file",
+        n.pass(),
+    ]);
+    assert!(
+        err.contains("laptop.key") && err.contains("damaged"),
+        "{err}"
+    );
+    let err = n
+        .env
+        .fails(&["publish", "article", "--key", "nobody", "--no-passphrase"]);
+    assert!(err.contains("no key named"), "{err}");
+    // Key files are private.
+    use std::os::unix::fs::PermissionsExt;
+    let mode = fs::metadata(n.env.data().join("keys/outlet.key"))
+        .unwrap()
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o777, 0o600);
+}
+
+#[test]
+fn the_root_key_can_sign_directly_and_keys_show_their_delegations() {
+    let env = Env::new();
+    env.ok(&["key", "new", "--name", "solo", "--no-passphrase"]);
+    env.ok(&[
+        "key",
+        "delegate",
+        "--root",
+        "solo",
+        "--name",
+        "desk",
+        "--valid-for",
+        "90d",
+        "--feed",
+        "sport",
+        "--no-passphrase",
+    ]);
+    let show = env.ok(&["key", "show", "solo"]);
+    assert!(
+        show.contains("kind         root") && show.contains("feed sport"),
+        "{show}"
+    );
+    env.write("note.txt", b"A short statement.");
+    let hash = env.ok(&["publish", "note.txt", "--key", "solo", "--no-passphrase"]);
+    let out = env.ok(&["verify", hash.trim()]);
+    assert!(
+        out.contains("the publisher's root key") && out.contains("VERIFIED"),
+        "{out}"
+    );
+    // A feed-limited key cannot publish elsewhere.
+    let err = env.fails(&[
+        "publish",
+        "note.txt",
+        "--key",
+        "desk",
+        "--feed",
+        "politics",
+        "--no-passphrase",
+    ]);
+    assert!(err.contains("sport"), "{err}");
+}
