@@ -33,13 +33,17 @@ fn add_one(store: &Store, path: &Path) -> Result<Added> {
         return Ok(store.add_reader(io::stdin().lock(), path)?);
     }
     let file = File::open(path).with_context(|| format!("cannot open {}", path.display()))?;
-    let size = file
+    let meta = file
         .metadata()
-        .with_context(|| format!("cannot read {}", path.display()))?
-        .len();
-    if file.metadata()?.is_dir() {
+        .with_context(|| format!("cannot read {}", path.display()))?;
+    if meta.is_dir() {
         anyhow::bail!("{} is a directory", path.display());
     }
+    if !meta.is_file() {
+        // A pipe or device: its size is not known until it ends.
+        return Ok(store.add_reader(file, path)?);
+    }
+    let size = meta.len();
     let reader = BufReader::with_capacity(1 << 20, file);
     if size >= PROGRESS_MIN && io::stderr().is_terminal() {
         let bar = ProgressBar::new(size).with_style(

@@ -22,7 +22,7 @@ use bao_tree::{
         BaoContentItem, Leaf, Parent,
         outboard::PostOrderOutboard,
         round_up_to_chunks_groups,
-        sync::{DecodeResponseIter, OutboardMut, WriteAt, encode_ranges_validated},
+        sync::{DecodeResponseIter, OutboardMut, encode_ranges_validated},
     },
 };
 use redb::{
@@ -393,6 +393,18 @@ impl Store {
                 });
             }
         };
+        // Make the directories themselves durable before anything is put in them.
+        for d in [
+            dir.join("blobs"),
+            dir.join("tmp"),
+            dir.join("quarantine"),
+            dir.clone(),
+        ] {
+            sync_dir(&d)?;
+        }
+        if let Some(parent) = dir.parent().filter(|p| !p.as_os_str().is_empty()) {
+            sync_dir(parent)?;
+        }
         // We hold the index lock: anything in tmp/ is debris of a dead writer.
         let tmp = dir.join("tmp");
         let mut removed = 0;
@@ -536,8 +548,10 @@ impl Store {
             *lock(&self.reserved) += needed;
             return Ok(());
         };
-        let used = self.usage()?.used;
+        // Lock first: a writer that commits and releases in between is then
+        // counted at least once, never zero times.
         let mut reserved = lock(&self.reserved);
+        let used = self.usage()?.used;
         let in_use = used.saturating_add(*reserved);
         if in_use.saturating_add(needed) > quota {
             return Err(WriteError::StoreFull {
@@ -616,25 +630,14 @@ impl Store {
                 };
                 size += n as u64;
                 self.check_size(size)?;
-                // Reserve in steps so a stream cannot overshoot the quota.
-                while reservation.bytes < size + outboard_size(size) {
-                    reservation.grow(IO_BUF as u64 * 8)?;
+                // Reserve as it grows, so a stream cannot overshoot the quota.
+                let needed = size + outboard_size(size);
+                if reservation.bytes < needed {
+                    reservation.grow(needed - reservation.bytes)?;
                 }
                 w.write_all(&buf[..n]).map_err(write_err(&data.path))?;
             }
             w.flush().map_err(write_err(&data.path))?;
-        }
-        if let Some(quota) = self.opts.quota {
-            // Trim the step reservation to what is really needed.
-            let needed = size + outboard_size(size);
-            let used = self.usage()?.used;
-            if used + needed > quota {
-                return Err(WriteError::StoreFull {
-                    quota,
-                    used,
-                    needed,
-                });
-            }
         }
         let tree = tree(size);
         let mut ob = if tree.outboard_size() > 0 {
@@ -819,13 +822,16 @@ impl Store {
     ) -> Result<bool, WriteError> {
         let _guard = self.hash_lock(&hash);
         let existing = self.entry(&hash)?;
-        if matches!(
+        let complete = matches!(
             existing,
             Some(EntryRecord {
                 state: StateRecord::Complete,
                 ..
             })
-        ) {
+        );
+        // A complete entry whose files are gone or cut short is repaired
+        // with this good copy rather than trusted.
+        if complete && self.files_intact(&hash, size) {
             return Ok(false);
         }
         let shard = self.ensure_shard(&hash)?;
@@ -903,10 +909,14 @@ impl Store {
     ///
     /// `ranges` are widened to whole 16 KiB chunk groups (see
     /// [`crate::request_ranges`]); the sender must have been asked for
-    /// exactly those. The first ranges received for a blob must include its
-    /// last chunk group, which proves the claimed `size`; until they do,
-    /// nothing is kept. On a verification failure the groups that verified
-    /// before it are kept and the error says how many bytes.
+    /// exactly those. A blob the store does not hold yet starts with its
+    /// **last chunk group alone** ([`crate::size_proof_ranges`]): that proves
+    /// the claimed `size` before any disk or quota is committed to it, and
+    /// is read into memory (a few KiB) before anything is locked. Later
+    /// ranges stream straight to disk with no lock held while the sender
+    /// sends; put a timeout on `encoded`. On a verification failure the
+    /// groups that verified before it are kept and the error says how many
+    /// bytes.
     pub fn receive(
         &self,
         hash: Hash,
@@ -930,71 +940,204 @@ impl Store {
             });
         }
         let ranges = widen(ranges, size);
-        let _guard = self.hash_lock(&hash);
-        let existing = self.entry(&hash)?;
-        let (have, added, fresh) = match &existing {
-            Some(e) if e.state == StateRecord::Complete => {
-                return Ok(Received {
+        match self.entry(&hash)? {
+            Some(e) if e.state == StateRecord::Complete && self.files_intact(&hash, e.size) => {
+                Ok(Received {
                     new_bytes: 0,
                     complete: true,
-                });
+                })
             }
-            Some(e) if e.size != size => {
+            Some(e) if e.size != size => Err(WriteError::SizeMismatch {
+                hash,
+                claimed: size,
+                known: e.size,
+            }),
+            Some(e) if e.state != StateRecord::Complete => {
+                self.receive_more(hash, &e, &ranges, encoded)
+            }
+            // Absent, or complete with its files gone: start again from the size proof.
+            _ => self.receive_fresh(hash, size, &ranges, encoded),
+        }
+    }
+
+    /// The size proof for a blob not held yet: the last group and its path
+    /// from the root, decoded in memory, then written under the blob's lock.
+    fn receive_fresh(
+        &self,
+        hash: Hash,
+        size: u64,
+        ranges: &ChunkRanges,
+        encoded: impl Read,
+    ) -> Result<Received, WriteError> {
+        if *ranges != size_proof_ranges(size) {
+            return Err(WriteError::SizeUnproven(hash));
+        }
+        let tree = tree(size);
+        // Proof path (at most 64 pairs) plus one group: nothing more is read.
+        let cap = 64 * 64 + verify::GROUP_BYTES + 64;
+        let mut items = Vec::new();
+        for item in DecodeResponseIter::new(hash.to_blake3(), tree, encoded.take(cap), ranges) {
+            match item {
+                Ok(item) => items.push(item),
+                Err(e) => {
+                    return Err(WriteError::Verification {
+                        hash,
+                        detail: describe_decode(&e),
+                        kept: 0,
+                    });
+                }
+            }
+        }
+        let last = ChunkNum(chunks(size) - 1);
+        let proven = items.iter().any(|i| match i {
+            BaoContentItem::Leaf(l) => {
+                l.offset / 1024 <= last.0 && last.0 * 1024 < l.offset + l.data.len().max(1) as u64
+            }
+            BaoContentItem::Parent(_) => false,
+        });
+        if !proven {
+            return Err(WriteError::SizeUnproven(hash));
+        }
+        let _guard = self.hash_lock(&hash);
+        let existing = self.entry(&hash)?;
+        if let Some(e) = &existing {
+            if e.size != size {
                 return Err(WriteError::SizeMismatch {
                     hash,
                     claimed: size,
                     known: e.size,
                 });
             }
-            Some(e) => (
-                e.state.verified().ok_or_else(|| IndexError::Record {
-                    hash,
-                    source: record::RecordError("bad range set".into()),
-                })?,
-                e.added,
-                false,
-            ),
-            None => {
-                if !ranges.contains(&ChunkNum(chunks(size) - 1)) {
-                    return Err(WriteError::SizeUnproven(hash));
-                }
-                (ChunkRanges::empty(), now(), true)
+            if e.state != StateRecord::Complete {
+                // Another receive got here first: nothing to add.
+                return Ok(Received {
+                    new_bytes: 0,
+                    complete: false,
+                });
             }
+        }
+        // A fresh entry is charged in full now; a complete one whose files
+        // vanished is charged already.
+        let reservation = match existing {
+            None => Some(self.reserve(size + outboard_size(size))?),
+            Some(_) => None,
         };
-        let reservation = if fresh {
-            Some(self.reserve(size + outboard_size(size))?)
-        } else {
-            None
-        };
-        self.ensure_shard(&hash)?;
         let data_path = self.data_path(&hash);
         let ob_path = self.outboard_path(&hash);
-        let mut data = OpenOptions::new()
+        let shard = self.ensure_shard(&hash)?;
+        let data = OpenOptions::new()
             .write(true)
             .create(true)
-            .truncate(false)
+            .truncate(true)
             .open(&data_path)
             .map_err(write_err(&data_path))?;
-        let tree = tree(size);
+        data.set_len(size).map_err(write_err(&data_path))?;
         let ob_file = if tree.outboard_size() > 0 {
             let f = OpenOptions::new()
                 .read(true)
                 .write(true)
                 .create(true)
-                .truncate(false)
+                .truncate(true)
                 .open(&ob_path)
                 .map_err(write_err(&ob_path))?;
-            if fresh {
-                f.set_len(0).map_err(write_err(&ob_path))?;
-            }
             ObFile::File(f)
+        } else {
+            let _ = fs::remove_file(&ob_path);
+            ObFile::Empty
+        };
+        let mut outboard = PostOrderOutboard {
+            root: hash.to_blake3(),
+            tree,
+            data: ob_file,
+        };
+        let mut got = ChunkRanges::empty();
+        let written = (|| -> Result<(), WriteError> {
+            for item in items {
+                match item {
+                    BaoContentItem::Parent(Parent { node, pair }) => {
+                        outboard.save(node, &pair).map_err(write_err(&ob_path))?;
+                    }
+                    BaoContentItem::Leaf(Leaf {
+                        offset,
+                        data: bytes,
+                    }) => {
+                        self.count_write(bytes.len())
+                            .and_then(|()| {
+                                std::os::unix::fs::FileExt::write_all_at(&data, &bytes, offset)
+                            })
+                            .map_err(write_err(&data_path))?;
+                        got |= leaf_chunks(offset, bytes.len());
+                    }
+                }
+            }
+            data.sync_data().map_err(write_err(&data_path))?;
+            if let ObFile::File(f) = &outboard.data {
+                f.sync_data().map_err(write_err(&ob_path))?;
+            }
+            sync_dir(&shard)?;
+            Ok(())
+        })();
+        if let Err(e) = written {
+            drop(data);
+            let _ = fs::remove_file(&data_path);
+            let _ = fs::remove_file(&ob_path);
+            return Err(e);
+        }
+        let complete = got.is_superset(&ChunkRanges::from(..ChunkNum(chunks(size))));
+        let state = if complete {
+            StateRecord::Complete
+        } else {
+            StateRecord::partial(&got)
+        };
+        let added = existing.as_ref().map(|e| e.added).unwrap_or_else(now);
+        let delta = if existing.is_none() {
+            size + outboard_size(size)
+        } else {
+            0
+        };
+        self.commit_entry(&hash, &EntryRecord { size, added, state }, delta)
+            .map_err(|e| self.index_write_err(e))?;
+        drop(reservation);
+        Ok(Received {
+            new_bytes: range_bytes(&got, size),
+            complete,
+        })
+    }
+
+    /// More ranges of a blob already held in part. Verified groups are
+    /// written in place as they arrive (identical bytes whoever writes
+    /// them, so no lock is needed), fsynced once, then recorded under the
+    /// blob's lock.
+    fn receive_more(
+        &self,
+        hash: Hash,
+        entry: &EntryRecord,
+        ranges: &ChunkRanges,
+        encoded: impl Read,
+    ) -> Result<Received, WriteError> {
+        let size = entry.size;
+        let have = entry.state.verified().ok_or_else(|| IndexError::Record {
+            hash,
+            source: record::RecordError("bad range set".into()),
+        })?;
+        let tree = tree(size);
+        let data_path = self.data_path(&hash);
+        let ob_path = self.outboard_path(&hash);
+        let data = OpenOptions::new()
+            .write(true)
+            .open(&data_path)
+            .map_err(write_err(&data_path))?;
+        let ob_file = if tree.outboard_size() > 0 {
+            ObFile::File(
+                OpenOptions::new()
+                    .read(true)
+                    .write(true)
+                    .open(&ob_path)
+                    .map_err(write_err(&ob_path))?,
+            )
         } else {
             ObFile::Empty
         };
-        if fresh {
-            data.set_len(0).map_err(write_err(&data_path))?;
-            data.set_len(size).map_err(write_err(&data_path))?;
-        }
         let mut outboard = PostOrderOutboard {
             root: hash.to_blake3(),
             tree,
@@ -1002,8 +1145,7 @@ impl Store {
         };
         let mut got = ChunkRanges::empty();
         let mut failure: Option<WriteError> = None;
-        let iter = DecodeResponseIter::new(hash.to_blake3(), tree, encoded, &ranges);
-        for item in iter {
+        for item in DecodeResponseIter::new(hash.to_blake3(), tree, encoded, ranges) {
             match item {
                 Ok(BaoContentItem::Parent(Parent { node, pair })) => {
                     if let Err(e) = outboard.save(node, &pair) {
@@ -1015,17 +1157,11 @@ impl Store {
                     offset,
                     data: bytes,
                 })) => {
-                    let start = ChunkNum(offset / 1024);
-                    let end = ChunkNum(
-                        (offset + bytes.len() as u64)
-                            .div_ceil(1024)
-                            .max(start.0 + 1),
-                    );
-                    let leaf = ChunkRanges::from(start..end);
+                    let leaf = leaf_chunks(offset, bytes.len());
                     if !have.is_superset(&leaf) {
-                        let written = self
-                            .count_write(bytes.len())
-                            .and_then(|()| data.write_all_at(offset, &bytes));
+                        let written = self.count_write(bytes.len()).and_then(|()| {
+                            std::os::unix::fs::FileExt::write_all_at(&data, &bytes, offset)
+                        });
                         if let Err(e) = written {
                             failure = Some(write_err(&data_path)(e));
                             break;
@@ -1055,33 +1191,42 @@ impl Store {
             got = ChunkRanges::empty();
             failure.get_or_insert(e);
         }
-        let last = ChunkNum(chunks(size) - 1);
-        if fresh && !got.contains(&last) {
-            // The size was never proven: keep nothing.
-            drop(data);
-            let _ = fs::remove_file(&data_path);
-            let _ = fs::remove_file(&ob_path);
-            drop(reservation);
-            return Err(failure.unwrap_or(WriteError::SizeUnproven(hash)));
-        }
-        let new_ranges = got.difference(&have);
-        let new_bytes = range_bytes(&new_ranges, size);
-        let verified = have.union(&got);
-        let complete = verified.is_superset(&ChunkRanges::from(..ChunkNum(chunks(size))));
-        let state = if complete {
-            StateRecord::Complete
-        } else {
-            StateRecord::partial(&verified)
+        let _guard = self.hash_lock(&hash);
+        let (new_bytes, complete) = match self.entry(&hash)? {
+            None => {
+                return Err(failure.unwrap_or(WriteError::Verification {
+                    hash,
+                    detail: "the blob was deleted while it was being received".into(),
+                    kept: 0,
+                }));
+            }
+            Some(now_entry) => {
+                if now_entry.state == StateRecord::Complete {
+                    (0, true)
+                } else {
+                    let have = now_entry.state.verified().unwrap_or_default();
+                    let new_ranges = got.difference(&have);
+                    let verified = have.union(&got);
+                    let complete =
+                        verified.is_superset(&ChunkRanges::from(..ChunkNum(chunks(size))));
+                    if !new_ranges.is_empty() {
+                        let state = if complete {
+                            StateRecord::Complete
+                        } else {
+                            StateRecord::partial(&verified)
+                        };
+                        let rec = EntryRecord {
+                            size,
+                            added: now_entry.added,
+                            state,
+                        };
+                        self.commit_entry(&hash, &rec, 0)
+                            .map_err(|e| self.index_write_err(e))?;
+                    }
+                    (range_bytes(&new_ranges, size), complete)
+                }
+            }
         };
-        if fresh {
-            sync_dir(&self.shard_dir(&hash))?;
-        }
-        if !new_ranges.is_empty() {
-            let delta = if fresh { size + outboard_size(size) } else { 0 };
-            self.commit_entry(&hash, &EntryRecord { size, added, state }, delta)
-                .map_err(|e| self.index_write_err(e))?;
-        }
-        drop(reservation);
         match failure {
             Some(WriteError::Verification { hash, detail, .. }) => Err(WriteError::Verification {
                 hash,
@@ -1094,6 +1239,14 @@ impl Store {
                 complete,
             }),
         }
+    }
+
+    /// True when the data file has the blob's length and its outboard exists.
+    fn files_intact(&self, hash: &Hash, size: u64) -> bool {
+        let data_ok = fs::metadata(self.data_path(hash)).is_ok_and(|m| m.len() == size);
+        let ob_ok = outboard_size(size) == 0
+            || fs::metadata(self.outboard_path(hash)).is_ok_and(|m| m.len() == outboard_size(size));
+        data_ok && ob_ok
     }
 
     // ----- reading -----
@@ -1290,10 +1443,17 @@ impl Store {
     /// must be in the store (complete or partial).
     pub fn pin(&self, name: &str, hash: &Hash) -> Result<(), Error> {
         check_pin_name(name)?;
-        if self.entry(hash)?.is_none() {
+        let txn = self.begin_write().map_err(IndexError::from)?;
+        // Checked in the same transaction, so a concurrent gc cannot slip between.
+        let present = txn
+            .open_table(BLOBS)
+            .map_err(IndexError::from)?
+            .get(hash.as_bytes())
+            .map_err(IndexError::from)?
+            .is_some();
+        if !present {
             return Err(Error::NotFound(*hash));
         }
-        let txn = self.begin_write().map_err(IndexError::from)?;
         txn.open_multimap_table(PINS)
             .map_err(IndexError::from)?
             .insert(name, hash.as_bytes())
@@ -1479,9 +1639,8 @@ impl Store {
             report.checked += 1;
             if e.state == StateRecord::Complete {
                 report.bytes += e.size;
-                match self.check_complete(&hash, &e) {
-                    Ok(()) => {}
-                    Err(problem) => self.repair_or_quarantine(&hash, &e, problem, &mut report)?,
+                if let Some(problem) = self.check_complete(&hash, &e)? {
+                    self.repair_or_quarantine(&hash, &e, problem, &mut report)?;
                 }
             } else {
                 report.bytes += info.verified_bytes;
@@ -1491,18 +1650,35 @@ impl Store {
         Ok(report)
     }
 
-    fn check_complete(&self, hash: &Hash, e: &EntryRecord) -> Result<(), String> {
-        let (data, ob) = self.open_for_read(hash, e).map_err(|err| err.to_string())?;
-        let len = data.metadata().map_err(|err| err.to_string())?.len();
+    /// `Ok(None)`: intact. `Ok(Some(why))`: the bytes are damaged.
+    /// `Err`: the check itself failed (no descriptor, permission, EIO) and
+    /// says nothing about the blob, which is then left alone.
+    fn check_complete(&self, hash: &Hash, e: &EntryRecord) -> Result<Option<String>, Error> {
+        let (data, ob) = match self.open_for_read(hash, e) {
+            Ok(files) => files,
+            Err(ReadError::Corrupt { what, .. }) => return Ok(Some(what.to_owned())),
+            Err(ReadError::Io(io)) => return Err(Error::Io(io)),
+            Err(ReadError::Index(i)) => return Err(Error::Index(i)),
+            Err(other) => return Ok(Some(other.to_string())),
+        };
+        let len = data.metadata().map_err(io_err(self.data_path(hash)))?.len();
         if len != e.size {
-            return Err(format!("data file is {len} bytes, expected {}", e.size));
+            return Ok(Some(format!(
+                "data file is {len} bytes, expected {}",
+                e.size
+            )));
         }
         let mut reader = BlobReader::new(*hash, e.size, data, ob, 0..e.size);
-        io::copy(&mut reader, &mut io::sink()).map_err(|err| match corrupt_of(&err) {
-            Some(c) => format!("{} mismatch at byte offset {}", c.what, c.offset),
-            None => err.to_string(),
-        })?;
-        Ok(())
+        match io::copy(&mut reader, &mut io::sink()) {
+            Ok(_) => Ok(None),
+            Err(err) => match corrupt_of(&err) {
+                Some(c) => Ok(Some(format!(
+                    "{} mismatch at byte offset {}",
+                    c.what, c.offset
+                ))),
+                None => Err(Error::Io(io_err(self.data_path(hash))(err))),
+            },
+        }
     }
 
     fn repair_or_quarantine(
@@ -1513,7 +1689,7 @@ impl Store {
         report: &mut ScrubReport,
     ) -> Result<(), Error> {
         // If the data itself still hashes right, only the outboard is bad.
-        if self.data_is_intact(hash, e.size) {
+        if self.data_is_intact(hash, e.size)? {
             self.rebuild_outboard(hash, e.size)?;
             warn!(%hash, "outboard was damaged ({problem}); rebuilt from intact data");
             report.outboards_rebuilt.push(*hash);
@@ -1561,13 +1737,19 @@ impl Store {
         Ok(())
     }
 
-    fn data_is_intact(&self, hash: &Hash, size: u64) -> bool {
-        let Ok(file) = File::open(self.data_path(hash)) else {
-            return false;
+    /// Whether the data file still hashes to `hash`; an error when it
+    /// cannot be read at all (which proves nothing either way).
+    fn data_is_intact(&self, hash: &Hash, size: u64) -> Result<bool, Error> {
+        let path = self.data_path(hash);
+        let file = match File::open(&path) {
+            Ok(f) => f,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(false),
+            Err(e) => return Err(Error::Io(io_err(&path)(e))),
         };
         let mut hasher = blake3::Hasher::new();
-        let len = io::copy(&mut BufReader::with_capacity(IO_BUF, file), &mut hasher);
-        len.ok() == Some(size) && Hash::from(hasher.finalize()) == *hash
+        let len = io::copy(&mut BufReader::with_capacity(IO_BUF, file), &mut hasher)
+            .map_err(io_err(&path))?;
+        Ok(len == size && Hash::from(hasher.finalize()) == *hash)
     }
 
     /// Recomputes the outboard from the data file and swaps it in atomically.
@@ -1618,10 +1800,23 @@ impl Store {
             while g < end {
                 let g_end = (g + per).min(end);
                 let bytes = g * 1024..(g_end * 1024).min(e.size);
-                let ok = self.open_for_read(hash, e).ok().is_some_and(|(data, ob)| {
-                    let mut r = BlobReader::new(*hash, e.size, data, ob, bytes);
-                    io::copy(&mut r, &mut io::sink()).is_ok()
-                });
+                let ok = match self.open_for_read(hash, e) {
+                    Ok((data, ob)) => {
+                        let mut r = BlobReader::new(*hash, e.size, data, ob, bytes);
+                        match io::copy(&mut r, &mut io::sink()) {
+                            Ok(_) => true,
+                            Err(err) if corrupt_of(&err).is_some() => false,
+                            Err(err) => return Err(Error::Io(io_err(self.data_path(hash))(err))),
+                        }
+                    }
+                    Err(ReadError::Corrupt { .. }) => false,
+                    Err(ReadError::Io(io)) => return Err(Error::Io(io)),
+                    Err(other) => {
+                        return Err(Error::Io(io_err(self.data_path(hash))(io::Error::other(
+                            other.to_string(),
+                        ))));
+                    }
+                };
                 if ok {
                     keep |= ChunkRanges::from(ChunkNum(g)..ChunkNum(g_end));
                 }
@@ -1691,6 +1886,19 @@ pub fn request_ranges(bytes: Range<u64>, size: u64) -> ChunkRanges {
         return ChunkRanges::from(ChunkNum(0)..ChunkNum(1));
     }
     verify::group_ranges(bytes, size)
+}
+
+/// The ranges that prove a blob's size: its last chunk group alone. A blob
+/// the store does not hold yet must be received with exactly these first.
+pub fn size_proof_ranges(size: u64) -> ChunkRanges {
+    request_ranges(size.saturating_sub(1)..size, size)
+}
+
+/// Chunk range covered by a leaf of `len` bytes at byte `offset`.
+fn leaf_chunks(offset: u64, len: usize) -> ChunkRanges {
+    let start = ChunkNum(offset / 1024);
+    let end = ChunkNum((offset + len as u64).div_ceil(1024).max(start.0 + 1));
+    ChunkRanges::from(start..end)
 }
 
 fn widen(ranges: &ChunkRanges, size: u64) -> ChunkRanges {

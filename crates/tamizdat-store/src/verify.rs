@@ -233,7 +233,11 @@ impl BlobReader {
             self.buf_start = self.next_chunk * 1024;
             self.next_chunk = stop;
             self.buf.clear();
-            self.verify_window(&window)?;
+            if let Err(e) = self.verify_window(&window) {
+                // Never resume past a window that was not verified.
+                self.failed = true;
+                return Err(e);
+            }
             let lo = self.want.start.max(self.buf_start);
             let hi = self.want.end.min(self.buf_start + self.buf.len() as u64);
             if lo < hi {

@@ -12,6 +12,7 @@ use proptest::prelude::*;
 use rand::{Rng, SeedableRng, rngs::StdRng};
 use tamizdat_store::{
     ChunkRanges, Error, Hash, Options, ReadError, Store, WriteError, request_ranges,
+    size_proof_ranges,
 };
 use tempfile::TempDir;
 
@@ -53,6 +54,17 @@ fn encode(store: &Store, hash: &Hash, ranges: &ChunkRanges) -> Vec<u8> {
     let mut out = Vec::new();
     store.encode_ranges(hash, ranges, &mut out).unwrap();
     out
+}
+
+/// Sends a whole blob from `src` to `dst` as a node would: the size proof
+/// (last group) first, then everything.
+fn transfer(src: &Store, dst: &Store, hash: &Hash, size: u64) -> tamizdat_store::Received {
+    let proof = size_proof_ranges(size);
+    dst.receive(*hash, size, &proof, &encode(src, hash, &proof)[..])
+        .unwrap();
+    let all = request_ranges(0..u64::MAX, size);
+    dst.receive(*hash, size, &all, &encode(src, hash, &all)[..])
+        .unwrap()
 }
 
 fn tmp_is_empty(dir: &Path) -> bool {
@@ -157,11 +169,8 @@ fn transfer_whole_blob_between_stores() {
     for (i, &size) in INTERESTING_SIZES.iter().enumerate() {
         let bytes = data(size, 100 + i as u64);
         let hash = a.add_bytes(&bytes).unwrap().hash;
-        let ranges = request_ranges(0..u64::MAX, size as u64);
-        let encoded = encode(&a, &hash, &ranges);
-        let got = b.receive(hash, size as u64, &ranges, &encoded[..]).unwrap();
+        let got = transfer(&a, &b, &hash, size as u64);
         assert!(got.complete, "size {size}");
-        assert_eq!(got.new_bytes, size as u64);
         assert_eq!(b.read_to_vec(&hash).unwrap(), bytes);
     }
 }
@@ -243,17 +252,29 @@ fn first_receive_must_prove_the_size() {
     let hash = src.add_bytes(&bytes).unwrap().hash;
     let dst_dir = TempDir::new().unwrap();
     let dst = open(dst_dir.path());
-    let first = request_ranges(0..16384, size as u64);
-    let r = dst.receive(hash, size as u64, &first, &encode(&src, &hash, &first)[..]);
-    assert!(matches!(r, Err(WriteError::SizeUnproven(_))), "{r:?}");
-    assert!(dst.info(&hash).unwrap().is_none());
+    // Anything but the last group alone is refused before a byte is read.
+    for first in [
+        request_ranges(0..16384, size as u64),
+        request_ranges(0..size as u64, size as u64),
+    ] {
+        let r = dst.receive(hash, size as u64, &first, &encode(&src, &hash, &first)[..]);
+        assert!(matches!(r, Err(WriteError::SizeUnproven(_))), "{r:?}");
+        assert!(dst.info(&hash).unwrap().is_none());
+    }
 
     // A sender lying about the size cannot get anything stored.
-    let lie = size as u64 + 16384;
-    let ranges = request_ranges(0..lie, lie);
-    let mut encoded = encode(&src, &hash, &request_ranges(0..u64::MAX, size as u64));
-    encoded.extend_from_slice(&[0u8; 20000]);
-    assert!(dst.receive(hash, lie, &ranges, &encoded[..]).is_err());
+    for lie in [
+        size as u64 + 16384,
+        size as u64 - 1,
+        size as u64 + 1,
+        1 << 39,
+    ] {
+        let ranges = size_proof_ranges(lie);
+        let mut encoded = encode(&src, &hash, &size_proof_ranges(size as u64));
+        encoded.extend_from_slice(&[0u8; 20000]);
+        let r = dst.receive(hash, lie, &ranges, &encoded[..]);
+        assert!(r.is_err(), "claimed size {lie} accepted");
+    }
     assert!(dst.info(&hash).unwrap().is_none());
     assert_eq!(dst.usage().unwrap().used, 0);
 }
@@ -276,17 +297,31 @@ fn a_flipped_bit_anywhere_in_a_range_is_rejected() {
         bad[spot] ^= 1 << rng.random_range(0..8);
         let dst_dir = TempDir::new().unwrap();
         let dst = open(dst_dir.path());
+        // The size proof, flipped too, is refused outright.
+        let proof = size_proof_ranges(size as u64);
+        let mut bad_proof = encode(&src, &hash, &proof);
+        let p = spot % bad_proof.len();
+        bad_proof[p] ^= 0x10;
+        let r = dst.receive(hash, size as u64, &proof, &bad_proof[..]);
+        assert!(
+            matches!(r, Err(WriteError::Verification { .. })),
+            "proof flip at {p}: {r:?}"
+        );
+        assert!(dst.info(&hash).unwrap().is_none());
+        dst.receive(hash, size as u64, &proof, &encode(&src, &hash, &proof)[..])
+            .unwrap();
         let r = dst.receive(hash, size as u64, &all, &bad[..]);
         assert!(
-            matches!(
-                r,
-                Err(WriteError::Verification { .. }) | Err(WriteError::SizeUnproven(_))
-            ),
+            matches!(r, Err(WriteError::Verification { .. })),
             "flip at {spot}: {r:?}"
         );
         // Whatever was kept reads back correct and verified.
         if let Some(info) = dst.info(&hash).unwrap() {
-            assert!(!info.complete, "flip at {spot} produced a complete blob");
+            if info.complete {
+                // Only possible when the flip hit a group already held from
+                // the size proof: then every byte verified anyway.
+                assert_eq!(dst.read_to_vec(&hash).unwrap(), bytes, "flip at {spot}");
+            }
             let have = dst.verified_ranges(&hash).unwrap();
             assert!(!have.is_empty());
             for g in 0..size.div_ceil(16384) {
@@ -338,19 +373,27 @@ fn concurrent_writers_of_one_blob_end_with_one_correct_copy() {
     src.add_bytes(&bytes).unwrap();
     let all = request_ranges(0..u64::MAX, bytes.len() as u64);
     let encoded = Arc::new(encode(&src, &hash, &all));
+    let proof = Arc::new(encode(&src, &hash, &size_proof_ranges(bytes.len() as u64)));
     let dir = TempDir::new().unwrap();
     let store = Arc::new(open(dir.path()));
     let handles: Vec<_> = (0..8)
         .map(|i| {
-            let (store, bytes, encoded, all) =
-                (store.clone(), bytes.clone(), encoded.clone(), all.clone());
+            let (store, bytes, encoded, all, proof) = (
+                store.clone(),
+                bytes.clone(),
+                encoded.clone(),
+                all.clone(),
+                proof.clone(),
+            );
             std::thread::spawn(move || {
                 if i % 2 == 0 {
                     store.add_bytes(&bytes).map(|a| a.hash).unwrap()
                 } else {
+                    let size = bytes.len() as u64;
                     store
-                        .receive(hash, bytes.len() as u64, &all, &encoded[..])
+                        .receive(hash, size, &size_proof_ranges(size), &proof[..])
                         .unwrap();
+                    store.receive(hash, size, &all, &encoded[..]).unwrap();
                     hash
                 }
             })
@@ -617,5 +660,33 @@ proptest! {
         let r = start..start + len;
         let want = &bytes[r.start.min(s) as usize..r.end.min(s) as usize];
         prop_assert_eq!(read_range(store, hash, r).unwrap(), want);
+    }
+}
+
+#[test]
+fn re_adding_repairs_a_blob_whose_files_vanished() {
+    let dir = TempDir::new().unwrap();
+    let store = open(dir.path());
+    let bytes = data(70_000, 20);
+    let h = store.add_bytes(&bytes).unwrap().hash;
+    fs::remove_file(data_file(dir.path(), &h)).unwrap();
+    assert!(store.read_to_vec(&h).is_err());
+    // The good copy is not thrown away as "already stored".
+    store.add_bytes(&bytes).unwrap();
+    assert_eq!(store.read_to_vec(&h).unwrap(), bytes);
+    let used = store.usage().unwrap().used;
+    assert_eq!(used, 70_000 + tamizdat_store::outboard_size(70_000));
+}
+
+#[test]
+fn small_streams_fit_a_small_quota_exactly() {
+    let dir = TempDir::new().unwrap();
+    let store = Store::open(dir.path(), Options::default().with_quota(Some(1_000))).unwrap();
+    store.add_reader(&b"hello"[..], Path::new("-")).unwrap();
+    store.add_reader(&[7u8; 995][..], Path::new("-")).unwrap();
+    let err = store.add_reader(&b"!"[..], Path::new("-")).unwrap_err();
+    match err {
+        WriteError::StoreFull { needed, used, .. } => assert_eq!((needed, used), (1, 1000)),
+        other => panic!("{other:?}"),
     }
 }
