@@ -1,9 +1,13 @@
 //! Verifying manifests: signature, delegation chain and revocations, one at
 //! a time or in batches.
 
-use std::{collections::HashSet, sync::Mutex};
+use std::{
+    collections::{HashMap, HashSet},
+    sync::{Mutex, OnceLock},
+};
 
-use curve25519_dalek::edwards::CompressedEdwardsY;
+use curve25519_dalek::constants::EIGHT_TORSION;
+use ed25519_dalek::VerifyingKey;
 
 use crate::{
     envelope::{Digest, Signed},
@@ -44,10 +48,12 @@ impl VerifiedManifest {
 /// signature check each, not two.
 const CACHE: usize = 1024;
 
-/// Verifies manifests, remembering delegations already checked.
+/// Verifies manifests, remembering delegations already checked and public
+/// keys already decoded.
 #[derive(Debug, Default)]
 pub struct Verifier {
     delegations: Mutex<HashSet<Digest>>,
+    keys: Mutex<HashMap<PublicKey, VerifyingKey>>,
 }
 
 /// A signature check to make: (message, signature, key).
@@ -55,6 +61,7 @@ struct Check<'a> {
     msg: &'a [u8],
     sig: crate::keys::Signature,
     key: PublicKey,
+    vk: VerifyingKey,
 }
 
 impl Verifier {
@@ -78,6 +85,20 @@ impl Verifier {
         set.insert(id);
     }
 
+    /// The decoded key, refusing non-points and weak keys (cached).
+    fn vk(&self, pk: &PublicKey) -> Result<VerifyingKey, KeyError> {
+        if let Some(vk) = self.keys.lock().unwrap_or_else(|p| p.into_inner()).get(pk) {
+            return Ok(*vk);
+        }
+        let vk = pk.verifying_key()?;
+        let mut keys = self.keys.lock().unwrap_or_else(|p| p.into_inner());
+        if keys.len() >= CACHE {
+            keys.clear();
+        }
+        keys.insert(*pk, vk);
+        Ok(vk)
+    }
+
     /// Everything but the signatures: decoding, the delegation's fit, the
     /// revocation list. Returns the manifest and the signature checks still due.
     fn structure<'a>(
@@ -87,14 +108,14 @@ impl Verifier {
         trust: &TrustState,
     ) -> Result<Vec<Check<'a>>, VerifyError> {
         let m = signed.body();
+        // Weak keys never reach a signature check, batched or not.
+        self.vk(&m.publisher)?;
         let mut checks = vec![Check {
             msg: signed.signed_bytes(),
             sig: signed.signature(),
             key: m.signer,
+            vk: self.vk(&m.signer)?,
         }];
-        // Weak keys never reach a signature check, batched or not.
-        m.publisher.verifying_key()?;
-        m.signer.verifying_key()?;
         match delegation {
             None if m.signer == m.publisher => {}
             None => {
@@ -136,6 +157,7 @@ impl Verifier {
                         msg: d.signed_bytes(),
                         sig: d.signature(),
                         key: body.root,
+                        vk: self.vk(&body.root)?,
                     });
                 }
             }
@@ -162,7 +184,8 @@ impl Verifier {
         let (signed, delegation) = Self::decode(bytes)?;
         let checks = self.structure(&signed, &delegation, trust)?;
         for c in &checks {
-            c.key.verify(c.msg, &c.sig)?;
+            c.vk.verify_strict(c.msg, &ed25519_dalek::Signature::from_bytes(&c.sig.0))
+                .map_err(|_| KeyError::BadSignature(c.key))?;
         }
         if let Some(d) = &delegation {
             self.remember(d.id());
@@ -202,17 +225,10 @@ impl Verifier {
                         if !seen.insert((c.key, c.msg.as_ptr() as usize, c.msg.len())) {
                             continue;
                         }
-                        batchable &= !r_is_small_order(&c.sig);
-                        let vk = match c.key.verifying_key() {
-                            Ok(vk) => vk,
-                            Err(_) => {
-                                batchable = false;
-                                continue;
-                            }
-                        };
+                        batchable &= r_is_plain(&c.sig);
                         msgs.push(c.msg);
                         sigs.push(ed25519_dalek::Signature::from_bytes(&c.sig.0));
-                        keys.push(vk);
+                        keys.push(c.vk);
                     }
                     results.push(Ok(VerifiedManifest {
                         signed: signed.clone(),
@@ -241,13 +257,19 @@ impl Verifier {
 }
 
 /// `verify_strict` refuses a small-order R; batch verification would not
-/// notice, so such signatures never go into a batch.
-fn r_is_small_order(sig: &crate::keys::Signature) -> bool {
-    let mut r = [0u8; 32];
-    r.copy_from_slice(&sig.0[..32]);
-    CompressedEdwardsY(r)
-        .decompress()
-        .is_none_or(|p| p.is_small_order())
+/// notice. A signature goes into a batch only when its R is canonically
+/// encoded and is none of the eight small-order points; any other goes
+/// through `verify_strict` alone.
+fn r_is_plain(sig: &crate::keys::Signature) -> bool {
+    static TORSION: OnceLock<[[u8; 32]; 8]> = OnceLock::new();
+    let torsion = TORSION.get_or_init(|| EIGHT_TORSION.map(|p| p.compress().to_bytes()));
+    let r = &sig.0[..32];
+    // y >= p = 2^255 - 19 (sign bit aside) is a non-canonical encoding.
+    let non_canonical = r[31] & 0x7f == 0x7f && r[1..31].iter().all(|&b| b == 0xff) && r[0] >= 0xed;
+    !non_canonical
+        && !torsion
+            .iter()
+            .any(|t| t[..] == r[..] || t[..31] == r[..31] && (t[31] ^ r[31]) == 0x80)
 }
 
 /// Checks a delegation's own signature (by its root).
@@ -256,4 +278,33 @@ pub fn verify_delegation(bytes: &[u8]) -> Result<Signed<Delegation>, VerifyError
     d.check_signature()
         .map_err(|e: KeyError| VerifyError::Key(e))?;
     Ok(d)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::keys::{SecretKey, Signature};
+
+    fn with_r(r: [u8; 32]) -> Signature {
+        let mut s = [0u8; 64];
+        s[..32].copy_from_slice(&r);
+        Signature(s)
+    }
+
+    #[test]
+    fn small_order_and_non_canonical_r_never_go_into_a_batch() {
+        for p in EIGHT_TORSION {
+            let r = p.compress().to_bytes();
+            assert!(!r_is_plain(&with_r(r)), "{}", hex::encode(r));
+            let mut flipped = r;
+            flipped[31] ^= 0x80;
+            assert!(!r_is_plain(&with_r(flipped)));
+        }
+        let mut p = [0xffu8; 32];
+        p[0] = 0xed;
+        p[31] = 0x7f; // y = p: non-canonical zero
+        assert!(!r_is_plain(&with_r(p)));
+        let real = SecretKey::from_seed(&[9; 32]).sign(b"tamizdat");
+        assert!(r_is_plain(&real));
+    }
 }
