@@ -304,3 +304,45 @@ fn the_root_key_can_sign_directly_and_keys_show_their_delegations() {
     ]);
     assert!(err.contains("sport"), "{err}");
 }
+
+/// The same key signing two different articles as sequence 2 (a stolen key,
+/// or a newsroom whose machine was cloned) is caught by any node that saw
+/// one of them, across restarts.
+#[test]
+fn equivocation_is_reported_by_verify() {
+    let n = Newsroom::new();
+    n.publish(&[]);
+    // Clone the newsroom's data dir: both copies are now at seq 1.
+    let clone = n.env.tmp.path().join("clone");
+    let status = std::process::Command::new("cp")
+        .args(["-a"])
+        .arg(n.env.data())
+        .arg(&clone)
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let ours = n.publish(&["--title", "Ours"]);
+    let theirs = n
+        .env
+        .cmd()
+        .env("TAMIZDAT_DIR", &clone)
+        .args(["publish", "article", "--key", "laptop", "--title", "Theirs"])
+        .args(["--passphrase-file", n.pass()])
+        .output()
+        .unwrap();
+    assert!(theirs.status.success());
+    let theirs = String::from_utf8(theirs.stdout).unwrap().trim().to_owned();
+    assert_ne!(ours, theirs);
+    let bytes = n
+        .env
+        .cmd()
+        .env("TAMIZDAT_DIR", &clone)
+        .args(["cat", &theirs])
+        .output()
+        .unwrap()
+        .stdout;
+    let file = n.env.write("theirs.manifest", &bytes);
+    let (code, out) = n.verify(file.to_str().unwrap());
+    assert_eq!(code, 1, "{out}");
+    assert!(out.contains("EQUIVOCATION") && out.contains(&ours), "{out}");
+}
