@@ -346,3 +346,63 @@ fn equivocation_is_reported_by_verify() {
     assert_eq!(code, 1, "{out}");
     assert!(out.contains("EQUIVOCATION") && out.contains(&ours), "{out}");
 }
+
+/// Runs the binary on a pseudo-terminal (util-linux `script`), typing `input`.
+fn on_terminal(env: &Env, args: &str, input: &str) -> (bool, String) {
+    use std::io::Write;
+    let mut child = std::process::Command::new("script")
+        .args(["-qec", &format!("{} {args}", common::BIN), "/dev/null"])
+        .current_dir(env.work())
+        .env("TAMIZDAT_DIR", env.data())
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("script(1) from util-linux");
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(input.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+    )
+}
+
+#[test]
+fn the_terminal_asks_twice_for_a_new_passphrase() {
+    let env = Env::new();
+    let (ok, out) = on_terminal(
+        &env,
+        "key new --name typed",
+        "hunter2 hunter2\nhunter2 hunter2\n",
+    );
+    assert!(ok, "{out}");
+    assert!(
+        out.contains("New passphrase") && out.contains("Repeat"),
+        "{out}"
+    );
+    let info = fs::read(env.data().join("keys/typed.key")).unwrap();
+    assert_eq!(info.len(), 150, "stored encrypted");
+    // The typed passphrase unlocks it.
+    let pass = env.write("pass", b"hunter2 hunter2\n");
+    env.ok(&[
+        "key",
+        "delegate",
+        "--root",
+        "typed",
+        "--name",
+        "d",
+        "--valid-for",
+        "1d",
+        "--passphrase-file",
+        pass.to_str().unwrap(),
+    ]);
+    // Two different answers create nothing.
+    let (ok, out) = on_terminal(&env, "key new --name typo", "one\ntwo\n");
+    assert!(!ok && out.contains("differ"), "{out}");
+    assert!(!env.data().join("keys/typo.key").exists());
+}

@@ -15,6 +15,10 @@ pub enum KeyError {
     /// A small-order key, for which a signature proves nothing.
     #[error("public key {0} is a weak (small-order) key")]
     Weak(PublicKey),
+    /// A non-canonical encoding, or a point with a small-order component:
+    /// never produced by honest key generation.
+    #[error("public key {0} is not a canonical prime-order point")]
+    NotPrimeOrder(PublicKey),
     /// The signature does not verify under the key.
     #[error("signature does not verify under key {0}")]
     BadSignature(PublicKey),

@@ -74,7 +74,9 @@ impl TrustState {
     /// Encodes for storage: a version byte and postcard.
     pub fn encode(&self) -> Vec<u8> {
         let mut out = vec![STATE_VERSION];
-        out.extend(postcard::to_stdvec(self).unwrap_or_default());
+        // Plain maps, strings and integers: serialization cannot fail, and
+        // silently writing an empty state would reopen the door to replays.
+        out.extend(postcard::to_stdvec(self).expect("trust state serializes"));
         out
     }
 

@@ -66,6 +66,13 @@ impl PublicKey {
         if vk.is_weak() {
             return Err(KeyError::Weak(*self));
         }
+        let point = vk.to_edwards();
+        // Honest keys are multiples of the base point: canonical, and with no
+        // small-order component (which would let a batch and a single check
+        // disagree about the same signature).
+        if point.compress().to_bytes() != self.0 || !point.is_torsion_free() {
+            return Err(KeyError::NotPrimeOrder(*self));
+        }
         Ok(vk)
     }
 

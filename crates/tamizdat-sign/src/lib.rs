@@ -31,6 +31,6 @@ pub use keys::{
 };
 pub use objects::{
     Delegation, Entry, MAX_ENTRIES, MAX_MANIFEST_LEN, Manifest, Revocation, RevocationTarget,
-    check_feed_name, check_path,
+    check_feed_name, check_path, is_language_tag,
 };
 pub use verify::{VerifiedManifest, Verifier, verify_delegation};

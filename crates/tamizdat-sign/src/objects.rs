@@ -131,6 +131,19 @@ pub fn check_feed_name(kind: &'static str, feed: &str) -> Result<(), DecodeError
     }
 }
 
+/// A BCP 47-shaped language tag: a primary subtag of 2 to 8 letters, then
+/// subtags of 1 to 8 letters or digits, joined by `-` (`en`, `fa-IR`,
+/// `sr-Latn-RS`, `und`), at most 35 bytes.
+pub fn is_language_tag(tag: &str) -> bool {
+    let mut parts = tag.split('-');
+    let first_ok = parts
+        .next()
+        .is_some_and(|p| (2..=8).contains(&p.len()) && p.bytes().all(|b| b.is_ascii_alphabetic()));
+    tag.len() <= 35
+        && first_ok
+        && parts.all(|p| (1..=8).contains(&p.len()) && p.bytes().all(|b| b.is_ascii_alphanumeric()))
+}
+
 /// Checks an entry path: relative, `/`-separated, no empty, `.` or `..`
 /// segments, no backslash or control characters.
 pub fn check_path(path: &str) -> Result<(), DecodeError> {
@@ -193,7 +206,7 @@ impl Object for Revocation {
             return Err(field(
                 Self::KIND,
                 "reason",
-                "at most 256 bytes, no control characters",
+                "at most 256 bytes, no control characters but newlines",
             ));
         }
         if self.target == RevocationTarget::Key(self.root) {
@@ -236,29 +249,30 @@ impl Object for Manifest {
                 format!("at most {MAX_TITLE} bytes, no control characters"),
             ));
         }
-        let lang_ok = !self.lang.is_empty()
-            && self.lang.len() <= 35
-            && self
-                .lang
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b == b'-');
-        if !lang_ok {
+        if !is_language_tag(&self.lang) {
             return Err(field(
                 K,
                 "lang",
                 format!("{:?} is not a language tag", self.lang),
             ));
         }
-        if self.summary.as_ref().is_some_and(|s| s.len() > MAX_SUMMARY) {
-            return Err(field(K, "summary", format!("over {MAX_SUMMARY} bytes")));
+        let summary_ok =
+            |s: &String| s.len() <= MAX_SUMMARY && !s.chars().any(|c| c.is_control() && c != '\n');
+        if self.summary.as_ref().is_some_and(|s| !summary_ok(s)) {
+            return Err(field(
+                K,
+                "summary",
+                format!("at most {MAX_SUMMARY} bytes, no control characters but newlines"),
+            ));
         }
         if self.entries.is_empty() || self.entries.len() > MAX_ENTRIES {
             return Err(field(K, "entries", format!("1 to {MAX_ENTRIES} entries")));
         }
+        // Compared case-folded, so that every entry can be written to any disk.
         let mut paths = BTreeSet::new();
         for e in &self.entries {
             check_path(&e.path)?;
-            if !paths.insert(e.path.as_str()) {
+            if !paths.insert(e.path.to_lowercase()) {
                 return Err(field(
                     K,
                     "entries.path",
@@ -275,6 +289,19 @@ impl Object for Manifest {
                     "entries.media_type",
                     format!("{:?}", e.media_type),
                 ));
+            }
+        }
+        for path in &paths {
+            let mut prefix = path.clone();
+            while let Some(cut) = prefix.rfind('/') {
+                prefix.truncate(cut);
+                if paths.contains(&prefix) {
+                    return Err(field(
+                        K,
+                        "entries.path",
+                        format!("{prefix:?} is both a file and a folder"),
+                    ));
+                }
             }
         }
         if self

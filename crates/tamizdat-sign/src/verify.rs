@@ -195,7 +195,10 @@ impl Verifier {
 
     /// Verifies many manifests with one batched signature check where all
     /// are good; on a batch failure, each is checked alone to name the bad
-    /// ones. The result for each input is the same as [`Verifier::verify`]'s.
+    /// ones. For every honestly made signature the result is the same as
+    /// [`Verifier::verify`]'s; see `r_is_plain` for the one crafted case
+    /// where a batch is more lenient, and use [`Verifier::verify`] before
+    /// forwarding anything to peers.
     pub fn verify_batch(
         &self,
         items: &[&[u8]],
@@ -256,20 +259,26 @@ impl Verifier {
     }
 }
 
-/// `verify_strict` refuses a small-order R; batch verification would not
-/// notice. A signature goes into a batch only when its R is canonically
-/// encoded and is none of the eight small-order points; any other goes
-/// through `verify_strict` alone.
+/// Whether a signature may go into a batch: its R must be canonically
+/// encoded and none of the eight small-order points (checked against their
+/// encodings, no decompression); any other signature is checked alone with
+/// `verify_strict`. Keys are already canonical and prime-order.
+///
+/// Residual, documented in `docs/protocol.md`: an R with a small-order
+/// *component* (R = R' + T) can only be made by the holder of the signing
+/// key; `verify_strict` rejects it, a batch accepts it about half the time.
+/// Batch results are therefore only for a node's own view (bulk import,
+/// catch-up); a manifest is checked alone before it is forwarded.
 fn r_is_plain(sig: &crate::keys::Signature) -> bool {
     static TORSION: OnceLock<[[u8; 32]; 8]> = OnceLock::new();
     let torsion = TORSION.get_or_init(|| EIGHT_TORSION.map(|p| p.compress().to_bytes()));
     let r = &sig.0[..32];
     // y >= p = 2^255 - 19 (sign bit aside) is a non-canonical encoding.
     let non_canonical = r[31] & 0x7f == 0x7f && r[1..31].iter().all(|&b| b == 0xff) && r[0] >= 0xed;
-    !non_canonical
-        && !torsion
-            .iter()
-            .any(|t| t[..] == r[..] || t[..31] == r[..31] && (t[31] ^ r[31]) == 0x80)
+    let small = torsion
+        .iter()
+        .any(|t| t[..31] == r[..31] && (t[31] & 0x7f) == (r[31] & 0x7f));
+    !non_canonical && !small
 }
 
 /// Checks a delegation's own signature (by its root).

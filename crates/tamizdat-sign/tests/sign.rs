@@ -610,6 +610,13 @@ fn arb_manifest() -> impl Strategy<Value = Manifest> {
                     entries: entries
                         .into_iter()
                         .filter(|(p, _, _)| seen.insert(p.clone()))
+                        .collect::<Vec<_>>()
+                        .into_iter()
+                        .filter(|(p, _, _)| {
+                            // A path that is also another's folder cannot be written.
+                            !seen.iter().any(|o| o.starts_with(&format!("{p}/")))
+                                && !seen.iter().any(|o| p.starts_with(&format!("{o}/")))
+                        })
                         .map(|(path, hash, size)| Entry {
                             path,
                             hash,
@@ -620,6 +627,7 @@ fn arb_manifest() -> impl Strategy<Value = Manifest> {
                 }
             },
         )
+        .prop_filter("at least one entry", |m| !m.entries.is_empty())
 }
 
 proptest! {
@@ -667,5 +675,52 @@ proptest! {
             state.accept(&verify(&b).unwrap(), NOW + 1000).unwrap();
         }
         prop_assert_eq!(TrustState::decode(&state.encode()).unwrap(), state);
+    }
+}
+
+#[test]
+fn mixed_order_and_non_canonical_keys_are_rejected() {
+    use curve25519_dalek::{constants::EIGHT_TORSION, edwards::CompressedEdwardsY};
+    let honest = key(6);
+    let point = CompressedEdwardsY(*honest.public().as_bytes())
+        .decompress()
+        .unwrap();
+    // The honest key plus a point of order 2: not weak, but not prime-order.
+    let mixed = PublicKey::from_bytes((point + EIGHT_TORSION[4]).compress().to_bytes());
+    let mut m = manifest(&honest, &honest, 1, None);
+    m.publisher = mixed;
+    m.signer = mixed;
+    let bytes = Signed::sign(m, &honest).unwrap().bytes().to_vec();
+    assert!(matches!(
+        verify(&bytes),
+        Err(VerifyError::Key(KeyError::NotPrimeOrder(_)))
+    ));
+    let refs: Vec<&[u8]> = vec![&bytes];
+    assert!(Verifier::new().verify_batch(&refs, &TrustState::default())[0].is_err());
+}
+
+#[test]
+fn entries_that_cannot_all_be_written_to_disk_are_refused() {
+    let root = key(1);
+    let entry = |path: &str| Entry {
+        path: path.into(),
+        hash: [1; 32],
+        size: 1,
+        media_type: "text/plain".into(),
+    };
+    for paths in [
+        vec!["a", "a/b"],
+        vec!["Index.md", "index.md"],
+        vec!["img/x", "IMG"],
+    ] {
+        let mut m = manifest(&root, &root, 1, None);
+        m.entries = paths.iter().map(|p| entry(p)).collect();
+        assert!(Signed::sign(m, &root).is_err(), "{paths:?}");
+    }
+    for lang in ["-", "--", "x-", "e", "en-", "toolongprimary"] {
+        assert!(!tamizdat_sign::is_language_tag(lang), "{lang:?}");
+    }
+    for lang in ["en", "ru", "fa-IR", "sr-Latn-RS", "und", "zh-Hant"] {
+        assert!(tamizdat_sign::is_language_tag(lang), "{lang:?}");
     }
 }
