@@ -210,6 +210,14 @@ fn write_err(path: &Path) -> impl FnOnce(io::Error) -> WriteError + '_ {
     }
 }
 
+/// A blob's files opened for verified writes.
+struct ReceiveFiles {
+    data: File,
+    data_path: PathBuf,
+    outboard: PostOrderOutboard<ObFile>,
+    ob_path: PathBuf,
+}
+
 /// A file under `tmp/` removed on drop unless it was renamed into place.
 struct TempFile {
     path: PathBuf,
@@ -1022,34 +1030,13 @@ impl Store {
             None => Some(self.reserve(size + outboard_size(size))?),
             Some(_) => None,
         };
-        let data_path = self.data_path(&hash);
-        let ob_path = self.outboard_path(&hash);
         let shard = self.ensure_shard(&hash)?;
-        let data = OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .open(&data_path)
-            .map_err(write_err(&data_path))?;
-        data.set_len(size).map_err(write_err(&data_path))?;
-        let ob_file = if tree.outboard_size() > 0 {
-            let f = OpenOptions::new()
-                .read(true)
-                .write(true)
-                .create(true)
-                .truncate(true)
-                .open(&ob_path)
-                .map_err(write_err(&ob_path))?;
-            ObFile::File(f)
-        } else {
-            let _ = fs::remove_file(&ob_path);
-            ObFile::Empty
-        };
-        let mut outboard = PostOrderOutboard {
-            root: hash.to_blake3(),
-            tree,
-            data: ob_file,
-        };
+        let ReceiveFiles {
+            data,
+            data_path,
+            mut outboard,
+            ob_path,
+        } = self.receive_files(&hash, size, true)?;
         let mut got = ChunkRanges::empty();
         let written = (|| -> Result<(), WriteError> {
             for item in items {
@@ -1121,28 +1108,12 @@ impl Store {
             source: record::RecordError("bad range set".into()),
         })?;
         let tree = tree(size);
-        let data_path = self.data_path(&hash);
-        let ob_path = self.outboard_path(&hash);
-        let data = OpenOptions::new()
-            .write(true)
-            .open(&data_path)
-            .map_err(write_err(&data_path))?;
-        let ob_file = if tree.outboard_size() > 0 {
-            ObFile::File(
-                OpenOptions::new()
-                    .read(true)
-                    .write(true)
-                    .open(&ob_path)
-                    .map_err(write_err(&ob_path))?,
-            )
-        } else {
-            ObFile::Empty
-        };
-        let mut outboard = PostOrderOutboard {
-            root: hash.to_blake3(),
-            tree,
-            data: ob_file,
-        };
+        let ReceiveFiles {
+            data,
+            data_path,
+            mut outboard,
+            ob_path,
+        } = self.receive_files(&hash, size, false)?;
         let mut got = ChunkRanges::empty();
         let mut failure: Option<WriteError> = None;
         for item in DecodeResponseIter::new(hash.to_blake3(), tree, encoded, ranges) {
@@ -1239,6 +1210,50 @@ impl Store {
                 complete,
             }),
         }
+    }
+
+    /// Opens (with `fresh`: creates, empties and sizes) a blob's data and
+    /// outboard files at their final paths for verified writes.
+    fn receive_files(
+        &self,
+        hash: &Hash,
+        size: u64,
+        fresh: bool,
+    ) -> Result<ReceiveFiles, WriteError> {
+        let data_path = self.data_path(hash);
+        let ob_path = self.outboard_path(hash);
+        let open = |path: &Path| {
+            OpenOptions::new()
+                .read(true)
+                .write(true)
+                .create(fresh)
+                .truncate(fresh)
+                .open(path)
+                .map_err(write_err(path))
+        };
+        let data = open(&data_path)?;
+        if fresh {
+            data.set_len(size).map_err(write_err(&data_path))?;
+        }
+        let tree = tree(size);
+        let ob_file = if tree.outboard_size() > 0 {
+            ObFile::File(open(&ob_path)?)
+        } else {
+            if fresh {
+                let _ = fs::remove_file(&ob_path);
+            }
+            ObFile::Empty
+        };
+        Ok(ReceiveFiles {
+            data,
+            data_path,
+            outboard: PostOrderOutboard {
+                root: hash.to_blake3(),
+                tree,
+                data: ob_file,
+            },
+            ob_path,
+        })
     }
 
     /// True when the data file has the blob's length and its outboard exists.
