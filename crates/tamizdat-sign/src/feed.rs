@@ -31,8 +31,16 @@ pub struct FeedHead {
     pub hash: Digest,
     /// Its signing time.
     pub created: u64,
-    /// seq → (id, prev) for the last [`RECENT`] sequence numbers.
-    recent: BTreeMap<u64, (Digest, Option<Digest>)>,
+    /// seq → what was accepted there, for the last [`RECENT`] sequence numbers.
+    recent: BTreeMap<u64, Recent>,
+}
+
+/// One remembered manifest of a feed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+struct Recent {
+    id: Digest,
+    prev: Option<Digest>,
+    created: u64,
 }
 
 /// How a manifest fits its feed.
@@ -151,47 +159,81 @@ impl TrustState {
     }
 
     /// The feed rules: does this verified manifest fit what we know? Pure:
-    /// it changes nothing (see [`TrustState::accept`]).
+    /// it changes nothing (see [`TrustState::accept`]). A manifest older
+    /// than the remembered window is a [`FeedError::Replay`]: genuine,
+    /// perhaps, but not one this state can place.
     pub fn check(&self, m: &VerifiedManifest, now: u64) -> Result<Verdict, FeedError> {
-        let body = m.manifest();
-        let feed = &body.feed;
-        if body.created > now.saturating_add(MAX_SKEW) {
+        let verdict = self.place(m)?;
+        // What was already accepted stays accepted if the local clock steps back.
+        let created = m.manifest().created;
+        if verdict.is_new() && created > now.saturating_add(MAX_SKEW) {
             return Err(FeedError::FromFuture {
-                created: body.created,
+                created,
                 now,
                 skew: MAX_SKEW,
             });
         }
+        Ok(verdict)
+    }
+
+    /// Where the manifest falls in its feed's known history.
+    fn place(&self, m: &VerifiedManifest) -> Result<Verdict, FeedError> {
+        let body = m.manifest();
+        let feed = &body.feed;
         let id = m.id();
         let Some(head) = self.head(&body.publisher, feed) else {
             return Ok(Verdict::First);
         };
         let hex = |d: Digest| hex::encode(d);
+        let fork = |prev: Option<Digest>, expected: Digest| FeedError::Fork {
+            feed: feed.clone(),
+            seq: body.seq,
+            prev: prev.map(hex).unwrap_or_else(|| "none".into()),
+            head: hex(expected),
+        };
+        let equivocation = |existing: Digest| FeedError::Equivocation {
+            feed: feed.clone(),
+            seq: body.seq,
+            existing: hex(existing),
+            offered: hex(id),
+        };
+        let time_travel = |head_created: u64| FeedError::TimeTravel {
+            feed: feed.clone(),
+            created: body.created,
+            head_created,
+        };
         if body.seq <= head.seq {
-            return match head.recent.get(&body.seq) {
-                Some((known, _)) if *known == id => Ok(Verdict::Duplicate),
-                Some((known, _)) => Err(FeedError::Equivocation {
-                    feed: feed.clone(),
-                    seq: body.seq,
-                    existing: hex(*known),
-                    offered: hex(id),
-                }),
-                None => {
-                    let links = head
-                        .recent
-                        .get(&(body.seq + 1))
-                        .is_some_and(|(_, prev)| *prev == Some(id));
-                    if head.seq - body.seq < RECENT && links {
-                        Ok(Verdict::Backfill)
-                    } else {
-                        Err(FeedError::Replay {
-                            feed: feed.clone(),
-                            head: head.seq,
-                            seq: body.seq,
-                        })
+            if let Some(known) = head.recent.get(&body.seq) {
+                return if known.id == id {
+                    Ok(Verdict::Duplicate)
+                } else {
+                    Err(equivocation(known.id))
+                };
+            }
+            // A gap behind the head: it must link both ways to what is known.
+            if let Some(next) = head.recent.get(&(body.seq + 1)) {
+                if next.prev != Some(id) {
+                    // The known successor names another predecessor.
+                    return Err(equivocation(next.prev.unwrap_or_default()));
+                }
+                if let Some(before) = body.seq.checked_sub(1).and_then(|s| head.recent.get(&s)) {
+                    if body.prev != Some(before.id) {
+                        return Err(fork(body.prev, before.id));
+                    }
+                    if body.created < before.created {
+                        return Err(time_travel(before.created));
                     }
                 }
-            };
+                if body.created > next.created {
+                    return Err(time_travel(next.created));
+                }
+                return Ok(Verdict::Backfill);
+            }
+            return Err(FeedError::Replay {
+                feed: feed.clone(),
+                head: head.seq,
+                seq: body.seq,
+            });
         }
         if body.seq - head.seq > MAX_JUMP {
             return Err(FeedError::AbsurdJump {
@@ -202,20 +244,11 @@ impl TrustState {
             });
         }
         if body.created < head.created {
-            return Err(FeedError::TimeTravel {
-                feed: feed.clone(),
-                created: body.created,
-                head_created: head.created,
-            });
+            return Err(time_travel(head.created));
         }
         if body.seq == head.seq + 1 {
             if body.prev != Some(head.hash) {
-                return Err(FeedError::Fork {
-                    feed: feed.clone(),
-                    seq: body.seq,
-                    prev: body.prev.map(hex).unwrap_or_else(|| "none".into()),
-                    head: hex(head.hash),
-                });
+                return Err(fork(body.prev, head.hash));
             }
             return Ok(Verdict::Next);
         }
@@ -229,7 +262,11 @@ impl TrustState {
         let verdict = self.check(m, now)?;
         let body = m.manifest();
         let key = (body.publisher, body.feed.clone());
-        let entry = (m.id(), body.prev);
+        let entry = Recent {
+            id: m.id(),
+            prev: body.prev,
+            created: body.created,
+        };
         match verdict {
             Verdict::Duplicate => {}
             Verdict::Backfill => {

@@ -268,11 +268,12 @@ impl Object for Manifest {
         if self.entries.is_empty() || self.entries.len() > MAX_ENTRIES {
             return Err(field(K, "entries", format!("1 to {MAX_ENTRIES} entries")));
         }
-        // Compared case-folded, so that every entry can be written to any disk.
+        // Compared with ASCII case folded (a fixed rule every implementation and
+        // toolchain agrees on), so no two entries collide on a case-insensitive disk.
         let mut paths = BTreeSet::new();
         for e in &self.entries {
             check_path(&e.path)?;
-            if !paths.insert(e.path.to_lowercase()) {
+            if !paths.insert(e.path.to_ascii_lowercase()) {
                 return Err(field(
                     K,
                     "entries.path",

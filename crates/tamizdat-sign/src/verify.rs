@@ -210,7 +210,6 @@ impl Verifier {
         let mut msgs = Vec::new();
         let mut sigs = Vec::new();
         let mut keys = Vec::new();
-        let mut seen = HashSet::new();
         let mut batchable = true;
         for d in &decoded {
             let (signed, delegation) = match d {
@@ -220,35 +219,38 @@ impl Verifier {
                     continue;
                 }
             };
-            match self.structure(signed, delegation, trust) {
-                Err(e) => results.push(Err(e)),
-                Ok(checks) => {
-                    for c in checks {
-                        // A delegation shared by many manifests is checked once.
-                        if !seen.insert((c.key, c.msg.as_ptr() as usize, c.msg.len())) {
-                            continue;
-                        }
-                        batchable &= r_is_plain(&c.sig);
-                        msgs.push(c.msg);
-                        sigs.push(ed25519_dalek::Signature::from_bytes(&c.sig.0));
-                        keys.push(c.vk);
-                    }
-                    results.push(Ok(VerifiedManifest {
-                        signed: signed.clone(),
-                        delegation: delegation.clone(),
-                    }));
+            let checks = match self.structure(signed, delegation, trust) {
+                Err(e) => {
+                    results.push(Err(e));
+                    continue;
                 }
+                Ok(checks) => checks,
+            };
+            // A delegation is checked alone, with verify_strict, and only then
+            // remembered: a batch result is never cached as a verified fact.
+            if let (Some(c), Some(d)) = (checks.get(1), delegation) {
+                let strict =
+                    c.vk.verify_strict(c.msg, &ed25519_dalek::Signature::from_bytes(&c.sig.0));
+                if strict.is_err() {
+                    results.push(Err(KeyError::BadSignature(c.key).into()));
+                    continue;
+                }
+                self.remember(d.id());
             }
+            let c = &checks[0];
+            batchable &= r_is_plain(&c.sig);
+            msgs.push(c.msg);
+            sigs.push(ed25519_dalek::Signature::from_bytes(&c.sig.0));
+            keys.push(c.vk);
+            results.push(Ok(VerifiedManifest {
+                signed: signed.clone(),
+                delegation: delegation.clone(),
+            }));
         }
         let all_good = batchable
             && !msgs.is_empty()
             && ed25519_dalek::verify_batch(&msgs, &sigs, &keys).is_ok();
         if all_good {
-            for v in results.iter().flatten() {
-                if let Some(d) = &v.delegation {
-                    self.remember(d.id());
-                }
-            }
             return results;
         }
         // Something in the batch is bad (or unbatchable): check one by one.
@@ -266,9 +268,11 @@ impl Verifier {
 ///
 /// Residual, documented in `docs/protocol.md`: an R with a small-order
 /// *component* (R = R' + T) can only be made by the holder of the signing
-/// key; `verify_strict` rejects it, a batch accepts it about half the time.
-/// Batch results are therefore only for a node's own view (bulk import,
-/// catch-up); a manifest is checked alone before it is forwarded.
+/// key; `verify_strict` rejects it, and dalek's batch (whose coefficients
+/// are derived from the batch's contents) may accept it, deterministically
+/// for a given batch. Batch results are therefore only for a node's own
+/// view (bulk import, catch-up), are never cached, and a manifest is checked
+/// alone before it is forwarded.
 fn r_is_plain(sig: &crate::keys::Signature) -> bool {
     static TORSION: OnceLock<[[u8; 32]; 8]> = OnceLock::new();
     let torsion = TORSION.get_or_init(|| EIGHT_TORSION.map(|p| p.compress().to_bytes()));

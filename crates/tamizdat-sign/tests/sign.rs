@@ -724,3 +724,45 @@ fn entries_that_cannot_all_be_written_to_disk_are_refused() {
         assert!(tamizdat_sign::is_language_tag(lang), "{lang:?}");
     }
 }
+
+#[test]
+fn gaps_are_filled_only_by_manifests_that_link_both_ways() {
+    let root = key(1);
+    let id = |b: &[u8]| *blake3::hash(b).as_bytes();
+    let m1 = signed(&root, &root, 1, None);
+    let m2 = signed(&root, &root, 2, Some(id(&m1)));
+    let m3 = signed(&root, &root, 3, Some(id(&m2)));
+    let mut state = TrustState::default();
+    accept(&mut state, &m1).unwrap();
+    assert_eq!(
+        accept(&mut state, &m3).unwrap(),
+        Verdict::Ahead { missing: 1 }
+    );
+    // A seq 2 that is not the one m3 names: provably not in the chain.
+    let mut other = manifest(&root, &root, 2, Some(id(&m1)));
+    other.title = "Not the real one".into();
+    let other = Signed::sign(other, &root).unwrap().bytes().to_vec();
+    assert!(matches!(
+        accept(&mut state, &other),
+        Err(FeedError::Equivocation { seq: 2, .. })
+    ));
+    assert_eq!(accept(&mut state, &m2).unwrap(), Verdict::Backfill);
+
+    // A seq 2 that m3 names but that does not follow m1: a fork, whatever
+    // order the pieces arrive in.
+    let m2x = signed(&root, &root, 2, Some([7; 32]));
+    let m3x = signed(&root, &root, 3, Some(id(&m2x)));
+    let mut state = TrustState::default();
+    accept(&mut state, &m1).unwrap();
+    accept(&mut state, &m3x).unwrap();
+    assert!(matches!(
+        accept(&mut state, &m2x),
+        Err(FeedError::Fork { seq: 2, .. })
+    ));
+
+    // What was accepted stays accepted when the local clock steps back.
+    let mut state = TrustState::default();
+    let v = verify(&m1).unwrap();
+    state.accept(&v, NOW + 100).unwrap();
+    assert_eq!(state.check(&v, NOW - 10 * DAY).unwrap(), Verdict::Duplicate);
+}
