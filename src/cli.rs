@@ -123,8 +123,15 @@ pub enum KeyCommand {
         /// Limit the delegation to one feed.
         #[arg(long)]
         feed: Option<String>,
+        /// The root key's passphrase.
         #[command(flatten)]
         pass: PassArgs,
+        /// Passphrase for the new signing key, from the first line of FILE.
+        /// It must differ from the root's: the signing key lives online.
+        /// Without it, the terminal asks (twice); with --no-passphrase the
+        /// new key is stored unencrypted.
+        #[arg(long, value_name = "FILE")]
+        new_passphrase_file: Option<PathBuf>,
     },
     /// Revoke a signing key: everything it signed stops verifying.
     Revoke {
@@ -138,6 +145,14 @@ pub enum KeyCommand {
         reason: String,
         #[command(flatten)]
         pass: PassArgs,
+    },
+    /// Import a revocation or delegation made on the offline root's machine
+    /// (the files `key revoke` and `key delegate` leave in DIR/keys/).
+    /// Revocations take effect here at once.
+    Import {
+        /// `.revocation` or `.delegation` files.
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
     },
     /// List the keys in this data directory.
     List,

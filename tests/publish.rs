@@ -10,6 +10,9 @@ use common::{Env, random};
 /// A newsroom: root and signing key (passphrase-protected) and an article.
 struct Newsroom {
     env: Env,
+    /// The root key's passphrase file (the offline machine's).
+    root_pass: PathBuf,
+    /// The signing key's passphrase file (the newsroom laptop's).
     pass: PathBuf,
     photo: Vec<u8>,
 }
@@ -17,8 +20,10 @@ struct Newsroom {
 impl Newsroom {
     fn new() -> Self {
         let env = Env::new();
-        let pass = env.write("pass", b"correct horse battery staple\n");
-        let p = pass.to_str().unwrap().to_owned();
+        let root_pass = env.write("root-pass", b"correct horse battery staple\n");
+        let pass = env.write("pass", b"laptop passphrase\n");
+        let p = root_pass.to_str().unwrap().to_owned();
+        let sp = pass.to_str().unwrap().to_owned();
         env.ok(&["key", "new", "--name", "outlet", "--passphrase-file", &p]);
         env.ok(&[
             "key",
@@ -31,6 +36,8 @@ impl Newsroom {
             "30d",
             "--passphrase-file",
             &p,
+            "--new-passphrase-file",
+            &sp,
         ]);
         let art = env.work().join("article");
         fs::create_dir_all(art.join("img")).unwrap();
@@ -42,11 +49,20 @@ impl Newsroom {
         let photo = random(120_000, 1);
         fs::write(art.join("img/photo.jpg"), &photo).unwrap();
         fs::write(art.join("report.pdf"), random(30_000, 2)).unwrap();
-        Self { env, pass, photo }
+        Self {
+            env,
+            root_pass,
+            pass,
+            photo,
+        }
     }
 
     fn pass(&self) -> &str {
         self.pass.to_str().unwrap()
+    }
+
+    fn root_pass(&self) -> &str {
+        self.root_pass.to_str().unwrap()
     }
 
     fn publish(&self, extra: &[&str]) -> String {
@@ -207,7 +223,7 @@ fn a_revoked_signing_key_no_longer_verifies() {
         "--reason",
         "laptop seized",
         "--passphrase-file",
-        n.pass(),
+        n.root_pass(),
     ]);
     assert_eq!(out.trim().len(), 64);
     let (code, out) = n.verify(&hash);
@@ -400,9 +416,100 @@ fn the_terminal_asks_twice_for_a_new_passphrase() {
         "1d",
         "--passphrase-file",
         pass.to_str().unwrap(),
+        "--new-passphrase-file",
+        env.write("desk", b"desk passphrase\n").to_str().unwrap(),
     ]);
     // Two different answers create nothing.
     let (ok, out) = on_terminal(&env, "key new --name typo", "one\ntwo\n");
     assert!(!ok && out.contains("differ"), "{out}");
     assert!(!env.data().join("keys/typo.key").exists());
+}
+
+/// The root key stays offline: its revocation reaches the online node as a
+/// file, and takes effect there on import.
+#[test]
+fn a_revocation_made_offline_takes_effect_where_it_is_imported() {
+    let n = Newsroom::new();
+    // The newsroom's online node: only the signing key and its delegation.
+    let online = Env::new();
+    let keys = online.data().join("keys");
+    fs::create_dir_all(&keys).unwrap();
+    for f in ["laptop.key", "laptop.delegation"] {
+        fs::copy(n.env.data().join("keys").join(f), keys.join(f)).unwrap();
+    }
+    fs::create_dir_all(online.work().join("article")).unwrap();
+    fs::write(online.work().join("article/index.md"), "# Online\n").unwrap();
+    let hash = online.ok(&[
+        "publish",
+        "article",
+        "--key",
+        "laptop",
+        "--passphrase-file",
+        n.pass(),
+    ]);
+    let hash = hash.trim();
+    assert!(online.run(&["verify", hash]).status.success());
+    // Offline: revoke. Online: nothing changes until the file is imported.
+    let rev_id = n.env.ok(&[
+        "key",
+        "revoke",
+        "--root",
+        "outlet",
+        "laptop",
+        "--passphrase-file",
+        n.root_pass(),
+    ]);
+    let rev_file = n
+        .env
+        .data()
+        .join("keys/revocations")
+        .join(format!("{}.revocation", rev_id.trim()));
+    assert!(online.run(&["verify", hash]).status.success());
+    online.ok(&["key", "import", rev_file.to_str().unwrap()]);
+    let out = online.run(&["verify", hash]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("revoked"));
+    let err = online.fails(&[
+        "publish",
+        "article",
+        "--key",
+        "laptop",
+        "--passphrase-file",
+        n.pass(),
+    ]);
+    assert!(err.contains("revoked"), "{err}");
+    // A tampered revocation is refused.
+    let mut bad = fs::read(&rev_file).unwrap();
+    let last = bad.len() - 1;
+    bad[last] ^= 1;
+    let bad_file = online.write("bad.revocation", &bad);
+    let err = online.fails(&["key", "import", bad_file.to_str().unwrap()]);
+    assert!(err.contains("bad.revocation"), "{err}");
+}
+
+#[test]
+fn a_signing_key_never_shares_the_roots_passphrase() {
+    let env = Env::new();
+    let pass = env.write("p", b"same\n");
+    let p = pass.to_str().unwrap();
+    env.ok(&["key", "new", "--name", "root", "--passphrase-file", p]);
+    let delegate = |extra: &[&str]| {
+        let mut args = vec![
+            "key",
+            "delegate",
+            "--root",
+            "root",
+            "--name",
+            "desk",
+            "--valid-for",
+            "1d",
+            "--passphrase-file",
+            p,
+        ];
+        args.extend_from_slice(extra);
+        env.fails(&args)
+    };
+    assert!(delegate(&[]).contains("--new-passphrase-file"));
+    assert!(delegate(&["--new-passphrase-file", p]).contains("must differ"));
+    assert!(!env.data().join("keys/desk.key").exists());
 }

@@ -30,6 +30,9 @@ fn feed_pin(m: &Manifest) -> String {
 }
 
 /// Files of an article, as (path inside the article, path on disk), sorted.
+/// Most directories walked under one article.
+const MAX_DIRS: usize = 4096;
+
 fn collect(root: &Path) -> Result<Vec<(String, PathBuf)>> {
     let meta =
         fs::symlink_metadata(root).with_context(|| format!("cannot read {}", root.display()))?;
@@ -41,14 +44,28 @@ fn collect(root: &Path) -> Result<Vec<(String, PathBuf)>> {
         return Ok(vec![(name.to_owned(), root.to_owned())]);
     }
     if !meta.is_dir() {
-        bail!("{} is neither a file nor a directory", root.display());
+        bail!(
+            "{} is neither a regular file nor a directory",
+            root.display()
+        );
     }
     let mut out = Vec::new();
+    let mut hidden = 0;
     let mut stack = vec![root.to_owned()];
+    let mut dirs = 0;
     while let Some(dir) = stack.pop() {
+        dirs += 1;
+        if dirs > MAX_DIRS {
+            bail!("{} holds more than {MAX_DIRS} folders", root.display());
+        }
         for entry in fs::read_dir(&dir).with_context(|| format!("cannot list {}", dir.display()))? {
             let entry = entry?;
             let path = entry.path();
+            // Dot-files are editor swaps, VCS folders, OS debris: never published.
+            if entry.file_name().to_string_lossy().starts_with('.') {
+                hidden += 1;
+                continue;
+            }
             let ty = entry.file_type()?;
             if ty.is_symlink() {
                 bail!(
@@ -59,6 +76,9 @@ fn collect(root: &Path) -> Result<Vec<(String, PathBuf)>> {
             if ty.is_dir() {
                 stack.push(path);
                 continue;
+            }
+            if !ty.is_file() {
+                bail!("{} is not a regular file", path.display());
             }
             let rel = path
                 .strip_prefix(root)?
@@ -72,8 +92,28 @@ fn collect(root: &Path) -> Result<Vec<(String, PathBuf)>> {
             }
         }
     }
+    if hidden > 0 {
+        eprintln!("skipped {hidden} hidden files (names starting with '.')");
+    }
     out.sort();
     Ok(out)
+}
+
+/// Stores one file of an article, refusing anything that became a link or
+/// stopped being a regular file since it was listed.
+fn store_file(store: &Store, path: &Path) -> Result<tamizdat_store::Added> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let file = fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
+        .open(path)
+        .with_context(|| format!("cannot open {} (is it a link?)", path.display()))?;
+    let meta = file.metadata()?;
+    if !meta.is_file() {
+        bail!("{} is not a regular file", path.display());
+    }
+    let reader = io::BufReader::with_capacity(1 << 20, file);
+    Ok(store.add_sized(reader, meta.len(), path)?)
 }
 
 /// The first Markdown heading of `index.md`, if any.
@@ -111,7 +151,7 @@ pub fn publish(data: &Path, store: &Store, args: PublishArgs) -> Result<ExitCode
             (d.body().root, Some(d))
         }
     };
-    let created = now();
+    let mut created = now();
     if let Some(d) = &delegation {
         let b = d.body();
         if created > b.not_after {
@@ -143,9 +183,8 @@ pub fn publish(data: &Path, store: &Store, args: PublishArgs) -> Result<ExitCode
         .map(|h| *h.as_bytes());
     let mut entries = Vec::new();
     for (rel, path) in &files {
-        let added = store
-            .add_file(path)
-            .with_context(|| format!("cannot store {}", path.display()))?;
+        let added =
+            store_file(store, path).with_context(|| format!("cannot store {}", path.display()))?;
         entries.push(Entry {
             path: rel.clone(),
             hash: *added.hash.as_bytes(),
@@ -155,7 +194,15 @@ pub fn publish(data: &Path, store: &Store, args: PublishArgs) -> Result<ExitCode
     }
     let mut trust = state::load(store)?;
     let (seq, prev) = match trust.head(&publisher, &feed) {
-        Some(h) => (h.seq + 1, Some(h.hash)),
+        Some(h) => {
+            // Never sign "before" the feed's head, even if this clock is behind.
+            created = created.max(h.created);
+            let seq = h
+                .seq
+                .checked_add(1)
+                .with_context(|| format!("feed {feed:?} is at the largest sequence number"))?;
+            (seq, Some(h.hash))
+        }
         None => (1, None),
     };
     let manifest = Manifest {
@@ -178,13 +225,16 @@ pub fn publish(data: &Path, store: &Store, args: PublishArgs) -> Result<ExitCode
         .verify(signed.bytes(), &trust)
         .context("the new manifest does not verify")?;
     trust.accept(&verified, created)?;
+    // Record the new head first: if anything after this fails, the next
+    // publish takes the next sequence number (a harmless gap) instead of
+    // signing a second, different manifest at this one.
+    state::save(store, &trust)?;
     let added = store.add_bytes(signed.bytes())?;
     let pin = feed_pin(signed.body());
     for e in &signed.body().entries {
         store.pin(&pin, &Hash::from_bytes(e.hash))?;
     }
     store.pin(&pin, &added.hash)?;
-    state::save(store, &trust)?;
     println!("{}", added.hash);
     eprintln!(
         "published {:?} as {} seq {} ({} files)",

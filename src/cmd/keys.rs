@@ -109,7 +109,7 @@ impl KeyDir {
     pub fn load(&self, name: &str, pass: &PassArgs) -> Result<(KeyKind, SecretKey)> {
         let info = self.info(name)?;
         let path = self.path(name, "key");
-        let bytes = read_bounded(&path, 1024)?;
+        let bytes = Zeroizing::new(read_bounded(&path, 1024)?);
         let passphrase = if info.encrypted {
             if pass.no_passphrase {
                 bail!("key {name:?} is encrypted: give --passphrase-file or type it");
@@ -130,13 +130,18 @@ impl KeyDir {
         verify_delegation(&bytes).with_context(|| format!("delegation {}", path.display()))
     }
 
-    fn create(&self, name: &str, key: &SecretKey, kind: KeyKind, pass: &PassArgs) -> Result<()> {
+    fn create(
+        &self,
+        name: &str,
+        key: &SecretKey,
+        kind: KeyKind,
+        passphrase: Option<&str>,
+    ) -> Result<()> {
         check_name(name)?;
         if self.path(name, "key").exists() {
             bail!("a key named {name:?} exists already");
         }
-        let passphrase = new_passphrase(pass, name)?;
-        let bytes = write_key_file(key, kind, passphrase.as_deref().map(String::as_str))?;
+        let bytes = Zeroizing::new(write_key_file(key, kind, passphrase)?);
         write_new(&self.path(name, "key"), &bytes)
     }
 
@@ -174,11 +179,15 @@ fn existing_passphrase(pass: &PassArgs, name: &str) -> Result<Zeroizing<String>>
     Ok(Zeroizing::new(p))
 }
 
-fn new_passphrase(pass: &PassArgs, name: &str) -> Result<Option<Zeroizing<String>>> {
-    if pass.no_passphrase {
+fn new_passphrase(
+    no_passphrase: bool,
+    file: Option<&Path>,
+    name: &str,
+) -> Result<Option<Zeroizing<String>>> {
+    if no_passphrase {
         return Ok(None);
     }
-    if let Some(f) = &pass.passphrase_file {
+    if let Some(f) = file {
         return read_passphrase_file(f).map(Some);
     }
     let ask = |prompt: String| {
@@ -215,7 +224,14 @@ pub fn run(data: &Path, store: impl Fn() -> Result<Store>, cmd: KeyCommand) -> R
     match cmd {
         KeyCommand::New { name, pass } => {
             let key = SecretKey::generate()?;
-            keys.create(&name, &key, KeyKind::Root, &pass)?;
+            let passphrase =
+                new_passphrase(pass.no_passphrase, pass.passphrase_file.as_deref(), &name)?;
+            keys.create(
+                &name,
+                &key,
+                KeyKind::Root,
+                passphrase.as_deref().map(String::as_str),
+            )?;
             let pk = key.public();
             println!("{pk}");
             eprintln!(
@@ -230,8 +246,18 @@ pub fn run(data: &Path, store: impl Fn() -> Result<Store>, cmd: KeyCommand) -> R
             valid_for,
             feed,
             pass,
+            new_passphrase_file,
         } => {
             let secs = parse_duration(&valid_for)?;
+            if pass.passphrase_file.is_some()
+                && new_passphrase_file.is_none()
+                && !pass.no_passphrase
+            {
+                bail!(
+                    "give the new signing key its own passphrase with --new-passphrase-file: \
+                     it lives online and must not unlock the root"
+                );
+            }
             if let Some(f) = &feed {
                 tamizdat_sign::check_feed_name("delegation", f)?;
             }
@@ -255,7 +281,21 @@ pub fn run(data: &Path, store: impl Fn() -> Result<Store>, cmd: KeyCommand) -> R
                 },
                 &root_key,
             )?;
-            keys.create(&name, &signing, KeyKind::Signing, &pass)?;
+            let new_pass =
+                new_passphrase(pass.no_passphrase, new_passphrase_file.as_deref(), &name)?;
+            let same_as_root = match (&new_pass, &pass.passphrase_file) {
+                (Some(new), Some(root_file)) => **new == *read_passphrase_file(root_file)?,
+                _ => false,
+            };
+            if same_as_root {
+                bail!("the signing key's passphrase must differ from the root's");
+            }
+            keys.create(
+                &name,
+                &signing,
+                KeyKind::Signing,
+                new_pass.as_deref().map(String::as_str),
+            )?;
             write_new(&keys.path(&name, "delegation"), d.bytes())?;
             let store = store()?;
             let added = store.add_bytes(d.bytes())?;
@@ -308,7 +348,56 @@ pub fn run(data: &Path, store: impl Fn() -> Result<Store>, cmd: KeyCommand) -> R
             trust.add_revocation(&rev)?;
             state::save(&store, &trust)?;
             println!("{}", added.hash);
-            eprintln!("signing key {target} revoked; everything it signed now fails verification");
+            eprintln!(
+                "signing key {target} revoked here. Carry {} to your online nodes and run \
+                 `tamizdat key import` there.",
+                path.display()
+            );
+        }
+        KeyCommand::Import { files } => {
+            let store = store()?;
+            let mut trust = state::load(&store)?;
+            for file in files {
+                let bytes = read_bounded(&file, 1024)?;
+                if let Ok(rev) = Signed::<Revocation>::decode(&bytes) {
+                    let new = trust
+                        .add_revocation(&rev)
+                        .with_context(|| format!("revocation {}", file.display()))?;
+                    let added = store.add_bytes(rev.bytes())?;
+                    store.pin(KEYS_PIN, &added.hash)?;
+                    let RevocationTarget::Key(k) = rev.body().target else {
+                        eprintln!(
+                            "{}: revocation of a delegation {}",
+                            file.display(),
+                            added.hash
+                        );
+                        continue;
+                    };
+                    eprintln!(
+                        "{}: signing key {k} revoked by {}{}",
+                        file.display(),
+                        rev.body().root.fingerprint(),
+                        if new { "" } else { " (already known)" }
+                    );
+                } else {
+                    let d = verify_delegation(&bytes).with_context(|| {
+                        format!(
+                            "{} is neither a valid revocation nor a delegation",
+                            file.display()
+                        )
+                    })?;
+                    let added = store.add_bytes(d.bytes())?;
+                    store.pin(KEYS_PIN, &added.hash)?;
+                    eprintln!(
+                        "{}: delegation {} from {} to {}",
+                        file.display(),
+                        added.hash,
+                        d.body().root.fingerprint(),
+                        d.body().key.fingerprint()
+                    );
+                }
+            }
+            state::save(&store, &trust)?;
         }
         KeyCommand::List => {
             for name in keys.names()? {
