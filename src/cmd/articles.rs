@@ -423,9 +423,13 @@ fn feed_position(trust: &TrustState, v: &VerifiedManifest) -> Result<String, Fee
             ),
             None => "accepted here".into(),
         }),
+        Ok(tamizdat_sign::Verdict::Backfill) => {
+            Ok("fills a gap in the feed as this node knows it".into())
+        }
         Ok(_) => Ok("newer than anything this node has seen of the feed".into()),
         Err(FeedError::Replay { head, .. }) => Ok(format!(
-            "an older article: the feed is at seq {head} (newer articles exist)"
+            "an older article: the feed is at seq {head} (newer articles exist); \
+             its place in the feed is older than this node can check"
         )),
         Err(e) => Err(e),
     }
