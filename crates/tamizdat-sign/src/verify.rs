@@ -146,13 +146,14 @@ impl Verifier {
                         feed: m.feed.clone(),
                     });
                 }
-                if let Some(rev) = trust.revoked(&m.publisher, &m.signer, Some(&d.id())) {
+                let d_id = d.id();
+                if let Some(rev) = trust.revoked(&m.publisher, &m.signer, Some(&d_id)) {
                     return Err(VerifyError::Revoked {
                         key: m.signer,
                         revocation: hex::encode(rev),
                     });
                 }
-                if !self.known(&d.id()) {
+                if !self.known(&d_id) {
                     checks.push(Check {
                         msg: d.signed_bytes(),
                         sig: d.signature(),
@@ -187,7 +188,8 @@ impl Verifier {
             c.vk.verify_strict(c.msg, &ed25519_dalek::Signature::from_bytes(&c.sig.0))
                 .map_err(|_| KeyError::BadSignature(c.key))?;
         }
-        if let Some(d) = &delegation {
+        // Remember a delegation the first time it is checked.
+        if let (Some(d), true) = (&delegation, checks.len() > 1) {
             self.remember(d.id());
         }
         Ok(VerifiedManifest { signed, delegation })
@@ -204,49 +206,49 @@ impl Verifier {
         items: &[&[u8]],
         trust: &TrustState,
     ) -> Vec<Result<VerifiedManifest, VerifyError>> {
-        let decoded: Vec<_> = items.iter().map(|b| Self::decode(b)).collect();
         let mut results: Vec<Result<VerifiedManifest, VerifyError>> =
             Vec::with_capacity(items.len());
-        let mut msgs = Vec::new();
-        let mut sigs = Vec::new();
-        let mut keys = Vec::new();
+        // The manifest signature of each good item, in `results` order.
+        let mut pending = Vec::with_capacity(items.len());
         let mut batchable = true;
-        for d in &decoded {
-            let (signed, delegation) = match d {
+        for bytes in items {
+            let (signed, delegation) = match Self::decode(bytes) {
                 Ok(v) => v,
-                Err(e) => {
-                    results.push(Err(e.clone()));
-                    continue;
-                }
-            };
-            let checks = match self.structure(signed, delegation, trust) {
                 Err(e) => {
                     results.push(Err(e));
                     continue;
                 }
-                Ok(checks) => checks,
             };
-            // A delegation is checked alone, with verify_strict, and only then
-            // remembered: a batch result is never cached as a verified fact.
-            if let (Some(c), Some(d)) = (checks.get(1), delegation) {
-                let strict =
-                    c.vk.verify_strict(c.msg, &ed25519_dalek::Signature::from_bytes(&c.sig.0));
-                if strict.is_err() {
-                    results.push(Err(KeyError::BadSignature(c.key).into()));
-                    continue;
+            let outcome = self
+                .structure(&signed, &delegation, trust)
+                .and_then(|checks| {
+                    // A delegation is checked alone, with verify_strict, and only
+                    // then remembered: a batch result is never cached as verified.
+                    if let (Some(c), Some(d)) = (checks.get(1), &delegation) {
+                        c.vk.verify_strict(c.msg, &ed25519_dalek::Signature::from_bytes(&c.sig.0))
+                            .map_err(|_| KeyError::BadSignature(c.key))?;
+                        self.remember(d.id());
+                    }
+                    Ok((
+                        ed25519_dalek::Signature::from_bytes(&checks[0].sig.0),
+                        checks[0].vk,
+                    ))
+                });
+            match outcome {
+                Ok((sig, vk)) => {
+                    batchable &= r_is_plain(&signed.signature());
+                    pending.push((sig, vk));
+                    results.push(Ok(VerifiedManifest { signed, delegation }));
                 }
-                self.remember(d.id());
+                Err(e) => results.push(Err(e)),
             }
-            let c = &checks[0];
-            batchable &= r_is_plain(&c.sig);
-            msgs.push(c.msg);
-            sigs.push(ed25519_dalek::Signature::from_bytes(&c.sig.0));
-            keys.push(c.vk);
-            results.push(Ok(VerifiedManifest {
-                signed: signed.clone(),
-                delegation: delegation.clone(),
-            }));
         }
+        let msgs: Vec<&[u8]> = results
+            .iter()
+            .flatten()
+            .map(|v| v.signed.signed_bytes())
+            .collect();
+        let (sigs, keys): (Vec<_>, Vec<_>) = pending.into_iter().unzip();
         let all_good = batchable
             && !msgs.is_empty()
             && ed25519_dalek::verify_batch(&msgs, &sigs, &keys).is_ok();
