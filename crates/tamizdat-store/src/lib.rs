@@ -21,7 +21,7 @@ mod record;
 mod store;
 mod verify;
 
-pub use bao_tree::ChunkRanges;
+pub use bao_tree::{ChunkNum, ChunkRanges};
 pub use error::{Error, IndexError, IoError, OpenError, ReadError, WriteError};
 pub use hash::{Hash, ParseHashError};
 pub use record::RecordError;

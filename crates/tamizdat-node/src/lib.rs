@@ -1,0 +1,10 @@
+//! The tamizdat node: a libp2p daemon that finds peers and moves verified
+//! blobs by content hash.
+//!
+//! - [`wire`]: the `/tamizdat/blob/1` request and response framing.
+//! - [`fetch`]: the IO-less plan of what to fetch from whom.
+//!
+//! Knows nothing of HTTP or the command line.
+
+pub mod fetch;
+pub mod wire;
