@@ -153,7 +153,7 @@ impl<P: Ord + Clone> Plan<P> {
 
     /// Hands one piece of the unassigned ranges to each idle provider,
     /// lowest offsets first, most reliable providers first.
-    pub fn next(&mut self) -> Vec<(P, ChunkRanges)> {
+    pub fn assign(&mut self) -> Vec<(P, ChunkRanges)> {
         let mut out = Vec::new();
         for p in self.idle() {
             let Some(piece) = self.first_piece() else {
@@ -230,14 +230,14 @@ mod tests {
         for p in [1, 2, 3] {
             plan.add_provider(p);
         }
-        let first = plan.next();
+        let first = plan.assign();
         assert_eq!(first.len(), 3);
         assert_eq!(first[0], (1, chunks(0..1024)));
         assert_eq!(first[1], (2, chunks(1024..2048)));
         assert_eq!(first[2], (3, chunks(2048..3072)));
-        assert!(plan.next().is_empty(), "everyone is busy");
+        assert!(plan.assign().is_empty(), "everyone is busy");
         plan.done(&2, &chunks(1024..2048));
-        assert_eq!(plan.next(), vec![(2, chunks(3072..4096))]);
+        assert_eq!(plan.assign(), vec![(2, chunks(3072..4096))]);
         // Drive it to the end.
         let mut rounds = 0;
         while !plan.is_complete() {
@@ -245,7 +245,7 @@ mod tests {
             for (p, r) in inflight {
                 plan.done(&p, &r);
             }
-            plan.next();
+            plan.assign();
             rounds += 1;
             assert!(rounds < 20);
         }
@@ -257,7 +257,7 @@ mod tests {
         let mut plan = Plan::new(4 * MIB, ChunkRanges::empty(), MIB);
         plan.add_provider("liar");
         plan.add_provider("honest");
-        let assigned = plan.next();
+        let assigned = plan.assign();
         assert_eq!(assigned[0].0, "liar");
         // The liar's first group verified, the second did not.
         plan.failed(&"liar", &chunks(0..16), Failure::Corrupt);
@@ -267,7 +267,7 @@ mod tests {
         );
         assert_eq!(plan.bad(), vec!["liar"]);
         plan.done(&"honest", &chunks(1024..2048));
-        let next = plan.next();
+        let next = plan.assign();
         assert_eq!(
             next,
             vec![("honest", chunks(16..1024))],
@@ -280,7 +280,7 @@ mod tests {
         let have = chunks(0..2048);
         let mut plan = Plan::new(3 * MIB, have, MIB);
         plan.add_provider(7);
-        assert_eq!(plan.next(), vec![(7, chunks(2048..3072))]);
+        assert_eq!(plan.assign(), vec![(7, chunks(2048..3072))]);
         plan.done(&7, &chunks(2048..3072));
         assert!(plan.is_complete());
         assert!(!plan.is_stuck());
@@ -291,16 +291,16 @@ mod tests {
         let mut plan = Plan::new(MIB, ChunkRanges::empty(), MIB);
         plan.add_provider(1);
         for _ in 0..MAX_SOFT_FAILURES {
-            assert_eq!(plan.next().len(), 1);
+            assert_eq!(plan.assign().len(), 1);
             plan.failed(&1, &ChunkRanges::empty(), Failure::Timeout);
         }
         assert_eq!(plan.standing(&1), Some(&Standing::Exhausted));
-        assert!(plan.next().is_empty());
+        assert!(plan.assign().is_empty());
         assert!(plan.is_stuck());
         // A new provider un-sticks it.
         plan.add_provider(2);
         assert!(!plan.is_stuck());
-        assert_eq!(plan.next().len(), 1);
+        assert_eq!(plan.assign().len(), 1);
     }
 
     #[test]
@@ -310,7 +310,7 @@ mod tests {
         plan.add_provider(0);
         let mut pieces = Vec::new();
         while !plan.is_complete() {
-            let next = plan.next();
+            let next = plan.assign();
             assert_eq!(next.len(), 1);
             pieces.push(next[0].1.clone());
             plan.done(&0, &next[0].1);
