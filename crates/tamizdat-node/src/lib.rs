@@ -3,8 +3,10 @@
 //!
 //! - [`wire`]: the `/tamizdat/blob/1` request and response framing.
 //! - [`fetch`]: the IO-less plan of what to fetch from whom.
+//! - [`transfer`]: both ends of one transfer over any byte stream.
 //!
 //! Knows nothing of HTTP or the command line.
 
 pub mod fetch;
+pub mod transfer;
 pub mod wire;

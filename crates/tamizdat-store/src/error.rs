@@ -125,6 +125,16 @@ pub enum WriteError {
         /// Bytes received in this call that verified and were kept.
         kept: u64,
     },
+    /// The stream ended or broke before everything asked for arrived.
+    #[error("blob {hash}: transfer interrupted ({detail}); kept {kept} verified bytes")]
+    Interrupted {
+        /// The blob.
+        hash: Hash,
+        /// What happened.
+        detail: String,
+        /// Bytes received in this call that verified and were kept.
+        kept: u64,
+    },
     /// The sender's claimed size disagrees with the size already proven.
     #[error("blob {hash}: sender claims {claimed} bytes, the store has proven {known}")]
     SizeMismatch {

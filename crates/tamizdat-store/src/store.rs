@@ -987,13 +987,7 @@ impl Store {
         for item in DecodeResponseIter::new(hash.to_blake3(), tree, encoded.take(cap), ranges) {
             match item {
                 Ok(item) => items.push(item),
-                Err(e) => {
-                    return Err(WriteError::Verification {
-                        hash,
-                        detail: describe_decode(&e),
-                        kept: 0,
-                    });
-                }
+                Err(e) => return Err(decode_failure(hash, &e, 0)),
             }
         }
         let last = ChunkNum(chunks(size) - 1);
@@ -1141,11 +1135,7 @@ impl Store {
                     got |= leaf;
                 }
                 Err(e) => {
-                    failure = Some(WriteError::Verification {
-                        hash,
-                        detail: describe_decode(&e),
-                        kept: 0,
-                    });
+                    failure = Some(decode_failure(hash, &e, 0));
                     break;
                 }
             }
@@ -1200,6 +1190,11 @@ impl Store {
         };
         match failure {
             Some(WriteError::Verification { hash, detail, .. }) => Err(WriteError::Verification {
+                hash,
+                detail,
+                kept: new_bytes,
+            }),
+            Some(WriteError::Interrupted { hash, detail, .. }) => Err(WriteError::Interrupted {
                 hash,
                 detail,
                 kept: new_bytes,
@@ -1963,6 +1958,21 @@ fn check_pin_name(name: &str) -> Result<(), Error> {
         return Err(Error::InvalidPinName(name.to_owned()));
     }
     Ok(())
+}
+
+/// A sender that ran out of data (or whose stream broke) is interrupted;
+/// one whose data did not match is lying.
+fn decode_failure(hash: Hash, e: &bao_tree::io::DecodeError, kept: u64) -> WriteError {
+    use bao_tree::io::DecodeError as D;
+    let detail = describe_decode(e);
+    match e {
+        D::ParentNotFound(_) | D::LeafNotFound(_) | D::Io(_) => {
+            WriteError::Interrupted { hash, detail, kept }
+        }
+        D::ParentHashMismatch(_) | D::LeafHashMismatch(_) => {
+            WriteError::Verification { hash, detail, kept }
+        }
+    }
 }
 
 fn describe_decode(e: &bao_tree::io::DecodeError) -> String {

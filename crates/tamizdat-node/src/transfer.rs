@@ -1,0 +1,143 @@
+//! Both ends of one blob transfer over any byte stream, synchronously: the
+//! network layer runs these on blocking threads over libp2p streams, and
+//! tests run them over socket pairs.
+
+use std::io::{Read, Write};
+
+use tamizdat_store::{ChunkRanges, Hash, ReadError, Store, WriteError, size_proof_ranges};
+use tracing::debug;
+
+use crate::{
+    fetch::Failure,
+    wire::{Request, Status, WireError, read_header, write_header},
+};
+
+/// What serving one request came to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Served {
+    /// Data was sent.
+    Sent,
+    /// A refusal status was sent.
+    Refused(Status),
+}
+
+/// Answers one request read from `stream` from `store`. Only verified
+/// bytes leave: the store checks every group before it is written.
+pub fn serve(store: &Store, mut stream: impl Read + Write) -> Result<Served, WireError> {
+    let req = match Request::read(&mut stream) {
+        Ok(r) => r,
+        Err(e @ (WireError::Malformed(_) | WireError::TooLarge(_))) => {
+            write_header(&mut stream, Status::BadRequest, None)?;
+            return Err(e);
+        }
+        Err(e) => return Err(e),
+    };
+    let hash = Hash::from_bytes(req.hash);
+    let refuse = |mut s: &mut dyn Write, status| -> Result<Served, WireError> {
+        write_header(&mut s, status, None)?;
+        s.flush()?;
+        Ok(Served::Refused(status))
+    };
+    let info = match store.info(&hash) {
+        Ok(Some(info)) => info,
+        Ok(None) => return refuse(&mut stream, Status::NotFound),
+        Err(e) => {
+            debug!(%hash, "index error while serving: {e}");
+            return refuse(&mut stream, Status::NotFound);
+        }
+    };
+    let ranges = req
+        .chunk_ranges()?
+        .unwrap_or_else(|| size_proof_ranges(info.size));
+    if !info.complete {
+        let have = store
+            .verified_ranges(&hash)
+            .map_err(|e| WireError::Malformed(e.to_string()))?;
+        let wanted: ChunkRanges = ranges.intersection(&ChunkRanges::from(
+            ..tamizdat_store::ChunkNum(info.size.div_ceil(1024).max(1)),
+        ));
+        if !have.is_superset(&wanted) {
+            return refuse(&mut stream, Status::NotAvailable);
+        }
+    }
+    write_header(&mut stream, Status::Ok, Some(info.size))?;
+    match store.encode_ranges(&hash, &ranges, &mut stream) {
+        Ok(()) => {
+            stream.flush()?;
+            Ok(Served::Sent)
+        }
+        // Rot found while serving: stop; the peer sees a short stream.
+        Err(ReadError::Corrupt { hash, offset, what }) => Err(WireError::Malformed(format!(
+            "local blob {hash} is corrupt ({what} at {offset}); run scrub"
+        ))),
+        Err(ReadError::Io(e)) => Err(WireError::Io(e.source)),
+        Err(other) => Err(WireError::Malformed(other.to_string())),
+    }
+}
+
+/// What one request to a provider yielded.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Piece {
+    /// The blob's size as the provider stated it (verified when `got` holds
+    /// the size proof or any group, since every group checks against it).
+    pub size: u64,
+    /// Chunk ranges now verified in the store that this request asked for.
+    pub got: ChunkRanges,
+}
+
+/// Asks a provider for the size proof of `hash` (when `want` is `None`) or
+/// for `want`, and verifies what comes back into `store`. `known_size` is
+/// the size already proven, if any: a provider claiming another is a liar.
+///
+/// On failure, returns what verified before it and why it failed.
+pub fn fetch(
+    store: &Store,
+    hash: &Hash,
+    known_size: Option<u64>,
+    want: Option<&ChunkRanges>,
+    mut stream: impl Read + Write,
+) -> Result<Piece, (Failure, ChunkRanges, String)> {
+    let io = |e: WireError| (Failure::Timeout, ChunkRanges::empty(), e.to_string());
+    let req = match want {
+        None => Request::size_proof(hash),
+        Some(r) => Request::ranges(hash, r),
+    };
+    req.write(&mut stream).map_err(io)?;
+    let size = match read_header(&mut stream).map_err(io)? {
+        Ok(size) => size,
+        Err(status) => {
+            let why = match status {
+                Status::Busy => Failure::Busy,
+                _ => Failure::Missing,
+            };
+            return Err((why, ChunkRanges::empty(), format!("{status:?}")));
+        }
+    };
+    if known_size.is_some_and(|k| k != size) {
+        return Err((
+            Failure::WrongSize,
+            ChunkRanges::empty(),
+            format!("claims {size} bytes, proven {}", known_size.unwrap_or(0)),
+        ));
+    }
+    let ranges = want.cloned().unwrap_or_else(|| size_proof_ranges(size));
+    let got = |store: &Store| {
+        store
+            .verified_ranges(hash)
+            .map(|v| v.intersection(&ranges))
+            .unwrap_or_default()
+    };
+    match store.receive(*hash, size, &ranges, &mut stream) {
+        Ok(_) => Ok(Piece {
+            size,
+            got: got(store),
+        }),
+        Err(WriteError::Verification { detail, .. }) => Err((Failure::Corrupt, got(store), detail)),
+        Err(WriteError::Interrupted { detail, .. }) => Err((Failure::Timeout, got(store), detail)),
+        Err(e @ (WriteError::SizeMismatch { .. } | WriteError::TooLarge { .. })) => {
+            Err((Failure::WrongSize, got(store), e.to_string()))
+        }
+        Err(e @ WriteError::SizeUnproven(_)) => Err((Failure::Missing, got(store), e.to_string())),
+        Err(e) => Err((Failure::Timeout, got(store), e.to_string())),
+    }
+}
