@@ -8,5 +8,10 @@
 //! Knows nothing of HTTP or the command line.
 
 pub mod fetch;
+mod idle;
+mod node;
 pub mod transfer;
 pub mod wire;
+
+pub use libp2p::{Multiaddr, PeerId, identity};
+pub use node::{Client, Config, Fetched, KAD_PROTOCOL, NodeError, spawn};

@@ -1,0 +1,749 @@
+//! The libp2p node: one task owns the swarm; a cloneable [`Client`] talks to
+//! it over a bounded channel. Blob streams run beside it, bounded in number
+//! and time, on blocking threads that call the store.
+
+use std::{
+    collections::{HashMap, HashSet},
+    sync::{Arc, Mutex},
+    time::Duration,
+};
+
+use futures::StreamExt;
+use libp2p::{
+    Multiaddr, PeerId, StreamProtocol, Swarm, SwarmBuilder, connection_limits,
+    core::transport::ListenerId,
+    identify, identity,
+    kad::{
+        self, Mode, StoreInserts,
+        store::{MemoryStore, MemoryStoreConfig, RecordStore},
+    },
+    memory_connection_limits,
+    multiaddr::Protocol,
+    noise, ping,
+    swarm::{NetworkBehaviour, SwarmEvent, dial_opts::DialOpts},
+    tcp, yamux,
+};
+use tamizdat_store::{ChunkRanges, Hash, Store};
+use tokio::{
+    sync::{Semaphore, mpsc, oneshot, watch},
+    task::JoinSet,
+};
+use tokio_util::{compat::FuturesAsyncReadCompatExt, io::SyncIoBridge};
+use tracing::{debug, info, warn};
+
+use crate::{
+    fetch::{Failure, Plan},
+    idle::Idle,
+    transfer, wire,
+};
+
+const BLOB: StreamProtocol = StreamProtocol::new(wire::PROTOCOL);
+/// Our own DHT, apart from the public IPFS one.
+pub const KAD_PROTOCOL: StreamProtocol = StreamProtocol::new("/tamizdat/kad/1.0.0");
+const COMMANDS: usize = 64;
+
+/// Everything a node needs to start.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// The node's identity (kept in the data dir; not a publisher key).
+    pub keypair: identity::Keypair,
+    /// Addresses to listen on (`/ip4/0.0.0.0/tcp/4001`, `/ip4/127.0.0.1/udp/0/quic-v1`).
+    pub listen: Vec<Multiaddr>,
+    /// Peers to join through; each address ends in `/p2p/PEER_ID`.
+    pub bootstrap: Vec<Multiaddr>,
+    /// Blob streams served at once, in total.
+    pub max_streams: usize,
+    /// Blob streams served at once to one peer.
+    pub max_streams_per_peer: usize,
+    /// A stream that makes no progress for this long is dropped.
+    pub idle_timeout: Duration,
+    /// Requests in flight at once while fetching one blob.
+    pub fetch_parallel: usize,
+    /// Bytes asked of one provider per request.
+    pub piece_bytes: u64,
+    /// Connections held at once.
+    pub max_connections: u32,
+    /// Blobs announced to the DHT at start.
+    pub max_provided: usize,
+}
+
+impl Config {
+    /// Defaults for a node with the given identity and listen addresses.
+    pub fn new(keypair: identity::Keypair, listen: Vec<Multiaddr>) -> Self {
+        Self {
+            keypair,
+            listen,
+            bootstrap: Vec::new(),
+            max_streams: 32,
+            max_streams_per_peer: 4,
+            idle_timeout: Duration::from_secs(20),
+            fetch_parallel: 4,
+            piece_bytes: 4 << 20,
+            max_connections: 256,
+            max_provided: 65_536,
+        }
+    }
+}
+
+/// Why a node could not start or a fetch failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum NodeError {
+    /// The swarm could not be built or could not listen.
+    #[error("starting the node: {0}")]
+    Start(String),
+    /// The node has stopped.
+    #[error("the node has stopped")]
+    Stopped,
+    /// Nobody could be found who has the blob.
+    #[error("no provider of {0} answered")]
+    NoProviders(Hash),
+    /// Providers were found but could not deliver all of it.
+    #[error("blob {hash}: {verified} of {size} bytes verified; every provider failed ({detail})")]
+    Incomplete {
+        /// The blob.
+        hash: Hash,
+        /// Bytes verified and kept.
+        verified: u64,
+        /// Its size.
+        size: u64,
+        /// The last failures.
+        detail: String,
+    },
+    /// The store failed.
+    #[error("store: {0}")]
+    Store(String),
+}
+
+#[derive(NetworkBehaviour)]
+struct Behaviour {
+    limits: connection_limits::Behaviour,
+    memory: memory_connection_limits::Behaviour,
+    identify: identify::Behaviour,
+    ping: ping::Behaviour,
+    kad: kad::Behaviour<MemoryStore>,
+    stream: libp2p_stream::Behaviour,
+}
+
+enum Command {
+    Dial(Multiaddr, oneshot::Sender<Result<(), String>>),
+    Provide(Hash, Option<oneshot::Sender<Result<(), String>>>),
+    Providers(Hash, oneshot::Sender<HashSet<PeerId>>),
+    Connected(oneshot::Sender<Vec<PeerId>>),
+    Shutdown,
+}
+
+/// A handle on a running node. Cheap to clone.
+#[derive(Clone)]
+pub struct Client {
+    tx: mpsc::Sender<Command>,
+    peer_id: PeerId,
+    control: libp2p_stream::Control,
+    addrs: watch::Receiver<Vec<Multiaddr>>,
+    store: Arc<Store>,
+    config: Arc<Config>,
+}
+
+impl std::fmt::Debug for Client {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Client")
+            .field("peer_id", &self.peer_id)
+            .finish()
+    }
+}
+
+/// What one fetch did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Fetched {
+    /// Size of the blob.
+    pub size: u64,
+    /// Bytes verified by this fetch (0 when it was already complete).
+    pub new_bytes: u64,
+    /// Providers that delivered.
+    pub providers: Vec<PeerId>,
+    /// Providers caught sending bad data or lying about the size.
+    pub bad: Vec<PeerId>,
+}
+
+/// Starts a node on the current tokio runtime. It runs until
+/// [`Client::shutdown`] (or until every client is dropped).
+pub fn spawn(config: Config, store: Arc<Store>) -> Result<Client, NodeError> {
+    let start = |e: &dyn std::fmt::Display| NodeError::Start(e.to_string());
+    let peer_id = config.keypair.public().to_peer_id();
+    let max_conn = config.max_connections;
+    let mut swarm = SwarmBuilder::with_existing_identity(config.keypair.clone())
+        .with_tokio()
+        .with_tcp(
+            tcp::Config::default().nodelay(true),
+            noise::Config::new,
+            yamux::Config::default,
+        )
+        .map_err(|e| start(&e))?
+        .with_quic()
+        .with_dns()
+        .map_err(|e| start(&e))?
+        .with_behaviour(|key| {
+            let store_cfg = MemoryStoreConfig {
+                max_records: 1024,
+                max_value_bytes: 16 * 1024,
+                max_providers_per_key: 32,
+                max_provided_keys: 1 << 20,
+            };
+            let mut kad_cfg = kad::Config::new(KAD_PROTOCOL);
+            kad_cfg
+                .set_record_filtering(StoreInserts::FilterBoth)
+                .set_query_timeout(Duration::from_secs(30));
+            let limits = connection_limits::ConnectionLimits::default()
+                .with_max_pending_incoming(Some(64))
+                .with_max_established(Some(max_conn))
+                .with_max_established_per_peer(Some(4));
+            Behaviour {
+                limits: connection_limits::Behaviour::new(limits),
+                memory: memory_connection_limits::Behaviour::with_max_percentage(0.9),
+                identify: identify::Behaviour::new(identify::Config::new(
+                    "/tamizdat/id/1.0.0".into(),
+                    key.public(),
+                )),
+                ping: ping::Behaviour::new(ping::Config::new()),
+                kad: kad::Behaviour::with_config(
+                    peer_id,
+                    MemoryStore::with_config(peer_id, store_cfg),
+                    kad_cfg,
+                ),
+                stream: libp2p_stream::Behaviour::new(),
+            }
+        })
+        .map_err(|e| start(&e))?
+        .with_swarm_config(|c| c.with_idle_connection_timeout(Duration::from_secs(120)))
+        .build();
+    swarm.behaviour_mut().kad.set_mode(Some(Mode::Server));
+    for addr in &config.listen {
+        swarm
+            .listen_on(addr.clone())
+            .map_err(|e| NodeError::Start(format!("listen on {addr}: {e}")))?;
+    }
+    for addr in &config.bootstrap {
+        let Some(Protocol::P2p(peer)) = addr.iter().last() else {
+            return Err(NodeError::Start(format!(
+                "bootstrap address {addr} must end in /p2p/PEER_ID"
+            )));
+        };
+        swarm.behaviour_mut().kad.add_address(&peer, addr.clone());
+        if let Err(e) = swarm.dial(addr.clone()) {
+            warn!("cannot dial bootstrap {addr}: {e}");
+        }
+    }
+    let control = swarm.behaviour().stream.new_control();
+    let incoming = control
+        .clone()
+        .accept(BLOB)
+        .map_err(|e| NodeError::Start(e.to_string()))?;
+    let (tx, commands) = mpsc::channel(COMMANDS);
+    let (addr_tx, addrs) = watch::channel(Vec::new());
+    let config = Arc::new(config);
+    let client = Client {
+        tx,
+        peer_id,
+        control,
+        addrs,
+        store: store.clone(),
+        config: config.clone(),
+    };
+    let event_loop = EventLoop {
+        swarm,
+        commands,
+        addr_tx,
+        listeners: HashMap::new(),
+        pending_dial: HashMap::new(),
+        pending_providers: HashMap::new(),
+        pending_provide: HashMap::new(),
+    };
+    tokio::spawn(event_loop.run());
+    tokio::spawn(serve_incoming(incoming, store.clone(), config.clone()));
+    // Announce what we hold.
+    let announcer = client.clone();
+    tokio::spawn(async move {
+        let list = tokio::task::spawn_blocking(move || store.list()).await;
+        if let Ok(Ok(list)) = list {
+            for b in list
+                .into_iter()
+                .filter(|b| b.complete)
+                .take(config.max_provided)
+            {
+                if announcer
+                    .tx
+                    .send(Command::Provide(b.hash, None))
+                    .await
+                    .is_err()
+                {
+                    return;
+                }
+            }
+        }
+    });
+    info!(%peer_id, "node started");
+    Ok(client)
+}
+
+/// Serves incoming blob streams within the configured bounds.
+async fn serve_incoming(
+    mut incoming: libp2p_stream::IncomingStreams,
+    store: Arc<Store>,
+    config: Arc<Config>,
+) {
+    let total = Arc::new(Semaphore::new(config.max_streams));
+    let per_peer: Arc<Mutex<HashMap<PeerId, usize>>> = Arc::default();
+    while let Some((peer, stream)) = incoming.next().await {
+        let stream = Idle::new(stream.compat(), config.idle_timeout);
+        let slot = total.clone().try_acquire_owned();
+        let peer_ok = {
+            let mut map = per_peer.lock().unwrap_or_else(|p| p.into_inner());
+            let n = map.entry(peer).or_default();
+            if *n < config.max_streams_per_peer {
+                *n += 1;
+                true
+            } else {
+                false
+            }
+        };
+        let store = store.clone();
+        let per_peer = per_peer.clone();
+        tokio::spawn(async move {
+            let Ok(permit) = slot
+                .map_err(|_| ())
+                .and_then(|p| peer_ok.then_some(p).ok_or(()))
+            else {
+                // Too busy: say so and close, without reading the request.
+                let mut bridge = SyncIoBridge::new(stream);
+                let _ = tokio::task::spawn_blocking(move || {
+                    wire::write_header(&mut bridge, wire::Status::Busy, None)
+                })
+                .await;
+                if peer_ok {
+                    release(&per_peer, &peer);
+                }
+                return;
+            };
+            let bridge = SyncIoBridge::new(stream);
+            let result = tokio::task::spawn_blocking(move || transfer::serve(&store, bridge)).await;
+            match result {
+                Ok(Ok(served)) => debug!(%peer, ?served, "served"),
+                Ok(Err(e)) => debug!(%peer, "serving failed: {e}"),
+                Err(e) => warn!(%peer, "serving task failed: {e}"),
+            }
+            drop(permit);
+            release(&per_peer, &peer);
+        });
+    }
+}
+
+fn release(map: &Mutex<HashMap<PeerId, usize>>, peer: &PeerId) {
+    let mut map = map.lock().unwrap_or_else(|p| p.into_inner());
+    if let Some(n) = map.get_mut(peer) {
+        *n = n.saturating_sub(1);
+        if *n == 0 {
+            map.remove(peer);
+        }
+    }
+}
+
+impl Client {
+    /// This node's peer id.
+    pub fn peer_id(&self) -> PeerId {
+        self.peer_id
+    }
+
+    /// Addresses the node listens on now.
+    pub fn listen_addrs(&self) -> Vec<Multiaddr> {
+        self.addrs.borrow().clone()
+    }
+
+    /// Waits until the node listens on at least `n` addresses.
+    pub async fn wait_listening(&self, n: usize) -> Result<Vec<Multiaddr>, NodeError> {
+        let mut rx = self.addrs.clone();
+        let addrs = rx
+            .wait_for(|a| a.len() >= n)
+            .await
+            .map_err(|_| NodeError::Stopped)?;
+        Ok(addrs.clone())
+    }
+
+    async fn send(&self, c: Command) -> Result<(), NodeError> {
+        self.tx.send(c).await.map_err(|_| NodeError::Stopped)
+    }
+
+    /// Connects to a peer at `addr` (ending in `/p2p/PEER_ID`).
+    pub async fn dial(&self, addr: Multiaddr) -> Result<(), NodeError> {
+        let (tx, rx) = oneshot::channel();
+        self.send(Command::Dial(addr, tx)).await?;
+        rx.await
+            .map_err(|_| NodeError::Stopped)?
+            .map_err(NodeError::Start)
+    }
+
+    /// Peers connected now.
+    pub async fn connected(&self) -> Result<Vec<PeerId>, NodeError> {
+        let (tx, rx) = oneshot::channel();
+        self.send(Command::Connected(tx)).await?;
+        rx.await.map_err(|_| NodeError::Stopped)
+    }
+
+    /// Tells the DHT this node holds `hash`; returns once the closest peers
+    /// have the record (or the query failed, which is only logged: the
+    /// record is republished periodically anyway).
+    pub async fn provide(&self, hash: Hash) -> Result<(), NodeError> {
+        let (tx, rx) = oneshot::channel();
+        self.send(Command::Provide(hash, Some(tx))).await?;
+        if let Ok(Err(e)) = rx.await {
+            debug!(%hash, "announcing: {e}");
+        }
+        Ok(())
+    }
+
+    /// Asks the DHT who holds `hash`.
+    pub async fn providers(&self, hash: Hash) -> Result<HashSet<PeerId>, NodeError> {
+        let (tx, rx) = oneshot::channel();
+        self.send(Command::Providers(hash, tx)).await?;
+        rx.await.map_err(|_| NodeError::Stopped)
+    }
+
+    /// Stops the node.
+    pub async fn shutdown(&self) {
+        let _ = self.tx.send(Command::Shutdown).await;
+    }
+
+    /// Runs one request to `peer` on a blocking thread over a fresh stream.
+    async fn request(
+        &self,
+        peer: PeerId,
+        hash: Hash,
+        size: Option<u64>,
+        want: Option<ChunkRanges>,
+    ) -> Result<transfer::Piece, (Failure, ChunkRanges, String)> {
+        let mut control = self.control.clone();
+        let stream = control
+            .open_stream(peer, BLOB)
+            .await
+            .map_err(|e| (Failure::Timeout, ChunkRanges::empty(), e.to_string()))?;
+        let bridge = SyncIoBridge::new(Idle::new(stream.compat(), self.config.idle_timeout));
+        let store = self.store.clone();
+        tokio::task::spawn_blocking(move || {
+            transfer::fetch(&store, &hash, size, want.as_ref(), bridge)
+        })
+        .await
+        .unwrap_or_else(|e| Err((Failure::Timeout, ChunkRanges::empty(), e.to_string())))
+    }
+
+    /// Fetches `hash` into the store from whoever has it: `hint` peers and
+    /// connected peers first, then providers found in the DHT; several in
+    /// parallel by range; every group verified before it is kept; liars
+    /// dropped. Resumes whatever part is already verified.
+    pub async fn fetch(&self, hash: Hash, hint: &[PeerId]) -> Result<Fetched, NodeError> {
+        let store_err = |e: &dyn std::fmt::Display| NodeError::Store(e.to_string());
+        let initial = self.store.info(&hash).map_err(|e| store_err(&e))?;
+        let before = initial.as_ref().map(|i| i.verified_bytes).unwrap_or(0);
+        if let Some(info) = initial
+            && info.complete
+        {
+            self.provide(hash).await?;
+            return Ok(Fetched {
+                size: info.size,
+                new_bytes: 0,
+                providers: Vec::new(),
+                bad: Vec::new(),
+            });
+        }
+        let mut candidates: Vec<PeerId> = hint.to_vec();
+        for p in self.providers(hash).await? {
+            if !candidates.contains(&p) && p != self.peer_id {
+                candidates.push(p);
+            }
+        }
+        if candidates.is_empty() {
+            return Err(NodeError::NoProviders(hash));
+        }
+        let mut last_error = String::new();
+        let mut bad = Vec::new();
+        // The size proof, from the first provider that gives a good one.
+        let mut size = self.store.info(&hash).ok().flatten().map(|i| i.size);
+        if size.is_none() {
+            for p in &candidates {
+                match self.request(*p, hash, None, None).await {
+                    Ok(piece) => {
+                        size = Some(piece.size);
+                        break;
+                    }
+                    Err((why, _, detail)) => {
+                        if matches!(why, Failure::Corrupt | Failure::WrongSize) {
+                            bad.push(*p);
+                        }
+                        last_error = format!("{p}: {detail}");
+                    }
+                }
+            }
+        }
+        let Some(size) = size else {
+            return Err(NodeError::Incomplete {
+                hash,
+                verified: 0,
+                size: 0,
+                detail: last_error,
+            });
+        };
+        let have = self
+            .store
+            .verified_ranges(&hash)
+            .map_err(|e| store_err(&e))?;
+        let mut plan = Plan::new(size, have, self.config.piece_bytes);
+        for p in &candidates {
+            if !bad.contains(p) {
+                plan.add_provider(*p);
+            }
+        }
+        let mut delivered = HashSet::new();
+        let mut running = JoinSet::new();
+        loop {
+            if running.len() < self.config.fetch_parallel {
+                for (peer, ranges) in plan.assign() {
+                    let this = self.clone();
+                    running.spawn(async move {
+                        let r = this.request(peer, hash, Some(size), Some(ranges)).await;
+                        (peer, r)
+                    });
+                    if running.len() >= self.config.fetch_parallel {
+                        break;
+                    }
+                }
+            }
+            let Some(done) = running.join_next().await else {
+                break;
+            };
+            let Ok((peer, result)) = done else { continue };
+            match result {
+                Ok(piece) => {
+                    delivered.insert(peer);
+                    plan.done(&peer, &piece.got);
+                }
+                Err((why, got, detail)) => {
+                    debug!(%peer, ?why, "fetch failed: {detail}");
+                    last_error = format!("{peer}: {detail}");
+                    plan.failed(&peer, &got, why);
+                }
+            }
+            if plan.is_complete() {
+                break;
+            }
+        }
+        bad.extend(plan.bad());
+        for p in &bad {
+            warn!(peer = %p, %hash, "provider sent bad data; dropped");
+        }
+        let complete = self
+            .store
+            .info(&hash)
+            .map_err(|e| store_err(&e))?
+            .is_some_and(|i| i.complete);
+        if !complete {
+            return Err(NodeError::Incomplete {
+                hash,
+                verified: plan.verified_bytes(),
+                size,
+                detail: last_error,
+            });
+        }
+        self.provide(hash).await?;
+        Ok(Fetched {
+            size,
+            new_bytes: plan.verified_bytes() - before,
+            providers: delivered.into_iter().collect(),
+            bad,
+        })
+    }
+}
+
+struct EventLoop {
+    swarm: Swarm<Behaviour>,
+    commands: mpsc::Receiver<Command>,
+    addr_tx: watch::Sender<Vec<Multiaddr>>,
+    listeners: HashMap<ListenerId, Vec<Multiaddr>>,
+    pending_dial: HashMap<PeerId, Vec<oneshot::Sender<Result<(), String>>>>,
+    pending_providers: HashMap<kad::QueryId, (oneshot::Sender<HashSet<PeerId>>, HashSet<PeerId>)>,
+    pending_provide: HashMap<kad::QueryId, oneshot::Sender<Result<(), String>>>,
+}
+
+impl EventLoop {
+    async fn run(mut self) {
+        loop {
+            tokio::select! {
+                ev = self.swarm.select_next_some() => self.on_swarm_event(ev),
+                cmd = self.commands.recv() => match cmd {
+                    Some(Command::Shutdown) | None => {
+                        info!("node stopping");
+                        return;
+                    }
+                    Some(cmd) => self.on_command(cmd),
+                },
+            }
+        }
+    }
+
+    fn publish_addrs(&mut self) {
+        let all: Vec<Multiaddr> = self.listeners.values().flatten().cloned().collect();
+        let _ = self.addr_tx.send(all);
+    }
+
+    fn on_command(&mut self, cmd: Command) {
+        match cmd {
+            Command::Dial(addr, reply) => {
+                let Some(Protocol::P2p(peer)) = addr.iter().last() else {
+                    let _ = reply.send(Err(format!("{addr} does not end in /p2p/PEER_ID")));
+                    return;
+                };
+                if self.swarm.is_connected(&peer) {
+                    let _ = reply.send(Ok(()));
+                    return;
+                }
+                self.swarm
+                    .behaviour_mut()
+                    .kad
+                    .add_address(&peer, addr.clone());
+                let opts = DialOpts::peer_id(peer).addresses(vec![addr]).build();
+                match self.swarm.dial(opts) {
+                    // A dial already under way answers this one too.
+                    Ok(()) | Err(libp2p::swarm::DialError::DialPeerConditionFalse(_)) => {
+                        self.pending_dial.entry(peer).or_default().push(reply)
+                    }
+                    Err(e) => {
+                        let _ = reply.send(Err(e.to_string()));
+                    }
+                }
+            }
+            Command::Provide(hash, reply) => {
+                let key = kad::RecordKey::new(hash.as_bytes());
+                match self.swarm.behaviour_mut().kad.start_providing(key) {
+                    Ok(id) => {
+                        if let Some(reply) = reply {
+                            self.pending_provide.insert(id, reply);
+                        }
+                    }
+                    Err(e) => {
+                        warn!(%hash, "cannot announce: {e:?}");
+                        if let Some(reply) = reply {
+                            let _ = reply.send(Err(format!("{e:?}")));
+                        }
+                    }
+                }
+            }
+            Command::Providers(hash, reply) => {
+                let key = kad::RecordKey::new(hash.as_bytes());
+                let id = self.swarm.behaviour_mut().kad.get_providers(key);
+                self.pending_providers.insert(id, (reply, HashSet::new()));
+            }
+            Command::Connected(reply) => {
+                let _ = reply.send(self.swarm.connected_peers().copied().collect());
+            }
+            Command::Shutdown => {}
+        }
+    }
+
+    fn on_swarm_event(&mut self, event: SwarmEvent<BehaviourEvent>) {
+        match event {
+            SwarmEvent::NewListenAddr {
+                listener_id,
+                address,
+            } => {
+                info!("listening on {address}");
+                self.swarm.add_external_address(address.clone());
+                self.listeners.entry(listener_id).or_default().push(address);
+                self.publish_addrs();
+            }
+            SwarmEvent::ExpiredListenAddr {
+                listener_id,
+                address,
+            } => {
+                if let Some(list) = self.listeners.get_mut(&listener_id) {
+                    list.retain(|a| *a != address);
+                }
+                self.publish_addrs();
+            }
+            SwarmEvent::ConnectionEstablished { peer_id, .. } => {
+                for reply in self.pending_dial.remove(&peer_id).unwrap_or_default() {
+                    let _ = reply.send(Ok(()));
+                }
+            }
+            SwarmEvent::OutgoingConnectionError {
+                peer_id: Some(peer),
+                error,
+                ..
+            } => {
+                for reply in self.pending_dial.remove(&peer).unwrap_or_default() {
+                    let _ = reply.send(Err(error.to_string()));
+                }
+            }
+            SwarmEvent::Behaviour(BehaviourEvent::Identify(identify::Event::Received {
+                peer_id,
+                info,
+                ..
+            })) if info.protocols.contains(&KAD_PROTOCOL) => {
+                for addr in info.listen_addrs {
+                    self.swarm.behaviour_mut().kad.add_address(&peer_id, addr);
+                }
+            }
+            SwarmEvent::Behaviour(BehaviourEvent::Kad(ev)) => self.on_kad_event(ev),
+            _ => {}
+        }
+    }
+
+    fn on_kad_event(&mut self, ev: kad::Event) {
+        match ev {
+            // Inbound writes are validated here: provider records for 32-byte
+            // keys only; no free-form records are stored.
+            kad::Event::InboundRequest { request } => match request {
+                kad::InboundRequest::AddProvider { record: Some(rec) }
+                    if rec.key.as_ref().len() == 32 =>
+                {
+                    let _ = self.swarm.behaviour_mut().kad.store_mut().add_provider(rec);
+                }
+                kad::InboundRequest::PutRecord { source, .. } => {
+                    debug!(%source, "refused a DHT record: this network stores none");
+                }
+                _ => {}
+            },
+            kad::Event::OutboundQueryProgressed {
+                id, result, step, ..
+            } => {
+                if let kad::QueryResult::StartProviding(r) = &result
+                    && let Some(reply) = self.pending_provide.remove(&id)
+                {
+                    let _ = reply.send(r.clone().map(drop).map_err(|e| format!("{e:?}")));
+                }
+                if let kad::QueryResult::GetProviders(r) = result {
+                    if let Ok(kad::GetProvidersOk::FoundProviders { providers, .. }) = r
+                        && let Some((_, found)) = self.pending_providers.get_mut(&id)
+                    {
+                        found.extend(providers);
+                    }
+                    let enough = self
+                        .pending_providers
+                        .get(&id)
+                        .is_some_and(|(_, f)| f.len() >= 8);
+                    if step.last || enough {
+                        if let Some((reply, found)) = self.pending_providers.remove(&id) {
+                            // Dial now, while the query still knows their addresses.
+                            for p in &found {
+                                if !self.swarm.is_connected(p) {
+                                    let _ = self.swarm.dial(*p);
+                                }
+                            }
+                            let _ = reply.send(found);
+                        }
+                        if let Some(mut q) = self.swarm.behaviour_mut().kad.query_mut(&id) {
+                            q.finish();
+                        }
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+}

@@ -1,0 +1,87 @@
+//! Real nodes on loopback, in one process.
+
+use std::{sync::Arc, time::Duration};
+
+use libp2p::multiaddr::Protocol;
+use rand::{Rng, SeedableRng, rngs::StdRng};
+use tamizdat_node::{Client, Config, Multiaddr, identity, spawn};
+use tamizdat_store::{Hash, Options, Store};
+use tempfile::TempDir;
+
+struct TestNode {
+    _dir: TempDir,
+    store: Arc<Store>,
+    client: Client,
+    addr: Multiaddr,
+}
+
+async fn node(bootstrap: Option<&TestNode>) -> TestNode {
+    let dir = TempDir::new().unwrap();
+    let store = Arc::new(Store::open(dir.path(), Options::default()).unwrap());
+    let mut config = Config::new(
+        identity::Keypair::generate_ed25519(),
+        vec!["/ip4/127.0.0.1/tcp/0".parse().unwrap()],
+    );
+    config.piece_bytes = 256 * 1024;
+    if let Some(b) = bootstrap {
+        config.bootstrap = vec![b.addr.clone()];
+    }
+    let client = spawn(config, store.clone()).unwrap();
+    let listen = client.wait_listening(1).await.unwrap();
+    let addr = listen[0].clone().with(Protocol::P2p(client.peer_id()));
+    TestNode {
+        _dir: dir,
+        store,
+        client,
+        addr,
+    }
+}
+
+fn data(size: usize, seed: u64) -> Vec<u8> {
+    let mut v = vec![0u8; size];
+    StdRng::seed_from_u64(seed).fill(&mut v[..]);
+    v
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ten_nodes_find_and_fetch_a_blob_through_the_dht() {
+    tokio::time::timeout(Duration::from_secs(120), async {
+        let hub = node(None).await;
+        let mut nodes = vec![];
+        for _ in 0..8 {
+            let n = node(Some(&hub)).await;
+            n.client.dial(hub.addr.clone()).await.unwrap();
+            nodes.push(n);
+        }
+        let bytes = data(3 * 1024 * 1024 + 11, 1);
+        let hash = nodes[3].store.add_bytes(&bytes).unwrap().hash;
+        nodes[3].client.provide(hash).await.unwrap();
+        // The tenth node joins afterwards, knowing only the hub.
+        let fetcher = node(Some(&hub)).await;
+        fetcher.client.dial(hub.addr.clone()).await.unwrap();
+        let before = fetcher.client.connected().await.unwrap();
+        assert_eq!(
+            before,
+            vec![hub.client.peer_id()],
+            "only the hub, not the provider"
+        );
+        let got = fetcher.client.fetch(hash, &[]).await.unwrap();
+        assert_eq!(got.size, bytes.len() as u64);
+        assert!(got.providers.contains(&nodes[3].client.peer_id()));
+        assert!(got.bad.is_empty());
+        assert_eq!(fetcher.store.read_to_vec(&hash).unwrap(), bytes);
+        // Now two providers: a third node fetches from both.
+        let third = &nodes[5];
+        let got = third.client.fetch(hash, &[]).await.unwrap();
+        assert_eq!(third.store.read_to_vec(&hash).unwrap(), bytes);
+        assert_eq!(got.new_bytes, bytes.len() as u64);
+        // Nobody has this one.
+        let absent = Hash::of(b"absent");
+        assert!(nodes[0].client.fetch(absent, &[]).await.is_err());
+        for n in nodes.iter().chain([&hub, &fetcher]) {
+            n.client.shutdown().await;
+        }
+    })
+    .await
+    .expect("the network test finished in time");
+}
