@@ -86,6 +86,43 @@ pub enum Command {
         /// The manifest's hash (in the store) or a manifest file.
         target: String,
     },
+    /// Run the node: join the network, announce the blobs held here, and
+    /// serve them. Stops cleanly on Ctrl-C or SIGTERM.
+    Node(NodeArgs),
+    /// Fetch a blob from the network into the store (and FILE), verifying
+    /// every chunk. Exits non-zero when no provider delivers in time.
+    Get(GetArgs),
+    /// Show the running node: peer id, addresses (`--json` for scripts).
+    Status {
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Debug, Args)]
+pub struct NodeArgs {
+    /// Listen on this multiaddr (repeatable); replaces the config's list.
+    #[arg(long, value_name = "MULTIADDR")]
+    pub listen: Vec<String>,
+    /// Join through this peer (repeatable), e.g. /ip4/1.2.3.4/tcp/4001/p2p/12D3...
+    #[arg(long, value_name = "MULTIADDR")]
+    pub bootstrap: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct GetArgs {
+    /// The blob's hash.
+    pub hash: String,
+    /// Also write the blob to FILE.
+    #[arg(short, long, value_name = "FILE")]
+    pub output: Option<PathBuf>,
+    /// Ask this peer first (repeatable); it also serves as a way into the network.
+    #[arg(long, value_name = "MULTIADDR")]
+    pub peer: Vec<String>,
+    /// Give up after this many seconds.
+    #[arg(long, default_value_t = 120)]
+    pub timeout: u64,
 }
 
 /// How to get the passphrase of a key file.

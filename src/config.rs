@@ -17,6 +17,22 @@ pub struct Config {
     /// Blob store settings.
     #[serde(default)]
     pub store: StoreConfig,
+    /// Network node settings (`tamizdat node`, `tamizdat get`).
+    #[serde(default)]
+    pub node: NodeConfig,
+}
+
+/// `[node]` section.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NodeConfig {
+    /// Addresses to listen on, as multiaddrs. Default: TCP and QUIC on port
+    /// 4001, all interfaces. `--listen` replaces the list.
+    pub listen: Option<Vec<String>>,
+    /// Peers to join through, each ending in `/p2p/PEER_ID`. `--bootstrap`
+    /// adds to the list.
+    #[serde(default)]
+    pub bootstrap: Vec<String>,
 }
 
 /// `[store]` section.

@@ -3,6 +3,7 @@
 mod articles;
 mod blobs;
 mod keys;
+mod net;
 mod state;
 
 use std::{path::Path, process::ExitCode};
@@ -34,6 +35,9 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         Command::Publish(args) => articles::publish(&dir, &store()?, args),
         Command::Verify { target } => articles::verify(&store()?, &target),
         Command::Show { target } => articles::show(&store()?, &target),
+        Command::Node(args) => net::node(&dir, &cfg, store()?, args),
+        Command::Get(args) => net::get(&dir, &cfg, store()?, args),
+        Command::Status { json } => net::status(&dir, json),
     }
 }
 
@@ -42,7 +46,7 @@ fn open_store(dir: &Path, cfg: &config::Config) -> Result<Store> {
     Ok(Store::open(dir.join("store"), opts)?)
 }
 
-fn parse_hash(s: &str) -> Result<Hash> {
+pub(crate) fn parse_hash(s: &str) -> Result<Hash> {
     s.parse().with_context(|| format!("invalid hash {s:?}"))
 }
 

@@ -13,5 +13,5 @@ mod node;
 pub mod transfer;
 pub mod wire;
 
-pub use libp2p::{Multiaddr, PeerId, identity};
+pub use libp2p::{Multiaddr, PeerId, identity, multiaddr::Protocol};
 pub use node::{Client, Config, Fetched, KAD_PROTOCOL, NodeError, spawn};

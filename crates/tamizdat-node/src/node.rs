@@ -98,6 +98,16 @@ pub enum NodeError {
     /// Nobody could be found who has the blob.
     #[error("no provider of {0} answered")]
     NoProviders(Hash),
+    /// The peers asked could not prove the blob's size (they lack it, or lied).
+    #[error("none of the {asked} peers asked could deliver {hash} (last: {detail})")]
+    NotFound {
+        /// The blob.
+        hash: Hash,
+        /// How many peers were asked.
+        asked: usize,
+        /// The last refusal or failure.
+        detail: String,
+    },
     /// Providers were found but could not deliver all of it.
     #[error("blob {hash}: {verified} of {size} bytes verified; every provider failed ({detail})")]
     Incomplete {
@@ -483,10 +493,9 @@ impl Client {
             }
         }
         let Some(size) = size else {
-            return Err(NodeError::Incomplete {
+            return Err(NodeError::NotFound {
                 hash,
-                verified: 0,
-                size: 0,
+                asked: candidates.len(),
                 detail: last_error,
             });
         };

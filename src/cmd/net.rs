@@ -1,0 +1,215 @@
+//! `node`, `get`, `status`.
+
+use std::{
+    fs,
+    io::{self, Write},
+    os::unix::fs::OpenOptionsExt,
+    path::{Path, PathBuf},
+    process::ExitCode,
+    sync::Arc,
+    time::Duration,
+};
+
+use anyhow::{Context, Result, bail};
+use serde_json::json;
+use tamizdat_node::{Config, Multiaddr, identity};
+use tamizdat_store::Store;
+
+use crate::{
+    cli::{GetArgs, NodeArgs},
+    config,
+};
+
+use super::parse_hash;
+
+/// The node's identity, separate from any publisher key.
+const NODE_KEY: &str = "node.key";
+/// Written while a node runs: its peer id and addresses.
+const NODE_INFO: &str = "node.json";
+
+fn default_listen() -> Vec<String> {
+    vec![
+        "/ip4/0.0.0.0/tcp/4001".into(),
+        "/ip4/0.0.0.0/udp/4001/quic-v1".into(),
+    ]
+}
+
+fn parse_addrs(list: &[String]) -> Result<Vec<Multiaddr>> {
+    list.iter()
+        .map(|a| {
+            a.parse::<Multiaddr>()
+                .with_context(|| format!("invalid multiaddr {a:?}"))
+        })
+        .collect()
+}
+
+/// Loads the node key, creating it (mode 0600) on first use.
+fn node_key(dir: &Path) -> Result<identity::Keypair> {
+    let path = dir.join(NODE_KEY);
+    match fs::read(&path) {
+        Ok(bytes) => identity::Keypair::from_protobuf_encoding(&bytes)
+            .with_context(|| format!("node key {} is damaged", path.display())),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {
+            let key = identity::Keypair::generate_ed25519();
+            let bytes = key.to_protobuf_encoding()?;
+            let mut f = fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(0o600)
+                .open(&path)
+                .with_context(|| format!("cannot create {}", path.display()))?;
+            f.write_all(&bytes)?;
+            f.sync_all()?;
+            Ok(key)
+        }
+        Err(e) => Err(e).with_context(|| format!("cannot read {}", path.display())),
+    }
+}
+
+fn runtime() -> Result<tokio::runtime::Runtime> {
+    Ok(tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?)
+}
+
+pub fn node(dir: &Path, cfg: &config::Config, store: Store, args: NodeArgs) -> Result<ExitCode> {
+    let listen = if args.listen.is_empty() {
+        cfg.node.listen.clone().unwrap_or_else(default_listen)
+    } else {
+        args.listen
+    };
+    let mut bootstrap = cfg.node.bootstrap.clone();
+    bootstrap.extend(args.bootstrap);
+    let mut config = Config::new(node_key(dir)?, parse_addrs(&listen)?);
+    config.bootstrap = parse_addrs(&bootstrap)?;
+    let store = Arc::new(store);
+    let info_path = dir.join(NODE_INFO);
+    let rt = runtime()?;
+    rt.block_on(async {
+        let client = tamizdat_node::spawn(config, store.clone())?;
+        let addrs = client.wait_listening(listen.len()).await?;
+        let full: Vec<String> = addrs
+            .iter()
+            .map(|a| format!("{a}/p2p/{}", client.peer_id()))
+            .collect();
+        let info = json!({
+            "peer_id": client.peer_id().to_string(),
+            "listen": full,
+            "pid": std::process::id(),
+            "stored_bytes": store.usage().map(|u| u.used).unwrap_or(0),
+        });
+        fs::write(&info_path, serde_json::to_vec_pretty(&info)?)
+            .with_context(|| format!("cannot write {}", info_path.display()))?;
+        eprintln!("tamizdat node {} listening on:", client.peer_id());
+        let mut out = io::stdout().lock();
+        for a in &full {
+            eprintln!("  {a}");
+            writeln!(out, "listen {a}")?;
+        }
+        writeln!(out, "ready")?;
+        out.flush()?;
+        drop(out);
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = term.recv() => {}
+        }
+        eprintln!("stopping");
+        client.shutdown().await;
+        anyhow::Ok(())
+    })?;
+    let _ = fs::remove_file(&info_path);
+    Ok(ExitCode::SUCCESS)
+}
+
+pub fn get(dir: &Path, cfg: &config::Config, store: Store, args: GetArgs) -> Result<ExitCode> {
+    let hash = parse_hash(&args.hash)?;
+    let peers = parse_addrs(&args.peer)?;
+    let mut hints = Vec::new();
+    for p in &peers {
+        match p.iter().last() {
+            Some(tamizdat_node::Protocol::P2p(id)) => hints.push(id),
+            _ => bail!("--peer {p} must end in /p2p/PEER_ID"),
+        }
+    }
+    // A short-lived node of our own: it only dials out.
+    let mut config = Config::new(node_key(dir)?, Vec::new());
+    config.bootstrap = parse_addrs(&cfg.node.bootstrap)?;
+    let store = Arc::new(store);
+    let rt = runtime()?;
+    let fetched = rt.block_on(async {
+        let client = tamizdat_node::spawn(config, store.clone())?;
+        for p in &peers {
+            if let Err(e) = client.dial(p.clone()).await {
+                eprintln!("tamizdat: cannot reach {p}: {e}");
+            }
+        }
+        let limit = Duration::from_secs(args.timeout);
+        let result = tokio::time::timeout(limit, client.fetch(hash, &hints)).await;
+        client.shutdown().await;
+        match result {
+            Ok(r) => Ok(r?),
+            Err(_) => bail!("no provider delivered {hash} within {} s", args.timeout),
+        }
+    })?;
+    eprintln!(
+        "{hash}: {} bytes verified ({} new) from {} provider(s){}",
+        fetched.size,
+        fetched.new_bytes,
+        fetched.providers.len(),
+        if fetched.bad.is_empty() {
+            String::new()
+        } else {
+            format!("; {} sent bad data and were dropped", fetched.bad.len())
+        }
+    );
+    if let Some(out) = &args.output {
+        write_out(&store, &hash, out)?;
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn write_out(store: &Store, hash: &tamizdat_store::Hash, out: &PathBuf) -> Result<()> {
+    let tmp = out.with_extension("tamizdat-partial");
+    let mut file =
+        fs::File::create(&tmp).with_context(|| format!("cannot create {}", tmp.display()))?;
+    io::copy(&mut store.reader(hash)?, &mut file)
+        .with_context(|| format!("writing {}", tmp.display()))?;
+    file.sync_all()?;
+    fs::rename(&tmp, out).with_context(|| format!("cannot write {}", out.display()))?;
+    Ok(())
+}
+
+pub fn status(dir: &Path, json_out: bool) -> Result<ExitCode> {
+    let path = dir.join(NODE_INFO);
+    let info: Option<serde_json::Value> = match fs::read(&path) {
+        Ok(bytes) => Some(
+            serde_json::from_slice(&bytes)
+                .with_context(|| format!("{} is damaged", path.display()))?,
+        ),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => None,
+        Err(e) => return Err(e).with_context(|| format!("cannot read {}", path.display())),
+    };
+    let running = info
+        .as_ref()
+        .and_then(|i| i["pid"].as_u64())
+        .is_some_and(|pid| Path::new(&format!("/proc/{pid}")).exists());
+    if json_out {
+        let mut out = info.unwrap_or_else(|| json!({}));
+        out["running"] = json!(running);
+        println!("{}", serde_json::to_string_pretty(&out)?);
+    } else if let (true, Some(info)) = (running, info) {
+        println!("node      running (pid {})", info["pid"]);
+        println!("peer id   {}", info["peer_id"].as_str().unwrap_or("?"));
+        for a in info["listen"].as_array().into_iter().flatten() {
+            println!("listen    {}", a.as_str().unwrap_or("?"));
+        }
+    } else {
+        println!("node      not running (start it with `tamizdat node`)");
+    }
+    Ok(if running {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(3)
+    })
+}
