@@ -267,6 +267,7 @@ pub fn spawn(config: Config, store: Arc<Store>) -> Result<Client, NodeError> {
         pending_dial: HashMap::new(),
         pending_providers: HashMap::new(),
         pending_provide: HashMap::new(),
+        reannounce: true,
     };
     tokio::spawn(event_loop.run());
     tokio::spawn(serve_incoming(incoming, store.clone(), config.clone()));
@@ -578,6 +579,9 @@ struct EventLoop {
     pending_dial: HashMap<PeerId, Vec<oneshot::Sender<Result<(), String>>>>,
     pending_providers: HashMap<kad::QueryId, (oneshot::Sender<HashSet<PeerId>>, HashSet<PeerId>)>,
     pending_provide: HashMap<kad::QueryId, oneshot::Sender<Result<(), String>>>,
+    /// Announcements made while the routing table was empty reached nobody:
+    /// they are made again once the first peer is known.
+    reannounce: bool,
 }
 
 impl EventLoop {
@@ -718,6 +722,21 @@ impl EventLoop {
                 }
                 _ => {}
             },
+            kad::Event::RoutingUpdated {
+                is_new_peer: true, ..
+            } if self.reannounce => {
+                self.reannounce = false;
+                let kad = &mut self.swarm.behaviour_mut().kad;
+                let keys: Vec<kad::RecordKey> =
+                    kad.store_mut().provided().map(|r| r.key.clone()).collect();
+                debug!(
+                    count = keys.len(),
+                    "announcing held blobs to the first peers"
+                );
+                for key in keys {
+                    let _ = kad.start_providing(key);
+                }
+            }
             kad::Event::OutboundQueryProgressed {
                 id, result, step, ..
             } => {
