@@ -85,3 +85,42 @@ async fn ten_nodes_find_and_fetch_a_blob_through_the_dht() {
     .await
     .expect("the network test finished in time");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_provider_with_rotten_bytes_never_sends_them_and_others_finish_the_job() {
+    tokio::time::timeout(Duration::from_secs(120), async {
+        let hub = node(None).await;
+        let rotten = node(Some(&hub)).await;
+        let good = node(Some(&hub)).await;
+        let fetcher = node(Some(&hub)).await;
+        for n in [&rotten, &good, &fetcher] {
+            n.client.dial(hub.addr.clone()).await.unwrap();
+        }
+        let bytes = data(2 * 1024 * 1024, 2);
+        let hash = rotten.store.add_bytes(&bytes).unwrap().hash;
+        good.store.add_bytes(&bytes).unwrap();
+        // Flip a byte in the rotten node's copy on disk.
+        let file = rotten
+            .store
+            .dir()
+            .join("blobs")
+            .join(&hash.to_string()[..2])
+            .join(hash.to_string());
+        let mut on_disk = std::fs::read(&file).unwrap();
+        on_disk[1_500_000] ^= 0x40;
+        std::fs::write(&file, &on_disk).unwrap();
+        // Ask the rotten one first.
+        let hint = [rotten.client.peer_id(), good.client.peer_id()];
+        for a in [&rotten.addr, &good.addr] {
+            fetcher.client.dial(a.clone()).await.unwrap();
+        }
+        let got = fetcher.client.fetch(hash, &hint).await.unwrap();
+        assert!(got.providers.contains(&good.client.peer_id()));
+        assert_eq!(fetcher.store.read_to_vec(&hash).unwrap(), bytes);
+        for n in [&hub, &rotten, &good, &fetcher] {
+            n.client.shutdown().await;
+        }
+    })
+    .await
+    .expect("finished in time");
+}
