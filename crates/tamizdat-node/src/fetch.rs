@@ -49,7 +49,10 @@ pub const MAX_SOFT_FAILURES: u32 = 3;
 pub struct Plan<P: Ord + Clone> {
     size: u64,
     have: ChunkRanges,
-    in_flight: BTreeMap<P, ChunkRanges>,
+    /// Pieces asked for and not answered yet, with who was asked.
+    in_flight: Vec<(P, ChunkRanges)>,
+    /// Pieces one provider may have in flight at once.
+    per_provider: usize,
     providers: BTreeMap<P, (usize, Standing)>,
     next_order: usize,
     piece_chunks: u64,
@@ -63,7 +66,8 @@ impl<P: Ord + Clone> Plan<P> {
         Self {
             size,
             have,
-            in_flight: BTreeMap::new(),
+            in_flight: Vec::new(),
+            per_provider: 1,
             providers: BTreeMap::new(),
             next_order: 0,
             piece_chunks: groups * GROUP_CHUNKS,
@@ -101,7 +105,7 @@ impl<P: Ord + Clone> Plan<P> {
     /// Chunk ranges neither verified nor in flight.
     pub fn unassigned(&self) -> ChunkRanges {
         let mut out = self.all().difference(&self.have);
-        for r in self.in_flight.values() {
+        for (_, r) in &self.in_flight {
             out = out.difference(r);
         }
         out
@@ -137,7 +141,7 @@ impl<P: Ord + Clone> Plan<P> {
             .providers
             .iter()
             .filter(|(p, (_, s))| {
-                matches!(s, Standing::Good { .. }) && !self.in_flight.contains_key(*p)
+                matches!(s, Standing::Good { .. }) && self.load(p) < self.per_provider
             })
             .map(|(p, (order, s))| {
                 let failures = match s {
@@ -151,16 +155,39 @@ impl<P: Ord + Clone> Plan<P> {
         idle.into_iter().map(|(_, _, p)| p).collect()
     }
 
-    /// Hands one piece of the unassigned ranges to each idle provider,
-    /// lowest offsets first, most reliable providers first.
+    /// Lets each provider have up to `n` pieces in flight (streams are
+    /// multiplexed, so one fast provider can be kept busy).
+    pub fn with_per_provider(mut self, n: usize) -> Self {
+        self.per_provider = n.max(1);
+        self
+    }
+
+    fn load(&self, p: &P) -> usize {
+        self.in_flight.iter().filter(|(q, _)| q == p).count()
+    }
+
+    /// Hands pieces of the unassigned ranges to providers with room, lowest
+    /// offsets first, most reliable providers first, round after round
+    /// until every provider is full or nothing is left.
     pub fn assign(&mut self) -> Vec<(P, ChunkRanges)> {
         let mut out = Vec::new();
-        for p in self.idle() {
-            let Some(piece) = self.first_piece() else {
+        loop {
+            let idle = self.idle();
+            if idle.is_empty() {
                 break;
-            };
-            self.in_flight.insert(p.clone(), piece.clone());
-            out.push((p, piece));
+            }
+            let mut any = false;
+            for p in idle {
+                let Some(piece) = self.first_piece() else {
+                    return out;
+                };
+                self.in_flight.push((p.clone(), piece.clone()));
+                out.push((p, piece));
+                any = true;
+            }
+            if !any {
+                break;
+            }
         }
         out
     }
@@ -174,20 +201,30 @@ impl<P: Ord + Clone> Plan<P> {
         Some(ChunkRanges::from(ChunkNum(start)..ChunkNum(stop.min(end))))
     }
 
-    /// A provider delivered (part of) its piece: `got` verified.
-    pub fn done(&mut self, p: &P, got: &ChunkRanges) {
+    fn settle(&mut self, p: &P, piece: &ChunkRanges) {
+        if let Some(i) = self
+            .in_flight
+            .iter()
+            .position(|(q, r)| q == p && r == piece)
+        {
+            self.in_flight.remove(i);
+        }
+    }
+
+    /// A provider answered `piece`: `got` verified.
+    pub fn done(&mut self, p: &P, piece: &ChunkRanges, got: &ChunkRanges) {
         self.have |= got.clone();
-        self.in_flight.remove(p);
+        self.settle(p, piece);
         if let Some((_, Standing::Good { failures })) = self.providers.get_mut(p) {
             *failures = 0;
         }
     }
 
-    /// A provider failed; whatever of its piece verified before that is in
-    /// `got` and is kept.
-    pub fn failed(&mut self, p: &P, got: &ChunkRanges, why: Failure) {
+    /// A provider failed on `piece`; whatever of it verified before that is
+    /// in `got` and is kept.
+    pub fn failed(&mut self, p: &P, piece: &ChunkRanges, got: &ChunkRanges, why: Failure) {
         self.have |= got.clone();
-        self.in_flight.remove(p);
+        self.settle(p, piece);
         let Some((_, standing)) = self.providers.get_mut(p) else {
             return;
         };
@@ -236,14 +273,14 @@ mod tests {
         assert_eq!(first[1], (2, chunks(1024..2048)));
         assert_eq!(first[2], (3, chunks(2048..3072)));
         assert!(plan.assign().is_empty(), "everyone is busy");
-        plan.done(&2, &chunks(1024..2048));
+        plan.done(&2, &chunks(1024..2048), &chunks(1024..2048));
         assert_eq!(plan.assign(), vec![(2, chunks(3072..4096))]);
         // Drive it to the end.
         let mut rounds = 0;
         while !plan.is_complete() {
-            let inflight: Vec<_> = plan.in_flight.clone().into_iter().collect();
+            let inflight = plan.in_flight.clone();
             for (p, r) in inflight {
-                plan.done(&p, &r);
+                plan.done(&p, &r, &r);
             }
             plan.assign();
             rounds += 1;
@@ -260,13 +297,13 @@ mod tests {
         let assigned = plan.assign();
         assert_eq!(assigned[0].0, "liar");
         // The liar's first group verified, the second did not.
-        plan.failed(&"liar", &chunks(0..16), Failure::Corrupt);
+        plan.failed(&"liar", &chunks(0..1024), &chunks(0..16), Failure::Corrupt);
         assert_eq!(
             plan.standing(&"liar"),
             Some(&Standing::Bad(Failure::Corrupt))
         );
         assert_eq!(plan.bad(), vec!["liar"]);
-        plan.done(&"honest", &chunks(1024..2048));
+        plan.done(&"honest", &chunks(1024..2048), &chunks(1024..2048));
         let next = plan.assign();
         assert_eq!(
             next,
@@ -281,7 +318,7 @@ mod tests {
         let mut plan = Plan::new(3 * MIB, have, MIB);
         plan.add_provider(7);
         assert_eq!(plan.assign(), vec![(7, chunks(2048..3072))]);
-        plan.done(&7, &chunks(2048..3072));
+        plan.done(&7, &chunks(2048..3072), &chunks(2048..3072));
         assert!(plan.is_complete());
         assert!(!plan.is_stuck());
     }
@@ -292,7 +329,8 @@ mod tests {
         plan.add_provider(1);
         for _ in 0..MAX_SOFT_FAILURES {
             assert_eq!(plan.assign().len(), 1);
-            plan.failed(&1, &ChunkRanges::empty(), Failure::Timeout);
+            let piece = chunks(0..1024);
+            plan.failed(&1, &piece, &ChunkRanges::empty(), Failure::Timeout);
         }
         assert_eq!(plan.standing(&1), Some(&Standing::Exhausted));
         assert!(plan.assign().is_empty());
@@ -313,9 +351,20 @@ mod tests {
             let next = plan.assign();
             assert_eq!(next.len(), 1);
             pieces.push(next[0].1.clone());
-            plan.done(&0, &next[0].1);
+            plan.done(&0, &next[0].1, &next[0].1);
         }
         assert_eq!(pieces.len(), 4);
         assert_eq!(pieces[3], chunks(48..49));
+    }
+
+    #[test]
+    fn one_fast_provider_can_carry_several_pieces_at_once() {
+        let mut plan = Plan::new(8 * MIB, ChunkRanges::empty(), MIB).with_per_provider(3);
+        plan.add_provider(1);
+        let work = plan.assign();
+        assert_eq!(work.len(), 3);
+        assert_eq!(work[2], (1, chunks(2048..3072)));
+        plan.done(&1, &work[1].1, &work[1].1);
+        assert_eq!(plan.assign(), vec![(1, chunks(3072..4096))]);
     }
 }

@@ -504,7 +504,8 @@ impl Client {
             .store
             .verified_ranges(&hash)
             .map_err(|e| store_err(&e))?;
-        let mut plan = Plan::new(size, have, self.config.piece_bytes);
+        let mut plan = Plan::new(size, have, self.config.piece_bytes)
+            .with_per_provider(self.config.fetch_parallel);
         for p in &candidates {
             if !bad.contains(p) {
                 plan.add_provider(*p);
@@ -513,31 +514,32 @@ impl Client {
         let mut delivered = HashSet::new();
         let mut running = JoinSet::new();
         loop {
-            if running.len() < self.config.fetch_parallel {
-                for (peer, ranges) in plan.assign() {
-                    let this = self.clone();
-                    running.spawn(async move {
-                        let r = this.request(peer, hash, Some(size), Some(ranges)).await;
-                        (peer, r)
-                    });
-                    if running.len() >= self.config.fetch_parallel {
-                        break;
-                    }
-                }
+            // Every piece assigned is started: the plan bounds how many each
+            // provider carries at once.
+            for (peer, ranges) in plan.assign() {
+                let this = self.clone();
+                running.spawn(async move {
+                    let r = this
+                        .request(peer, hash, Some(size), Some(ranges.clone()))
+                        .await;
+                    (peer, ranges, r)
+                });
             }
             let Some(done) = running.join_next().await else {
                 break;
             };
-            let Ok((peer, result)) = done else { continue };
+            let Ok((peer, asked, result)) = done else {
+                continue;
+            };
             match result {
                 Ok(piece) => {
                     delivered.insert(peer);
-                    plan.done(&peer, &piece.got);
+                    plan.done(&peer, &asked, &piece.got);
                 }
                 Err((why, got, detail)) => {
                     debug!(%peer, ?why, "fetch failed: {detail}");
                     last_error = format!("{peer}: {detail}");
-                    plan.failed(&peer, &got, why);
+                    plan.failed(&peer, &asked, &got, why);
                 }
             }
             if plan.is_complete() {

@@ -83,7 +83,7 @@ fn a_blob_moves_in_pieces_from_several_providers() {
                 honest(providers[p]),
             )
             .unwrap();
-            plan.done(&p, &piece.got);
+            plan.done(&p, &ranges, &piece.got);
         }
     }
     assert_eq!(dst.read_to_vec(&hash).unwrap(), bytes);
@@ -138,17 +138,17 @@ fn a_corrupting_provider_is_caught_and_an_honest_one_finishes() {
     let err = fetch(&dst, &hash, Some(size), Some(ranges), scripted(size, enc)).unwrap_err();
     assert_eq!(err.0, Failure::Corrupt);
     assert!(!err.1.is_empty(), "groups before the bad byte are kept");
-    plan.failed(&"liar", &err.1, err.0);
+    plan.failed(&"liar", ranges, &err.1, err.0);
     assert_eq!(
         plan.standing(&"liar"),
         Some(&Standing::Bad(Failure::Corrupt))
     );
-    plan.done(&"honest", &ChunkRanges::empty());
+    plan.done(&"honest", &work[1].1, &ChunkRanges::empty());
     while !plan.is_complete() {
         for (p, r) in plan.assign() {
             assert_eq!(p, "honest");
             let piece = fetch(&dst, &hash, Some(size), Some(&r), honest(src)).unwrap();
-            plan.done(&p, &piece.got);
+            plan.done(&p, &r, &piece.got);
         }
     }
     assert_eq!(dst.read_to_vec(&hash).unwrap(), bytes);
@@ -212,7 +212,7 @@ fn an_interrupted_provider_costs_only_its_unsent_groups() {
         "verified groups are not asked again"
     );
     let piece = fetch(&dst, &hash, Some(size), Some(&work[0].1), honest(src)).unwrap();
-    plan.done(&1, &piece.got);
+    plan.done(&1, &work[0].1, &piece.got);
     assert!(plan.is_complete());
     assert_eq!(dst.read_to_vec(&hash).unwrap(), bytes);
 }
