@@ -145,7 +145,29 @@ pub fn get(dir: &Path, cfg: &config::Config, store: Store, args: GetArgs) -> Res
             }
         }
         let limit = Duration::from_secs(args.timeout);
-        let result = tokio::time::timeout(limit, client.fetch(hash, &hints)).await;
+        let (tx, mut rx) = tokio::sync::watch::channel(tamizdat_node::Progress::default());
+        // Progress on stderr (indicatif draws nothing when it is not a terminal).
+        let bar = indicatif::ProgressBar::new(0).with_style(
+            indicatif::ProgressStyle::with_template(
+                "{bar:40} {bytes}/{total_bytes} {bytes_per_sec} {msg}",
+            )
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+        );
+        let drawer = {
+            let bar = bar.clone();
+            tokio::spawn(async move {
+                while rx.changed().await.is_ok() {
+                    let p = *rx.borrow();
+                    bar.set_length(p.size);
+                    bar.set_position(p.verified);
+                    bar.set_message(format!("{} provider(s)", p.providers));
+                }
+            })
+        };
+        let result =
+            tokio::time::timeout(limit, client.fetch_with_progress(hash, &hints, Some(tx))).await;
+        drawer.abort();
+        bar.finish_and_clear();
         client.shutdown().await;
         match result {
             Ok(r) => Ok(r?),

@@ -14,4 +14,4 @@ pub mod transfer;
 pub mod wire;
 
 pub use libp2p::{Multiaddr, PeerId, identity, multiaddr::Protocol};
-pub use node::{Client, Config, Fetched, KAD_PROTOCOL, NodeError, spawn};
+pub use node::{Client, Config, Fetched, KAD_PROTOCOL, NodeError, Progress, spawn};

@@ -162,6 +162,17 @@ impl std::fmt::Debug for Client {
     }
 }
 
+/// How far a fetch has come.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Progress {
+    /// The blob's size (0 until the size proof arrived).
+    pub size: u64,
+    /// Bytes verified so far.
+    pub verified: u64,
+    /// Providers that delivered so far.
+    pub providers: usize,
+}
+
 /// What one fetch did.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Fetched {
@@ -450,6 +461,16 @@ impl Client {
     /// parallel by range; every group verified before it is kept; liars
     /// dropped. Resumes whatever part is already verified.
     pub async fn fetch(&self, hash: Hash, hint: &[PeerId]) -> Result<Fetched, NodeError> {
+        self.fetch_with_progress(hash, hint, None).await
+    }
+
+    /// [`Client::fetch`], reporting progress on `progress` as it goes.
+    pub async fn fetch_with_progress(
+        &self,
+        hash: Hash,
+        hint: &[PeerId],
+        progress: Option<watch::Sender<Progress>>,
+    ) -> Result<Fetched, NodeError> {
         let store_err = |e: &dyn std::fmt::Display| NodeError::Store(e.to_string());
         let initial = self.store.info(&hash).map_err(|e| store_err(&e))?;
         let before = initial.as_ref().map(|i| i.verified_bytes).unwrap_or(0);
@@ -535,6 +556,13 @@ impl Client {
                 Ok(piece) => {
                     delivered.insert(peer);
                     plan.done(&peer, &asked, &piece.got);
+                    if let Some(tx) = &progress {
+                        let _ = tx.send(Progress {
+                            size,
+                            verified: plan.verified_bytes(),
+                            providers: delivered.len(),
+                        });
+                    }
                 }
                 Err((why, got, detail)) => {
                     debug!(%peer, ?why, "fetch failed: {detail}");
