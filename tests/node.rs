@@ -91,11 +91,28 @@ fn three_nodes_and_a_getter_move_a_blob_byte_for_byte() {
     let absent = blake3::hash(b"nobody").to_hex().to_string();
     let err = reader.fails(&["get", &absent, "--peer", &third.addr, "--timeout", "30"]);
     assert!(err.contains(&absent), "{err}");
-    drop((first, second, third));
+    // A clean stop (SIGTERM) remembers the peers for the next start.
+    let mut third = third;
+    let pid = third.child.id().to_string();
+    assert!(
+        Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
+    assert!(
+        third.child.wait().unwrap().success(),
+        "clean exit on SIGTERM"
+    );
+    let peers = std::fs::read_to_string(envs[2].data().join("peers.json")).unwrap();
+    let second_id = second.addr.rsplit('/').next().unwrap();
+    assert!(peers.contains(second_id), "{peers}");
     let status = envs[2].run(&["status"]);
     assert_eq!(
         status.status.code(),
         Some(3),
         "not running after it stopped"
     );
+    drop((first, second));
 }

@@ -26,6 +26,24 @@ use super::parse_hash;
 const NODE_KEY: &str = "node.key";
 /// Written while a node runs: its peer id and addresses.
 const NODE_INFO: &str = "node.json";
+/// Peers connected when the node last stopped, tried again at the next start.
+const PEERS: &str = "peers.json";
+/// Most remembered peer addresses.
+const MAX_REMEMBERED: usize = 64;
+
+fn remembered(dir: &Path) -> Vec<Multiaddr> {
+    let Ok(bytes) = fs::read(dir.join(PEERS)) else {
+        return Vec::new();
+    };
+    if bytes.len() > 64 * 1024 {
+        return Vec::new();
+    }
+    let list: Vec<String> = serde_json::from_slice(&bytes).unwrap_or_default();
+    list.iter()
+        .take(MAX_REMEMBERED)
+        .filter_map(|a| a.parse().ok())
+        .collect()
+}
 
 fn default_listen() -> Vec<String> {
     vec![
@@ -82,6 +100,11 @@ pub fn node(dir: &Path, cfg: &config::Config, store: Store, args: NodeArgs) -> R
     bootstrap.extend(args.bootstrap);
     let mut config = Config::new(node_key(dir)?, parse_addrs(&listen)?);
     config.bootstrap = parse_addrs(&bootstrap)?;
+    for addr in remembered(dir) {
+        if !config.bootstrap.contains(&addr) {
+            config.bootstrap.push(addr);
+        }
+    }
     let store = Arc::new(store);
     let info_path = dir.join(NODE_INFO);
     let rt = runtime()?;
@@ -115,6 +138,16 @@ pub fn node(dir: &Path, cfg: &config::Config, store: Store, args: NodeArgs) -> R
             _ = term.recv() => {}
         }
         eprintln!("stopping");
+        if let Ok(known) = client.known_addrs().await {
+            let list: Vec<String> = known
+                .iter()
+                .take(MAX_REMEMBERED)
+                .map(|a| a.to_string())
+                .collect();
+            if !list.is_empty() {
+                let _ = fs::write(dir.join(PEERS), serde_json::to_vec_pretty(&list)?);
+            }
+        }
         client.shutdown().await;
         anyhow::Ok(())
     })?;

@@ -140,6 +140,7 @@ enum Command {
     Provide(Hash, Option<oneshot::Sender<Result<(), String>>>),
     Providers(Hash, oneshot::Sender<HashSet<PeerId>>),
     Connected(oneshot::Sender<Vec<PeerId>>),
+    Known(oneshot::Sender<Vec<Multiaddr>>),
     Shutdown,
 }
 
@@ -279,6 +280,7 @@ pub fn spawn(config: Config, store: Arc<Store>) -> Result<Client, NodeError> {
         pending_providers: HashMap::new(),
         pending_provide: HashMap::new(),
         reannounce: true,
+        announced: HashMap::new(),
     };
     tokio::spawn(event_loop.run());
     tokio::spawn(serve_incoming(incoming, store.clone(), config.clone()));
@@ -407,6 +409,14 @@ impl Client {
     pub async fn connected(&self) -> Result<Vec<PeerId>, NodeError> {
         let (tx, rx) = oneshot::channel();
         self.send(Command::Connected(tx)).await?;
+        rx.await.map_err(|_| NodeError::Stopped)
+    }
+
+    /// Dialable addresses (ending in `/p2p/PEER_ID`) of peers connected now,
+    /// as they announced them: worth remembering for the next start.
+    pub async fn known_addrs(&self) -> Result<Vec<Multiaddr>, NodeError> {
+        let (tx, rx) = oneshot::channel();
+        self.send(Command::Known(tx)).await?;
         rx.await.map_err(|_| NodeError::Stopped)
     }
 
@@ -609,6 +619,8 @@ struct EventLoop {
     pending_dial: HashMap<PeerId, Vec<oneshot::Sender<Result<(), String>>>>,
     pending_providers: HashMap<kad::QueryId, (oneshot::Sender<HashSet<PeerId>>, HashSet<PeerId>)>,
     pending_provide: HashMap<kad::QueryId, oneshot::Sender<Result<(), String>>>,
+    /// Listen addresses peers announced through identify (bounded).
+    announced: HashMap<PeerId, Vec<Multiaddr>>,
     /// Announcements made while the routing table was empty reached nobody:
     /// they are made again once the first peer is known.
     reannounce: bool,
@@ -685,6 +697,15 @@ impl EventLoop {
             Command::Connected(reply) => {
                 let _ = reply.send(self.swarm.connected_peers().copied().collect());
             }
+            Command::Known(reply) => {
+                let mut out = Vec::new();
+                for peer in self.swarm.connected_peers() {
+                    for addr in self.announced.get(peer).into_iter().flatten() {
+                        out.push(addr.clone().with(Protocol::P2p(*peer)));
+                    }
+                }
+                let _ = reply.send(out);
+            }
             Command::Shutdown => {}
         }
     }
@@ -728,9 +749,23 @@ impl EventLoop {
                 info,
                 ..
             })) if info.protocols.contains(&KAD_PROTOCOL) => {
-                for addr in info.listen_addrs {
-                    self.swarm.behaviour_mut().kad.add_address(&peer_id, addr);
+                let addrs: Vec<Multiaddr> = info.listen_addrs.into_iter().take(8).collect();
+                for addr in &addrs {
+                    self.swarm
+                        .behaviour_mut()
+                        .kad
+                        .add_address(&peer_id, addr.clone());
                 }
+                if self.announced.len() < 1024 || self.announced.contains_key(&peer_id) {
+                    self.announced.insert(peer_id, addrs);
+                }
+            }
+            SwarmEvent::ConnectionClosed {
+                peer_id,
+                num_established: 0,
+                ..
+            } => {
+                self.announced.remove(&peer_id);
             }
             SwarmEvent::Behaviour(BehaviourEvent::Kad(ev)) => self.on_kad_event(ev),
             _ => {}
