@@ -453,10 +453,15 @@ impl Client {
         want: Option<ChunkRanges>,
     ) -> Result<transfer::Piece, (Failure, ChunkRanges, String)> {
         let mut control = self.control.clone();
-        let stream = control
-            .open_stream(peer, BLOB)
-            .await
-            .map_err(|e| (Failure::Timeout, ChunkRanges::empty(), e.to_string()))?;
+        // Dialing and protocol negotiation get the same bound as a silent stream.
+        let stream =
+            tokio::time::timeout(self.config.idle_timeout, control.open_stream(peer, BLOB))
+                .await
+                .map_err(|_| {
+                    let why = "no stream opened in time".to_owned();
+                    (Failure::Timeout, ChunkRanges::empty(), why)
+                })?
+                .map_err(|e| (Failure::Timeout, ChunkRanges::empty(), e.to_string()))?;
         let bridge = SyncIoBridge::new(Idle::new(stream.compat(), self.config.idle_timeout));
         let store = self.store.clone();
         tokio::task::spawn_blocking(move || {
