@@ -41,8 +41,10 @@ pub enum Standing {
     Exhausted,
 }
 
-/// Soft failures (timeouts, busy) before a provider is given up.
+/// Soft failures (timeouts, broken streams) in a row before a provider is given up.
 pub const MAX_SOFT_FAILURES: u32 = 3;
+/// "Busy" answers in a row before a provider is given up.
+pub const MAX_BUSY: u32 = 32;
 
 /// The fetch state of one blob of known (proven) size.
 #[derive(Debug, Clone)]
@@ -53,6 +55,8 @@ pub struct Plan<P: Ord + Clone> {
     in_flight: Vec<(P, ChunkRanges)>,
     /// Pieces one provider may have in flight at once.
     per_provider: usize,
+    /// "Busy" answers in a row, per provider.
+    busy: BTreeMap<P, u32>,
     providers: BTreeMap<P, (usize, Standing)>,
     next_order: usize,
     piece_chunks: u64,
@@ -68,6 +72,7 @@ impl<P: Ord + Clone> Plan<P> {
             have,
             in_flight: Vec::new(),
             per_provider: 1,
+            busy: BTreeMap::new(),
             providers: BTreeMap::new(),
             next_order: 0,
             piece_chunks: groups * GROUP_CHUNKS,
@@ -215,6 +220,7 @@ impl<P: Ord + Clone> Plan<P> {
     pub fn done(&mut self, p: &P, piece: &ChunkRanges, got: &ChunkRanges) {
         self.have |= got.clone();
         self.settle(p, piece);
+        self.busy.remove(p);
         if let Some((_, Standing::Good { failures })) = self.providers.get_mut(p) {
             *failures = 0;
         }
@@ -228,6 +234,15 @@ impl<P: Ord + Clone> Plan<P> {
         let Some((_, standing)) = self.providers.get_mut(p) else {
             return;
         };
+        if why == Failure::Busy {
+            // Busy is not misbehaviour: retry, up to a bound.
+            let busy = self.busy.entry(p.clone()).or_default();
+            *busy += 1;
+            if *busy > MAX_BUSY {
+                *standing = Standing::Exhausted;
+            }
+            return;
+        }
         *standing = match (why, &standing) {
             (Failure::Corrupt | Failure::WrongSize, _) => Standing::Bad(why),
             (Failure::Missing, _) => Standing::Exhausted,

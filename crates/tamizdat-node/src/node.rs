@@ -77,7 +77,7 @@ impl Config {
             max_streams: 32,
             max_streams_per_peer: 4,
             idle_timeout: Duration::from_secs(20),
-            fetch_parallel: 4,
+            fetch_parallel: 2,
             piece_bytes: 4 << 20,
             max_connections: 256,
             max_provided: 65_536,

@@ -103,7 +103,19 @@ pub fn fetch(
         Some(r) => Request::ranges(hash, r),
     };
     req.write(&mut stream).map_err(io)?;
-    let size = match read_header(&mut stream).map_err(io)? {
+    let header = match read_header(&mut stream) {
+        // Closed before a word: the responder dropped the stream unread (it
+        // was busy accepting others). Not misbehaviour; ask again.
+        Err(WireError::Io(e)) if e.kind() == std::io::ErrorKind::UnexpectedEof => {
+            return Err((
+                Failure::Busy,
+                ChunkRanges::empty(),
+                "stream dropped unanswered".into(),
+            ));
+        }
+        other => other.map_err(io)?,
+    };
+    let size = match header {
         Ok(size) => size,
         Err(status) => {
             let why = match status {

@@ -124,3 +124,55 @@ async fn a_provider_with_rotten_bytes_never_sends_them_and_others_finish_the_job
     .await
     .expect("finished in time");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fetch_cut_off_halfway_resumes_from_another_provider() {
+    tokio::time::timeout(Duration::from_secs(180), async {
+        let first = node(None).await;
+        let second = node(None).await;
+        let fetcher = node(None).await;
+        let bytes = data(48 * 1024 * 1024, 3);
+        let hash = first.store.add_bytes(&bytes).unwrap().hash;
+        second.store.add_bytes(&bytes).unwrap();
+        fetcher.client.dial(first.addr.clone()).await.unwrap();
+        let (tx, mut rx) = tokio::sync::watch::channel(tamizdat_node::Progress::default());
+        let client = fetcher.client.clone();
+        let only_first = [first.client.peer_id()];
+        let fetch = tokio::spawn(async move {
+            client
+                .fetch_with_progress(hash, &only_first, Some(tx))
+                .await
+        });
+        // The first provider goes away once half the blob has arrived.
+        if rx
+            .wait_for(|p| p.size > 0 && p.verified >= p.size / 2)
+            .await
+            .is_err()
+        {
+            panic!("fetch ended early: {:?}", fetch.await);
+        }
+        first.client.shutdown().await;
+        let cut = fetch.await.unwrap();
+        let have = fetcher.store.info(&hash).unwrap().unwrap().verified_bytes;
+        assert!(cut.is_err(), "the only provider left before the end");
+        assert!(have >= bytes.len() as u64 / 2 && have < bytes.len() as u64);
+        // Another provider supplies only what is missing.
+        fetcher.client.dial(second.addr.clone()).await.unwrap();
+        let done = fetcher
+            .client
+            .fetch(hash, &[second.client.peer_id()])
+            .await
+            .unwrap();
+        assert_eq!(
+            done.new_bytes,
+            bytes.len() as u64 - have,
+            "nothing fetched twice"
+        );
+        assert_eq!(fetcher.store.read_to_vec(&hash).unwrap(), bytes);
+        for n in [&second, &fetcher] {
+            n.client.shutdown().await;
+        }
+    })
+    .await
+    .expect("finished in time");
+}
