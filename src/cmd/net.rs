@@ -228,8 +228,13 @@ fn write_out(store: &Store, hash: &tamizdat_store::Hash, out: &PathBuf) -> Resul
     let tmp = out.with_extension("tamizdat-partial");
     let mut file =
         fs::File::create(&tmp).with_context(|| format!("cannot create {}", tmp.display()))?;
-    io::copy(&mut store.reader(hash)?, &mut file)
+    let mut writer = io::BufWriter::with_capacity(1 << 20, &mut file);
+    io::copy(&mut store.reader(hash)?, &mut writer)
         .with_context(|| format!("writing {}", tmp.display()))?;
+    writer
+        .flush()
+        .with_context(|| format!("writing {}", tmp.display()))?;
+    drop(writer);
     file.sync_all()?;
     fs::rename(&tmp, out).with_context(|| format!("cannot write {}", out.display()))?;
     Ok(())

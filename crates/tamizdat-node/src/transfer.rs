@@ -12,6 +12,9 @@ use crate::{
     wire::{Request, Status, WireError, read_header, write_header},
 };
 
+/// Buffer size for both directions of a transfer.
+const IO_BUF: usize = 256 * 1024;
+
 /// What serving one request came to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Served {
@@ -60,9 +63,16 @@ pub fn serve(store: &Store, mut stream: impl Read + Write) -> Result<Served, Wir
             return refuse(&mut stream, Status::NotAvailable);
         }
     }
-    write_header(&mut stream, Status::Ok, Some(info.size))?;
-    match store.encode_ranges(&hash, &ranges, &mut stream) {
+    // Proof entries are 64 bytes and groups 16 KiB: buffer them into large
+    // frames rather than one encrypted message each.
+    let mut out = std::io::BufWriter::with_capacity(IO_BUF, &mut stream);
+    write_header(&mut out, Status::Ok, Some(info.size))?;
+    let sent = store.encode_ranges(&hash, &ranges, &mut out);
+    let flushed = out.flush();
+    drop(out);
+    match sent {
         Ok(()) => {
+            flushed?;
             stream.flush()?;
             Ok(Served::Sent)
         }
@@ -102,7 +112,11 @@ pub fn fetch(
         None => Request::size_proof(hash),
         Some(r) => Request::ranges(hash, r),
     };
-    req.write(&mut stream).map_err(io)?;
+    if let Err(e) = req.write(&mut stream) {
+        // Nothing was answered: the responder closed or dropped the stream.
+        return Err((Failure::Busy, ChunkRanges::empty(), e.to_string()));
+    }
+    let mut stream = std::io::BufReader::with_capacity(IO_BUF, stream);
     let header = match read_header(&mut stream) {
         // Closed before a word: the responder dropped the stream unread (it
         // was busy accepting others). Not misbehaviour; ask again.
