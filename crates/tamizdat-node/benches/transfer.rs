@@ -42,69 +42,16 @@ use rand::{RngCore, SeedableRng, rngs::SmallRng};
 use tamizdat_node::{Config, Protocol, fetch::Plan, identity, spawn, transfer};
 use tamizdat_store::{ChunkRanges, Hash, Options, Store};
 
+#[path = "../../../support/bench_harness.rs"]
+mod harness;
+use harness::{Row, bytes_rate as rate, machine_facts, table};
+
 const MIB: u64 = 1 << 20;
 const REPS: usize = 3;
 /// Longest a single node fetch may take before the bench gives up.
 const FETCH_TIMEOUT: Duration = Duration::from_secs(900);
 /// Times a failed node fetch is run again before the bench gives up.
 const MAX_RETRIES: usize = 5;
-
-/// Repeated timings of one side of a figure.
-#[derive(Default)]
-struct Samples(Vec<Duration>);
-
-impl Samples {
-    fn time<T>(&mut self, f: impl FnOnce() -> T) -> T {
-        let t = Instant::now();
-        let out = f();
-        self.0.push(t.elapsed());
-        out
-    }
-    fn best(&self) -> Duration {
-        *self.0.iter().min().unwrap()
-    }
-    fn median(&self) -> Duration {
-        let mut v = self.0.clone();
-        v.sort();
-        v[v.len() / 2]
-    }
-    fn millis(&self) -> Vec<u64> {
-        self.0.iter().map(|d| d.as_millis() as u64).collect()
-    }
-}
-
-/// One figure: our timings, the baseline's, and the target for their ratio.
-#[derive(Default)]
-struct Row {
-    name: String,
-    bytes: u64,
-    ours: Samples,
-    base: Samples,
-    target: &'static str,
-}
-
-impl Row {
-    fn new(name: String, bytes: u64, target: &'static str) -> Self {
-        let mut row = Row::default();
-        (row.name, row.bytes, row.target) = (name, bytes, target);
-        row
-    }
-    /// Our throughput over the baseline's (> 1: we are faster).
-    fn ratio(&self, pick: fn(&Samples) -> Duration) -> f64 {
-        pick(&self.base).as_secs_f64() / pick(&self.ours).as_secs_f64()
-    }
-    /// Every repetition's raw time, for judging the noise.
-    fn log(&self) {
-        let (o, b) = (self.ours.millis(), self.base.millis());
-        println!("  {}: ours ms {o:?}, baseline ms {b:?}", self.name);
-    }
-}
-
-/// Bytes per second as MiB/s (the unit the comparison is asked in).
-fn rate(bytes: u64, d: Duration) -> String {
-    let mib = bytes as f64 / MIB as f64 / d.as_secs_f64();
-    format!("{mib:.0} MiB/s")
-}
 
 /// A field of `/proc/self/status` in KiB (`VmHWM`, `VmRSS`).
 fn status_kib(key: &str) -> Option<u64> {
@@ -232,27 +179,6 @@ fn plain_fetch(
     Ok(size)
 }
 
-/// Cheap facts about the machine, so runs can be compared.
-fn machine_facts() {
-    let cpuinfo = fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
-    let field = |key: &str| {
-        let line = cpuinfo.lines().find(|l| l.starts_with(key));
-        line.and_then(|l| l.split(':').nth(1)).unwrap_or("?").trim()
-    };
-    let flags: Vec<_> = field("flags").split(' ').collect();
-    let simd = ["avx512f", "avx2", "sse4_1"];
-    let simd = simd.into_iter().find(|f| flags.contains(f));
-    let aes = if flags.contains(&"aes") { "yes" } else { "no" };
-    let nproc = thread::available_parallelism().map_or(0, |n| n.get());
-    let meminfo = fs::read_to_string("/proc/meminfo").unwrap_or_default();
-    let mem: Vec<_> = meminfo.split_whitespace().take(3).collect();
-    let (cpu, simd) = (field("model name"), simd.unwrap_or("none"));
-    println!(
-        "machine: nproc {nproc}, cpu \"{cpu}\", simd {simd}, aes {aes}, {}",
-        mem.join(" ")
-    );
-}
-
 fn main() -> Result<(), Box<dyn Error>> {
     let var = std::env::var("TAMIZDAT_BENCH_MIB").ok();
     let mib = var.and_then(|s| s.parse().ok()).unwrap_or(1024u64).max(4);
@@ -320,8 +246,8 @@ fn main() -> Result<(), Box<dyn Error>> {
     fs::remove_file(&copy)?;
 
     let mut node = Row::new(format!("node fetch {mib} MiB / tcp+fsync"), n, ">= 0.50");
-    let mut serial = Row::new("node fetch_parallel 1 / tcp+fsync".into(), n, "info");
-    let mut whole = Row::new("serve/fetch 1 req / tcp+fsync".into(), n, "info");
+    let mut serial = Row::new("node fetch_parallel 1 / tcp+fsync", n, "info");
+    let mut whole = Row::new("serve/fetch 1 req / tcp+fsync", n, "info");
     let name = format!(
         "serve/fetch {} MiB x{parallel} / tcp+fsync",
         piece_bytes / MIB
@@ -440,23 +366,7 @@ fn main() -> Result<(), Box<dyn Error>> {
         row.log();
     }
 
-    // The table: throughput of the best repetition of each side, the ratio
-    // of bests, and the ratio of medians as a check on the noise.
-    let head = ["figure", "ours", "baseline", "ratio", "median"];
-    let line = |c: [&str; 5], t: &str| {
-        println!(
-            "{:<38} {:>10} {:>10} {:>6} {:>6}  {t}",
-            c[0], c[1], c[2], c[3], c[4]
-        );
-    };
-    println!();
-    line(head, "target");
-    for r in &rows {
-        let (o, b) = (rate(r.bytes, r.ours.best()), rate(r.bytes, r.base.best()));
-        let (best, med) = (r.ratio(Samples::best), r.ratio(Samples::median));
-        let (best, med) = (format!("{best:.2}"), format!("{med:.2}"));
-        line([&r.name, &o, &b, &best, &med], r.target);
-    }
+    table(&rows, rate);
     println!();
     let attempts = rows[..2].iter().map(|r| r.ours.0.len()).sum::<usize>() + failures.len();
     println!(

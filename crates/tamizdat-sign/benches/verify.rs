@@ -13,7 +13,6 @@
 
 use std::{
     error::Error,
-    fs,
     hint::black_box,
     time::{Duration, Instant},
 };
@@ -24,6 +23,10 @@ use tamizdat_sign::{
     VerifyError,
 };
 
+#[path = "../../../support/bench_harness.rs"]
+mod harness;
+use harness::{Row, Samples, items_rate, machine_facts, table};
+
 const REPS: usize = 5;
 /// Each repetition runs whole passes over the manifests until this long.
 const MIN_REP: Duration = Duration::from_millis(200);
@@ -31,96 +34,29 @@ const MANIFESTS: u64 = 64;
 const NOW: u64 = 1_780_000_000;
 const DAY: u64 = 86_400;
 
-/// Repeated rates (items per second) of one side of a figure.
-#[derive(Default)]
-struct Samples(Vec<f64>);
+/// Runs `f` (one pass over the manifests) until [`MIN_REP`] has passed and
+/// records the time of one pass.
+fn time_passes<T>(s: &mut Samples, mut f: impl FnMut() -> T) {
+    let (t, mut n) = (Instant::now(), 0u32);
+    while t.elapsed() < MIN_REP {
+        black_box(f());
+        n += 1;
+    }
+    s.0.push(t.elapsed() / n);
+}
 
-impl Samples {
-    /// Runs `f` (which handles `items` items) until [`MIN_REP`] has passed,
-    /// and records the rate.
-    fn time<T>(&mut self, items: u64, mut f: impl FnMut() -> T) {
-        let (t, mut n) = (Instant::now(), 0u64);
-        while t.elapsed() < MIN_REP {
-            black_box(f());
-            n += 1;
+/// Times both sides `REPS` times, interleaved so neither always goes first.
+fn run<A, B>(mut row: Row, mut ours: impl FnMut() -> A, mut base: impl FnMut() -> B) -> Row {
+    for i in 0..REPS * 2 {
+        // Order base, ours, ours, base, base, ours, ...
+        if (i + i / 2) % 2 == 0 {
+            time_passes(&mut row.base, &mut base);
+        } else {
+            time_passes(&mut row.ours, &mut ours);
         }
-        self.0.push((n * items) as f64 / t.elapsed().as_secs_f64());
     }
-    fn best(&self) -> f64 {
-        self.0.iter().copied().fold(0.0, f64::max)
-    }
-    fn median(&self) -> f64 {
-        let mut v = self.0.clone();
-        v.sort_by(f64::total_cmp);
-        v[v.len() / 2]
-    }
-    fn thousands(&self) -> Vec<String> {
-        self.0.iter().map(|r| format!("{:.1}", r / 1e3)).collect()
-    }
-}
-
-/// One figure: our rates, the baseline's, and the target for their ratio.
-#[derive(Default)]
-struct Row {
-    name: String,
-    ours: Samples,
-    base: Samples,
-    target: &'static str,
-}
-
-impl Row {
-    fn new(name: &str, target: &'static str) -> Self {
-        let mut row = Row::default();
-        (row.name, row.target) = (name.to_owned(), target);
-        row
-    }
-    /// Our rate over the baseline's (> 1: we are faster).
-    fn ratio(&self, pick: fn(&Samples) -> f64) -> f64 {
-        pick(&self.ours) / pick(&self.base)
-    }
-    /// Every repetition's raw rate, for judging the noise.
-    fn log(&self) {
-        let (o, b) = (self.ours.thousands(), self.base.thousands());
-        println!("  {}: ours k/s {o:?}, baseline k/s {b:?}", self.name);
-    }
-    /// Runs both sides `REPS` times, interleaved so neither always goes first.
-    fn run<A, B>(
-        mut self,
-        items: u64,
-        mut ours: impl FnMut() -> A,
-        mut base: impl FnMut() -> B,
-    ) -> Self {
-        for i in 0..REPS * 2 {
-            // Order base, ours, ours, base, base, ours, ...
-            if (i + i / 2) % 2 == 0 {
-                self.base.time(items, &mut base);
-            } else {
-                self.ours.time(items, &mut ours);
-            }
-        }
-        self.log();
-        self
-    }
-}
-
-/// Items per second, in thousands.
-fn rate(r: f64) -> String {
-    format!("{:.1} k/s", r / 1e3)
-}
-
-/// Cheap facts about the machine, so runs can be compared.
-fn machine_facts() {
-    let cpuinfo = fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
-    let field = |key: &str| {
-        let line = cpuinfo.lines().find(|l| l.starts_with(key));
-        line.and_then(|l| l.split(':').nth(1)).unwrap_or("?").trim()
-    };
-    let flags: Vec<_> = field("flags").split(' ').collect();
-    let simd = ["avx512ifma", "avx512f", "avx2", "sse4_1"];
-    let simd = simd.into_iter().find(|f| flags.contains(f));
-    let nproc = std::thread::available_parallelism().map_or(0, |n| n.get());
-    let (cpu, simd) = (field("model name"), simd.unwrap_or("none"));
-    println!("machine: nproc {nproc}, cpu \"{cpu}\", simd {simd}");
+    row.log();
+    row
 }
 
 /// The feed's delegation: the root lets `signer` sign `main` for 20 days.
@@ -253,34 +189,18 @@ fn main() -> Result<(), Box<dyn Error>> {
     let unwrap = |r: Result<(), VerifyError>| r.unwrap();
     let mut rows = Vec::new();
     // 1. Verifier::verify, warm, vs verify_strict over the same bytes.
-    let row = Row::new("verify (warm) / verify_strict", ">= 0.90");
-    rows.push(row.run(n, || unwrap(single_all()), || strict_all().unwrap()));
+    let row = Row::new("verify (warm) / verify_strict", n, ">= 0.90");
+    rows.push(run(row, || unwrap(single_all()), || strict_all().unwrap()));
     // 2. verify_batch of 64, warm, vs Verifier::verify one by one.
-    let row = Row::new("verify_batch 64 (warm) / verify", ">= 1.80");
-    rows.push(row.run(n, || assert!(batch_warm()), || unwrap(single_all())));
+    let row = Row::new("verify_batch 64 (warm) / verify", n, ">= 1.80");
+    rows.push(run(row, || assert!(batch_warm()), || unwrap(single_all())));
     // Info: the same, cold (the delegation's signature joins the batch).
-    let row = Row::new("verify_batch 64 (cold) / verify", "info");
-    rows.push(row.run(n, || assert!(batch_cold()), || unwrap(single_all())));
+    let row = Row::new("verify_batch 64 (cold) / verify", n, "info");
+    rows.push(run(row, || assert!(batch_cold()), || unwrap(single_all())));
     // Info: the library's ceiling, dalek's batch vs its verify_strict.
-    let row = Row::new("dalek verify_batch 64 / verify_strict", "info");
-    rows.push(row.run(n, || raw_batch().unwrap(), || strict_all().unwrap()));
+    let row = Row::new("dalek verify_batch 64 / verify_strict", n, "info");
+    rows.push(run(row, || raw_batch().unwrap(), || strict_all().unwrap()));
 
-    // The table: manifests per second of the best repetition of each side,
-    // the ratio of bests, and the ratio of medians as a check on the noise.
-    let head = ["figure", "ours", "baseline", "ratio", "median"];
-    let line = |c: [&str; 5], t: &str| {
-        println!(
-            "{:<38} {:>11} {:>11} {:>6} {:>6}  {t}",
-            c[0], c[1], c[2], c[3], c[4]
-        );
-    };
-    println!();
-    line(head, "target");
-    for r in &rows {
-        let (o, b) = (rate(r.ours.best()), rate(r.base.best()));
-        let (best, med) = (r.ratio(Samples::best), r.ratio(Samples::median));
-        let (best, med) = (format!("{best:.2}"), format!("{med:.2}"));
-        line([&r.name, &o, &b, &best, &med], r.target);
-    }
+    table(&rows, items_rate);
     Ok(())
 }

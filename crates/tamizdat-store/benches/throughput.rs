@@ -14,76 +14,18 @@ use std::{
     io::{self, Read, Write},
     path::Path,
     process::{Command, Stdio},
-    time::{Duration, Instant},
 };
 
 use rand::{RngCore, SeedableRng, rngs::SmallRng};
 use tamizdat_store::{ChunkRanges, Options, Store, outboard_size, size_proof_ranges};
 
+#[path = "../../../support/bench_harness.rs"]
+mod harness;
+use harness::{Row, Samples, bytes_rate as rate, machine_facts, table};
+
 const MIB: u64 = 1 << 20;
 const REPS: usize = 3;
 const RANGE_MIB: u64 = 64;
-
-/// Repeated timings of one side of a figure.
-#[derive(Default)]
-struct Samples(Vec<Duration>);
-
-impl Samples {
-    fn time<T>(&mut self, f: impl FnOnce() -> T) -> T {
-        let t = Instant::now();
-        let out = f();
-        self.0.push(t.elapsed());
-        out
-    }
-    fn best(&self) -> Duration {
-        *self.0.iter().min().unwrap()
-    }
-    fn median(&self) -> Duration {
-        let mut v = self.0.clone();
-        v.sort();
-        v[v.len() / 2]
-    }
-    fn millis(&self) -> Vec<u64> {
-        self.0.iter().map(|d| d.as_millis() as u64).collect()
-    }
-}
-
-/// One figure: our timings, the baseline's, and the target for their ratio.
-#[derive(Default)]
-struct Row {
-    name: String,
-    bytes: u64,
-    ours: Samples,
-    base: Samples,
-    target: &'static str,
-}
-
-impl Row {
-    fn new(name: String, bytes: u64, target: &'static str) -> Self {
-        let mut row = Row::default();
-        (row.name, row.bytes, row.target) = (name, bytes, target);
-        row
-    }
-    /// Our throughput over the baseline's (> 1: we are faster).
-    fn ratio(&self, pick: fn(&Samples) -> Duration) -> f64 {
-        pick(&self.base).as_secs_f64() / pick(&self.ours).as_secs_f64()
-    }
-    /// Every repetition's raw time, for judging the noise.
-    fn log(&self) {
-        let (o, b) = (self.ours.millis(), self.base.millis());
-        println!("  {}: ours ms {o:?}, baseline ms {b:?}", self.name);
-    }
-}
-
-/// Bytes per second as MiB/s or GiB/s.
-fn rate(bytes: u64, d: Duration) -> String {
-    let mib = bytes as f64 / MIB as f64 / d.as_secs_f64();
-    if mib >= 1024.0 {
-        format!("{:.2} GiB/s", mib / 1024.0)
-    } else {
-        format!("{mib:.0} MiB/s")
-    }
-}
 
 /// What `cp SRC DST && sync DST` does: stream in 1 MiB buffers, then fsync.
 /// (A plain loop on purpose: `io::copy` would use `copy_file_range`.)
@@ -99,26 +41,6 @@ fn copy_and_sync(src: &Path, dst: &Path) -> io::Result<u64> {
         to.write_all(&buf[..n])?;
         total += n as u64;
     }
-}
-
-/// Cheap facts about the machine, so runs can be compared.
-fn machine_facts() {
-    let cpuinfo = fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
-    let field = |key: &str| {
-        let line = cpuinfo.lines().find(|l| l.starts_with(key));
-        line.and_then(|l| l.split(':').nth(1)).unwrap_or("?").trim()
-    };
-    let flags: Vec<_> = field("flags").split(' ').collect();
-    let simd = ["avx512f", "avx2", "sse4_1"];
-    let simd = simd.into_iter().find(|f| flags.contains(f));
-    let nproc = std::thread::available_parallelism().map_or(0, |n| n.get());
-    let meminfo = fs::read_to_string("/proc/meminfo").unwrap_or_default();
-    let mem: Vec<_> = meminfo.split_whitespace().take(3).collect();
-    let (cpu, simd) = (field("model name"), simd.unwrap_or("none"));
-    println!(
-        "machine: nproc {nproc}, cpu \"{cpu}\", simd {simd}, {}",
-        mem.join(" ")
-    );
 }
 
 fn main() -> Result<(), Box<dyn Error>> {
@@ -240,26 +162,10 @@ fn main() -> Result<(), Box<dyn Error>> {
         rows.push(row);
     }
 
-    // The table: throughput of the best repetition of each side, the ratio
-    // of bests, and the ratio of medians as a check on the noise.
-    let head = ["figure", "ours", "baseline", "ratio", "median"];
-    let line = |c: [&str; 5], t: &str| {
-        println!(
-            "{:<36} {:>11} {:>11} {:>6} {:>6}  {t}",
-            c[0], c[1], c[2], c[3], c[4]
-        );
-    };
-    println!();
-    line(head, "target");
-    for r in &rows {
-        let (o, b) = (rate(r.bytes, r.ours.best()), rate(r.bytes, r.base.best()));
-        let (best, med) = (r.ratio(Samples::best), r.ratio(Samples::median));
-        let (best, med) = (format!("{best:.2}"), format!("{med:.2}"));
-        line([&r.name, &o, &b, &best, &med], r.target);
-    }
+    table(&rows, rate);
     if let Some(s) = b3sum {
         let name = format!("b3sum --num-threads 1 {mib} MiB file");
-        line([&name, "-", &rate(n, s.best()), "-", "-"], "info");
+        println!("{name:<38} {:>11} {:>11}", "-", rate(n, s.best()));
     }
     Ok(())
 }
