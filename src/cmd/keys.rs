@@ -95,21 +95,25 @@ impl KeyDir {
         self.dir.join(format!("{name}.{ext}"))
     }
 
-    fn info(&self, name: &str) -> Result<KeyFileInfo> {
+    /// The key file's bytes (zeroized when dropped) and its header.
+    fn read(&self, name: &str) -> Result<(Zeroizing<Vec<u8>>, KeyFileInfo)> {
         check_name(name)?;
         let path = self.path(name, "key");
         if !path.exists() {
             bail!("no key named {name:?} (see `tamizdat key list`)");
         }
-        let bytes = read_bounded(&path, 1024)?;
-        key_file_info(&bytes).with_context(|| format!("key file {}", path.display()))
+        let bytes = Zeroizing::new(read_bounded(&path, 1024)?);
+        let info = key_file_info(&bytes).with_context(|| format!("key file {}", path.display()))?;
+        Ok((bytes, info))
+    }
+
+    fn info(&self, name: &str) -> Result<KeyFileInfo> {
+        Ok(self.read(name)?.1)
     }
 
     /// Loads and decrypts a secret key.
     pub fn load(&self, name: &str, pass: &PassArgs) -> Result<(KeyKind, SecretKey)> {
-        let info = self.info(name)?;
-        let path = self.path(name, "key");
-        let bytes = Zeroizing::new(read_bounded(&path, 1024)?);
+        let (bytes, info) = self.read(name)?;
         let passphrase = if info.encrypted {
             if pass.no_passphrase {
                 bail!("key {name:?} is encrypted: give --passphrase-file or type it");
@@ -119,7 +123,7 @@ impl KeyDir {
             None
         };
         read_key_file(&bytes, passphrase.as_deref().map(String::as_str))
-            .with_context(|| format!("key file {}", path.display()))
+            .with_context(|| format!("key file {}", self.path(name, "key").display()))
     }
 
     /// The delegation stored for a signing key.

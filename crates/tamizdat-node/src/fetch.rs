@@ -7,7 +7,7 @@
 
 use std::collections::BTreeMap;
 
-use tamizdat_store::{ChunkNum, ChunkRanges, GROUP_BYTES};
+use tamizdat_store::{ChunkNum, ChunkRanges, GROUP_BYTES, chunk_count, range_bytes};
 
 /// Chunks (1 KiB) per chunk group (16 KiB).
 const GROUP_CHUNKS: u64 = GROUP_BYTES / 1024;
@@ -80,7 +80,7 @@ impl<P: Ord + Clone> Plan<P> {
     }
 
     fn all(&self) -> ChunkRanges {
-        ChunkRanges::from(ChunkNum(0)..ChunkNum(self.size.div_ceil(1024).max(1)))
+        ChunkRanges::from(ChunkNum(0)..ChunkNum(chunk_count(self.size)))
     }
 
     /// Adds a provider; earlier ones are preferred (add directly connected
@@ -123,12 +123,7 @@ impl<P: Ord + Clone> Plan<P> {
 
     /// Bytes verified so far.
     pub fn verified_bytes(&self) -> u64 {
-        let mut total = 0;
-        for r in self.have.iter() {
-            let (s, e) = bounds(&r, self.size);
-            total += (e * 1024).min(self.size) - (s * 1024).min(self.size);
-        }
-        total
+        range_bytes(&self.have, self.size)
     }
 
     /// Every byte is verified.
@@ -260,7 +255,7 @@ impl<P: Ord + Clone> Plan<P> {
 fn bounds(r: &range_set::RangeSetRange<&ChunkNum>, size: u64) -> (u64, u64) {
     match r {
         range_set::RangeSetRange::Range(r) => (r.start.0, r.end.0),
-        range_set::RangeSetRange::RangeFrom(r) => (r.start.0, size.div_ceil(1024).max(1)),
+        range_set::RangeSetRange::RangeFrom(r) => (r.start.0, chunk_count(size)),
     }
 }
 

@@ -489,6 +489,7 @@ impl Client {
         let store_err = |e: &dyn std::fmt::Display| NodeError::Store(e.to_string());
         let initial = self.store.info(&hash).map_err(|e| store_err(&e))?;
         let before = initial.as_ref().map(|i| i.verified_bytes).unwrap_or(0);
+        let initial_size = initial.as_ref().map(|i| i.size);
         if let Some(info) = initial
             && info.complete
         {
@@ -512,7 +513,8 @@ impl Client {
         let mut last_error = String::new();
         let mut bad = Vec::new();
         // The size proof, from the first provider that gives a good one.
-        let mut size = self.store.info(&hash).ok().flatten().map(|i| i.size);
+        // A partial blob here has its size proven already.
+        let mut size = initial_size;
         if size.is_none() {
             for p in &candidates {
                 match self.request(*p, hash, None, None).await {

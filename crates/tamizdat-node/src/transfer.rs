@@ -57,7 +57,7 @@ pub fn serve(store: &Store, mut stream: impl Read + Write) -> Result<Served, Wir
             .verified_ranges(&hash)
             .map_err(|e| WireError::Malformed(e.to_string()))?;
         let wanted: ChunkRanges = ranges.intersection(&ChunkRanges::from(
-            ..tamizdat_store::ChunkNum(info.size.div_ceil(1024).max(1)),
+            ..tamizdat_store::ChunkNum(tamizdat_store::chunk_count(info.size)),
         ));
         if !have.is_superset(&wanted) {
             return refuse(&mut stream, Status::NotAvailable);

@@ -27,6 +27,6 @@ pub use hash::{Hash, ParseHashError};
 pub use record::RecordError;
 pub use store::{
     Added, BlobInfo, GcReport, MAX_PIN_NAME, MAX_STATE_LEN, Options, Received, ScrubReport, Store,
-    Usage, corrupt_of, request_ranges, size_proof_ranges,
+    Usage, corrupt_of, range_bytes, request_ranges, size_proof_ranges,
 };
-pub use verify::{BlobReader, CorruptBlob, GROUP_BYTES, outboard_size};
+pub use verify::{BlobReader, CorruptBlob, GROUP_BYTES, chunks as chunk_count, outboard_size};

@@ -1917,7 +1917,8 @@ fn widen(ranges: &ChunkRanges, size: u64) -> ChunkRanges {
     round_up_to_chunks_groups(r, BLOCK_SIZE).intersection(&clip)
 }
 
-fn range_bytes(ranges: &ChunkRanges, size: u64) -> u64 {
+/// Bytes of a blob of `size` bytes covered by chunk `ranges`.
+pub fn range_bytes(ranges: &ChunkRanges, size: u64) -> u64 {
     let mut total = 0;
     for r in ranges.iter() {
         let (start, end) = match r {

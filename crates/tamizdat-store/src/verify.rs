@@ -48,7 +48,7 @@ pub(crate) fn group_ranges(bytes: Range<u64>, size: u64) -> ChunkRanges {
 }
 
 /// Number of 1 KiB chunks in a blob (at least one: the empty blob has one empty chunk).
-pub(crate) fn chunks(size: u64) -> u64 {
+pub fn chunks(size: u64) -> u64 {
     size.div_ceil(1024).max(1)
 }
 
