@@ -116,3 +116,153 @@ fn three_nodes_and_a_getter_move_a_blob_byte_for_byte() {
     );
     drop((first, second));
 }
+
+fn sigterm(node: &mut RunningNode) {
+    let pid = node.child.id().to_string();
+    assert!(
+        Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
+    assert!(
+        node.child.wait().unwrap().success(),
+        "clean exit on SIGTERM"
+    );
+}
+
+#[test]
+fn commands_work_through_a_running_node_and_alone_after_it_stops() {
+    use std::{io::Write, os::unix::fs::PermissionsExt};
+
+    let env = Env::new();
+    let bytes = random(3_000_000, 21);
+    env.write("big.bin", &bytes);
+    let mut node = start(&env, None);
+    let socket = env.data().join("control.sock");
+    let mode = std::fs::metadata(&socket).unwrap().permissions().mode();
+    assert_eq!(
+        mode & 0o777,
+        0o600,
+        "the control socket is the owner's only"
+    );
+
+    // The store is the node's; add, cat, ls, pin go through it.
+    let line = env.ok(&["add", "big.bin", "--pin", "mine"]);
+    let hash = line[..64].to_owned();
+    assert_eq!(
+        line,
+        format!("{}  big.bin\n", blake3::hash(&bytes).to_hex())
+    );
+    assert_eq!(env.run(&["cat", &hash]).stdout, bytes);
+    let mut child = env
+        .cmd()
+        .args(["add", "-"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(b"from a pipe")
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success());
+    let piped = String::from_utf8(out.stdout).unwrap()[..64].to_owned();
+    assert_eq!(piped, blake3::hash(b"from a pipe").to_hex().as_str());
+    let ls = env.ok(&["ls"]);
+    assert!(
+        ls.contains(&hash) && ls.contains(&piped) && ls.contains("mine"),
+        "{ls}"
+    );
+    assert!(env.ok(&["pins"]).contains(&format!("mine  {hash}")));
+    assert!(
+        env.ok(&["gc", "--dry-run"]).contains(&piped),
+        "unpinned: collectable"
+    );
+    env.ok(&["scrub"]);
+    let err = env.fails(&["cat", &blake3::hash(b"absent").to_hex()]);
+    assert!(err.contains("not in the store"), "{err}");
+
+    // Publishing and verifying work through it too.
+    env.ok(&["key", "new", "--name", "outlet", "--no-passphrase"]);
+    env.write("note.md", "# Заголовок\n\nТекст.\n".as_bytes());
+    let manifest = env.ok(&["publish", "note.md", "--key", "outlet", "--no-passphrase"]);
+    let manifest = manifest.trim();
+    assert!(env.ok(&["verify", manifest]).contains("VERIFIED"));
+
+    // The node reports itself, and a second node on the same dir is refused.
+    let status: serde_json::Value = serde_json::from_str(&env.ok(&["status", "--json"])).unwrap();
+    assert_eq!(status["running"], true);
+    assert_eq!(status["pid"], node.child.id());
+    assert!(status["stored_bytes"].as_u64().unwrap() >= bytes.len() as u64);
+    let err = env.fails(&["node", "--listen", "/ip4/127.0.0.1/tcp/0"]);
+    assert!(err.contains("already running"), "{err}");
+
+    // After a clean stop the socket is gone and commands open the store.
+    sigterm(&mut node);
+    assert!(!socket.exists());
+    assert_eq!(env.run(&["cat", &hash]).stdout, bytes);
+    assert!(env.ok(&["verify", manifest]).contains("VERIFIED"));
+
+    // A node killed outright leaves its socket behind; nothing is confused.
+    let mut node = start(&env, None);
+    node.child.kill().unwrap();
+    node.child.wait().unwrap();
+    assert!(socket.exists(), "a killed node cannot clean up");
+    assert_eq!(env.run(&["cat", &hash]).stdout, bytes);
+    let mut node = start(&env, None);
+    assert_eq!(
+        env.run(&["cat", &hash]).stdout,
+        bytes,
+        "through the new node"
+    );
+    sigterm(&mut node);
+}
+
+#[test]
+fn get_goes_through_the_running_node_of_its_data_dir() {
+    let provider = Env::new();
+    let bytes = random(1_200_000, 33);
+    provider.write("a.bin", &bytes);
+    let hash = provider.ok(&["add", "a.bin"])[..64].to_owned();
+    let first = start(&provider, None);
+    let reader = Env::new();
+    let mut second = start(&reader, None);
+    let out = reader.work().join("got.bin");
+    let got = reader.run(&[
+        "get",
+        &hash,
+        "--peer",
+        &first.addr,
+        "-o",
+        out.to_str().unwrap(),
+        "--timeout",
+        "60",
+    ]);
+    assert!(
+        got.status.success(),
+        "{}",
+        String::from_utf8_lossy(&got.stderr)
+    );
+    assert_eq!(std::fs::read(&out).unwrap(), bytes);
+    // The running node fetched it: it is in its store, and it now connects
+    // to the provider.
+    let status: serde_json::Value =
+        serde_json::from_str(&reader.ok(&["status", "--json"])).unwrap();
+    let first_id = first.addr.rsplit('/').next().unwrap();
+    assert!(
+        status["connected"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|p| p == first_id),
+        "{status}"
+    );
+    assert!(reader.ok(&["ls"]).contains(&hash));
+    sigterm(&mut second);
+    drop(first);
+}

@@ -13,7 +13,9 @@ use tamizdat_sign::{
     Entry, FeedError, KeyKind, MAX_ENTRIES, MAX_MANIFEST_LEN, Manifest, Signed, TrustState,
     VerifiedManifest, Verifier, check_path,
 };
-use tamizdat_store::{Hash, Store};
+use tamizdat_store::Hash;
+
+use super::repo::Repo;
 
 use super::{
     keys::{KeyDir, format_time, now},
@@ -101,7 +103,7 @@ fn collect(root: &Path) -> Result<Vec<(String, PathBuf)>> {
 
 /// Stores one file of an article, refusing anything that became a link or
 /// stopped being a regular file since it was listed.
-fn store_file(store: &Store, path: &Path) -> Result<tamizdat_store::Added> {
+fn store_file(store: &Repo, path: &Path) -> Result<tamizdat_store::Added> {
     use std::os::unix::fs::OpenOptionsExt;
     let file = fs::OpenOptions::new()
         .read(true)
@@ -113,7 +115,7 @@ fn store_file(store: &Store, path: &Path) -> Result<tamizdat_store::Added> {
         bail!("{} is not a regular file", path.display());
     }
     let reader = io::BufReader::with_capacity(1 << 20, file);
-    Ok(store.add_sized(reader, meta.len(), path)?)
+    store.add_sized(reader, meta.len(), path)
 }
 
 /// The first Markdown heading of `index.md`, if any.
@@ -141,7 +143,7 @@ fn media_type(path: &str) -> String {
     }
 }
 
-pub fn publish(data: &Path, store: &Store, args: PublishArgs) -> Result<ExitCode> {
+pub fn publish(data: &Path, store: &Repo, args: PublishArgs) -> Result<ExitCode> {
     let keys = KeyDir::open(data)?;
     let (kind, key) = keys.load(&args.key, &args.pass)?;
     let (publisher, delegation) = match kind {
@@ -247,7 +249,7 @@ pub fn publish(data: &Path, store: &Store, args: PublishArgs) -> Result<ExitCode
 }
 
 /// Reads a manifest envelope by hash from the store, or from a file.
-fn load_envelope(store: &Store, target: &str) -> Result<(Vec<u8>, String)> {
+fn load_envelope(store: &Repo, target: &str) -> Result<(Vec<u8>, String)> {
     let limit = MAX_MANIFEST_LEN as u64;
     if let Ok(hash) = target.parse::<Hash>() {
         let info = store
@@ -283,7 +285,7 @@ enum EntryState {
     Bad(String),
 }
 
-fn check_entry(store: &Store, e: &Entry) -> Result<EntryState> {
+fn check_entry(store: &Repo, e: &Entry) -> Result<EntryState> {
     let hash = Hash::from_bytes(e.hash);
     let Some(info) = store.info(&hash)? else {
         return Ok(EntryState::Missing);
@@ -313,7 +315,7 @@ fn check_entry(store: &Store, e: &Entry) -> Result<EntryState> {
     }
 }
 
-pub fn verify(store: &Store, target: &str) -> Result<ExitCode> {
+pub fn verify(store: &Repo, target: &str) -> Result<ExitCode> {
     let (bytes, id) = load_envelope(store, target)?;
     let trust = state::load(store)?;
     println!("manifest     {id}");
@@ -435,7 +437,7 @@ fn feed_position(trust: &TrustState, v: &VerifiedManifest) -> Result<String, Fee
     }
 }
 
-pub fn show(store: &Store, target: &str) -> Result<ExitCode> {
+pub fn show(store: &Repo, target: &str) -> Result<ExitCode> {
     let (bytes, id) = load_envelope(store, target)?;
     let signed = Signed::<Manifest>::decode(&bytes)?;
     let trust = state::load(store)?;

@@ -9,7 +9,9 @@ use std::{
 
 use anyhow::{Context, Result};
 use indicatif::{ProgressBar, ProgressStyle};
-use tamizdat_store::{Added, Hash, Store};
+use tamizdat_store::{Added, Hash};
+
+use super::repo::Repo;
 
 use crate::cli::AddArgs;
 
@@ -28,9 +30,9 @@ pub fn b3sum_line(hash: &Hash, name: &Path) -> String {
     }
 }
 
-fn add_one(store: &Store, path: &Path) -> Result<Added> {
+fn add_one(store: &Repo, path: &Path) -> Result<Added> {
     if path == Path::new("-") {
-        return Ok(store.add_reader(io::stdin().lock(), path)?);
+        return store.add_reader(io::stdin().lock(), path);
     }
     let file = File::open(path).with_context(|| format!("cannot open {}", path.display()))?;
     let meta = file
@@ -41,7 +43,7 @@ fn add_one(store: &Store, path: &Path) -> Result<Added> {
     }
     if !meta.is_file() {
         // A pipe or device: its size is not known until it ends.
-        return Ok(store.add_reader(file, path)?);
+        return store.add_reader(file, path);
     }
     let size = meta.len();
     let reader = BufReader::with_capacity(1 << 20, file);
@@ -53,12 +55,12 @@ fn add_one(store: &Store, path: &Path) -> Result<Added> {
         bar.set_message(path.display().to_string());
         let added = store.add_sized(bar.wrap_read(reader), size, path);
         bar.finish_and_clear();
-        return Ok(added?);
+        return added;
     }
-    Ok(store.add_sized(reader, size, path)?)
+    store.add_sized(reader, size, path)
 }
 
-pub fn add(store: &Store, args: &AddArgs) -> Result<ExitCode> {
+pub fn add(store: &Repo, args: &AddArgs) -> Result<ExitCode> {
     let mut out = io::stdout().lock();
     let mut failed = false;
     let mut added = Vec::new();
@@ -87,7 +89,7 @@ pub fn add(store: &Store, args: &AddArgs) -> Result<ExitCode> {
     })
 }
 
-pub fn cat(store: &Store, hash: &Hash) -> Result<ExitCode> {
+pub fn cat(store: &Repo, hash: &Hash) -> Result<ExitCode> {
     let mut reader = store.reader(hash)?;
     let mut out = io::stdout().lock();
     match io::copy(&mut reader, &mut out).and_then(|_| out.flush()) {
@@ -102,7 +104,7 @@ pub fn cat(store: &Store, hash: &Hash) -> Result<ExitCode> {
     }
 }
 
-pub fn ls(store: &Store) -> Result<ExitCode> {
+pub fn ls(store: &Repo) -> Result<ExitCode> {
     let mut out = io::stdout().lock();
     for b in store.list()? {
         let state = if b.complete {
@@ -121,14 +123,14 @@ pub fn ls(store: &Store) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-pub fn pin(store: &Store, name: &str, hashes: &[Hash]) -> Result<ExitCode> {
+pub fn pin(store: &Repo, name: &str, hashes: &[Hash]) -> Result<ExitCode> {
     for h in hashes {
         store.pin(name, h)?;
     }
     Ok(ExitCode::SUCCESS)
 }
 
-pub fn unpin(store: &Store, name: &str, hashes: &[Hash]) -> Result<ExitCode> {
+pub fn unpin(store: &Repo, name: &str, hashes: &[Hash]) -> Result<ExitCode> {
     if hashes.is_empty() {
         let n = store.unpin(name, None)?;
         eprintln!("removed pin {name:?} ({n} blobs released)");
@@ -139,7 +141,7 @@ pub fn unpin(store: &Store, name: &str, hashes: &[Hash]) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-pub fn pins(store: &Store) -> Result<ExitCode> {
+pub fn pins(store: &Repo) -> Result<ExitCode> {
     let mut out = io::stdout().lock();
     for (name, hashes) in store.pins()? {
         for h in hashes {
@@ -149,7 +151,7 @@ pub fn pins(store: &Store) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-pub fn gc(store: &Store, dry_run: bool) -> Result<ExitCode> {
+pub fn gc(store: &Repo, dry_run: bool) -> Result<ExitCode> {
     let report = store.gc(dry_run)?;
     let bytes: u64 = report.removed.iter().map(|(_, s)| s).sum();
     let mut out = io::stdout().lock();
@@ -169,7 +171,7 @@ pub fn gc(store: &Store, dry_run: bool) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-pub fn scrub(store: &Store) -> Result<ExitCode> {
+pub fn scrub(store: &Repo) -> Result<ExitCode> {
     let r = store.scrub()?;
     let mut out = io::stdout().lock();
     for (h, why) in &r.quarantined {

@@ -10,12 +10,12 @@ use std::{
     time::{Duration, SystemTime, UNIX_EPOCH},
 };
 
+use super::repo::Repo;
 use anyhow::{Context, Result, bail};
 use tamizdat_sign::{
     Delegation, KeyFileInfo, KeyKind, PublicKey, Revocation, RevocationTarget, SecretKey, Signed,
     key_file_info, read_key_file, verify_delegation, write_key_file,
 };
-use tamizdat_store::Store;
 use zeroize::Zeroizing;
 
 use crate::cli::{KeyCommand, PassArgs};
@@ -223,7 +223,7 @@ fn stamp(t: u64) -> String {
     humantime::format_rfc3339_seconds(UNIX_EPOCH + Duration::from_secs(t)).to_string()
 }
 
-pub fn run(data: &Path, store: impl Fn() -> Result<Store>, cmd: KeyCommand) -> Result<ExitCode> {
+pub fn run(data: &Path, store: impl Fn() -> Result<Repo>, cmd: KeyCommand) -> Result<ExitCode> {
     let keys = KeyDir::open(data)?;
     match cmd {
         KeyCommand::New { name, pass } => {

@@ -4,6 +4,7 @@ mod articles;
 mod blobs;
 mod keys;
 mod net;
+mod repo;
 mod state;
 
 use std::{path::Path, process::ExitCode};
@@ -21,7 +22,7 @@ use crate::{
 pub fn run(cli: Cli) -> Result<ExitCode> {
     let dir = config::data_dir(cli.global.data_dir.as_deref())?;
     let cfg = config::load(&dir)?;
-    let store = || open_store(&dir, &cfg);
+    let store = || repo::Repo::open(&dir, &cfg);
     match cli.command {
         Command::Add(args) => blobs::add(&store()?, &args),
         Command::Cat { hash } => blobs::cat(&store()?, &parse_hash(&hash)?),
@@ -35,7 +36,7 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         Command::Publish(args) => articles::publish(&dir, &store()?, args),
         Command::Verify { target } => articles::verify(&store()?, &target),
         Command::Show { target } => articles::show(&store()?, &target),
-        Command::Node(args) => net::node(&dir, &cfg, store()?, args),
+        Command::Node(args) => net::node(&dir, &cfg, args),
         Command::Get(args) => net::get(&dir, &cfg, store()?, args),
         Command::Status { json } => net::status(&dir, json),
     }

@@ -13,14 +13,15 @@ use std::{
 use anyhow::{Context, Result, bail};
 use serde_json::json;
 use tamizdat_node::{Config, Multiaddr, identity};
-use tamizdat_store::Store;
+use tamizdat_store::Hash;
 
 use crate::{
     cli::{GetArgs, NodeArgs},
     config,
+    control::{self, FetchDone, FetchProgress, Remote, Request},
 };
 
-use super::parse_hash;
+use super::{parse_hash, repo::Repo};
 
 /// The node's identity, separate from any publisher key.
 const NODE_KEY: &str = "node.key";
@@ -90,7 +91,21 @@ fn runtime() -> Result<tokio::runtime::Runtime> {
         .build()?)
 }
 
-pub fn node(dir: &Path, cfg: &config::Config, store: Store, args: NodeArgs) -> Result<ExitCode> {
+pub fn node(dir: &Path, cfg: &config::Config, args: NodeArgs) -> Result<ExitCode> {
+    let store = match super::open_store(dir, cfg) {
+        Ok(store) => store,
+        Err(e) if super::repo::in_use(&e) => match Remote::find(dir) {
+            Some(remote) => {
+                let pid = remote
+                    .call::<control::Status>(&Request::Status)
+                    .map(|s| format!(" (pid {})", s.pid))
+                    .unwrap_or_default();
+                bail!("a node is already running on {}{pid}", dir.display());
+            }
+            None => return Err(e),
+        },
+        Err(e) => return Err(e),
+    };
     let listen = if args.listen.is_empty() {
         cfg.node.listen.clone().unwrap_or_else(default_listen)
     } else {
@@ -123,6 +138,15 @@ pub fn node(dir: &Path, cfg: &config::Config, store: Store, args: NodeArgs) -> R
         });
         fs::write(&info_path, serde_json::to_vec_pretty(&info)?)
             .with_context(|| format!("cannot write {}", info_path.display()))?;
+        let server = control::serve(
+            dir,
+            control::Served {
+                store: store.clone(),
+                node: client.clone(),
+                runtime: tokio::runtime::Handle::current(),
+                listen: full.clone(),
+            },
+        )?;
         eprintln!("tamizdat node {} listening on:", client.peer_id());
         let mut out = io::stdout().lock();
         for a in &full {
@@ -138,6 +162,7 @@ pub fn node(dir: &Path, cfg: &config::Config, store: Store, args: NodeArgs) -> R
             _ = term.recv() => {}
         }
         eprintln!("stopping");
+        drop(server);
         if let Ok(known) = client.known_addrs().await {
             let list: Vec<String> = known
                 .iter()
@@ -155,81 +180,119 @@ pub fn node(dir: &Path, cfg: &config::Config, store: Store, args: NodeArgs) -> R
     Ok(ExitCode::SUCCESS)
 }
 
-pub fn get(dir: &Path, cfg: &config::Config, store: Store, args: GetArgs) -> Result<ExitCode> {
+pub fn get(dir: &Path, cfg: &config::Config, repo: Repo, args: GetArgs) -> Result<ExitCode> {
     let hash = parse_hash(&args.hash)?;
     let peers = parse_addrs(&args.peer)?;
-    let mut hints = Vec::new();
     for p in &peers {
-        match p.iter().last() {
-            Some(tamizdat_node::Protocol::P2p(id)) => hints.push(id),
-            _ => bail!("--peer {p} must end in /p2p/PEER_ID"),
+        if !matches!(p.iter().last(), Some(tamizdat_node::Protocol::P2p(_))) {
+            bail!("--peer {p} must end in /p2p/PEER_ID");
         }
     }
-    // A short-lived node of our own: it only dials out.
-    let mut config = Config::new(node_key(dir)?, Vec::new());
-    config.bootstrap = parse_addrs(&cfg.node.bootstrap)?;
-    let store = Arc::new(store);
-    let rt = runtime()?;
-    let fetched = rt.block_on(async {
-        let client = tamizdat_node::spawn(config, store.clone())?;
-        for p in &peers {
-            if let Err(e) = client.dial(p.clone()).await {
-                eprintln!("tamizdat: cannot reach {p}: {e}");
-            }
+    let bar = indicatif::ProgressBar::new(0).with_style(
+        indicatif::ProgressStyle::with_template(
+            "{bar:40} {bytes}/{total_bytes} {bytes_per_sec} {msg}",
+        )
+        .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+    );
+    // Progress on stderr (indicatif draws nothing when it is not a terminal).
+    let show = |p: FetchProgress| {
+        bar.set_length(p.size);
+        bar.set_position(p.verified);
+        bar.set_message(format!("{} provider(s)", p.providers));
+    };
+    let fetched = match &repo {
+        Repo::Remote(remote) => {
+            let peers = peers.iter().map(|p| p.to_string()).collect();
+            remote.fetch(&hash, peers, args.timeout, show)
         }
-        let limit = Duration::from_secs(args.timeout);
-        let (tx, mut rx) = tokio::sync::watch::channel(tamizdat_node::Progress::default());
-        // Progress on stderr (indicatif draws nothing when it is not a terminal).
-        let bar = indicatif::ProgressBar::new(0).with_style(
-            indicatif::ProgressStyle::with_template(
-                "{bar:40} {bytes}/{total_bytes} {bytes_per_sec} {msg}",
-            )
-            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
-        );
-        let drawer = {
-            let bar = bar.clone();
-            tokio::spawn(async move {
-                while rx.changed().await.is_ok() {
-                    let p = *rx.borrow();
-                    bar.set_length(p.size);
-                    bar.set_position(p.verified);
-                    bar.set_message(format!("{} provider(s)", p.providers));
-                }
-            })
-        };
-        let result =
-            tokio::time::timeout(limit, client.fetch_with_progress(hash, &hints, Some(tx))).await;
-        drawer.abort();
-        bar.finish_and_clear();
-        client.shutdown().await;
-        match result {
-            Ok(r) => Ok(r?),
-            Err(_) => bail!("no provider delivered {hash} within {} s", args.timeout),
-        }
-    })?;
+        Repo::Local(_) => fetch_alone(dir, cfg, &repo, hash, &peers, args.timeout, show),
+    };
+    bar.finish_and_clear();
+    let fetched = fetched?;
     eprintln!(
         "{hash}: {} bytes verified ({} new) from {} provider(s){}",
         fetched.size,
         fetched.new_bytes,
-        fetched.providers.len(),
-        if fetched.bad.is_empty() {
+        fetched.providers,
+        if fetched.bad == 0 {
             String::new()
         } else {
-            format!("; {} sent bad data and were dropped", fetched.bad.len())
+            format!("; {} sent bad data and were dropped", fetched.bad)
         }
     );
     if let Some(out) = &args.output {
-        write_out(&store, &hash, out)?;
+        write_out(&repo, &hash, out)?;
     }
     Ok(ExitCode::SUCCESS)
 }
 
-fn write_out(store: &Store, hash: &tamizdat_store::Hash, out: &PathBuf) -> Result<()> {
+/// Fetches with a short-lived node of our own, which only dials out.
+fn fetch_alone(
+    dir: &Path,
+    cfg: &config::Config,
+    repo: &Repo,
+    hash: Hash,
+    peers: &[Multiaddr],
+    timeout: u64,
+    show: impl Fn(FetchProgress),
+) -> Result<FetchDone> {
+    let Repo::Local(store) = repo else {
+        bail!("no local store");
+    };
+    let hints: Vec<_> = peers
+        .iter()
+        .filter_map(|p| match p.iter().last() {
+            Some(tamizdat_node::Protocol::P2p(id)) => Some(id),
+            _ => None,
+        })
+        .collect();
+    let mut config = Config::new(node_key(dir)?, Vec::new());
+    config.bootstrap = parse_addrs(&cfg.node.bootstrap)?;
+    let store = store.clone();
+    let rt = runtime()?;
+    rt.block_on(async {
+        let client = tamizdat_node::spawn(config, store)?;
+        for p in peers {
+            if let Err(e) = client.dial(p.clone()).await {
+                eprintln!("tamizdat: cannot reach {p}: {e}");
+            }
+        }
+        let (tx, mut rx) = tokio::sync::watch::channel(tamizdat_node::Progress::default());
+        let work = client.fetch_with_progress(hash, &hints, Some(tx));
+        let limit = tokio::time::sleep(Duration::from_secs(timeout));
+        tokio::pin!(work, limit);
+        let result = loop {
+            tokio::select! {
+                r = &mut work => break Some(r),
+                () = &mut limit => break None,
+                c = rx.changed() => if c.is_ok() {
+                    let p = *rx.borrow();
+                    show(FetchProgress { size: p.size, verified: p.verified, providers: p.providers });
+                },
+            }
+        };
+        client.shutdown().await;
+        match result {
+            Some(r) => {
+                let f = r?;
+                Ok(FetchDone {
+                    size: f.size,
+                    new_bytes: f.new_bytes,
+                    providers: f.providers.len(),
+                    bad: f.bad.len(),
+                })
+            }
+            None => bail!("no provider delivered {hash} within {timeout} s"),
+        }
+    })
+}
+
+fn write_out(repo: &Repo, hash: &Hash, out: &PathBuf) -> Result<()> {
     let tmp = out.with_extension("tamizdat-partial");
     let mut file =
         fs::File::create(&tmp).with_context(|| format!("cannot create {}", tmp.display()))?;
     let mut writer = io::BufWriter::with_capacity(1 << 20, &mut file);
-    io::copy(&mut store.reader(hash)?, &mut writer)
+    io::copy(&mut repo.reader(hash)?, &mut writer)
         .with_context(|| format!("writing {}", tmp.display()))?;
     writer
         .flush()
@@ -241,33 +304,40 @@ fn write_out(store: &Store, hash: &tamizdat_store::Hash, out: &PathBuf) -> Resul
 }
 
 pub fn status(dir: &Path, json_out: bool) -> Result<ExitCode> {
-    let path = dir.join(NODE_INFO);
-    let info: Option<serde_json::Value> = match fs::read(&path) {
-        Ok(bytes) => Some(
-            serde_json::from_slice(&bytes)
-                .with_context(|| format!("{} is damaged", path.display()))?,
-        ),
-        Err(e) if e.kind() == io::ErrorKind::NotFound => None,
-        Err(e) => return Err(e).with_context(|| format!("cannot read {}", path.display())),
-    };
-    let running = info
-        .as_ref()
-        .and_then(|i| i["pid"].as_u64())
-        .is_some_and(|pid| Path::new(&format!("/proc/{pid}")).exists());
+    let status = Remote::find(dir)
+        .map(|r| r.call::<control::Status>(&Request::Status))
+        .transpose()?;
     if json_out {
-        let mut out = info.unwrap_or_else(|| json!({}));
-        out["running"] = json!(running);
+        let out = match &status {
+            Some(s) => json!({
+                "running": true,
+                "peer_id": s.peer_id,
+                "listen": s.listen,
+                "pid": s.pid,
+                "connected": s.connected,
+                "nat": s.nat,
+                "stored_bytes": s.stored_bytes,
+                "quota": s.quota,
+            }),
+            None => json!({ "running": false }),
+        };
         println!("{}", serde_json::to_string_pretty(&out)?);
-    } else if let (true, Some(info)) = (running, info) {
-        println!("node      running (pid {})", info["pid"]);
-        println!("peer id   {}", info["peer_id"].as_str().unwrap_or("?"));
-        for a in info["listen"].as_array().into_iter().flatten() {
-            println!("listen    {}", a.as_str().unwrap_or("?"));
+    } else if let Some(s) = &status {
+        println!("node       running (pid {})", s.pid);
+        println!("peer id    {}", s.peer_id);
+        for a in &s.listen {
+            println!("listen     {a}");
+        }
+        println!("connected  {} peer(s)", s.connected.len());
+        println!("nat        {}", s.nat);
+        match s.quota {
+            Some(q) => println!("stored     {} of {} bytes", s.stored_bytes, q),
+            None => println!("stored     {} bytes", s.stored_bytes),
         }
     } else {
-        println!("node      not running (start it with `tamizdat node`)");
+        println!("node       not running (start it with `tamizdat node`)");
     }
-    Ok(if running {
+    Ok(if status.is_some() {
         ExitCode::SUCCESS
     } else {
         ExitCode::from(3)

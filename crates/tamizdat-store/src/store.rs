@@ -88,7 +88,7 @@ impl Options {
 }
 
 /// What the store knows about one blob.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[non_exhaustive]
 pub struct BlobInfo {
     /// The blob.
@@ -106,7 +106,7 @@ pub struct BlobInfo {
 }
 
 /// The result of adding a blob.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[non_exhaustive]
 pub struct Added {
     /// Its hash.
@@ -128,7 +128,7 @@ pub struct Received {
 }
 
 /// What `gc` did.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[non_exhaustive]
 pub struct GcReport {
     /// Blobs removed (or, in a dry run, that would be), with their sizes.
@@ -138,7 +138,7 @@ pub struct GcReport {
 }
 
 /// What `scrub` did.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[non_exhaustive]
 pub struct ScrubReport {
     /// Blobs re-hashed.
@@ -154,7 +154,7 @@ pub struct ScrubReport {
 }
 
 /// Bytes used against the quota.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[non_exhaustive]
 pub struct Usage {
     /// Bytes accounted (data and outboards; partial blobs at full size).

@@ -1,0 +1,183 @@
+//! The store as commands see it: opened directly, or reached through the
+//! running node's control socket when a node holds it. Commands never need
+//! to know which.
+
+use std::{
+    collections::BTreeMap,
+    io::Read,
+    path::Path,
+    sync::Arc,
+    time::{Duration, Instant},
+};
+
+use anyhow::{Result, bail};
+use tamizdat_store::{Added, BlobInfo, GcReport, Hash, OpenError, ScrubReport, Store};
+
+use crate::{
+    config,
+    control::{Remote, Request},
+};
+
+/// How long to wait for a node that holds the store but is not answering
+/// yet (starting up, or stopping).
+const WAIT_FOR_NODE: Duration = Duration::from_secs(5);
+
+/// A store, local or through the node.
+#[derive(Debug)]
+pub enum Repo {
+    /// This process opened the store.
+    Local(Arc<Store>),
+    /// A running node holds the store.
+    Remote(Remote),
+}
+
+impl Repo {
+    /// Reaches the store of `dir`: through the node when one runs, directly
+    /// otherwise.
+    pub fn open(dir: &Path, cfg: &config::Config) -> Result<Repo> {
+        if let Some(remote) = Remote::find(dir) {
+            return Ok(Repo::Remote(remote));
+        }
+        let start = Instant::now();
+        loop {
+            match super::open_store(dir, cfg) {
+                Ok(store) => return Ok(Repo::Local(Arc::new(store))),
+                Err(e) if in_use(&e) => {
+                    if let Some(remote) = Remote::find(dir) {
+                        return Ok(Repo::Remote(remote));
+                    }
+                    if start.elapsed() > WAIT_FOR_NODE {
+                        bail!(
+                            "{e:#}, and no node answers on its control socket; \
+                             is a node starting or stopping?"
+                        );
+                    }
+                    std::thread::sleep(Duration::from_millis(100));
+                }
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    pub fn add_sized(&self, reader: impl Read, size: u64, name: &Path) -> Result<Added> {
+        match self {
+            Repo::Local(s) => Ok(s.add_sized(reader, size, name)?),
+            Repo::Remote(r) => r.add(reader, Some(size), name),
+        }
+    }
+
+    pub fn add_reader(&self, reader: impl Read, name: &Path) -> Result<Added> {
+        match self {
+            Repo::Local(s) => Ok(s.add_reader(reader, name)?),
+            Repo::Remote(r) => r.add(reader, None, name),
+        }
+    }
+
+    pub fn add_bytes(&self, bytes: &[u8]) -> Result<Added> {
+        match self {
+            Repo::Local(s) => Ok(s.add_bytes(bytes)?),
+            Repo::Remote(r) => r.add(bytes, Some(bytes.len() as u64), Path::new("(bytes)")),
+        }
+    }
+
+    /// A reader of the blob's bytes, each verified before it is returned.
+    pub fn reader(&self, hash: &Hash) -> Result<Box<dyn Read + Send>> {
+        match self {
+            Repo::Local(s) => Ok(Box::new(s.reader(hash)?)),
+            Repo::Remote(r) => r.reader(hash),
+        }
+    }
+
+    /// A small blob, whole. Callers check its size first.
+    pub fn read_to_vec(&self, hash: &Hash) -> Result<Vec<u8>> {
+        match self {
+            Repo::Local(s) => Ok(s.read_to_vec(hash)?),
+            Repo::Remote(r) => {
+                let mut out = Vec::new();
+                r.reader(hash)?.read_to_end(&mut out)?;
+                Ok(out)
+            }
+        }
+    }
+
+    pub fn info(&self, hash: &Hash) -> Result<Option<BlobInfo>> {
+        match self {
+            Repo::Local(s) => Ok(s.info(hash)?),
+            Repo::Remote(r) => r.call(&Request::Info { hash: *hash }),
+        }
+    }
+
+    pub fn list(&self) -> Result<Vec<BlobInfo>> {
+        match self {
+            Repo::Local(s) => Ok(s.list()?),
+            Repo::Remote(r) => r.call(&Request::List),
+        }
+    }
+
+    pub fn pin(&self, name: &str, hash: &Hash) -> Result<()> {
+        match self {
+            Repo::Local(s) => Ok(s.pin(name, hash)?),
+            Repo::Remote(r) => r.call(&Request::Pin {
+                name: name.to_owned(),
+                hash: *hash,
+            }),
+        }
+    }
+
+    /// Removes a pin from one blob, or (`None`) the whole pin; returns the
+    /// number of blobs released.
+    pub fn unpin(&self, name: &str, hash: Option<&Hash>) -> Result<usize> {
+        match self {
+            Repo::Local(s) => Ok(s.unpin(name, hash)?),
+            Repo::Remote(r) => r.call(&Request::Unpin {
+                name: name.to_owned(),
+                hash: hash.copied(),
+            }),
+        }
+    }
+
+    pub fn pins(&self) -> Result<BTreeMap<String, Vec<Hash>>> {
+        match self {
+            Repo::Local(s) => Ok(s.pins()?),
+            Repo::Remote(r) => r.call(&Request::Pins),
+        }
+    }
+
+    pub fn gc(&self, dry_run: bool) -> Result<GcReport> {
+        match self {
+            Repo::Local(s) => Ok(s.gc(dry_run)?),
+            Repo::Remote(r) => r.call(&Request::Gc { dry_run }),
+        }
+    }
+
+    pub fn scrub(&self) -> Result<ScrubReport> {
+        match self {
+            Repo::Local(s) => Ok(s.scrub()?),
+            Repo::Remote(r) => r.call(&Request::Scrub),
+        }
+    }
+
+    pub fn state_get(&self, name: &str) -> Result<Option<Vec<u8>>> {
+        match self {
+            Repo::Local(s) => Ok(s.state_get(name)?),
+            Repo::Remote(r) => r.call(&Request::StateGet {
+                name: name.to_owned(),
+            }),
+        }
+    }
+
+    pub fn state_put(&self, name: &str, value: &[u8]) -> Result<()> {
+        match self {
+            Repo::Local(s) => Ok(s.state_put(name, value)?),
+            Repo::Remote(r) => r.call(&Request::StatePut {
+                name: name.to_owned(),
+                value: value.to_vec(),
+            }),
+        }
+    }
+}
+
+/// Whether opening failed because another process holds the store.
+pub fn in_use(e: &anyhow::Error) -> bool {
+    matches!(e.downcast_ref::<OpenError>(), Some(OpenError::InUse(_)))
+}
