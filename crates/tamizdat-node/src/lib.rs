@@ -7,11 +7,13 @@
 //!
 //! Knows nothing of HTTP or the command line.
 
+mod bans;
 pub mod fetch;
 mod idle;
 mod node;
 pub mod transfer;
 pub mod wire;
 
+pub use bans::BAN_FOR;
 pub use libp2p::{Multiaddr, PeerId, identity, multiaddr::Protocol};
 pub use node::{Client, Config, Fetched, KAD_PROTOCOL, NodeError, Progress, spawn};

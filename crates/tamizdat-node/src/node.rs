@@ -32,6 +32,7 @@ use tokio_util::{compat::FuturesAsyncReadCompatExt, io::SyncIoBridge};
 use tracing::{debug, info, warn};
 
 use crate::{
+    bans::BadPeers,
     fetch::{Failure, Plan},
     idle::Idle,
     transfer, wire,
@@ -153,6 +154,7 @@ pub struct Client {
     addrs: watch::Receiver<Vec<Multiaddr>>,
     store: Arc<Store>,
     config: Arc<Config>,
+    bad: Arc<BadPeers>,
 }
 
 impl std::fmt::Debug for Client {
@@ -270,6 +272,7 @@ pub fn spawn(config: Config, store: Arc<Store>) -> Result<Client, NodeError> {
         addrs,
         store: store.clone(),
         config: config.clone(),
+        bad: Arc::default(),
     };
     let event_loop = EventLoop {
         swarm,
@@ -439,6 +442,12 @@ impl Client {
         rx.await.map_err(|_| NodeError::Stopped)
     }
 
+    /// Peers caught sending bad data within the last [`crate::BAN_FOR`]; no
+    /// fetch asks them again meanwhile.
+    pub fn bad_peers(&self) -> Vec<PeerId> {
+        self.bad.list()
+    }
+
     /// Stops the node.
     pub async fn shutdown(&self) {
         let _ = self.tx.send(Command::Shutdown).await;
@@ -501,13 +510,25 @@ impl Client {
                 bad: Vec::new(),
             });
         }
-        let mut candidates: Vec<PeerId> = hint.to_vec();
-        for p in self.providers(hash).await? {
-            if !candidates.contains(&p) && p != self.peer_id {
+        let mut candidates: Vec<PeerId> = Vec::new();
+        let mut shunned = 0;
+        for p in hint.iter().copied().chain(self.providers(hash).await?) {
+            if self.bad.is_bad(&p) {
+                shunned += 1;
+            } else if !candidates.contains(&p) && p != self.peer_id {
                 candidates.push(p);
             }
         }
         if candidates.is_empty() {
+            if shunned > 0 {
+                return Err(NodeError::NotFound {
+                    hash,
+                    asked: 0,
+                    detail: format!(
+                        "the only providers known were caught sending bad data ({shunned})"
+                    ),
+                });
+            }
             return Err(NodeError::NoProviders(hash));
         }
         let mut last_error = String::new();
@@ -524,6 +545,8 @@ impl Client {
                     }
                     Err((why, _, detail)) => {
                         if matches!(why, Failure::Corrupt | Failure::WrongSize) {
+                            warn!(peer = %p, %hash, "provider lied about the size; remembered");
+                            self.bad.mark(*p);
                             bad.push(*p);
                         }
                         last_error = format!("{p}: {detail}");
@@ -591,9 +614,10 @@ impl Client {
                 break;
             }
         }
-        bad.extend(plan.bad());
-        for p in &bad {
-            warn!(peer = %p, %hash, "provider sent bad data; dropped");
+        for p in plan.bad() {
+            warn!(peer = %p, %hash, "provider sent bad data; dropped and remembered");
+            self.bad.mark(p);
+            bad.push(p);
         }
         let complete = self
             .store

@@ -1,0 +1,201 @@
+//! A liar on the real network: a libp2p peer that speaks the blob protocol
+//! but flips a byte in everything it sends. The fetch finishes from an
+//! honest provider, the liar is reported, and it is not asked again.
+
+use std::{
+    io::{self, Read, Write},
+    sync::{
+        Arc,
+        atomic::{AtomicUsize, Ordering},
+    },
+    time::Duration,
+};
+
+use futures::StreamExt;
+use libp2p::{
+    StreamProtocol, SwarmBuilder, multiaddr::Protocol, noise, swarm::SwarmEvent, tcp, yamux,
+};
+use rand::{Rng, SeedableRng, rngs::StdRng};
+use tamizdat_node::{Client, Config, Multiaddr, PeerId, identity, spawn, transfer, wire};
+use tamizdat_store::{Options, Store};
+use tempfile::TempDir;
+use tokio_util::{compat::FuturesAsyncReadCompatExt, io::SyncIoBridge};
+
+/// Flips one byte of everything written, at offset `at`.
+struct Flip<S> {
+    inner: S,
+    at: usize,
+    written: usize,
+}
+
+impl<S: Read> Read for Flip<S> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        self.inner.read(buf)
+    }
+}
+
+impl<S: Write> Write for Flip<S> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let mut copy = buf.to_vec();
+        if (self.written..self.written + buf.len()).contains(&self.at) {
+            copy[self.at - self.written] ^= 0x01;
+        }
+        let n = self.inner.write(&copy)?;
+        self.written += n;
+        Ok(n)
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        self.inner.flush()
+    }
+}
+
+struct Liar {
+    peer: PeerId,
+    addr: Multiaddr,
+    store: Arc<Store>,
+    asked: Arc<AtomicUsize>,
+    _dir: TempDir,
+}
+
+/// A bare swarm that answers `/tamizdat/blob/1` from its store, corrupted.
+async fn liar() -> Liar {
+    let dir = TempDir::new().unwrap();
+    let store = Arc::new(Store::open(dir.path(), Options::default()).unwrap());
+    let mut swarm = SwarmBuilder::with_new_identity()
+        .with_tokio()
+        .with_tcp(
+            tcp::Config::default(),
+            noise::Config::new,
+            yamux::Config::default,
+        )
+        .unwrap()
+        .with_behaviour(|_| libp2p_stream::Behaviour::new())
+        .unwrap()
+        .with_swarm_config(|c| c.with_idle_connection_timeout(Duration::from_secs(60)))
+        .build();
+    swarm
+        .listen_on("/ip4/127.0.0.1/tcp/0".parse().unwrap())
+        .unwrap();
+    let addr = loop {
+        if let SwarmEvent::NewListenAddr { address, .. } = swarm.select_next_some().await {
+            break address;
+        }
+    };
+    let peer = *swarm.local_peer_id();
+    let mut incoming = swarm
+        .behaviour()
+        .new_control()
+        .accept(StreamProtocol::new(wire::PROTOCOL))
+        .unwrap();
+    let asked = Arc::new(AtomicUsize::new(0));
+    let (serve_store, count) = (store.clone(), asked.clone());
+    tokio::spawn(async move {
+        while let Some((_, stream)) = incoming.next().await {
+            count.fetch_add(1, Ordering::SeqCst);
+            let bridge = SyncIoBridge::new(stream.compat());
+            let store = serve_store.clone();
+            tokio::task::spawn_blocking(move || {
+                // Past the 9-byte header, among the first proof hashes.
+                let stream = Flip {
+                    inner: bridge,
+                    at: 9 + 40,
+                    written: 0,
+                };
+                let _ = transfer::serve(&store, stream);
+            });
+        }
+    });
+    tokio::spawn(async move {
+        loop {
+            swarm.select_next_some().await;
+        }
+    });
+    Liar {
+        peer,
+        addr: addr.with(Protocol::P2p(peer)),
+        store,
+        asked,
+        _dir: dir,
+    }
+}
+
+async fn honest() -> (TempDir, Arc<Store>, Client, Multiaddr) {
+    let dir = TempDir::new().unwrap();
+    let store = Arc::new(Store::open(dir.path(), Options::default()).unwrap());
+    let mut config = Config::new(
+        identity::Keypair::generate_ed25519(),
+        vec!["/ip4/127.0.0.1/tcp/0".parse().unwrap()],
+    );
+    config.piece_bytes = 256 * 1024;
+    let client = spawn(config, store.clone()).unwrap();
+    let listen = client.wait_listening(1).await.unwrap();
+    let addr = listen[0].clone().with(Protocol::P2p(client.peer_id()));
+    (dir, store, client, addr)
+}
+
+fn data(size: usize, seed: u64) -> Vec<u8> {
+    let mut v = vec![0u8; size];
+    StdRng::seed_from_u64(seed).fill(&mut v[..]);
+    v
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_liar_is_caught_dropped_and_not_asked_again() {
+    tokio::time::timeout(Duration::from_secs(60), async {
+        let liar = liar().await;
+        let (_d1, good_store, good, good_addr) = honest().await;
+        let (_d2, store, fetcher, _) = honest().await;
+        let first = data(1_500_000, 1);
+        let second = data(700_000, 2);
+        for bytes in [&first, &second] {
+            liar.store.add_bytes(bytes).unwrap();
+            good_store.add_bytes(bytes).unwrap();
+        }
+        fetcher.dial(liar.addr.clone()).await.unwrap();
+        fetcher.dial(good_addr).await.unwrap();
+
+        // The liar is asked first; its first answer fails verification.
+        let hash = tamizdat_store::Hash::of(&first);
+        let got = fetcher
+            .fetch(hash, &[liar.peer, good.peer_id()])
+            .await
+            .unwrap();
+        assert_eq!(store.read_to_vec(&hash).unwrap(), first);
+        assert_eq!(got.bad, vec![liar.peer]);
+        assert_eq!(got.providers, vec![good.peer_id()]);
+        assert_eq!(
+            liar.asked.load(Ordering::SeqCst),
+            1,
+            "one answer was enough"
+        );
+        assert_eq!(fetcher.bad_peers(), vec![liar.peer]);
+
+        // Remembered: the next fetch does not ask it at all.
+        let hash = tamizdat_store::Hash::of(&second);
+        let got = fetcher
+            .fetch(hash, &[liar.peer, good.peer_id()])
+            .await
+            .unwrap();
+        assert_eq!(store.read_to_vec(&hash).unwrap(), second);
+        assert!(got.bad.is_empty());
+        assert_eq!(
+            liar.asked.load(Ordering::SeqCst),
+            1,
+            "the liar was not asked again"
+        );
+
+        // With only the liar to ask, the failure says why.
+        let third = data(50_000, 3);
+        liar.store.add_bytes(&third).unwrap();
+        let err = fetcher
+            .fetch(tamizdat_store::Hash::of(&third), &[liar.peer])
+            .await
+            .unwrap_err();
+        assert!(err.to_string().contains("caught sending bad data"), "{err}");
+        for c in [&good, &fetcher] {
+            c.shutdown().await;
+        }
+    })
+    .await
+    .expect("finished in time");
+}
