@@ -108,6 +108,10 @@ pub struct NodeArgs {
     /// Join through this peer (repeatable), e.g. /ip4/1.2.3.4/tcp/4001/p2p/12D3...
     #[arg(long, value_name = "MULTIADDR")]
     pub bootstrap: Vec<String>,
+    /// The kind of machine (default: the config's `profile`, else desktop).
+    /// `server` turns off local-network discovery.
+    #[arg(long, value_enum)]
+    pub profile: Option<crate::config::Profile>,
 }
 
 #[derive(Debug, Args)]

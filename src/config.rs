@@ -33,6 +33,62 @@ pub struct NodeConfig {
     /// adds to the list.
     #[serde(default)]
     pub bootstrap: Vec<String>,
+    /// What kind of machine this is; sets the defaults below. `--profile`
+    /// overrides it.
+    pub profile: Option<Profile>,
+    /// Find peers on the local network by multicast DNS. Default: on for
+    /// `desktop` and `lowpower`, off for `server`.
+    pub mdns: Option<bool>,
+    /// Relay connections for peers behind NAT. Only worth it with a public
+    /// address; off unless set.
+    #[serde(default)]
+    pub relay_server: bool,
+    /// Most connections held at once. Default by profile: 256 (desktop),
+    /// 1024 (server), 64 (lowpower).
+    pub max_connections: Option<u32>,
+}
+
+/// The kind of machine a node runs on.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum Profile {
+    /// A laptop or desktop: finds peers on the local network too.
+    #[default]
+    Desktop,
+    /// A machine with a public address: no multicast, more connections.
+    Server,
+    /// A Raspberry Pi or an old phone: fewer connections and transfers.
+    Lowpower,
+}
+
+/// Node settings once the profile's defaults are applied.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct NodeTuning {
+    pub mdns: bool,
+    pub relay_server: bool,
+    pub max_connections: u32,
+    pub max_streams: usize,
+    pub fetch_parallel: usize,
+}
+
+impl NodeConfig {
+    /// The settings for `profile` (the command line's, else the file's),
+    /// with explicit keys of the file taking precedence.
+    pub fn tuning(&self, profile: Option<Profile>) -> NodeTuning {
+        let profile = profile.or(self.profile).unwrap_or_default();
+        let (mdns, max_connections, max_streams, fetch_parallel) = match profile {
+            Profile::Desktop => (true, 256, 32, 2),
+            Profile::Server => (false, 1024, 64, 2),
+            Profile::Lowpower => (true, 64, 8, 1),
+        };
+        NodeTuning {
+            mdns: self.mdns.unwrap_or(mdns),
+            relay_server: self.relay_server,
+            max_connections: self.max_connections.unwrap_or(max_connections),
+            max_streams,
+            fetch_parallel,
+        }
+    }
 }
 
 /// `[store]` section.
@@ -76,4 +132,32 @@ pub fn load(dir: &Path) -> Result<Config> {
     let text = std::fs::read_to_string(&path)
         .with_context(|| format!("cannot read {}", path.display()))?;
     toml::from_str(&text).with_context(|| format!("invalid config {}", path.display()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn profiles_set_defaults_and_explicit_keys_win() {
+        let cfg: Config = toml::from_str("[node]\nprofile = \"server\"\n").unwrap();
+        let t = cfg.node.tuning(None);
+        assert!(!t.mdns && !t.relay_server);
+        assert_eq!(t.max_connections, 1024);
+        // The command line's profile wins over the file's.
+        assert!(cfg.node.tuning(Some(Profile::Desktop)).mdns);
+        let cfg: Config = toml::from_str(
+            "[node]\nprofile = \"lowpower\"\nmdns = false\nrelay_server = true\nmax_connections = 10\n",
+        )
+        .unwrap();
+        let t = cfg.node.tuning(None);
+        assert!(!t.mdns && t.relay_server);
+        assert_eq!((t.max_connections, t.fetch_parallel), (10, 1));
+        assert!(
+            Config::default().node.tuning(None).mdns,
+            "desktop by default"
+        );
+        let err = toml::from_str::<Config>("[node]\nprofile = \"laptop\"\n").unwrap_err();
+        assert!(err.to_string().contains("laptop"), "{err}");
+    }
 }

@@ -26,7 +26,14 @@ impl Drop for RunningNode {
 fn start(env: &Env, bootstrap: Option<&str>) -> RunningNode {
     let mut cmd = Command::new(BIN);
     cmd.env("TAMIZDAT_DIR", env.data())
-        .args(["node", "--listen", "/ip4/127.0.0.1/tcp/0"])
+        // The server profile: no multicast discovery beyond loopback.
+        .args([
+            "node",
+            "--profile",
+            "server",
+            "--listen",
+            "/ip4/127.0.0.1/tcp/0",
+        ])
         .stdout(Stdio::piped())
         .stderr(Stdio::null());
     if let Some(b) = bootstrap {

@@ -115,6 +115,10 @@ pub fn node(dir: &Path, cfg: &config::Config, args: NodeArgs) -> Result<ExitCode
     bootstrap.extend(args.bootstrap);
     let mut config = Config::new(node_key(dir)?, parse_addrs(&listen)?);
     config.bootstrap = parse_addrs(&bootstrap)?;
+    let tuning = cfg.node.tuning(args.profile);
+    config.max_connections = tuning.max_connections;
+    config.max_streams = tuning.max_streams;
+    config.fetch_parallel = tuning.fetch_parallel;
     for addr in remembered(dir) {
         if !config.bootstrap.contains(&addr) {
             config.bootstrap.push(addr);
