@@ -64,6 +64,7 @@ fn loopback_nat() -> NatConfig {
 }
 
 const TCP: &str = "/ip4/127.0.0.1/tcp/0";
+const WS: &str = "/ip4/127.0.0.1/tcp/0/ws";
 
 fn data(size: usize, seed: u64) -> Vec<u8> {
     let mut v = vec![0u8; size];
@@ -82,21 +83,27 @@ async fn within<T>(secs: u64, f: impl Future<Output = T>) -> T {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_blob_moves_over_websocket() {
+async fn a_blob_moves_over_websocket_and_over_tcp_and_quic_beside_it() {
     within(30, async {
-        let server = node(&["/ip4/127.0.0.1/tcp/0/ws"], |_| {});
-        let addr = server.addr().await;
-        assert!(addr.iter().any(|p| p == Protocol::Ws("/".into())), "{addr}");
+        let server = node(&[TCP, "/ip4/127.0.0.1/udp/0/quic-v1", WS], |_| {});
+        let listen = server.client.wait_listening(3).await.unwrap();
+        let ws = Protocol::Ws("/".into());
+        assert!(
+            listen.iter().any(|a| a.iter().any(|p| p == ws)),
+            "{listen:?}"
+        );
         let bytes = data(700 * 1024 + 3, 11);
         let hash = server.store.add_bytes(&bytes).unwrap().hash;
-        let fetcher = node(&[], |_| {});
-        fetcher.client.dial(addr).await.unwrap();
-        let got = fetcher.client.fetch(hash, &[server.id()]).await.unwrap();
-        assert_eq!(got.providers, vec![server.id()]);
-        assert_eq!(fetcher.store.read_to_vec(&hash).unwrap(), bytes);
-        for n in [&server, &fetcher] {
-            n.client.shutdown().await;
+        // A fresh fetcher per address, so each fetch uses that transport only.
+        for addr in listen {
+            let fetcher = node(&[], |_| {});
+            fetcher.client.dial(p2p(&addr, server.id())).await.unwrap();
+            let got = fetcher.client.fetch(hash, &[server.id()]).await.unwrap();
+            assert_eq!(got.providers, vec![server.id()], "over {addr}");
+            assert_eq!(fetcher.store.read_to_vec(&hash).unwrap(), bytes);
+            fetcher.client.shutdown().await;
         }
+        server.client.shutdown().await;
     })
     .await;
 }
