@@ -16,4 +16,7 @@ pub mod wire;
 
 pub use bans::BAN_FOR;
 pub use libp2p::{Multiaddr, PeerId, identity, multiaddr::Protocol};
-pub use node::{Client, Config, Fetched, KAD_PROTOCOL, NodeError, Progress, spawn};
+pub use node::{
+    Client, Config, Fetched, KAD_PROTOCOL, MAX_RELAYS, NatConfig, NatStatus, NodeError, Progress,
+    spawn,
+};

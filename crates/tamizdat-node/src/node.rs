@@ -1,6 +1,12 @@
 //! The libp2p node: one task owns the swarm; a cloneable [`Client`] talks to
 //! it over a bounded channel. Blob streams run beside it, bounded in number
 //! and time, on blocking threads that call the store.
+//!
+//! Reachability: TCP, QUIC and WebSocket transports; AutoNAT tells the node
+//! whether others can dial it; a node found unreachable answers no DHT
+//! queries and listens through up to [`MAX_RELAYS`] relay peers instead, and
+//! DCUtR tries to turn relayed connections into direct ones. Relaying for
+//! others and mDNS are opt-in.
 
 use std::{
     collections::{HashMap, HashSet},
@@ -8,19 +14,21 @@ use std::{
     time::Duration,
 };
 
-use futures::StreamExt;
+use futures::{FutureExt, StreamExt};
 use libp2p::{
-    Multiaddr, PeerId, StreamProtocol, Swarm, SwarmBuilder, connection_limits,
+    Multiaddr, PeerId, StreamProtocol, Swarm, SwarmBuilder, autonat, connection_limits,
     core::transport::ListenerId,
-    identify, identity,
+    dcutr, identify, identity,
     kad::{
         self, Mode, StoreInserts,
         store::{MemoryStore, MemoryStoreConfig, RecordStore},
     },
-    memory_connection_limits,
+    mdns, memory_connection_limits,
     multiaddr::Protocol,
-    noise, ping,
-    swarm::{NetworkBehaviour, SwarmEvent, dial_opts::DialOpts},
+    noise, ping, relay,
+    swarm::{
+        ConnectionId, NetworkBehaviour, SwarmEvent, behaviour::toggle::Toggle, dial_opts::DialOpts,
+    },
     tcp, yamux,
 };
 use tamizdat_store::{ChunkRanges, Hash, Store};
@@ -42,6 +50,77 @@ const BLOB: StreamProtocol = StreamProtocol::new(wire::PROTOCOL);
 /// Our own DHT, apart from the public IPFS one.
 pub const KAD_PROTOCOL: StreamProtocol = StreamProtocol::new("/tamizdat/kad/1.0.0");
 const COMMANDS: usize = 64;
+
+/// Relays this node listens through at once when it is unreachable.
+pub const MAX_RELAYS: usize = 2;
+/// Relay-capable peers remembered as candidates.
+const MAX_RELAY_CANDIDATES: usize = 16;
+/// Peers found by mDNS that are remembered (and dialed) at once.
+const MAX_MDNS_PEERS: usize = 64;
+
+// Relay server bounds (only with `Config::relay_server`). A circuit carries
+// the hole-punching handshake and, when that fails, small blob transfers:
+// enough for a manifest and an article's text, not for video.
+/// Reservations held for other peers at once.
+const RELAY_MAX_RESERVATIONS: usize = 64;
+/// Reservations one peer may hold.
+const RELAY_MAX_RESERVATIONS_PER_PEER: usize = 2;
+/// Circuits relayed at once.
+const RELAY_MAX_CIRCUITS: usize = 16;
+/// Circuits relayed at once from one source peer.
+const RELAY_MAX_CIRCUITS_PER_PEER: usize = 4;
+/// A circuit is closed after this long.
+const RELAY_CIRCUIT_DURATION: Duration = Duration::from_secs(2 * 60);
+/// A circuit is closed after this many bytes (both directions together).
+const RELAY_CIRCUIT_BYTES: u64 = 1 << 20;
+
+/// Whether others can dial this node, as AutoNAT probes found.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub enum NatStatus {
+    /// Not probed yet, or no peer could probe it.
+    #[default]
+    Unknown,
+    /// Peers dialed this node back at this address.
+    Public(Multiaddr),
+    /// Peers could not dial this node back: it sits behind a NAT or firewall.
+    Private,
+}
+
+impl From<autonat::NatStatus> for NatStatus {
+    fn from(s: autonat::NatStatus) -> Self {
+        match s {
+            autonat::NatStatus::Public(a) => Self::Public(a),
+            autonat::NatStatus::Private => Self::Private,
+            autonat::NatStatus::Unknown => Self::Unknown,
+        }
+    }
+}
+
+/// How AutoNAT probes this node's reachability.
+#[derive(Debug, Clone)]
+pub struct NatConfig {
+    /// Probe, and answer probes, only through peers seen at global IP
+    /// addresses. Keep `true` on the internet: a peer on the same LAN or host
+    /// can always dial back, which proves nothing. Loopback tests turn it off.
+    pub only_global_ips: bool,
+    /// Wait this long after start before the first probe.
+    pub boot_delay: Duration,
+    /// Probe again this often while the status is unknown or unconfirmed.
+    pub retry_interval: Duration,
+    /// Probe again this often once the status is confirmed.
+    pub refresh_interval: Duration,
+}
+
+impl Default for NatConfig {
+    fn default() -> Self {
+        Self {
+            only_global_ips: true,
+            boot_delay: Duration::from_secs(15),
+            retry_interval: Duration::from_secs(90),
+            refresh_interval: Duration::from_secs(15 * 60),
+        }
+    }
+}
 
 /// Everything a node needs to start.
 #[derive(Debug, Clone)]
@@ -66,6 +145,16 @@ pub struct Config {
     pub max_connections: u32,
     /// Blobs announced to the DHT at start.
     pub max_provided: usize,
+    /// Answer DHT queries: `Some(true)` always, `Some(false)` never, `None`
+    /// unless AutoNAT finds the node unreachable (until then it answers).
+    pub kad_server: Option<bool>,
+    /// Relay circuits for unreachable peers, within fixed bounds (64
+    /// reservations, 16 circuits of at most 2 minutes and 1 MiB each).
+    pub relay_server: bool,
+    /// Find and dial peers on the local network by multicast DNS.
+    pub mdns: bool,
+    /// Reachability probing.
+    pub nat: NatConfig,
 }
 
 impl Config {
@@ -82,6 +171,10 @@ impl Config {
             piece_bytes: 4 << 20,
             max_connections: 256,
             max_provided: 65_536,
+            kad_server: None,
+            relay_server: false,
+            mdns: false,
+            nat: NatConfig::default(),
         }
     }
 }
@@ -134,10 +227,38 @@ struct Behaviour {
     ping: ping::Behaviour,
     kad: kad::Behaviour<MemoryStore>,
     stream: libp2p_stream::Behaviour,
+    autonat: autonat::Behaviour,
+    relay_client: relay::client::Behaviour,
+    relay: Toggle<relay::Behaviour>,
+    dcutr: dcutr::Behaviour,
+    mdns: Toggle<mdns::tokio::Behaviour>,
+}
+
+/// The DHT mode for a configured choice and the reachability found.
+fn kad_mode(fixed: Option<bool>, nat: &NatStatus) -> Mode {
+    match (fixed, nat) {
+        (Some(true), _) => Mode::Server,
+        (Some(false), _) | (None, NatStatus::Private) => Mode::Client,
+        (None, NatStatus::Unknown | NatStatus::Public(_)) => Mode::Server,
+    }
+}
+
+/// The address to listen on through `relay`, reached at `addr`.
+fn circuit_addr(addr: &Multiaddr, relay: PeerId) -> Multiaddr {
+    let mut base = addr.clone();
+    if matches!(base.iter().last(), Some(Protocol::P2p(_))) {
+        base.pop();
+    }
+    base.with(Protocol::P2p(relay)).with(Protocol::P2pCircuit)
+}
+
+fn is_relayed(addr: &Multiaddr) -> bool {
+    addr.iter().any(|p| p == Protocol::P2pCircuit)
 }
 
 enum Command {
     Dial(Multiaddr, oneshot::Sender<Result<(), String>>),
+    Listen(Multiaddr, oneshot::Sender<Result<(), String>>),
     Provide(Hash, Option<oneshot::Sender<Result<(), String>>>),
     Providers(Hash, oneshot::Sender<HashSet<PeerId>>),
     Connected(oneshot::Sender<Vec<PeerId>>),
@@ -152,6 +273,7 @@ pub struct Client {
     peer_id: PeerId,
     control: libp2p_stream::Control,
     addrs: watch::Receiver<Vec<Multiaddr>>,
+    nat: watch::Receiver<NatStatus>,
     store: Arc<Store>,
     config: Arc<Config>,
     bad: Arc<BadPeers>,
@@ -195,6 +317,7 @@ pub fn spawn(config: Config, store: Arc<Store>) -> Result<Client, NodeError> {
     let start = |e: &dyn std::fmt::Display| NodeError::Start(e.to_string());
     let peer_id = config.keypair.public().to_peer_id();
     let max_conn = config.max_connections;
+    let (relay_server, use_mdns, nat) = (config.relay_server, config.mdns, config.nat.clone());
     let mut swarm = SwarmBuilder::with_existing_identity(config.keypair.clone())
         .with_tokio()
         .with_tcp(
@@ -206,7 +329,15 @@ pub fn spawn(config: Config, store: Arc<Store>) -> Result<Client, NodeError> {
         .with_quic()
         .with_dns()
         .map_err(|e| start(&e))?
-        .with_behaviour(|key| {
+        // `/tcp/PORT/ws`, e.g. port 443 behind a CDN. The tokio flavour is
+        // ready at once: its `async` only mirrors other runtimes'.
+        .with_websocket(noise::Config::new, yamux::Config::default)
+        .now_or_never()
+        .ok_or_else(|| NodeError::Start("the WebSocket transport did not build at once".into()))?
+        .map_err(|e| start(&e))?
+        .with_relay_client(noise::Config::new, yamux::Config::default)
+        .map_err(|e| start(&e))?
+        .with_behaviour(|key, relay_client| {
             let store_cfg = MemoryStoreConfig {
                 max_records: 1024,
                 max_value_bytes: 16 * 1024,
@@ -221,13 +352,39 @@ pub fn spawn(config: Config, store: Arc<Store>) -> Result<Client, NodeError> {
                 .with_max_pending_incoming(Some(64))
                 .with_max_established(Some(max_conn))
                 .with_max_established_per_peer(Some(4));
-            Behaviour {
+            let autonat_cfg = autonat::Config {
+                boot_delay: nat.boot_delay,
+                retry_interval: nat.retry_interval,
+                refresh_interval: nat.refresh_interval,
+                only_global_ips: nat.only_global_ips,
+                ..Default::default()
+            };
+            let relay_cfg = relay::Config {
+                max_reservations: RELAY_MAX_RESERVATIONS,
+                max_reservations_per_peer: RELAY_MAX_RESERVATIONS_PER_PEER,
+                max_circuits: RELAY_MAX_CIRCUITS,
+                max_circuits_per_peer: RELAY_MAX_CIRCUITS_PER_PEER,
+                max_circuit_duration: RELAY_CIRCUIT_DURATION,
+                max_circuit_bytes: RELAY_CIRCUIT_BYTES,
+                // Keeps the default per-peer and per-IP rate limits.
+                ..Default::default()
+            };
+            let mdns = if use_mdns {
+                Some(mdns::tokio::Behaviour::new(
+                    mdns::Config::default(),
+                    peer_id,
+                )?)
+            } else {
+                None
+            };
+            Ok::<_, Box<dyn std::error::Error + Send + Sync>>(Behaviour {
                 limits: connection_limits::Behaviour::new(limits),
                 memory: memory_connection_limits::Behaviour::with_max_percentage(0.9),
-                identify: identify::Behaviour::new(identify::Config::new(
-                    "/tamizdat/id/1.0.0".into(),
-                    key.public(),
-                )),
+                identify: identify::Behaviour::new(
+                    // Peers learn a relayed address as soon as there is one.
+                    identify::Config::new("/tamizdat/id/1.0.0".into(), key.public())
+                        .with_push_listen_addr_updates(true),
+                ),
                 ping: ping::Behaviour::new(ping::Config::new()),
                 kad: kad::Behaviour::with_config(
                     peer_id,
@@ -235,12 +392,26 @@ pub fn spawn(config: Config, store: Arc<Store>) -> Result<Client, NodeError> {
                     kad_cfg,
                 ),
                 stream: libp2p_stream::Behaviour::new(),
-            }
+                autonat: autonat::Behaviour::new(peer_id, autonat_cfg),
+                relay_client,
+                relay: relay_server
+                    .then(|| relay::Behaviour::new(peer_id, relay_cfg))
+                    .into(),
+                dcutr: dcutr::Behaviour::new(peer_id),
+                mdns: mdns.into(),
+            })
         })
         .map_err(|e| start(&e))?
         .with_swarm_config(|c| c.with_idle_connection_timeout(Duration::from_secs(120)))
         .build();
-    swarm.behaviour_mut().kad.set_mode(Some(Mode::Server));
+    swarm
+        .behaviour_mut()
+        .kad
+        .set_mode(Some(kad_mode(config.kad_server, &NatStatus::Unknown)));
+    if let Some(relay) = swarm.behaviour_mut().relay.as_mut() {
+        // Opted in: offer it whatever addresses AutoNAT confirms.
+        relay.set_status(Some(relay::Status::Enable));
+    }
     for addr in &config.listen {
         swarm
             .listen_on(addr.clone())
@@ -264,12 +435,14 @@ pub fn spawn(config: Config, store: Arc<Store>) -> Result<Client, NodeError> {
         .map_err(|e| NodeError::Start(e.to_string()))?;
     let (tx, commands) = mpsc::channel(COMMANDS);
     let (addr_tx, addrs) = watch::channel(Vec::new());
+    let (nat_tx, nat) = watch::channel(NatStatus::Unknown);
     let config = Arc::new(config);
     let client = Client {
         tx,
         peer_id,
         control,
         addrs,
+        nat,
         store: store.clone(),
         config: config.clone(),
         bad: Arc::default(),
@@ -278,6 +451,12 @@ pub fn spawn(config: Config, store: Arc<Store>) -> Result<Client, NodeError> {
         swarm,
         commands,
         addr_tx,
+        nat_tx,
+        kad_server: config.kad_server,
+        relay_candidates: HashMap::new(),
+        relay_listeners: HashMap::new(),
+        relayed: HashMap::new(),
+        mdns_peers: HashSet::new(),
         listeners: HashMap::new(),
         pending_dial: HashMap::new(),
         pending_providers: HashMap::new(),
@@ -393,6 +572,34 @@ impl Client {
             .await
             .map_err(|_| NodeError::Stopped)?;
         Ok(addrs.clone())
+    }
+
+    /// Whether others can dial this node, as last found.
+    pub fn nat_status(&self) -> NatStatus {
+        self.nat.borrow().clone()
+    }
+
+    /// Waits until the reachability status satisfies `f`; returns it.
+    pub async fn wait_nat_status(
+        &self,
+        f: impl FnMut(&NatStatus) -> bool,
+    ) -> Result<NatStatus, NodeError> {
+        let mut rx = self.nat.clone();
+        let status = rx.wait_for(f).await.map_err(|_| NodeError::Stopped)?;
+        Ok(status.clone())
+    }
+
+    /// Listens on one more address: `/ip4/0.0.0.0/tcp/443/ws`, or
+    /// `RELAY_ADDR/p2p/RELAY_ID/p2p-circuit` to be reachable through a relay.
+    /// Returns once the listener is set up; the address appears in
+    /// [`Client::listen_addrs`] once bound (for a relay: once it accepted the
+    /// reservation).
+    pub async fn listen_on(&self, addr: Multiaddr) -> Result<(), NodeError> {
+        let (tx, rx) = oneshot::channel();
+        self.send(Command::Listen(addr, tx)).await?;
+        rx.await
+            .map_err(|_| NodeError::Stopped)?
+            .map_err(NodeError::Start)
     }
 
     async fn send(&self, c: Command) -> Result<(), NodeError> {
@@ -646,6 +853,17 @@ struct EventLoop {
     swarm: Swarm<Behaviour>,
     commands: mpsc::Receiver<Command>,
     addr_tx: watch::Sender<Vec<Multiaddr>>,
+    nat_tx: watch::Sender<NatStatus>,
+    /// `Config::kad_server`.
+    kad_server: Option<bool>,
+    /// Peers that offer relaying, and an address of each (bounded).
+    relay_candidates: HashMap<PeerId, Multiaddr>,
+    /// Listeners through a relay, at most [`MAX_RELAYS`].
+    relay_listeners: HashMap<ListenerId, PeerId>,
+    /// Relayed connections open now, closed once DCUtR finds a direct one.
+    relayed: HashMap<ConnectionId, PeerId>,
+    /// Peers found by mDNS (bounded).
+    mdns_peers: HashSet<PeerId>,
     listeners: HashMap<ListenerId, Vec<Multiaddr>>,
     pending_dial: HashMap<PeerId, Vec<oneshot::Sender<Result<(), String>>>>,
     pending_providers: HashMap<kad::QueryId, (oneshot::Sender<HashSet<PeerId>>, HashSet<PeerId>)>,
@@ -704,6 +922,10 @@ impl EventLoop {
                     }
                 }
             }
+            Command::Listen(addr, reply) => {
+                let r = self.swarm.listen_on(addr).map(drop);
+                let _ = reply.send(r.map_err(|e| e.to_string()));
+            }
             Command::Provide(hash, reply) => {
                 let key = kad::RecordKey::new(hash.as_bytes());
                 match self.swarm.behaviour_mut().kad.start_providing(key) {
@@ -761,7 +983,31 @@ impl EventLoop {
                 }
                 self.publish_addrs();
             }
-            SwarmEvent::ConnectionEstablished { peer_id, .. } => {
+            SwarmEvent::ListenerClosed {
+                listener_id,
+                reason,
+                ..
+            } => {
+                self.listeners.remove(&listener_id);
+                self.publish_addrs();
+                if let Some(relay) = self.relay_listeners.remove(&listener_id) {
+                    if let Err(e) = reason {
+                        // Not tried again until identify offers it anew.
+                        debug!(%relay, "relay listener failed: {e}");
+                        self.relay_candidates.remove(&relay);
+                    }
+                    self.listen_via_relays();
+                }
+            }
+            SwarmEvent::ConnectionEstablished {
+                peer_id,
+                connection_id,
+                endpoint,
+                ..
+            } => {
+                if endpoint.is_relayed() {
+                    self.relayed.insert(connection_id, peer_id);
+                }
                 for reply in self.pending_dial.remove(&peer_id).unwrap_or_default() {
                     let _ = reply.send(Ok(()));
                 }
@@ -779,27 +1025,158 @@ impl EventLoop {
                 peer_id,
                 info,
                 ..
-            })) if info.protocols.contains(&KAD_PROTOCOL) => {
-                let addrs: Vec<Multiaddr> = info.listen_addrs.into_iter().take(8).collect();
-                for addr in &addrs {
+            })) => self.on_identified(peer_id, info),
+            SwarmEvent::ConnectionClosed {
+                peer_id,
+                connection_id,
+                num_established,
+                ..
+            } => {
+                self.relayed.remove(&connection_id);
+                if num_established == 0 {
+                    self.announced.remove(&peer_id);
+                    if !self.relay_listeners.values().any(|r| *r == peer_id) {
+                        self.relay_candidates.remove(&peer_id);
+                    }
+                }
+            }
+            SwarmEvent::Behaviour(BehaviourEvent::Kad(ev)) => self.on_kad_event(ev),
+            SwarmEvent::Behaviour(BehaviourEvent::Autonat(autonat::Event::StatusChanged {
+                new,
+                ..
+            })) => self.on_nat_status(new.into()),
+            SwarmEvent::Behaviour(BehaviourEvent::Dcutr(dcutr::Event {
+                remote_peer_id,
+                result,
+            })) => match result {
+                Ok(_) => {
+                    // The direct connection carries everything from now on:
+                    // the relayed one has a byte cap.
+                    debug!(peer = %remote_peer_id, "hole punched; closing the relayed connection");
+                    let old: Vec<ConnectionId> = self
+                        .relayed
+                        .iter()
+                        .filter(|(_, p)| **p == remote_peer_id)
+                        .map(|(c, _)| *c)
+                        .collect();
+                    for c in old {
+                        self.swarm.close_connection(c);
+                    }
+                }
+                Err(e) => debug!(peer = %remote_peer_id, "hole punching failed: {e}"),
+            },
+            SwarmEvent::Behaviour(BehaviourEvent::Mdns(ev)) => self.on_mdns_event(ev),
+            _ => {}
+        }
+    }
+
+    fn on_identified(&mut self, peer_id: PeerId, info: identify::Info) {
+        if info.protocols.contains(&relay::HOP_PROTOCOL_NAME)
+            && (self.relay_candidates.len() < MAX_RELAY_CANDIDATES
+                || self.relay_candidates.contains_key(&peer_id))
+            && let Some(addr) = info.listen_addrs.iter().take(8).find(|a| !is_relayed(a))
+        {
+            let new = self
+                .relay_candidates
+                .insert(peer_id, addr.clone())
+                .is_none();
+            if new {
+                self.listen_via_relays();
+            }
+        }
+        if info.protocols.contains(&KAD_PROTOCOL) {
+            let addrs: Vec<Multiaddr> = info.listen_addrs.into_iter().take(8).collect();
+            for addr in &addrs {
+                self.swarm
+                    .behaviour_mut()
+                    .kad
+                    .add_address(&peer_id, addr.clone());
+            }
+            if self.announced.len() < 1024 || self.announced.contains_key(&peer_id) {
+                self.announced.insert(peer_id, addrs);
+            }
+        }
+    }
+
+    fn on_nat_status(&mut self, status: NatStatus) {
+        info!(?status, "reachability changed");
+        let mode = kad_mode(self.kad_server, &status);
+        self.swarm.behaviour_mut().kad.set_mode(Some(mode));
+        let _ = self.nat_tx.send(status.clone());
+        match status {
+            NatStatus::Private => self.listen_via_relays(),
+            NatStatus::Public(_) => {
+                // Dialable directly: stop using up relays' reservations.
+                for id in std::mem::take(&mut self.relay_listeners).into_keys() {
+                    self.swarm.remove_listener(id);
+                }
+            }
+            NatStatus::Unknown => {}
+        }
+    }
+
+    /// While unreachable, listens through known relays, up to [`MAX_RELAYS`].
+    fn listen_via_relays(&mut self) {
+        if *self.nat_tx.borrow() != NatStatus::Private {
+            return;
+        }
+        let mut candidates: Vec<(PeerId, Multiaddr)> = self
+            .relay_candidates
+            .iter()
+            .filter(|(p, _)| !self.relay_listeners.values().any(|r| r == *p))
+            .map(|(p, a)| (*p, a.clone()))
+            .collect();
+        // Connected relays first: no dial needed.
+        candidates.sort_by_key(|(p, _)| !self.swarm.is_connected(p));
+        for (relay, addr) in candidates {
+            if self.relay_listeners.len() >= MAX_RELAYS {
+                break;
+            }
+            let circuit = circuit_addr(&addr, relay);
+            match self.swarm.listen_on(circuit.clone()) {
+                Ok(id) => {
+                    info!("asking {relay} to relay: {circuit}");
+                    self.relay_listeners.insert(id, relay);
+                }
+                Err(e) => {
+                    debug!("cannot listen on {circuit}: {e}");
+                    self.relay_candidates.remove(&relay);
+                }
+            }
+        }
+    }
+
+    fn on_mdns_event(&mut self, ev: mdns::Event) {
+        match ev {
+            mdns::Event::Discovered(found) => {
+                let me = *self.swarm.local_peer_id();
+                for (peer, addr) in found.into_iter().take(MAX_MDNS_PEERS) {
+                    if peer == me
+                        || (self.mdns_peers.len() >= MAX_MDNS_PEERS
+                            && !self.mdns_peers.contains(&peer))
+                    {
+                        continue;
+                    }
+                    debug!(%peer, "found on the local network at {addr}");
+                    self.mdns_peers.insert(peer);
                     self.swarm
                         .behaviour_mut()
                         .kad
-                        .add_address(&peer_id, addr.clone());
-                }
-                if self.announced.len() < 1024 || self.announced.contains_key(&peer_id) {
-                    self.announced.insert(peer_id, addrs);
+                        .add_address(&peer, addr.clone());
+                    if !self.swarm.is_connected(&peer) {
+                        // Refused while a dial is under way; that one is enough.
+                        let _ = self
+                            .swarm
+                            .dial(DialOpts::peer_id(peer).addresses(vec![addr]).build());
+                    }
                 }
             }
-            SwarmEvent::ConnectionClosed {
-                peer_id,
-                num_established: 0,
-                ..
-            } => {
-                self.announced.remove(&peer_id);
+            mdns::Event::Expired(gone) => {
+                for (peer, addr) in gone.into_iter().take(MAX_MDNS_PEERS) {
+                    self.mdns_peers.remove(&peer);
+                    self.swarm.behaviour_mut().kad.remove_address(&peer, &addr);
+                }
             }
-            SwarmEvent::Behaviour(BehaviourEvent::Kad(ev)) => self.on_kad_event(ev),
-            _ => {}
         }
     }
 
@@ -869,5 +1246,35 @@ impl EventLoop {
             }
             _ => {}
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_dht_mode_follows_reachability_unless_fixed() {
+        let public = NatStatus::Public("/ip4/1.2.3.4/tcp/1".parse().unwrap());
+        for nat in [NatStatus::Unknown, public.clone()] {
+            assert_eq!(kad_mode(None, &nat), Mode::Server);
+        }
+        assert_eq!(kad_mode(None, &NatStatus::Private), Mode::Client);
+        for nat in [NatStatus::Unknown, public, NatStatus::Private] {
+            assert_eq!(kad_mode(Some(true), &nat), Mode::Server);
+            assert_eq!(kad_mode(Some(false), &nat), Mode::Client);
+        }
+    }
+
+    #[test]
+    fn a_circuit_address_names_the_relay_once() {
+        let relay = identity::Keypair::generate_ed25519().public().to_peer_id();
+        let want: Multiaddr = format!("/ip4/1.2.3.4/tcp/7/p2p/{relay}/p2p-circuit")
+            .parse()
+            .unwrap();
+        let bare: Multiaddr = "/ip4/1.2.3.4/tcp/7".parse().unwrap();
+        assert_eq!(circuit_addr(&bare, relay), want);
+        assert_eq!(circuit_addr(&bare.with(Protocol::P2p(relay)), relay), want);
+        assert!(is_relayed(&want));
     }
 }
