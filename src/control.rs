@@ -530,7 +530,11 @@ fn dispatch(
                 listen: ctx.listen.clone(),
                 pid: std::process::id(),
                 connected,
-                nat: "unknown".into(),
+                nat: match ctx.node.nat_status() {
+                    tamizdat_node::NatStatus::Unknown => "unknown".into(),
+                    tamizdat_node::NatStatus::Private => "private".into(),
+                    tamizdat_node::NatStatus::Public(a) => format!("public {a}"),
+                },
                 stored_bytes: usage.used,
                 quota: usage.quota,
             })

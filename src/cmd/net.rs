@@ -119,6 +119,8 @@ pub fn node(dir: &Path, cfg: &config::Config, args: NodeArgs) -> Result<ExitCode
     config.max_connections = tuning.max_connections;
     config.max_streams = tuning.max_streams;
     config.fetch_parallel = tuning.fetch_parallel;
+    config.mdns = tuning.mdns;
+    config.relay_server = tuning.relay_server;
     for addr in remembered(dir) {
         if !config.bootstrap.contains(&addr) {
             config.bootstrap.push(addr);
