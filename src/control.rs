@@ -86,6 +86,8 @@ pub enum Request {
         hash: Hash,
         peers: Vec<String>,
         timeout_secs: u64,
+        /// Also write the blob here (an absolute path), as it arrives.
+        output: Option<PathBuf>,
     },
 }
 
@@ -321,12 +323,14 @@ impl Remote {
         hash: &Hash,
         peers: Vec<String>,
         timeout_secs: u64,
+        output: Option<PathBuf>,
         progress: impl FnMut(FetchProgress),
     ) -> Result<FetchDone> {
         let stream = self.open(&Request::Fetch {
             hash: *hash,
             peers,
             timeout_secs,
+            output,
         })?;
         Self::answer(&mut BufReader::new(stream), progress)
     }
@@ -543,7 +547,25 @@ fn dispatch(
             hash,
             peers,
             timeout_secs,
-        } => fetch(ctx, hash, &peers, timeout_secs, w),
+            output,
+        } => {
+            let follow = match output {
+                Some(out) => Some(
+                    crate::export::Follow::start(store.clone(), hash, out)
+                        .map_err(|e| format!("{e:#}"))?,
+                ),
+                None => None,
+            };
+            let fetched = fetch(ctx, hash, &peers, timeout_secs, w);
+            match follow {
+                // The fetch's own failure says more than the file's.
+                Some(f) => {
+                    let written = f.finish(fetched.is_ok()).map_err(|e| format!("{e:#}"));
+                    fetched.and_then(|done| written.map(|()| done))
+                }
+                None => fetched,
+            }
+        }
     }
 }
 

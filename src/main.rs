@@ -4,6 +4,7 @@ mod cli;
 mod cmd;
 mod config;
 mod control;
+mod export;
 
 use std::process::ExitCode;
 

@@ -96,8 +96,23 @@ fn three_nodes_and_a_getter_move_a_blob_byte_for_byte() {
     );
     // A blob nobody has: a clear, prompt failure.
     let absent = blake3::hash(b"nobody").to_hex().to_string();
-    let err = reader.fails(&["get", &absent, "--peer", &third.addr, "--timeout", "30"]);
+    let none = reader.work().join("none.bin");
+    let err = reader.fails(&[
+        "get",
+        &absent,
+        "--peer",
+        &third.addr,
+        "--timeout",
+        "30",
+        "-o",
+        none.to_str().unwrap(),
+    ]);
     assert!(err.contains(&absent), "{err}");
+    assert!(!none.exists(), "no file for a failed fetch");
+    assert!(
+        !none.with_extension("tamizdat-partial").exists(),
+        "and no leftovers"
+    );
     // A clean stop (SIGTERM) remembers the peers for the next start.
     let mut third = third;
     let pid = third.child.id().to_string();

@@ -19,6 +19,7 @@ use crate::{
     cli::{GetArgs, NodeArgs},
     config,
     control::{self, FetchDone, FetchProgress, Remote, Request},
+    export::Follow,
 };
 
 use super::{parse_hash, repo::Repo};
@@ -194,6 +195,13 @@ pub fn get(dir: &Path, cfg: &config::Config, repo: Repo, args: GetArgs) -> Resul
             bail!("--peer {p} must end in /p2p/PEER_ID");
         }
     }
+    // The node may run elsewhere in the file system's eyes: give it a full path.
+    let output = args
+        .output
+        .as_deref()
+        .map(std::path::absolute)
+        .transpose()
+        .context("the output path")?;
     let bar = indicatif::ProgressBar::new(0).with_style(
         indicatif::ProgressStyle::with_template(
             "{bar:40} {bytes}/{total_bytes} {bytes_per_sec} {msg}",
@@ -209,9 +217,11 @@ pub fn get(dir: &Path, cfg: &config::Config, repo: Repo, args: GetArgs) -> Resul
     let fetched = match &repo {
         Repo::Remote(remote) => {
             let peers = peers.iter().map(|p| p.to_string()).collect();
-            remote.fetch(&hash, peers, args.timeout, show)
+            remote.fetch(&hash, peers, args.timeout, output, show)
         }
-        Repo::Local(_) => fetch_alone(dir, cfg, &repo, hash, &peers, args.timeout, show),
+        Repo::Local(store) => {
+            fetch_alone(dir, cfg, store, hash, &peers, args.timeout, output, show)
+        }
     };
     bar.finish_and_clear();
     let fetched = fetched?;
@@ -226,25 +236,21 @@ pub fn get(dir: &Path, cfg: &config::Config, repo: Repo, args: GetArgs) -> Resul
             format!("; {} sent bad data and were dropped", fetched.bad)
         }
     );
-    if let Some(out) = &args.output {
-        write_out(&repo, &hash, out)?;
-    }
     Ok(ExitCode::SUCCESS)
 }
 
 /// Fetches with a short-lived node of our own, which only dials out.
+#[allow(clippy::too_many_arguments)]
 fn fetch_alone(
     dir: &Path,
     cfg: &config::Config,
-    repo: &Repo,
+    store: &Arc<tamizdat_store::Store>,
     hash: Hash,
     peers: &[Multiaddr],
     timeout: u64,
+    output: Option<PathBuf>,
     show: impl Fn(FetchProgress),
 ) -> Result<FetchDone> {
-    let Repo::Local(store) = repo else {
-        bail!("no local store");
-    };
     let hints: Vec<_> = peers
         .iter()
         .filter_map(|p| match p.iter().last() {
@@ -254,9 +260,12 @@ fn fetch_alone(
         .collect();
     let mut config = Config::new(node_key(dir)?, Vec::new());
     config.bootstrap = parse_addrs(&cfg.node.bootstrap)?;
+    let follow = output
+        .map(|out| Follow::start(store.clone(), hash, out))
+        .transpose()?;
     let store = store.clone();
     let rt = runtime()?;
-    rt.block_on(async {
+    let fetched = rt.block_on(async {
         let client = tamizdat_node::spawn(config, store)?;
         for p in peers {
             if let Err(e) = client.dial(p.clone()).await {
@@ -290,23 +299,15 @@ fn fetch_alone(
             }
             None => bail!("no provider delivered {hash} within {timeout} s"),
         }
-    })
-}
-
-fn write_out(repo: &Repo, hash: &Hash, out: &PathBuf) -> Result<()> {
-    let tmp = out.with_extension("tamizdat-partial");
-    let mut file =
-        fs::File::create(&tmp).with_context(|| format!("cannot create {}", tmp.display()))?;
-    let mut writer = io::BufWriter::with_capacity(1 << 20, &mut file);
-    io::copy(&mut repo.reader(hash)?, &mut writer)
-        .with_context(|| format!("writing {}", tmp.display()))?;
-    writer
-        .flush()
-        .with_context(|| format!("writing {}", tmp.display()))?;
-    drop(writer);
-    file.sync_all()?;
-    fs::rename(&tmp, out).with_context(|| format!("cannot write {}", out.display()))?;
-    Ok(())
+    });
+    match follow {
+        // The fetch's own failure says more than the file's.
+        Some(f) => {
+            let written = f.finish(fetched.is_ok());
+            fetched.and_then(|done| written.map(|()| done))
+        }
+        None => fetched,
+    }
 }
 
 pub fn status(dir: &Path, json_out: bool) -> Result<ExitCode> {
