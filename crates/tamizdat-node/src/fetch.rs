@@ -5,7 +5,7 @@
 //! The network code asks it for assignments, runs them, and reports back;
 //! tests drive it directly.
 
-use std::collections::BTreeMap;
+use std::{collections::BTreeMap, time::Duration};
 
 use tamizdat_store::{ChunkNum, ChunkRanges, GROUP_BYTES, chunk_count, range_bytes};
 
@@ -45,6 +45,11 @@ pub enum Standing {
 pub const MAX_SOFT_FAILURES: u32 = 3;
 /// "Busy" answers in a row before a provider is given up.
 pub const MAX_BUSY: u32 = 32;
+/// The wait before asking a provider again after its first "busy"; it
+/// doubles with each further one, up to [`MAX_BACKOFF`].
+pub const FIRST_BACKOFF: Duration = Duration::from_millis(20);
+/// The longest wait before asking a busy provider again.
+pub const MAX_BACKOFF: Duration = Duration::from_secs(2);
 
 /// The fetch state of one blob of known (proven) size.
 #[derive(Debug, Clone)]
@@ -221,6 +226,18 @@ impl<P: Ord + Clone> Plan<P> {
         }
     }
 
+    /// How long to wait before the next request to `p`: nothing, unless it
+    /// answered "busy" lately (then 20 ms, doubling per busy answer in a
+    /// row, at most 2 s), so that a loaded provider is not hammered.
+    pub fn backoff(&self, p: &P) -> Duration {
+        match self.busy.get(p) {
+            None | Some(0) => Duration::ZERO,
+            Some(n) => FIRST_BACKOFF
+                .saturating_mul(1 << (n - 1).min(16))
+                .min(MAX_BACKOFF),
+        }
+    }
+
     /// A provider failed on `piece`; whatever of it verified before that is
     /// in `got` and is kept.
     pub fn failed(&mut self, p: &P, piece: &ChunkRanges, got: &ChunkRanges, why: Failure) {
@@ -376,5 +393,26 @@ mod tests {
         assert_eq!(work[2], (1, chunks(2048..3072)));
         plan.done(&1, &work[1].1, &work[1].1);
         assert_eq!(plan.assign(), vec![(1, chunks(3072..4096))]);
+    }
+
+    #[test]
+    fn busy_providers_are_asked_again_later_and_later() {
+        let mut plan = Plan::new(10 * GROUP_BYTES, ChunkRanges::empty(), GROUP_BYTES);
+        plan.add_provider(1u8);
+        assert_eq!(plan.backoff(&1), Duration::ZERO);
+        let mut waits = Vec::new();
+        for _ in 0..10 {
+            let (p, piece) = plan.assign().pop().unwrap();
+            plan.failed(&p, &piece, &ChunkRanges::empty(), Failure::Busy);
+            waits.push(plan.backoff(&1));
+        }
+        assert_eq!(waits[0], FIRST_BACKOFF);
+        assert_eq!(waits[1], FIRST_BACKOFF * 2);
+        assert!(waits.windows(2).all(|w| w[0] <= w[1]));
+        assert_eq!(*waits.last().unwrap(), MAX_BACKOFF);
+        // One good answer and it is asked at once again.
+        let (p, piece) = plan.assign().pop().unwrap();
+        plan.done(&p, &piece, &piece);
+        assert_eq!(plan.backoff(&1), Duration::ZERO);
     }
 }

@@ -41,7 +41,7 @@ use tracing::{debug, info, warn};
 
 use crate::{
     bans::BadPeers,
-    fetch::{Failure, Plan},
+    fetch::{self, Failure, Plan},
     idle::Idle,
     transfer, wire,
 };
@@ -50,6 +50,8 @@ const BLOB: StreamProtocol = StreamProtocol::new(wire::PROTOCOL);
 /// Our own DHT, apart from the public IPFS one.
 pub const KAD_PROTOCOL: StreamProtocol = StreamProtocol::new("/tamizdat/kad/1.0.0");
 const COMMANDS: usize = 64;
+/// Rounds of asking busy providers for a blob's size before giving up.
+const SIZE_PROOF_ROUNDS: usize = 6;
 
 /// Relays this node listens through at once when it is unreachable.
 pub const MAX_RELAYS: usize = 2;
@@ -743,9 +745,23 @@ impl Client {
         // The size proof, from the first provider that gives a good one.
         // A partial blob here has its size proven already.
         let mut size = initial_size;
-        if size.is_none() {
-            for p in &candidates {
-                match self.request(*p, hash, None, None).await {
+        // Providers that answered "busy" are asked again, a few rounds,
+        // waiting longer each time.
+        let mut ask = if size.is_none() {
+            candidates.clone()
+        } else {
+            Vec::new()
+        };
+        let mut wait = Duration::ZERO;
+        for _round in 0..SIZE_PROOF_ROUNDS {
+            if size.is_some() || ask.is_empty() {
+                break;
+            }
+            tokio::time::sleep(wait).await;
+            wait = (wait * 2).clamp(fetch::FIRST_BACKOFF, fetch::MAX_BACKOFF);
+            let mut busy = Vec::new();
+            for p in ask {
+                match self.request(p, hash, None, None).await {
                     Ok(piece) => {
                         size = Some(piece.size);
                         break;
@@ -753,13 +769,16 @@ impl Client {
                     Err((why, _, detail)) => {
                         if matches!(why, Failure::Corrupt | Failure::WrongSize) {
                             warn!(peer = %p, %hash, "provider lied about the size; remembered");
-                            self.bad.mark(*p);
-                            bad.push(*p);
+                            self.bad.mark(p);
+                            bad.push(p);
+                        } else if why == Failure::Busy {
+                            busy.push(p);
                         }
                         last_error = format!("{p}: {detail}");
                     }
                 }
             }
+            ask = busy;
         }
         let Some(size) = size else {
             return Err(NodeError::NotFound {
@@ -786,7 +805,9 @@ impl Client {
             // provider carries at once.
             for (peer, ranges) in plan.assign() {
                 let this = self.clone();
+                let wait = plan.backoff(&peer);
                 running.spawn(async move {
+                    tokio::time::sleep(wait).await;
                     let r = this
                         .request(peer, hash, Some(size), Some(ranges.clone()))
                         .await;

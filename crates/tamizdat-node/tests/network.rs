@@ -176,3 +176,45 @@ async fn a_fetch_cut_off_halfway_resumes_from_another_provider() {
     .await
     .expect("finished in time");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_provider_serving_one_stream_at_a_time_still_serves_everyone() {
+    tokio::time::timeout(Duration::from_secs(120), async {
+        let dir = TempDir::new().unwrap();
+        let store = Arc::new(Store::open(dir.path(), Options::default()).unwrap());
+        let mut config = Config::new(
+            identity::Keypair::generate_ed25519(),
+            vec!["/ip4/127.0.0.1/tcp/0".parse().unwrap()],
+        );
+        config.max_streams = 1;
+        config.max_streams_per_peer = 1;
+        let provider = spawn(config, store.clone()).unwrap();
+        let addr = provider.wait_listening(1).await.unwrap()[0]
+            .clone()
+            .with(Protocol::P2p(provider.peer_id()));
+        let bytes = data(3 * 1024 * 1024, 7);
+        let hash = store.add_bytes(&bytes).unwrap().hash;
+        // Three fetchers at once, each asking for two pieces at a time.
+        let mut fetchers = Vec::new();
+        for _ in 0..3 {
+            let n = node(None).await;
+            n.client.dial(addr.clone()).await.unwrap();
+            fetchers.push(n);
+        }
+        let mut jobs = Vec::new();
+        for n in &fetchers {
+            let client = n.client.clone();
+            let peer = provider.peer_id();
+            jobs.push(tokio::spawn(
+                async move { client.fetch(hash, &[peer]).await },
+            ));
+        }
+        for (job, n) in jobs.into_iter().zip(&fetchers) {
+            let got = job.await.unwrap().expect("busy is not failure");
+            assert!(got.bad.is_empty(), "busy is not misbehaviour");
+            assert_eq!(n.store.read_to_vec(&hash).unwrap(), bytes);
+        }
+    })
+    .await
+    .expect("finished in time");
+}
