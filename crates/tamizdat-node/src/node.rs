@@ -721,7 +721,17 @@ impl Client {
         }
         let mut candidates: Vec<PeerId> = Vec::new();
         let mut shunned = 0;
-        for p in hint.iter().copied().chain(self.providers(hash).await?) {
+        // Hinted peers first, then providers already connected (no dial, no
+        // handshake), then the rest the DHT found.
+        let connected: HashSet<PeerId> = self.connected().await?.into_iter().collect();
+        let (mut near, far): (Vec<PeerId>, Vec<PeerId>) = self
+            .providers(hash)
+            .await?
+            .into_iter()
+            .partition(|p| connected.contains(p));
+        near.sort();
+        near.extend(far);
+        for p in hint.iter().copied().chain(near) {
             if self.bad.is_bad(&p) {
                 shunned += 1;
             } else if !candidates.contains(&p) && p != self.peer_id {
