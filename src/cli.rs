@@ -109,7 +109,8 @@ pub struct NodeArgs {
     #[arg(long, value_name = "MULTIADDR")]
     pub bootstrap: Vec<String>,
     /// The kind of machine (default: the config's `profile`, else desktop).
-    /// `server` turns off local-network discovery.
+    /// `server` turns off local-network discovery (unless the config sets
+    /// `mdns` itself: explicit keys win over any profile).
     #[arg(long, value_enum)]
     pub profile: Option<crate::config::Profile>,
 }

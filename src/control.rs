@@ -1,6 +1,7 @@
 //! The local control socket. While `tamizdat node` runs it holds the store
 //! open, and every other command reaches the store through this socket
-//! (`DATA_DIR/control.sock`, mode 0600, served only to the node's own user).
+//! (`DATA_DIR/control.sock`, mode 0600, served only to the node's own user
+//! and to root).
 //!
 //! One request per connection. Every message is a frame: a tag byte, a
 //! big-endian `u32` length, then the payload. The client sends one
@@ -34,8 +35,22 @@ const END: u8 = 4;
 
 /// Largest data frame.
 const CHUNK: usize = 1 << 20;
-/// Largest request or reply frame (feed state values travel in one).
-const MAX_FRAME: usize = 16 << 20;
+/// Largest request frame: a feed state value and its framing.
+const MAX_REQUEST: usize = tamizdat_store::MAX_STATE_LEN + (1 << 20);
+/// Largest answer a command reads from its node (`ls` of a large store).
+const MAX_ANSWER: usize = 1 << 30;
+/// How long a new connection may take to send its request.
+const REQUEST_DEADLINE: Duration = Duration::from_secs(5);
+/// How long a connection waits for a free slot before being told the node
+/// is busy.
+const SLOT_WAIT: Duration = Duration::from_secs(2);
+/// A fetch sends progress at least this often, so that the caller knows
+/// the node is alive and the node learns when the caller is gone.
+const HEARTBEAT: Duration = Duration::from_secs(2);
+/// The answer to a connection that found every slot taken.
+pub const BUSY: &str = "the node is busy with other commands; try again";
+/// Times a command asks a busy node again, 200 ms apart.
+const BUSY_RETRIES: u32 = 50;
 /// Connections served at once.
 const MAX_CONNECTIONS: usize = 16;
 /// A connection silent for this long is dropped. Generous: `add -` may read
@@ -179,7 +194,8 @@ impl<R: Read> Read for DataReader<R> {
             if self.end.is_some() {
                 return Ok(0);
             }
-            match read_frame(&mut self.inner, MAX_FRAME)? {
+            // Data frames are at most CHUNK; the frame ending them is small.
+            match read_frame(&mut self.inner, CHUNK + (64 << 10))? {
                 None => return Err(io::ErrorKind::UnexpectedEof.into()),
                 Some((DATA, payload)) if payload.len() <= CHUNK => {
                     self.buf = payload;
@@ -220,8 +236,13 @@ impl Remote {
         let remote = Remote {
             path: dir.join(SOCKET),
         };
-        match remote.call::<()>(&Request::Ping) {
+        let once = remote
+            .open(&Request::Ping)
+            .and_then(|s| Self::answer::<()>(&mut BufReader::new(s), |_| {}));
+        match once {
             Ok(()) => Some(remote),
+            // There, but busy: commands will say so.
+            Err(e) if e.to_string() == BUSY => Some(remote),
             Err(e) => {
                 debug!("no node on {}: {e:#}", remote.path.display());
                 None
@@ -244,7 +265,7 @@ impl Remote {
         mut progress: impl FnMut(FetchProgress),
     ) -> Result<T> {
         loop {
-            match read_frame(r, MAX_FRAME).context("reading the node's answer")? {
+            match read_frame(r, MAX_ANSWER).context("reading the node's answer")? {
                 None => bail!("the node closed the connection without answering"),
                 Some((VALUE, v)) => {
                     return postcard::from_bytes(&v).context("the node's answer is malformed");
@@ -260,10 +281,19 @@ impl Remote {
         }
     }
 
-    /// One request, one answer.
+    /// One request, one answer; asked again for a while if the node is busy.
     pub fn call<T: DeserializeOwned>(&self, req: &Request) -> Result<T> {
-        let stream = self.open(req)?;
-        Self::answer(&mut BufReader::new(stream), |_| {})
+        let mut tries = 0;
+        loop {
+            let stream = self.open(req)?;
+            match Self::answer(&mut BufReader::new(stream), |_| {}) {
+                Err(e) if e.to_string() == BUSY && tries < BUSY_RETRIES => {
+                    tries += 1;
+                    std::thread::sleep(Duration::from_millis(200));
+                }
+                other => return other,
+            }
+        }
     }
 
     /// Sends a blob's bytes to the node to store.
@@ -305,7 +335,7 @@ impl Remote {
         let stream = self.open(&Request::Read { hash: *hash })?;
         let mut inner = BufReader::with_capacity(CHUNK + 16, stream);
         // The first frame says whether the blob is there at all.
-        let first = read_frame(&mut inner, MAX_FRAME).context("reading the node's answer")?;
+        let first = read_frame(&mut inner, MAX_ANSWER).context("reading the node's answer")?;
         let mut r = DataReader::new(inner);
         match first {
             None => bail!("the node closed the connection without answering"),
@@ -418,32 +448,55 @@ async fn accept(listener: UnixListener, owner: u32, ctx: Served) {
                 continue;
             }
         }
-        let Ok(slot) = slots.clone().try_acquire_owned() else {
-            warn!("control socket: {MAX_CONNECTIONS} connections busy; refusing one");
-            continue;
-        };
         let ctx = ctx.clone();
-        let Ok(stream) = stream.into_std() else {
-            continue;
-        };
-        tokio::task::spawn_blocking(move || {
-            if let Err(e) = handle(stream, &ctx) {
-                debug!("control connection: {e}");
-            }
-            drop(slot);
+        let slots = slots.clone();
+        tokio::spawn(async move {
+            let slot = tokio::time::timeout(SLOT_WAIT, slots.acquire_owned()).await;
+            let Ok(stream) = stream.into_std() else {
+                return;
+            };
+            tokio::task::spawn_blocking(move || {
+                let Ok(Ok(slot)) = slot else {
+                    warn!("control socket: {MAX_CONNECTIONS} connections busy; refusing one");
+                    let _ = refuse(stream, BUSY);
+                    return;
+                };
+                if let Err(e) = handle(stream, &ctx) {
+                    debug!("control connection: {e}");
+                }
+                drop(slot);
+            });
         });
     }
 }
 
+/// Answers with an error and closes.
+fn refuse(mut stream: UnixStream, why: &str) -> io::Result<()> {
+    stream.set_nonblocking(false)?;
+    stream.set_write_timeout(Some(REQUEST_DEADLINE))?;
+    write_frame(&mut stream, ERROR, why.as_bytes())
+}
+
 fn handle(stream: UnixStream, ctx: &Served) -> io::Result<()> {
     stream.set_nonblocking(false)?;
-    stream.set_read_timeout(Some(IDLE))?;
+    // A caller gets a few seconds to say what it wants, then the usual
+    // silence allowance.
+    stream.set_read_timeout(Some(REQUEST_DEADLINE))?;
     stream.set_write_timeout(Some(IDLE))?;
     let mut r = BufReader::with_capacity(CHUNK + 16, stream.try_clone()?);
-    let mut w = BufWriter::with_capacity(CHUNK + 16, stream);
-    let Some((tag, payload)) = read_frame(&mut r, MAX_FRAME)? else {
+    let mut w = BufWriter::with_capacity(CHUNK + 16, stream.try_clone()?);
+    let first = match read_frame(&mut r, MAX_REQUEST) {
+        Ok(f) => f,
+        Err(e) => {
+            let _ = write_frame(&mut w, ERROR, format!("bad request: {e}").as_bytes());
+            let _ = w.flush();
+            return Err(e);
+        }
+    };
+    let Some((tag, payload)) = first else {
         return Ok(());
     };
+    stream.set_read_timeout(Some(IDLE))?;
     let answer = if tag != VALUE {
         Err(format!("expected a request, got frame {tag}"))
     } else {
@@ -598,6 +651,7 @@ fn fetch(
         let (tx, mut rx) = tokio::sync::watch::channel(tamizdat_node::Progress::default());
         let work = node.fetch_with_progress(hash, &hints, Some(tx));
         let limit = tokio::time::sleep(Duration::from_secs(timeout_secs.clamp(1, 86_400)));
+        let mut beat = tokio::time::interval(HEARTBEAT);
         tokio::pin!(work, limit);
         loop {
             tokio::select! {
@@ -614,18 +668,25 @@ fn fetch(
                     return Err(format!("no provider delivered {hash} within {timeout_secs} s"));
                 }
                 changed = rx.changed() => {
-                    if changed.is_ok() {
-                        let p = *rx.borrow();
-                        let p = FetchProgress { size: p.size, verified: p.verified, providers: p.providers };
-                        // A caller that went away only loses its progress bar.
-                        let sent = encode(&p)
-                            .and_then(|b| write_frame(w, PROGRESS, &b))
-                            .and_then(|()| w.flush());
-                        if sent.is_err() {
-                            debug!("fetch caller went away");
-                        }
+                    if changed.is_err() {
+                        continue;
                     }
                 }
+                _ = beat.tick() => {}
+            }
+            // Progress, and a heartbeat: a caller that went away (Ctrl-C on
+            // `get`) cancels the fetch and its file.
+            let p = *rx.borrow();
+            let p = FetchProgress {
+                size: p.size,
+                verified: p.verified,
+                providers: p.providers,
+            };
+            let sent = encode(&p)
+                .and_then(|b| write_frame(w, PROGRESS, &b))
+                .and_then(|()| w.flush());
+            if sent.is_err() {
+                return Err("the caller went away; fetch cancelled".into());
             }
         }
     })
@@ -690,7 +751,9 @@ mod tests {
         // A claimed length far over the limit: refused without allocating.
         let mut huge = vec![VALUE];
         huge.extend_from_slice(&u32::MAX.to_be_bytes());
-        raw(&f, &huge);
+        let answer = raw(&f, &huge);
+        assert_eq!(answer[0], ERROR, "told, not just dropped");
+        assert!(String::from_utf8_lossy(&answer[5..]).contains("limit"));
         // Garbage where a request should be.
         let answer = raw(&f, &[VALUE, 0, 0, 0, 3, 0xff, 0xff, 0xff]);
         assert_eq!(answer[0], ERROR);
@@ -700,6 +763,23 @@ mod tests {
         assert_eq!(answer[0], ERROR);
         // Still serving.
         f.remote.call::<()>(&Request::Ping).unwrap();
+    }
+
+    #[test]
+    fn silent_connections_cannot_lock_commands_out() {
+        let f = fixture();
+        let silent: Vec<UnixStream> = (0..MAX_CONNECTIONS + 4)
+            .map(|_| UnixStream::connect(&f.path).unwrap())
+            .collect();
+        std::thread::sleep(Duration::from_millis(200));
+        // Every slot is held by a caller that says nothing; a real command
+        // is told "busy" at first, then served once their deadline passes.
+        assert!(
+            Remote::find(f.path.parent().unwrap()).is_some(),
+            "still found"
+        );
+        f.remote.call::<()>(&Request::Ping).unwrap();
+        drop(silent);
     }
 
     #[test]

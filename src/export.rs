@@ -6,7 +6,6 @@
 //! appears (by rename) only once the whole blob is in it and synced.
 
 use std::{
-    fs::File,
     io::{self, BufWriter, Write},
     path::{Path, PathBuf},
     sync::{
@@ -19,6 +18,7 @@ use std::{
 
 use anyhow::{Context, Result, bail};
 use tamizdat_store::{ChunkNum, Hash, Store};
+use tempfile::NamedTempFile;
 
 const RUNNING: u8 = 0;
 const FETCHED: u8 = 1;
@@ -35,22 +35,25 @@ pub struct Follow {
 }
 
 impl Follow {
-    /// Starts writing `hash` to `out` as its bytes arrive in `store`.
+    /// Starts writing `hash` to `out` as its bytes arrive in `store`. The
+    /// bytes go to a new, uniquely named file beside `out` (never one that
+    /// exists, never through a link), renamed to `out` when complete and
+    /// removed on failure.
     pub fn start(store: Arc<Store>, hash: Hash, out: PathBuf) -> Result<Follow> {
-        let tmp = out.with_extension("tamizdat-partial");
-        let file =
-            File::create(&tmp).with_context(|| format!("cannot create {}", tmp.display()))?;
+        let dir = match out.parent() {
+            Some(d) if !d.as_os_str().is_empty() => d.to_owned(),
+            _ => PathBuf::from("."),
+        };
+        let tmp = tempfile::Builder::new()
+            .prefix(".tamizdat-")
+            .suffix(".partial")
+            .tempfile_in(&dir)
+            .with_context(|| format!("cannot create a file in {}", dir.display()))?;
         let state = Arc::new(AtomicU8::new(RUNNING));
         let seen = state.clone();
         let thread = std::thread::Builder::new()
             .name("export".into())
-            .spawn(move || {
-                let result = follow(&store, &hash, file, &seen, &tmp, &out);
-                if result.is_err() {
-                    let _ = std::fs::remove_file(&tmp);
-                }
-                result
-            })?;
+            .spawn(move || follow(&store, &hash, tmp, &seen, &out))?;
         Ok(Follow { state, thread })
     }
 
@@ -86,12 +89,12 @@ fn verified_prefix(store: &Store, hash: &Hash) -> Result<Option<(u64, u64)>> {
 fn follow(
     store: &Store,
     hash: &Hash,
-    file: File,
+    tmp: NamedTempFile,
     state: &AtomicU8,
-    tmp: &Path,
     out: &Path,
 ) -> Result<()> {
-    let mut writer = BufWriter::with_capacity(1 << 20, &file);
+    let shown = tmp.path().to_owned();
+    let mut writer = BufWriter::with_capacity(1 << 20, tmp.as_file());
     let mut written = 0u64;
     loop {
         // Read the state first: a fetch that ended before this look has
@@ -101,7 +104,7 @@ fn follow(
         if prefix > written {
             let mut reader = store.range_reader(hash, written..prefix)?;
             io::copy(&mut reader, &mut writer)
-                .with_context(|| format!("writing {}", tmp.display()))?;
+                .with_context(|| format!("writing {}", shown.display()))?;
             written = prefix;
         }
         if written == size {
@@ -115,10 +118,13 @@ fn follow(
     }
     writer
         .flush()
-        .with_context(|| format!("writing {}", tmp.display()))?;
+        .with_context(|| format!("writing {}", shown.display()))?;
     drop(writer);
-    file.sync_all()
-        .with_context(|| format!("writing {}", tmp.display()))?;
-    std::fs::rename(tmp, out).with_context(|| format!("cannot write {}", out.display()))?;
+    tmp.as_file()
+        .sync_all()
+        .with_context(|| format!("writing {}", shown.display()))?;
+    // A failure anywhere above drops `tmp`, which removes the file.
+    tmp.persist(out)
+        .with_context(|| format!("cannot write {}", out.display()))?;
     Ok(())
 }

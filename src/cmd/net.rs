@@ -183,6 +183,9 @@ pub fn node(dir: &Path, cfg: &config::Config, args: NodeArgs) -> Result<ExitCode
         client.shutdown().await;
         anyhow::Ok(())
     })?;
+    // Commands still connected (a paused `cat | less`) must not hold up
+    // the stop: every store write is atomic, so cutting them off is safe.
+    rt.shutdown_timeout(Duration::from_secs(2));
     let _ = fs::remove_file(&info_path);
     Ok(ExitCode::SUCCESS)
 }
