@@ -8,9 +8,11 @@
 //! Knows nothing of HTTP or the command line.
 
 mod bans;
+pub mod feeds;
 pub mod fetch;
 mod idle;
 mod node;
+pub mod replicate;
 pub mod transfer;
 pub mod wire;
 

@@ -10,6 +10,7 @@
 
 use std::{
     collections::{HashMap, HashSet},
+    net::{Ipv4Addr, Ipv6Addr},
     sync::{Arc, Mutex},
     time::Duration,
 };
@@ -18,7 +19,7 @@ use futures::{FutureExt, StreamExt};
 use libp2p::{
     Multiaddr, PeerId, StreamProtocol, Swarm, SwarmBuilder, autonat, connection_limits,
     core::transport::ListenerId,
-    dcutr, identify, identity,
+    dcutr, gossipsub, identify, identity,
     kad::{
         self, Mode, StoreInserts,
         store::{MemoryStore, MemoryStoreConfig, RecordStore},
@@ -41,17 +42,22 @@ use tracing::{debug, info, warn};
 
 use crate::{
     bans::BadPeers,
+    feeds::{self, Conflict, Feeds, Followed},
     fetch::{self, Failure, Plan},
     idle::Idle,
-    transfer, wire,
+    replicate, transfer, wire,
 };
 
 const BLOB: StreamProtocol = StreamProtocol::new(wire::PROTOCOL);
 /// Our own DHT, apart from the public IPFS one.
 pub const KAD_PROTOCOL: StreamProtocol = StreamProtocol::new("/tamizdat/kad/1.0.0");
 const COMMANDS: usize = 64;
+/// Gossip messages and new peers waiting for the replication task.
+const REPLICATION_EVENTS: usize = 256;
+/// Largest gossip message: a manifest envelope and framing.
+const MAX_GOSSIP: usize = tamizdat_sign::MAX_MANIFEST_LEN + 16 * 1024;
 /// Rounds of asking busy providers for a blob's size before giving up.
-const SIZE_PROOF_ROUNDS: usize = 6;
+const SIZE_PROOF_ROUNDS: usize = 12;
 
 /// Relays this node listens through at once when it is unreachable.
 pub const MAX_RELAYS: usize = 2;
@@ -234,6 +240,7 @@ struct Behaviour {
     relay: Toggle<relay::Behaviour>,
     dcutr: dcutr::Behaviour,
     mdns: Toggle<mdns::tokio::Behaviour>,
+    gossipsub: gossipsub::Behaviour,
 }
 
 /// The DHT mode for a configured choice and the reachability found.
@@ -265,6 +272,11 @@ enum Command {
     Providers(Hash, oneshot::Sender<HashSet<PeerId>>),
     Connected(oneshot::Sender<Vec<PeerId>>),
     Known(oneshot::Sender<Vec<Multiaddr>>),
+    /// Join (true) or leave a publisher's topic.
+    Subscribe(String, bool),
+    Gossip(String, Vec<u8>, oneshot::Sender<Result<(), String>>),
+    Validate(gossipsub::MessageId, PeerId, gossipsub::MessageAcceptance),
+    CatchUp(PeerId),
     Shutdown,
 }
 
@@ -279,6 +291,7 @@ pub struct Client {
     store: Arc<Store>,
     config: Arc<Config>,
     bad: Arc<BadPeers>,
+    feeds: Arc<Mutex<Feeds>>,
 }
 
 impl std::fmt::Debug for Client {
@@ -311,6 +324,90 @@ pub struct Fetched {
     pub providers: Vec<PeerId>,
     /// Providers caught sending bad data or lying about the size.
     pub bad: Vec<PeerId>,
+}
+
+/// Gossipsub for an adversarial network: our own validation before anything
+/// is forwarded, content-derived message ids, bounded messages, peer scoring,
+/// and flood publishing of our own messages.
+fn gossip_behaviour(
+    key: &identity::Keypair,
+) -> Result<gossipsub::Behaviour, Box<dyn std::error::Error + Send + Sync>> {
+    let config = gossipsub::ConfigBuilder::default()
+        .validate_messages()
+        .validation_mode(gossipsub::ValidationMode::Strict)
+        .message_id_fn(|m: &gossipsub::Message| {
+            gossipsub::MessageId::from(blake3::hash(&m.data).as_bytes().to_vec())
+        })
+        .max_transmit_size(MAX_GOSSIP)
+        .flood_publish(true)
+        .heartbeat_interval(Duration::from_millis(700))
+        .build()?;
+    let mut gs =
+        gossipsub::Behaviour::new(gossipsub::MessageAuthenticity::Signed(key.clone()), config)?;
+    // Many peers behind one address count against each other (a Sybil
+    // defence), except on this machine itself.
+    let params = gossipsub::PeerScoreParams {
+        ip_colocation_factor_whitelist: [Ipv4Addr::LOCALHOST.into(), Ipv6Addr::LOCALHOST.into()]
+            .into(),
+        ..Default::default()
+    };
+    gs.with_peer_score(
+        params,
+        gossipsub::PeerScoreThresholds {
+            gossip_threshold: -10.0,
+            publish_threshold: -50.0,
+            graylist_threshold: -80.0,
+            ..Default::default()
+        },
+    )?;
+    Ok(gs)
+}
+
+/// Joins or leaves a topic, with scoring that punishes invalid messages.
+fn subscribe(gs: &mut gossipsub::Behaviour, topic: &str, on: bool) {
+    let topic = gossipsub::IdentTopic::new(topic);
+    if !on {
+        gs.unsubscribe(&topic);
+        return;
+    }
+    let params = gossipsub::TopicScoreParams {
+        topic_weight: 1.0,
+        // A peer that forwards forged or malformed objects loses standing fast.
+        invalid_message_deliveries_weight: -100.0,
+        invalid_message_deliveries_decay: 0.5,
+        // Feeds are quiet: no penalty for sending little.
+        mesh_message_deliveries_weight: 0.0,
+        mesh_failure_penalty_weight: 0.0,
+        ..Default::default()
+    };
+    if let Err(e) = gs.set_topic_params(topic.clone(), params) {
+        warn!("gossip scoring for {topic}: {e}");
+    }
+    if let Err(e) = gs.subscribe(&topic) {
+        warn!("cannot subscribe to {topic}: {e}");
+    }
+}
+
+/// The follow list and trust state as the store holds them.
+fn load_feeds(store: &Store) -> Result<Feeds, NodeError> {
+    let damaged = |what: &str, e: &dyn std::fmt::Display| {
+        NodeError::Start(format!("the stored {what} is damaged: {e}"))
+    };
+    let trust = match store
+        .state_get(feeds::TRUST)
+        .map_err(|e| NodeError::Store(e.to_string()))?
+    {
+        None => tamizdat_sign::TrustState::default(),
+        Some(b) => tamizdat_sign::TrustState::decode(&b).map_err(|e| damaged("feed state", &e))?,
+    };
+    let follows = match store
+        .state_get(feeds::FOLLOWS)
+        .map_err(|e| NodeError::Store(e.to_string()))?
+    {
+        None => Vec::new(),
+        Some(b) => Feeds::decode_follows(&b).map_err(|e| damaged("follow list", &e))?,
+    };
+    Ok(Feeds::new(trust, follows))
 }
 
 /// Starts a node on the current tokio runtime. It runs until
@@ -394,6 +491,7 @@ pub fn spawn(config: Config, store: Arc<Store>) -> Result<Client, NodeError> {
                     kad_cfg,
                 ),
                 stream: libp2p_stream::Behaviour::new(),
+                gossipsub: gossip_behaviour(key)?,
                 autonat: autonat::Behaviour::new(peer_id, autonat_cfg),
                 relay_client,
                 relay: relay_server
@@ -435,6 +533,19 @@ pub fn spawn(config: Config, store: Arc<Store>) -> Result<Client, NodeError> {
         .clone()
         .accept(BLOB)
         .map_err(|e| NodeError::Start(e.to_string()))?;
+    let heads_incoming = control
+        .clone()
+        .accept(replicate::HEADS)
+        .map_err(|e| NodeError::Start(e.to_string()))?;
+    let feeds = Arc::new(Mutex::new(load_feeds(&store)?));
+    for f in feeds.lock().unwrap_or_else(|p| p.into_inner()).following() {
+        subscribe(
+            &mut swarm.behaviour_mut().gossipsub,
+            &feeds::topic(&f.key),
+            true,
+        );
+    }
+    let (repl_tx, repl_rx) = mpsc::channel(REPLICATION_EVENTS);
     let (tx, commands) = mpsc::channel(COMMANDS);
     let (addr_tx, addrs) = watch::channel(Vec::new());
     let (nat_tx, nat) = watch::channel(NatStatus::Unknown);
@@ -448,6 +559,7 @@ pub fn spawn(config: Config, store: Arc<Store>) -> Result<Client, NodeError> {
         store: store.clone(),
         config: config.clone(),
         bad: Arc::default(),
+        feeds: feeds.clone(),
     };
     let event_loop = EventLoop {
         swarm,
@@ -465,9 +577,12 @@ pub fn spawn(config: Config, store: Arc<Store>) -> Result<Client, NodeError> {
         pending_provide: HashMap::new(),
         reannounce: true,
         announced: HashMap::new(),
+        repl_tx,
     };
     tokio::spawn(event_loop.run());
     tokio::spawn(serve_incoming(incoming, store.clone(), config.clone()));
+    tokio::spawn(replicate::serve_heads(heads_incoming, feeds));
+    tokio::spawn(replicate::run(client.clone(), repl_rx));
     // Announce what we hold.
     let announcer = client.clone();
     tokio::spawn(async move {
@@ -657,6 +772,169 @@ impl Client {
         self.bad.list()
     }
 
+    /// The store this node serves from.
+    pub fn store(&self) -> &Arc<Store> {
+        &self.store
+    }
+
+    pub(crate) fn feeds(&self) -> &Arc<Mutex<Feeds>> {
+        &self.feeds
+    }
+
+    pub(crate) async fn validate(
+        &self,
+        id: gossipsub::MessageId,
+        source: PeerId,
+        acceptance: gossipsub::MessageAcceptance,
+    ) {
+        let _ = self
+            .tx
+            .send(Command::Validate(id, source, acceptance))
+            .await;
+    }
+
+    pub(crate) async fn open_stream(
+        &self,
+        peer: PeerId,
+        protocol: StreamProtocol,
+    ) -> Result<libp2p::Stream, NodeError> {
+        let mut control = self.control.clone();
+        tokio::time::timeout(
+            self.config.idle_timeout,
+            control.open_stream(peer, protocol),
+        )
+        .await
+        .map_err(|_| NodeError::Start(format!("no stream to {peer} in time")))?
+        .map_err(|e| NodeError::Start(format!("stream to {peer}: {e}")))
+    }
+
+    /// Follows a publisher: its feed is replicated and forwarded from now
+    /// on, and caught up from peers. False if it was followed already.
+    pub async fn follow(
+        &self,
+        key: tamizdat_sign::PublicKey,
+        name: Option<String>,
+    ) -> Result<bool, NodeError> {
+        let new = self
+            .feeds
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .follow(key, name)
+            .map_err(NodeError::Store)?;
+        self.save_feeds().await?;
+        self.send(Command::Subscribe(feeds::topic(&key), true))
+            .await?;
+        if new {
+            // Catch up from everyone connected now.
+            for peer in self.connected().await? {
+                self.catch_up(peer).await;
+            }
+        }
+        Ok(new)
+    }
+
+    /// Stops following a publisher. What is stored stays until unpinned.
+    pub async fn unfollow(&self, key: &tamizdat_sign::PublicKey) -> Result<bool, NodeError> {
+        let was = self
+            .feeds
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .unfollow(key);
+        self.save_feeds().await?;
+        self.send(Command::Subscribe(feeds::topic(key), false))
+            .await?;
+        Ok(was)
+    }
+
+    /// The publishers followed.
+    pub fn following(&self) -> Vec<Followed> {
+        self.feeds
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .following()
+    }
+
+    /// Equivocations seen: two different manifests for one place in a feed.
+    pub fn conflicts(&self) -> Vec<Conflict> {
+        self.feeds
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .conflicts()
+    }
+
+    /// The trust state (feed heads, revocations) as this node holds it.
+    pub fn trust(&self) -> tamizdat_sign::TrustState {
+        self.feeds
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .trust()
+            .clone()
+    }
+
+    /// Replaces the trust state (a command applied a revocation) and saves it.
+    pub async fn set_trust(&self, trust: tamizdat_sign::TrustState) -> Result<(), NodeError> {
+        self.feeds
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .set_trust(trust);
+        self.save_feeds().await
+    }
+
+    async fn save_feeds(&self) -> Result<(), NodeError> {
+        let (store, feeds) = (self.store.clone(), self.feeds.clone());
+        tokio::task::spawn_blocking(move || replicate::persist(&store, &feeds))
+            .await
+            .map_err(|e| NodeError::Store(e.to_string()))?
+            .map_err(NodeError::Store)
+    }
+
+    /// Publishes a signed manifest made on this machine: checks it with the
+    /// feed rules, records it (and follows its publisher), and announces it
+    /// on the publisher's topic. Its files must be in the store already.
+    pub async fn publish(&self, envelope: &[u8]) -> Result<Hash, NodeError> {
+        let m = tamizdat_sign::Signed::<tamizdat_sign::Manifest>::decode(envelope)
+            .map_err(|e| NodeError::Store(e.to_string()))?;
+        let publisher = m.body().publisher;
+        if !self
+            .feeds
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .follows(&publisher)
+        {
+            self.follow(publisher, None).await?;
+        }
+        replicate::admit_own(self, envelope)
+            .await
+            .map_err(NodeError::Store)?;
+        let (tx, rx) = oneshot::channel();
+        self.send(Command::Gossip(
+            feeds::topic(&publisher),
+            envelope.to_vec(),
+            tx,
+        ))
+        .await?;
+        rx.await
+            .map_err(|_| NodeError::Stopped)?
+            .map_err(NodeError::Store)?;
+        Ok(Hash::of(envelope))
+    }
+
+    /// Exchanges feed heads with `peer` and fetches what we miss.
+    pub async fn catch_up(&self, peer: PeerId) {
+        let _ = self.tx.send(Command::CatchUp(peer)).await;
+    }
+
+    /// Fetches a blob that must not be larger than `max` bytes (checked on
+    /// its size proof, before any more is fetched).
+    pub async fn fetch_bounded(
+        &self,
+        hash: Hash,
+        hint: &[PeerId],
+        max: u64,
+    ) -> Result<Fetched, NodeError> {
+        self.fetch_inner(hash, hint, None, Some(max)).await
+    }
+
     /// Stops the node.
     pub async fn shutdown(&self) {
         let _ = self.tx.send(Command::Shutdown).await;
@@ -704,6 +982,16 @@ impl Client {
         hint: &[PeerId],
         progress: Option<watch::Sender<Progress>>,
     ) -> Result<Fetched, NodeError> {
+        self.fetch_inner(hash, hint, progress, None).await
+    }
+
+    async fn fetch_inner(
+        &self,
+        hash: Hash,
+        hint: &[PeerId],
+        progress: Option<watch::Sender<Progress>>,
+        max: Option<u64>,
+    ) -> Result<Fetched, NodeError> {
         let store_err = |e: &dyn std::fmt::Display| NodeError::Store(e.to_string());
         let initial = self.store.info(&hash).map_err(|e| store_err(&e))?;
         let before = initial.as_ref().map(|i| i.verified_bytes).unwrap_or(0);
@@ -729,7 +1017,14 @@ impl Client {
             .await?
             .into_iter()
             .partition(|p| connected.contains(p));
-        near.sort();
+        // Spread the load: each fetcher orders them its own way.
+        let me = self.peer_id.to_bytes();
+        near.sort_by_cached_key(|p| {
+            let mut h = blake3::Hasher::new();
+            h.update(&me);
+            h.update(&p.to_bytes());
+            *h.finalize().as_bytes()
+        });
         near.extend(far);
         for p in hint.iter().copied().chain(near) {
             if self.bad.is_bad(&p) {
@@ -789,6 +1084,15 @@ impl Client {
                 }
             }
             ask = busy;
+        }
+        if let (Some(size), Some(max)) = (size, max)
+            && size > max
+        {
+            return Err(NodeError::NotFound {
+                hash,
+                asked: candidates.len(),
+                detail: format!("it is {size} bytes, over the {max} expected"),
+            });
         }
         let Some(size) = size else {
             return Err(NodeError::NotFound {
@@ -889,6 +1193,8 @@ struct EventLoop {
     kad_server: Option<bool>,
     /// Peers that offer relaying, and an address of each (bounded).
     relay_candidates: HashMap<PeerId, Multiaddr>,
+    /// Gossip and new peers, for the replication task (bounded).
+    repl_tx: mpsc::Sender<replicate::Event>,
     /// Listeners through a relay, at most [`MAX_RELAYS`].
     relay_listeners: HashMap<ListenerId, PeerId>,
     /// Relayed connections open now, closed once DCUtR finds a direct one.
@@ -990,6 +1296,31 @@ impl EventLoop {
                 }
                 let _ = reply.send(out);
             }
+            Command::Subscribe(topic, on) => {
+                subscribe(&mut self.swarm.behaviour_mut().gossipsub, &topic, on);
+            }
+            Command::Gossip(topic, data, reply) => {
+                let r = self
+                    .swarm
+                    .behaviour_mut()
+                    .gossipsub
+                    .publish(gossipsub::IdentTopic::new(topic), data);
+                let _ = reply.send(match r {
+                    Ok(_) => Ok(()),
+                    // Nobody to tell yet: peers catch up when they connect.
+                    Err(gossipsub::PublishError::NoPeersSubscribedToTopic) => Ok(()),
+                    Err(e) => Err(e.to_string()),
+                });
+            }
+            Command::Validate(id, source, acceptance) => {
+                self.swarm
+                    .behaviour_mut()
+                    .gossipsub
+                    .report_message_validation_result(&id, &source, acceptance);
+            }
+            Command::CatchUp(peer) => {
+                let _ = self.repl_tx.try_send(replicate::Event::Connected(peer));
+            }
             Command::Shutdown => {}
         }
     }
@@ -1034,8 +1365,14 @@ impl EventLoop {
                 peer_id,
                 connection_id,
                 endpoint,
+                num_established,
                 ..
             } => {
+                if num_established.get() == 1 {
+                    // Best effort: a full queue only delays catch-up to the
+                    // next connection.
+                    let _ = self.repl_tx.try_send(replicate::Event::Connected(peer_id));
+                }
                 if endpoint.is_relayed() {
                     self.relayed.insert(connection_id, peer_id);
                 }
@@ -1072,6 +1409,31 @@ impl EventLoop {
                 }
             }
             SwarmEvent::Behaviour(BehaviourEvent::Kad(ev)) => self.on_kad_event(ev),
+            SwarmEvent::Behaviour(BehaviourEvent::Gossipsub(gossipsub::Event::Message {
+                propagation_source,
+                message_id,
+                message,
+            })) => {
+                let event = replicate::Event::Gossip {
+                    source: propagation_source,
+                    author: message.source,
+                    id: message_id.clone(),
+                    topic: message.topic.into_string(),
+                    data: message.data,
+                };
+                if self.repl_tx.try_send(event).is_err() {
+                    // Overloaded: let it go without penalty; the feed chain
+                    // brings it later.
+                    self.swarm
+                        .behaviour_mut()
+                        .gossipsub
+                        .report_message_validation_result(
+                            &message_id,
+                            &propagation_source,
+                            gossipsub::MessageAcceptance::Ignore,
+                        );
+                }
+            }
             SwarmEvent::Behaviour(BehaviourEvent::Autonat(autonat::Event::StatusChanged {
                 new,
                 ..
@@ -1190,10 +1552,9 @@ impl EventLoop {
                     }
                     debug!(%peer, "found on the local network at {addr}");
                     self.mdns_peers.insert(peer);
-                    self.swarm
-                        .behaviour_mut()
-                        .kad
-                        .add_address(&peer, addr.clone());
+                    // Only dialed: the mDNS service name is shared by every
+                    // libp2p program, so identify decides (as for any peer)
+                    // whether it speaks our DHT before it enters the table.
                     if !self.swarm.is_connected(&peer) {
                         // Refused while a dial is under way; that one is enough.
                         let _ = self

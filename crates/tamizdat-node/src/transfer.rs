@@ -160,9 +160,12 @@ pub fn fetch(
         }),
         Err(WriteError::Verification { detail, .. }) => Err((Failure::Corrupt, got(store), detail)),
         Err(WriteError::Interrupted { detail, .. }) => Err((Failure::Timeout, got(store), detail)),
-        Err(e @ (WriteError::SizeMismatch { .. } | WriteError::TooLarge { .. })) => {
+        Err(e @ WriteError::SizeMismatch { .. }) => {
             Err((Failure::WrongSize, got(store), e.to_string()))
         }
+        // Over our own size limit: the provider may be honest; just not
+        // worth asking again for this blob.
+        Err(e @ WriteError::TooLarge { .. }) => Err((Failure::Missing, got(store), e.to_string())),
         Err(e @ WriteError::SizeUnproven(_)) => Err((Failure::Missing, got(store), e.to_string())),
         Err(e) => Err((Failure::Timeout, got(store), e.to_string())),
     }

@@ -159,9 +159,12 @@ fn absurd_or_wrong_sizes_cost_nothing() {
     let bytes = data(100_000, 3);
     let hash = Hash::of(&bytes);
     let (_d, dst) = store();
-    // A size proof claiming a petabyte: refused before anything is allocated or written.
+    // A size proof claiming a petabyte: refused before anything is allocated
+    // or written. Over our own limit, so the provider is not asked again for
+    // it, but not called a liar either: the claim is not disproven.
     let err = fetch(&dst, &hash, None, None, scripted(1 << 50, vec![0; 4096])).unwrap_err();
-    assert_eq!(err.0, Failure::WrongSize, "{err:?}");
+    assert_eq!(err.0, Failure::Missing, "{err:?}");
+    assert!(err.2.contains("limit"), "{err:?}");
     assert!(dst.info(&hash).unwrap().is_none());
     assert_eq!(dst.usage().unwrap().used, 0);
     // Once the size is proven, a provider claiming another is caught at once.

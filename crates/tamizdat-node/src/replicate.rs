@@ -1,0 +1,599 @@
+//! Replication: what arrives by gossip or feed sync is judged by the feed
+//! rules ([`crate::feeds`]), recorded, and its files fetched, verified and
+//! pinned; feed heads are exchanged with each new peer so that a node that
+//! was away catches up.
+//!
+//! [`Queue`] is the I/O-less part: which blob to fetch next. The task in
+//! [`run`] does the I/O around it.
+
+use std::{
+    collections::{BTreeMap, HashSet},
+    sync::{Arc, Mutex},
+    time::{SystemTime, UNIX_EPOCH},
+};
+
+use futures::{AsyncReadExt, AsyncWriteExt, StreamExt};
+use libp2p::{PeerId, StreamProtocol, gossipsub::MessageAcceptance};
+use serde::{Deserialize, Serialize};
+use tamizdat_sign::{Digest, MAX_MANIFEST_LEN, PublicKey, VerifiedManifest};
+use tamizdat_store::{Hash, Store};
+use tokio::{sync::mpsc, task::JoinSet};
+use tracing::{debug, info, warn};
+
+use crate::{
+    feeds::{self, Feeds, Judgement},
+    node::Client,
+};
+
+/// Feed heads exchanged when peers meet.
+pub(crate) const HEADS: StreamProtocol = StreamProtocol::new("/tamizdat/heads/1");
+/// Blob fetches of replication running at once.
+const FETCHES: usize = 4;
+/// Publishers asked about in one heads request.
+const MAX_ASKED: usize = 256;
+/// Heads in one answer.
+const MAX_HEADS: usize = 1024;
+/// Largest heads message.
+const MAX_HEADS_BYTES: usize = 256 * 1024;
+/// Manifests fetched walking back one feed's `prev` links in one catch-up.
+pub const MAX_WALK: usize = 64;
+/// Blobs waiting to be fetched, at most.
+const MAX_QUEUED: usize = 100_000;
+/// Attempts at one blob before it is left to the next catch-up.
+pub const MAX_ATTEMPTS: u32 = 30;
+
+/// The wait before attempt `n + 1` at a blob: the copies announced in gossip
+/// are often still being fetched by the announcer, so soon, then less often.
+pub fn retry_after(attempts: u32) -> std::time::Duration {
+    let ms = 250u64.saturating_mul(1 << attempts.min(8));
+    std::time::Duration::from_millis(ms.min(30_000))
+}
+
+/// What the swarm task hands to replication.
+#[derive(Debug)]
+pub(crate) enum Event {
+    /// A gossip message to judge.
+    Gossip {
+        /// Who forwarded it.
+        source: PeerId,
+        /// Who first published it (messages are signed by the peer's key).
+        author: Option<PeerId>,
+        /// Gossipsub's id for it (our content hash).
+        id: libp2p::gossipsub::MessageId,
+        /// The topic it came on.
+        topic: String,
+        /// The envelope.
+        data: Vec<u8>,
+    },
+    /// A new connection: exchange heads.
+    Connected(PeerId),
+}
+
+/// One head of a feed, as exchanged.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Head {
+    /// The publisher's root key.
+    pub publisher: PublicKey,
+    /// The feed's name.
+    pub feed: String,
+    /// Its latest sequence number.
+    pub seq: u64,
+    /// The manifest there.
+    pub hash: Digest,
+}
+
+/// A blob to fetch for a feed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Want {
+    /// The blob.
+    pub hash: Hash,
+    /// The pin that keeps it.
+    pub pin: String,
+    /// Peers likely to have it (the announcer first).
+    pub hints: Vec<PeerId>,
+    /// Copies known on the network: fewer are fetched first.
+    pub copies: usize,
+    /// Failed attempts so far.
+    pub attempts: u32,
+}
+
+/// Blobs waiting to be fetched: fewest known copies first, then in the
+/// order they were asked for. Each blob is queued once.
+#[derive(Debug, Default)]
+pub struct Queue {
+    waiting: BTreeMap<(usize, u64), Want>,
+    queued: HashSet<Hash>,
+    next: u64,
+}
+
+impl Queue {
+    /// Adds a blob; false if it was already waiting or the queue is full.
+    pub fn push(&mut self, want: Want) -> bool {
+        if self.queued.len() >= MAX_QUEUED || !self.queued.insert(want.hash) {
+            return false;
+        }
+        self.waiting.insert((want.copies, self.next), want);
+        self.next += 1;
+        true
+    }
+
+    /// The blob to fetch next.
+    pub fn pop(&mut self) -> Option<Want> {
+        let (_, want) = self.waiting.pop_first()?;
+        self.queued.remove(&want.hash);
+        Some(want)
+    }
+
+    /// Blobs waiting.
+    pub fn len(&self) -> usize {
+        self.waiting.len()
+    }
+
+    /// Whether nothing waits.
+    pub fn is_empty(&self) -> bool {
+        self.waiting.is_empty()
+    }
+}
+
+pub(crate) fn now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+/// Saves the trust state and follow list (call after changing them).
+pub(crate) fn persist(store: &Store, feeds: &Mutex<Feeds>) -> Result<(), String> {
+    let (trust, follows) = {
+        let f = feeds.lock().unwrap_or_else(|p| p.into_inner());
+        (f.trust().encode(), f.encode_follows())
+    };
+    store
+        .state_put(feeds::TRUST, &trust)
+        .and_then(|()| store.state_put(feeds::FOLLOWS, &follows))
+        .map_err(|e| e.to_string())
+}
+
+/// Stores an accepted manifest under its feed's pin, and returns the files
+/// to fetch.
+pub(crate) fn record(
+    store: &Store,
+    m: &VerifiedManifest,
+    hints: &[PeerId],
+) -> Result<Vec<Want>, String> {
+    let pin = feeds::feed_pin(m.manifest());
+    let added = store
+        .add_bytes(m.envelope().bytes())
+        .map_err(|e| e.to_string())?;
+    store.pin(&pin, &added.hash).map_err(|e| e.to_string())?;
+    let mut wants = Vec::new();
+    for e in &m.manifest().entries {
+        let hash = Hash::from_bytes(e.hash);
+        let complete = store
+            .info(&hash)
+            .map_err(|e| e.to_string())?
+            .is_some_and(|i| i.complete);
+        if complete {
+            store.pin(&pin, &hash).map_err(|e| e.to_string())?;
+        } else {
+            wants.push(Want {
+                hash,
+                pin: pin.clone(),
+                hints: hints.to_vec(),
+                copies: hints.len(),
+                attempts: 0,
+            });
+        }
+    }
+    Ok(wants)
+}
+
+/// The replication task: judges what arrives, records it, fetches files.
+pub(crate) async fn run(client: Client, mut events: mpsc::Receiver<Event>) {
+    let mut queue = Queue::default();
+    let mut fetching: JoinSet<Option<Want>> = JoinSet::new();
+    let (found_tx, mut found) = mpsc::channel::<Vec<Want>>(64);
+    loop {
+        while fetching.len() < FETCHES {
+            let Some(want) = queue.pop() else { break };
+            let client = client.clone();
+            fetching.spawn(async move { fetch_one(&client, want).await });
+        }
+        tokio::select! {
+            ev = events.recv() => match ev {
+                None => break,
+                Some(Event::Gossip { source, author, id, topic, data }) => {
+                    let (acceptance, wants) = on_gossip(&client, source, author, &topic, &data).await;
+                    client.validate(id, source, acceptance).await;
+                    for w in wants {
+                        queue.push(w);
+                    }
+                }
+                Some(Event::Connected(peer)) => {
+                    let (client, tx) = (client.clone(), found_tx.clone());
+                    tokio::spawn(async move {
+                        match catch_up(&client, peer).await {
+                            Ok(wants) if !wants.is_empty() => {
+                                let _ = tx.send(wants).await;
+                            }
+                            Ok(_) => {}
+                            Err(e) => debug!(%peer, "catch-up: {e}"),
+                        }
+                    });
+                }
+            },
+            Some(wants) = found.recv() => {
+                for w in wants {
+                    queue.push(w);
+                }
+            }
+            Some(done) = fetching.join_next(), if !fetching.is_empty() => {
+                if let Ok(Some(mut want)) = done {
+                    want.attempts += 1;
+                    if want.attempts < MAX_ATTEMPTS {
+                        let tx = found_tx.clone();
+                        tokio::spawn(async move {
+                            tokio::time::sleep(retry_after(want.attempts)).await;
+                            let _ = tx.send(vec![want]).await;
+                        });
+                    } else {
+                        warn!(hash = %want.hash, "gave up replicating after {MAX_ATTEMPTS} attempts");
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Fetches and pins one blob; gives it back when it should be tried again.
+async fn fetch_one(client: &Client, want: Want) -> Option<Want> {
+    debug!(hash = %want.hash, attempt = want.attempts, hints = ?want.hints, "replicating");
+    match client.fetch(want.hash, &want.hints).await {
+        Ok(_) => {
+            debug!(hash = %want.hash, "replicated");
+            let store = client.store().clone();
+            let (hash, pin) = (want.hash, want.pin.clone());
+            let pinned = tokio::task::spawn_blocking(move || store.pin(&pin, &hash)).await;
+            if !matches!(pinned, Ok(Ok(()))) {
+                warn!(hash = %want.hash, "replicated but could not pin");
+            }
+            None
+        }
+        Err(e) => {
+            debug!(hash = %want.hash, attempt = want.attempts, "replication fetch failed: {e}");
+            Some(want)
+        }
+    }
+}
+
+/// Judges a gossip message and records what it brings.
+async fn on_gossip(
+    client: &Client,
+    source: PeerId,
+    author: Option<PeerId>,
+    topic: &str,
+    data: &[u8],
+) -> (MessageAcceptance, Vec<Want>) {
+    let Some(publisher) = topic
+        .strip_prefix("tamizdat/feed/1/")
+        .and_then(|k| k.parse::<PublicKey>().ok())
+    else {
+        return (MessageAcceptance::Reject, Vec::new());
+    };
+    let mut hints = vec![source];
+    if let Some(a) = author.filter(|a| *a != source) {
+        hints.push(a);
+    }
+    match admit(client, data, Some(&publisher), &hints).await {
+        Admitted::New(wants) => (MessageAcceptance::Accept, wants),
+        Admitted::Ignored => (MessageAcceptance::Ignore, Vec::new()),
+        Admitted::Refused => (MessageAcceptance::Reject, Vec::new()),
+    }
+}
+
+enum Admitted {
+    New(Vec<Want>),
+    Ignored,
+    Refused,
+}
+
+/// Judges an envelope and, when it is new, records it: the one door every
+/// signed object comes in by (gossip, catch-up, a local publish).
+async fn admit(
+    client: &Client,
+    data: &[u8],
+    topic_of: Option<&PublicKey>,
+    hints: &[PeerId],
+) -> Admitted {
+    let feeds = client.feeds().clone();
+    let judgement = {
+        let f = feeds.lock().unwrap_or_else(|p| p.into_inner());
+        f.judge(data, topic_of, now())
+    };
+    match judgement {
+        Judgement::Manifest(m, _) => {
+            let accepted = {
+                let mut f = feeds.lock().unwrap_or_else(|p| p.into_inner());
+                f.accept(&m, now())
+            };
+            if let Err(e) = accepted {
+                warn!("manifest refused: {e}");
+                return Admitted::Refused;
+            }
+            let store = client.store().clone();
+            let hints = hints.to_vec();
+            let done = tokio::task::spawn_blocking(move || {
+                persist(&store, &feeds)?;
+                record(&store, &m, &hints).map(|w| (w, m))
+            })
+            .await;
+            match done {
+                Ok(Ok((wants, m))) => {
+                    let body = m.manifest();
+                    info!(
+                        publisher = %body.publisher.fingerprint(),
+                        feed = %body.feed,
+                        seq = body.seq,
+                        files = body.entries.len(),
+                        "accepted a manifest"
+                    );
+                    Admitted::New(wants)
+                }
+                Ok(Err(e)) => {
+                    warn!("recording a manifest: {e}");
+                    Admitted::Ignored
+                }
+                Err(e) => {
+                    warn!("recording a manifest: {e}");
+                    Admitted::Ignored
+                }
+            }
+        }
+        Judgement::Revocation(rev) => {
+            feeds.lock().unwrap_or_else(|p| p.into_inner()).revoke(&rev);
+            let store = client.store().clone();
+            let bytes = rev.bytes().to_vec();
+            let _ = tokio::task::spawn_blocking(move || {
+                persist(&store, &feeds)?;
+                let added = store.add_bytes(&bytes).map_err(|e| e.to_string())?;
+                store.pin("keys", &added.hash).map_err(|e| e.to_string())
+            })
+            .await;
+            info!(root = %rev.body().root.fingerprint(), "applied a revocation");
+            Admitted::New(Vec::new())
+        }
+        Judgement::Delegation => Admitted::New(Vec::new()),
+        Judgement::Ignore(why) => {
+            debug!("ignored: {why}");
+            Admitted::Ignored
+        }
+        Judgement::Reject(why) => {
+            debug!("rejected: {why}");
+            Admitted::Refused
+        }
+        Judgement::Equivocation(publisher, why) => {
+            warn!(publisher = %publisher.fingerprint(), "EQUIVOCATION: {why}");
+            feeds
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .report(publisher, why);
+            Admitted::Refused
+        }
+    }
+}
+
+/// Records a manifest published on this node and returns the files it
+/// names that are not here (normally none).
+pub(crate) async fn admit_own(client: &Client, data: &[u8]) -> Result<(), String> {
+    let feeds = client.feeds().clone();
+    let judgement = {
+        let f = feeds.lock().unwrap_or_else(|p| p.into_inner());
+        f.judge(data, None, now())
+    };
+    match judgement {
+        Judgement::Manifest(..) => match admit(client, data, None, &[]).await {
+            Admitted::New(_) => Ok(()),
+            _ => Err("the manifest could not be recorded".into()),
+        },
+        Judgement::Ignore(why) | Judgement::Reject(why) | Judgement::Equivocation(_, why) => {
+            Err(why)
+        }
+        Judgement::Revocation(_) | Judgement::Delegation => Err("not a manifest".into()),
+    }
+}
+
+/// Asks `peer` for the heads of the feeds we follow, then fetches the
+/// manifests we miss, walking back each feed's `prev` links (bounded).
+async fn catch_up(client: &Client, peer: PeerId) -> Result<Vec<Want>, String> {
+    let asked: Vec<PublicKey> = {
+        let f = client.feeds().lock().unwrap_or_else(|p| p.into_inner());
+        f.following()
+            .into_iter()
+            .map(|f| f.key)
+            .take(MAX_ASKED)
+            .collect()
+    };
+    if asked.is_empty() {
+        return Ok(Vec::new());
+    }
+    let heads = ask_heads(client, peer, &asked).await?;
+    let mut wants = Vec::new();
+    for head in heads {
+        if !asked.contains(&head.publisher) {
+            continue;
+        }
+        // From the peer's head back along `prev`, until a manifest that is
+        // here already (or the bound).
+        let mut next = Some(head.hash);
+        for _ in 0..MAX_WALK {
+            let Some(hash) = next.take().map(Hash::from_bytes) else {
+                break;
+            };
+            let here = client
+                .store()
+                .info(&hash)
+                .map_err(|e| e.to_string())?
+                .is_some_and(|i| i.complete);
+            if here {
+                break;
+            }
+            let bytes = fetch_manifest(client, hash, peer).await?;
+            match admit(client, &bytes, Some(&head.publisher), &[peer]).await {
+                Admitted::New(w) => {
+                    wants.extend(w);
+                    next = manifest_prev(&bytes);
+                }
+                Admitted::Ignored => {}
+                Admitted::Refused => return Err(format!("{peer} offered a refused manifest")),
+            }
+        }
+    }
+    Ok(wants)
+}
+
+fn manifest_prev(bytes: &[u8]) -> Option<Digest> {
+    tamizdat_sign::Signed::<tamizdat_sign::Manifest>::decode(bytes)
+        .ok()
+        .and_then(|m| m.body().prev)
+}
+
+/// Fetches a manifest-sized blob from `peer` and reads it back.
+async fn fetch_manifest(client: &Client, hash: Hash, peer: PeerId) -> Result<Vec<u8>, String> {
+    client
+        .fetch_bounded(hash, &[peer], MAX_MANIFEST_LEN as u64)
+        .await
+        .map_err(|e| e.to_string())?;
+    let store = client.store().clone();
+    tokio::task::spawn_blocking(move || store.read_to_vec(&hash))
+        .await
+        .map_err(|e| e.to_string())?
+        .map_err(|e| e.to_string())
+}
+
+async fn ask_heads(
+    client: &Client,
+    peer: PeerId,
+    asked: &[PublicKey],
+) -> Result<Vec<Head>, String> {
+    let mut stream = client
+        .open_stream(peer, HEADS)
+        .await
+        .map_err(|e| e.to_string())?;
+    let req = postcard::to_stdvec(asked).map_err(|e| e.to_string())?;
+    let io = async {
+        stream.write_all(&(req.len() as u32).to_be_bytes()).await?;
+        stream.write_all(&req).await?;
+        stream.flush().await?;
+        let mut len = [0u8; 4];
+        stream.read_exact(&mut len).await?;
+        let len = u32::from_be_bytes(len) as usize;
+        if len > MAX_HEADS_BYTES {
+            return Err(std::io::Error::other("heads answer too large"));
+        }
+        let mut buf = vec![0u8; len];
+        stream.read_exact(&mut buf).await?;
+        Ok::<_, std::io::Error>(buf)
+    };
+    let buf = tokio::time::timeout(std::time::Duration::from_secs(20), io)
+        .await
+        .map_err(|_| "heads: timed out".to_string())?
+        .map_err(|e| e.to_string())?;
+    let heads: Vec<Head> = postcard::from_bytes(&buf).map_err(|e| e.to_string())?;
+    if heads.len() > MAX_HEADS {
+        return Err("too many heads".into());
+    }
+    Ok(heads)
+}
+
+/// Answers heads requests: the heads we hold of the feeds asked about.
+pub(crate) async fn serve_heads(
+    mut incoming: libp2p_stream::IncomingStreams,
+    feeds: Arc<Mutex<Feeds>>,
+) {
+    let slots = Arc::new(tokio::sync::Semaphore::new(16));
+    while let Some((peer, mut stream)) = incoming.next().await {
+        let Ok(slot) = slots.clone().try_acquire_owned() else {
+            continue;
+        };
+        let feeds = feeds.clone();
+        tokio::spawn(async move {
+            let io = async {
+                let mut len = [0u8; 4];
+                stream.read_exact(&mut len).await?;
+                let len = u32::from_be_bytes(len) as usize;
+                if len > MAX_ASKED * 40 {
+                    return Err(std::io::Error::other("heads request too large"));
+                }
+                let mut buf = vec![0u8; len];
+                stream.read_exact(&mut buf).await?;
+                let asked: Vec<PublicKey> =
+                    postcard::from_bytes(&buf).map_err(std::io::Error::other)?;
+                let heads: Vec<Head> = {
+                    let f = feeds.lock().unwrap_or_else(|p| p.into_inner());
+                    f.trust()
+                        .feeds()
+                        .filter(|(p, _, _)| asked.contains(p))
+                        .take(MAX_HEADS)
+                        .map(|(p, feed, h)| Head {
+                            publisher: *p,
+                            feed: feed.to_owned(),
+                            seq: h.seq,
+                            hash: h.hash,
+                        })
+                        .collect()
+                };
+                let out = postcard::to_stdvec(&heads).map_err(std::io::Error::other)?;
+                stream.write_all(&(out.len() as u32).to_be_bytes()).await?;
+                stream.write_all(&out).await?;
+                stream.close().await
+            };
+            if let Err(e) = tokio::time::timeout(std::time::Duration::from_secs(20), io).await {
+                debug!(%peer, "heads: {e}");
+            }
+            drop(slot);
+        });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn want(n: u8, copies: usize) -> Want {
+        Want {
+            hash: Hash::of(&[n]),
+            pin: "p".into(),
+            hints: vec![],
+            copies,
+            attempts: 0,
+        }
+    }
+
+    #[test]
+    fn fewest_copies_first_then_in_order_and_once_each() {
+        let mut q = Queue::default();
+        assert!(q.push(want(1, 3)));
+        assert!(q.push(want(2, 1)));
+        assert!(q.push(want(3, 1)));
+        assert!(!q.push(want(2, 0)), "queued once");
+        assert!(q.push(want(4, 2)));
+        let order: Vec<Hash> = std::iter::from_fn(|| q.pop()).map(|w| w.hash).collect();
+        assert_eq!(
+            order,
+            vec![
+                Hash::of(&[2]),
+                Hash::of(&[3]),
+                Hash::of(&[4]),
+                Hash::of(&[1])
+            ]
+        );
+        assert!(q.is_empty());
+        assert!(q.push(want(2, 0)), "may be queued again once taken");
+    }
+
+    #[test]
+    fn retries_come_soon_then_seldom() {
+        assert!(retry_after(1) < retry_after(3));
+        assert_eq!(retry_after(20), std::time::Duration::from_secs(30));
+    }
+}

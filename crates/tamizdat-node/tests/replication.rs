@@ -1,0 +1,291 @@
+//! Replication scenarios on loopback, in one process: a publisher's node,
+//! volunteers that follow it, gossip, catch-up, equivocation.
+
+use std::{sync::Arc, time::Duration};
+
+use libp2p::multiaddr::Protocol;
+use rand::{Rng, SeedableRng, rngs::StdRng};
+use tamizdat_node::{Client, Config, Multiaddr, feeds, identity, spawn};
+use tamizdat_sign::{Entry, Manifest, SecretKey, Signed};
+use tamizdat_store::{Hash, Options, Store};
+use tempfile::TempDir;
+
+struct TestNode {
+    dir: TempDir,
+    store: Arc<Store>,
+    client: Client,
+    addr: Multiaddr,
+}
+
+async fn node_in(dir: TempDir, key: identity::Keypair) -> TestNode {
+    let store = Arc::new(Store::open(dir.path(), Options::default()).unwrap());
+    let mut config = Config::new(key, vec!["/ip4/127.0.0.1/tcp/0".parse().unwrap()]);
+    config.piece_bytes = 256 * 1024;
+    let client = spawn(config, store.clone()).unwrap();
+    let listen = client.wait_listening(1).await.unwrap();
+    let addr = listen[0].clone().with(Protocol::P2p(client.peer_id()));
+    TestNode {
+        dir,
+        store,
+        client,
+        addr,
+    }
+}
+
+/// Logs to stderr when RUST_LOG is set (`RUST_LOG=tamizdat_node=debug`).
+fn logs() {
+    if std::env::var_os("RUST_LOG").is_some() {
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+            .with_test_writer()
+            .try_init();
+    }
+}
+
+async fn node() -> TestNode {
+    logs();
+    node_in(
+        TempDir::new().unwrap(),
+        identity::Keypair::generate_ed25519(),
+    )
+    .await
+}
+
+fn data(size: usize, seed: u64) -> Vec<u8> {
+    let mut v = vec![0u8; size];
+    StdRng::seed_from_u64(seed).fill(&mut v[..]);
+    v
+}
+
+fn now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+}
+
+/// Stores an article's files on `on` and signs its manifest.
+fn article(
+    on: &TestNode,
+    key: &SecretKey,
+    seq: u64,
+    prev: Option<[u8; 32]>,
+    seed: u64,
+) -> Signed<Manifest> {
+    let text = format!("# Статья {seq}\n\nТекст {seed}.\n").into_bytes();
+    let image = data(200_000 + seed as usize, seed);
+    let mut entries = Vec::new();
+    for (path, bytes, media) in [
+        ("index.md", &text, "text/markdown"),
+        ("photo.jpg", &image, "image/jpeg"),
+    ] {
+        let added = on.store.add_bytes(bytes).unwrap();
+        entries.push(Entry {
+            path: path.into(),
+            hash: *added.hash.as_bytes(),
+            size: added.size,
+            media_type: media.into(),
+        });
+    }
+    let m = Manifest {
+        publisher: key.public(),
+        signer: key.public(),
+        delegation: None,
+        feed: "main".into(),
+        seq,
+        prev,
+        created: now(),
+        title: format!("Статья {seq}"),
+        lang: "ru".into(),
+        summary: None,
+        supersedes: None,
+        entries,
+    };
+    Signed::sign(m, key).unwrap()
+}
+
+/// Whether `n` holds the manifest and every file of it, complete and pinned.
+fn holds(n: &TestNode, m: &Signed<Manifest>) -> bool {
+    let pin = feeds::feed_pin(m.body());
+    let pins = n.store.pins().unwrap();
+    let Some(pinned) = pins.get(&pin) else {
+        return false;
+    };
+    let ids = std::iter::once(Hash::of(m.bytes()))
+        .chain(m.body().entries.iter().map(|e| Hash::from_bytes(e.hash)));
+    for h in ids {
+        let complete = n.store.info(&h).unwrap().is_some_and(|i| i.complete);
+        if !complete || !pinned.contains(&h) {
+            return false;
+        }
+    }
+    true
+}
+
+async fn until(what: &str, limit: Duration, mut ok: impl FnMut() -> bool) {
+    let start = tokio::time::Instant::now();
+    while !ok() {
+        assert!(start.elapsed() < limit, "{what}: not within {limit:?}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn twenty_followers_get_an_article_the_publisher_gave_to_one() {
+    tokio::time::timeout(Duration::from_secs(240), async {
+        let outlet = SecretKey::generate().unwrap();
+        let publisher = node().await;
+        let mut followers: Vec<TestNode> = Vec::new();
+        for i in 0..20 {
+            let f = node().await;
+            f.client
+                .follow(outlet.public(), Some("outlet".into()))
+                .await
+                .unwrap();
+            // A loose mesh: each knows the previous one and the first.
+            if i > 0 {
+                f.client.dial(followers[i - 1].addr.clone()).await.unwrap();
+                f.client.dial(followers[0].addr.clone()).await.unwrap();
+            }
+            followers.push(f);
+        }
+        // The publisher's node reaches only one volunteer.
+        publisher
+            .client
+            .dial(followers[7].addr.clone())
+            .await
+            .unwrap();
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        let first = article(&publisher, &outlet, 1, None, 1);
+        publisher.client.publish(first.bytes()).await.unwrap();
+        until("all 20 hold the article", Duration::from_secs(120), || {
+            followers.iter().all(|f| holds(f, &first))
+        })
+        .await;
+
+        // R5: the publisher goes away; a newcomer still gets it from volunteers.
+        publisher.client.shutdown().await;
+        drop(publisher);
+        let newcomer = node().await;
+        newcomer
+            .client
+            .dial(followers[12].addr.clone())
+            .await
+            .unwrap();
+        newcomer.client.follow(outlet.public(), None).await.unwrap();
+        until(
+            "the newcomer holds the article",
+            Duration::from_secs(60),
+            || holds(&newcomer, &first),
+        )
+        .await;
+        assert!(newcomer.client.conflicts().is_empty());
+        for f in followers.iter().chain([&newcomer]) {
+            f.client.shutdown().await;
+        }
+    })
+    .await
+    .expect("finished in time");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_follower_away_for_ten_articles_catches_up_and_refuses_a_second_version() {
+    tokio::time::timeout(Duration::from_secs(180), async {
+        let outlet = SecretKey::generate().unwrap();
+        let publisher = node().await;
+        let volunteer = node().await;
+        volunteer
+            .client
+            .follow(outlet.public(), None)
+            .await
+            .unwrap();
+        publisher.client.dial(volunteer.addr.clone()).await.unwrap();
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        // The away follower exists, follows, and goes offline.
+        let away_dir = TempDir::new().unwrap();
+        let away_key = identity::Keypair::generate_ed25519();
+        let away = node_in(away_dir, away_key.clone()).await;
+        away.client.follow(outlet.public(), None).await.unwrap();
+        away.client.shutdown().await;
+        let away_dir = away.dir;
+        drop(away.client);
+        drop(away.store);
+        tokio::time::sleep(Duration::from_millis(300)).await;
+
+        let mut published = Vec::new();
+        let mut prev = None;
+        for seq in 1..=10 {
+            let m = article(&publisher, &outlet, seq, prev, seq);
+            publisher.client.publish(m.bytes()).await.unwrap();
+            prev = Some(*Hash::of(m.bytes()).as_bytes());
+            published.push(m);
+        }
+        until(
+            "the volunteer holds all ten",
+            Duration::from_secs(60),
+            || published.iter().all(|m| holds(&volunteer, m)),
+        )
+        .await;
+
+        // Back online, knowing only the volunteer.
+        let away = node_in(away_dir, away_key).await;
+        away.client.dial(volunteer.addr.clone()).await.unwrap();
+        until(
+            "the returning follower holds all ten",
+            Duration::from_secs(90),
+            || published.iter().all(|m| holds(&away, m)),
+        )
+        .await;
+        let head = away.client.trust();
+        assert_eq!(head.head(&outlet.public(), "main").unwrap().seq, 10);
+
+        // Someone with the outlet's key signs a different tenth article.
+        let rogue = node().await;
+        rogue.client.dial(volunteer.addr.clone()).await.unwrap();
+        rogue.client.dial(away.addr.clone()).await.unwrap();
+        let second = article(
+            &rogue,
+            &outlet,
+            10,
+            Some(*Hash::of(published[8].bytes()).as_bytes()),
+            99,
+        );
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        rogue.client.publish(second.bytes()).await.unwrap();
+        until(
+            "the equivocation is reported",
+            Duration::from_secs(30),
+            || !volunteer.client.conflicts().is_empty(),
+        )
+        .await;
+        assert!(
+            volunteer.client.conflicts()[0]
+                .detail
+                .contains("EQUIVOCATION")
+        );
+        assert!(
+            !holds(&volunteer, &second),
+            "the second version is not kept"
+        );
+        assert!(holds(&volunteer, &published[9]), "the first stays");
+        assert_eq!(
+            volunteer
+                .client
+                .trust()
+                .head(&outlet.public(), "main")
+                .unwrap()
+                .hash,
+            *Hash::of(published[9].bytes()).as_bytes()
+        );
+        for n in [
+            &publisher.client,
+            &volunteer.client,
+            &away.client,
+            &rogue.client,
+        ] {
+            n.shutdown().await;
+        }
+    })
+    .await
+    .expect("finished in time");
+}
