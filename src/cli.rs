@@ -86,6 +86,22 @@ pub enum Command {
         /// The manifest's hash (in the store) or a manifest file.
         target: String,
     },
+    /// Follow a publisher: its signed articles are replicated here, checked,
+    /// kept and passed on. A node follows nobody until told to.
+    Follow {
+        /// The publisher's root public key (64 hex digits, as `key show` prints it).
+        pubkey: String,
+        /// A name to show for it.
+        #[arg(long)]
+        name: Option<String>,
+    },
+    /// Stop following a publisher. What is stored stays until unpinned.
+    Unfollow {
+        /// The publisher's root public key.
+        pubkey: String,
+    },
+    /// List the publishers followed.
+    Following,
     /// Run the node: join the network, announce the blobs held here, and
     /// serve them. Stops cleanly on Ctrl-C or SIGTERM.
     Node(NodeArgs),

@@ -46,6 +46,10 @@ pub struct NodeConfig {
     /// Most connections held at once. Default by profile: 256 (desktop),
     /// 1024 (server), 64 (lowpower).
     pub max_connections: Option<u32>,
+    /// Publishers to follow (root public keys), besides those followed with
+    /// `tamizdat follow`.
+    #[serde(default)]
+    pub follow: Vec<String>,
 }
 
 /// The kind of machine a node runs on.

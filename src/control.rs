@@ -20,6 +20,8 @@ use std::{
 
 use anyhow::{Context, Result, bail};
 use serde::{Deserialize, Serialize, de::DeserializeOwned};
+use tamizdat_node::feeds::{self, Followed};
+use tamizdat_sign::{PublicKey, TrustState};
 use tamizdat_store::{Added, Hash, Store};
 use tokio::{net::UnixListener, sync::Semaphore, task::JoinHandle};
 use tracing::{debug, warn};
@@ -96,6 +98,18 @@ pub enum Request {
         value: Vec<u8>,
     },
     Status,
+    Follow {
+        key: PublicKey,
+        name: Option<String>,
+    },
+    Unfollow {
+        key: PublicKey,
+    },
+    Following,
+    /// Record and announce a manifest signed here (its files are stored).
+    Publish {
+        envelope: Vec<u8>,
+    },
     /// Fetch a blob from the network through the running node.
     Fetch {
         hash: Hash,
@@ -114,6 +128,9 @@ pub struct Status {
     pub pid: u32,
     pub connected: Vec<String>,
     pub nat: String,
+    pub following: usize,
+    /// Equivocations seen (two versions of one article).
+    pub conflicts: Vec<String>,
     pub stored_bytes: u64,
     pub quota: Option<u64>,
 }
@@ -571,8 +588,40 @@ fn dispatch(
         Request::Pins => reply(&store.pins().map_err(text)?),
         Request::Gc { dry_run } => reply(&store.gc(dry_run).map_err(text)?),
         Request::Scrub => reply(&store.scrub().map_err(text)?),
+        // The node holds the feed state in memory: commands read and write
+        // that copy, never the stored one behind its back.
+        Request::StateGet { name } if name == feeds::TRUST => {
+            reply(&Some(ctx.node.trust().encode()))
+        }
+        Request::StatePut { name, value } if name == feeds::TRUST => {
+            let trust = TrustState::decode(&value).map_err(text)?;
+            reply(
+                &ctx.runtime
+                    .block_on(ctx.node.set_trust(trust))
+                    .map_err(text)?,
+            )
+        }
+        Request::StatePut { name, .. } if name == feeds::FOLLOWS => {
+            Err("the follow list is the node's: use `tamizdat follow`".into())
+        }
         Request::StateGet { name } => reply(&store.state_get(&name).map_err(text)?),
         Request::StatePut { name, value } => reply(&store.state_put(&name, &value).map_err(text)?),
+        Request::Follow { key, name } => reply(
+            &ctx.runtime
+                .block_on(ctx.node.follow(key, name))
+                .map_err(text)?,
+        ),
+        Request::Unfollow { key } => reply(
+            &ctx.runtime
+                .block_on(ctx.node.unfollow(&key))
+                .map_err(text)?,
+        ),
+        Request::Following => reply::<Vec<Followed>>(&ctx.node.following()),
+        Request::Publish { envelope } => reply(
+            &ctx.runtime
+                .block_on(ctx.node.publish(&envelope))
+                .map_err(text)?,
+        ),
         Request::Status => {
             let connected = ctx
                 .runtime
@@ -592,6 +641,8 @@ fn dispatch(
                     tamizdat_node::NatStatus::Private => "private".into(),
                     tamizdat_node::NatStatus::Public(a) => format!("public {a}"),
                 },
+                following: ctx.node.following().len(),
+                conflicts: ctx.node.conflicts().into_iter().map(|c| c.detail).collect(),
                 stored_bytes: usage.used,
                 quota: usage.quota,
             })

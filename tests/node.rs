@@ -290,3 +290,46 @@ fn get_goes_through_the_running_node_of_its_data_dir() {
     sigterm(&mut second);
     drop(first);
 }
+
+#[test]
+fn an_article_published_on_one_node_reaches_a_follower_verified() {
+    let newsroom = Env::new();
+    let volunteer = Env::new();
+    let key = newsroom.ok(&["key", "new", "--name", "desk", "--no-passphrase"]);
+    let key = key.trim();
+    assert!(volunteer.ok(&["following"]).is_empty(), "nobody by default");
+    volunteer.ok(&["follow", key, "--name", "The Desk"]);
+    assert!(volunteer.ok(&["following"]).contains("The Desk"));
+    let mut desk = start(&newsroom, None);
+    let mut home = start(&volunteer, Some(&desk.addr));
+    std::thread::sleep(std::time::Duration::from_secs(2));
+    std::fs::create_dir_all(newsroom.work().join("story")).unwrap();
+    newsroom.write("story/index.md", "# Новости\n\nСегодня.\n".as_bytes());
+    newsroom.write("story/photo.jpg", &random(300_000, 5));
+    let out = newsroom.ok(&["publish", "story", "--key", "desk", "--no-passphrase"]);
+    let manifest = out.trim().to_owned();
+    // The volunteer's node receives it, checks it and fetches its files.
+    let start = std::time::Instant::now();
+    loop {
+        let v = volunteer.run(&["verify", &manifest]);
+        if v.status.success() {
+            assert!(String::from_utf8_lossy(&v.stdout).contains("VERIFIED"));
+            break;
+        }
+        assert!(
+            start.elapsed() < std::time::Duration::from_secs(60),
+            "not replicated: {}",
+            String::from_utf8_lossy(&v.stdout)
+        );
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+    let status: serde_json::Value =
+        serde_json::from_str(&volunteer.ok(&["status", "--json"])).unwrap();
+    assert_eq!(status["following"], 1);
+    sigterm(&mut home);
+    sigterm(&mut desk);
+    // Offline, the follower still has it, verified.
+    assert!(volunteer.ok(&["verify", &manifest]).contains("VERIFIED"));
+    volunteer.ok(&["unfollow", key]);
+    assert!(volunteer.ok(&["following"]).is_empty());
+}

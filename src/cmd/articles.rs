@@ -226,6 +226,22 @@ pub fn publish(data: &Path, store: &Repo, args: PublishArgs) -> Result<ExitCode>
     let verified = Verifier::new()
         .verify(signed.bytes(), &trust)
         .context("the new manifest does not verify")?;
+    if let Repo::Remote(_) = store {
+        // The running node records it (feed rules, store, pin) and tells
+        // the publisher's followers.
+        let hash = store.publish(signed.bytes())?;
+        println!("{hash}");
+        eprintln!(
+            "published {:?} as {} seq {} ({} files), announced by the running node",
+            signed.body().title,
+            signed.body().feed,
+            seq,
+            signed.body().entries.len()
+        );
+        return Ok(ExitCode::SUCCESS);
+    }
+    // A node started later keeps this feed and serves it to followers.
+    store.follow(publisher, None)?;
     trust.accept(&verified, created)?;
     // Record the new head first: if anything after this fails, the next
     // publish takes the next sequence number (a harmless gap) instead of

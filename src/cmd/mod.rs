@@ -2,6 +2,7 @@
 
 mod articles;
 mod blobs;
+mod feeds;
 mod keys;
 mod net;
 mod repo;
@@ -36,6 +37,9 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         Command::Publish(args) => articles::publish(&dir, &store()?, args),
         Command::Verify { target } => articles::verify(&store()?, &target),
         Command::Show { target } => articles::show(&store()?, &target),
+        Command::Follow { pubkey, name } => feeds::follow(&store()?, &pubkey, name),
+        Command::Unfollow { pubkey } => feeds::unfollow(&store()?, &pubkey),
+        Command::Following => feeds::following(&store()?),
         Command::Node(args) => net::node(&dir, &cfg, args),
         Command::Get(args) => net::get(&dir, &cfg, store()?, args),
         Command::Status { json } => net::status(&dir, json),

@@ -127,11 +127,23 @@ pub fn node(dir: &Path, cfg: &config::Config, args: NodeArgs) -> Result<ExitCode
             config.bootstrap.push(addr);
         }
     }
+    let follow = cfg
+        .node
+        .follow
+        .iter()
+        .map(|k| {
+            k.parse::<tamizdat_sign::PublicKey>()
+                .with_context(|| format!("config: [node] follow: {k:?} is not a publisher key"))
+        })
+        .collect::<Result<Vec<_>>>()?;
     let store = Arc::new(store);
     let info_path = dir.join(NODE_INFO);
     let rt = runtime()?;
     rt.block_on(async {
         let client = tamizdat_node::spawn(config, store.clone())?;
+        for key in &follow {
+            client.follow(*key, None).await?;
+        }
         let addrs = client.wait_listening(listen.len()).await?;
         let full: Vec<String> = addrs
             .iter()
@@ -326,6 +338,8 @@ pub fn status(dir: &Path, json_out: bool) -> Result<ExitCode> {
                 "pid": s.pid,
                 "connected": s.connected,
                 "nat": s.nat,
+                "following": s.following,
+                "conflicts": s.conflicts,
                 "stored_bytes": s.stored_bytes,
                 "quota": s.quota,
             }),
@@ -340,6 +354,10 @@ pub fn status(dir: &Path, json_out: bool) -> Result<ExitCode> {
         }
         println!("connected  {} peer(s)", s.connected.len());
         println!("nat        {}", s.nat);
+        println!("following  {} publisher(s)", s.following);
+        for c in &s.conflicts {
+            println!("CONFLICT   {c}");
+        }
         match s.quota {
             Some(q) => println!("stored     {} of {} bytes", s.stored_bytes, q),
             None => println!("stored     {} bytes", s.stored_bytes),

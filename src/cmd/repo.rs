@@ -10,7 +10,9 @@ use std::{
     time::{Duration, Instant},
 };
 
-use anyhow::{Result, bail};
+use anyhow::{Context, Result, bail};
+use tamizdat_node::feeds::{self, Feeds, Followed};
+use tamizdat_sign::PublicKey;
 use tamizdat_store::{Added, BlobInfo, GcReport, Hash, OpenError, ScrubReport, Store};
 
 use crate::{
@@ -175,6 +177,62 @@ impl Repo {
             }),
         }
     }
+
+    /// Follows a publisher; false if it already was.
+    pub fn follow(&self, key: PublicKey, name: Option<String>) -> Result<bool> {
+        match self {
+            Repo::Local(s) => {
+                let mut f = local_feeds(s)?;
+                let new = f.follow(key, name).map_err(anyhow::Error::msg)?;
+                s.state_put(feeds::FOLLOWS, &f.encode_follows())?;
+                Ok(new)
+            }
+            Repo::Remote(r) => r.call(&Request::Follow { key, name }),
+        }
+    }
+
+    /// Stops following a publisher; false if it was not followed.
+    pub fn unfollow(&self, key: &PublicKey) -> Result<bool> {
+        match self {
+            Repo::Local(s) => {
+                let mut f = local_feeds(s)?;
+                let was = f.unfollow(key);
+                s.state_put(feeds::FOLLOWS, &f.encode_follows())?;
+                Ok(was)
+            }
+            Repo::Remote(r) => r.call(&Request::Unfollow { key: *key }),
+        }
+    }
+
+    /// The publishers followed.
+    pub fn following(&self) -> Result<Vec<Followed>> {
+        match self {
+            Repo::Local(s) => Ok(local_feeds(s)?.following()),
+            Repo::Remote(r) => r.call(&Request::Following),
+        }
+    }
+
+    /// Hands a manifest signed here to the running node, which records and
+    /// announces it. (Without a node, `publish` records it itself.)
+    pub fn publish(&self, envelope: &[u8]) -> Result<Hash> {
+        match self {
+            Repo::Remote(r) => r.call(&Request::Publish {
+                envelope: envelope.to_vec(),
+            }),
+            Repo::Local(_) => anyhow::bail!("publishing without a node is done by the caller"),
+        }
+    }
+}
+
+/// The follow list as stored (the trust state is not needed for it).
+fn local_feeds(s: &Store) -> Result<Feeds> {
+    let follows = match s.state_get(feeds::FOLLOWS)? {
+        None => Vec::new(),
+        Some(b) => Feeds::decode_follows(&b)
+            .map_err(anyhow::Error::msg)
+            .context("the stored follow list is damaged")?,
+    };
+    Ok(Feeds::new(Default::default(), follows))
 }
 
 /// Whether opening failed because another process holds the store.
