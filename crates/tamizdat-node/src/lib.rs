@@ -19,6 +19,6 @@ pub mod wire;
 pub use bans::BAN_FOR;
 pub use libp2p::{Multiaddr, PeerId, identity, multiaddr::Protocol};
 pub use node::{
-    Client, Config, Fetched, KAD_PROTOCOL, MAX_RELAYS, NatConfig, NatStatus, NodeError, Progress,
-    spawn,
+    Client, Config, Fetched, GossipPeer, KAD_PROTOCOL, MAX_RELAYS, NatConfig, NatStatus, NodeError,
+    Progress, spawn,
 };

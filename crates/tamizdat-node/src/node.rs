@@ -277,7 +277,19 @@ enum Command {
     Gossip(String, Vec<u8>, oneshot::Sender<Result<(), String>>),
     Validate(gossipsub::MessageId, PeerId, gossipsub::MessageAcceptance),
     CatchUp(PeerId),
+    GossipPeers(oneshot::Sender<Vec<GossipPeer>>),
     Shutdown,
+}
+
+/// A peer as gossip sees it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct GossipPeer {
+    /// The peer.
+    pub peer: PeerId,
+    /// Its gossipsub score: it falls for peers that forward invalid objects.
+    pub score: f64,
+    /// Whether it is in the mesh of any topic we follow.
+    pub in_mesh: bool,
 }
 
 /// A handle on a running node. Cheap to clone.
@@ -292,6 +304,8 @@ pub struct Client {
     config: Arc<Config>,
     bad: Arc<BadPeers>,
     feeds: Arc<Mutex<Feeds>>,
+    /// Blob bytes sent to peers since start.
+    served: Arc<std::sync::atomic::AtomicU64>,
 }
 
 impl std::fmt::Debug for Client {
@@ -560,6 +574,7 @@ pub fn spawn(config: Config, store: Arc<Store>) -> Result<Client, NodeError> {
         config: config.clone(),
         bad: Arc::default(),
         feeds: feeds.clone(),
+        served: Arc::default(),
     };
     let event_loop = EventLoop {
         swarm,
@@ -580,7 +595,12 @@ pub fn spawn(config: Config, store: Arc<Store>) -> Result<Client, NodeError> {
         repl_tx,
     };
     tokio::spawn(event_loop.run());
-    tokio::spawn(serve_incoming(incoming, store.clone(), config.clone()));
+    tokio::spawn(serve_incoming(
+        incoming,
+        store.clone(),
+        config.clone(),
+        client.served.clone(),
+    ));
     tokio::spawn(replicate::serve_heads(heads_incoming, feeds));
     tokio::spawn(replicate::run(client.clone(), repl_rx));
     // Announce what we hold.
@@ -613,6 +633,7 @@ async fn serve_incoming(
     mut incoming: libp2p_stream::IncomingStreams,
     store: Arc<Store>,
     config: Arc<Config>,
+    served: Arc<std::sync::atomic::AtomicU64>,
 ) {
     let total = Arc::new(Semaphore::new(config.max_streams));
     let per_peer: Arc<Mutex<HashMap<PeerId, usize>>> = Arc::default();
@@ -631,6 +652,7 @@ async fn serve_incoming(
         };
         let store = store.clone();
         let per_peer = per_peer.clone();
+        let served = served.clone();
         tokio::spawn(async move {
             let Ok(permit) = slot
                 .map_err(|_| ())
@@ -647,7 +669,10 @@ async fn serve_incoming(
                 }
                 return;
             };
-            let bridge = SyncIoBridge::new(stream);
+            let bridge = Counted {
+                inner: SyncIoBridge::new(stream),
+                sent: served,
+            };
             let result = tokio::task::spawn_blocking(move || transfer::serve(&store, bridge)).await;
             match result {
                 Ok(Ok(served)) => debug!(%peer, ?served, "served"),
@@ -657,6 +682,30 @@ async fn serve_incoming(
             drop(permit);
             release(&per_peer, &peer);
         });
+    }
+}
+
+/// Counts the bytes written through it.
+struct Counted<S> {
+    inner: S,
+    sent: Arc<std::sync::atomic::AtomicU64>,
+}
+
+impl<S: std::io::Read> std::io::Read for Counted<S> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        self.inner.read(buf)
+    }
+}
+
+impl<S: std::io::Write> std::io::Write for Counted<S> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let n = self.inner.write(buf)?;
+        self.sent
+            .fetch_add(n as u64, std::sync::atomic::Ordering::Relaxed);
+        Ok(n)
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.inner.flush()
     }
 }
 
@@ -933,6 +982,18 @@ impl Client {
         max: u64,
     ) -> Result<Fetched, NodeError> {
         self.fetch_inner(hash, hint, None, Some(max)).await
+    }
+
+    /// Blob bytes this node has sent to peers since it started.
+    pub fn bytes_served(&self) -> u64 {
+        self.served.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// The peers gossip knows, with their scores.
+    pub async fn gossip_peers(&self) -> Result<Vec<GossipPeer>, NodeError> {
+        let (tx, rx) = oneshot::channel();
+        self.send(Command::GossipPeers(tx)).await?;
+        rx.await.map_err(|_| NodeError::Stopped)
     }
 
     /// Stops the node.
@@ -1317,6 +1378,19 @@ impl EventLoop {
                     .behaviour_mut()
                     .gossipsub
                     .report_message_validation_result(&id, &source, acceptance);
+            }
+            Command::GossipPeers(reply) => {
+                let gs = &self.swarm.behaviour().gossipsub;
+                let mesh: HashSet<PeerId> = gs.all_mesh_peers().copied().collect();
+                let peers = gs
+                    .all_peers()
+                    .map(|(p, _)| GossipPeer {
+                        peer: *p,
+                        score: gs.peer_score(p).unwrap_or(0.0),
+                        in_mesh: mesh.contains(p),
+                    })
+                    .collect();
+                let _ = reply.send(peers);
             }
             Command::CatchUp(peer) => {
                 let _ = self.repl_tx.try_send(replicate::Event::Connected(peer));
