@@ -558,6 +558,8 @@ fn dispatch(
                 None => store.add_reader(&mut data, &name),
             }
             .map_err(text)?;
+            // Peers can find it from now on.
+            ctx.runtime.block_on(ctx.node.announce(added.hash));
             reply(&added)
         }
         Request::Read { hash } => {

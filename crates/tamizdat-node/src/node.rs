@@ -808,6 +808,11 @@ impl Client {
         Ok(())
     }
 
+    /// Like [`Client::provide`], without waiting for the DHT to confirm.
+    pub async fn announce(&self, hash: Hash) {
+        let _ = self.tx.send(Command::Provide(hash, None)).await;
+    }
+
     /// Asks the DHT who holds `hash`.
     pub async fn providers(&self, hash: Hash) -> Result<HashSet<PeerId>, NodeError> {
         let (tx, rx) = oneshot::channel();
@@ -955,6 +960,13 @@ impl Client {
         replicate::admit_own(self, envelope)
             .await
             .map_err(NodeError::Store)?;
+        // Tell the DHT we hold the article, so that followers who missed the
+        // announcement (or restart mid-way) find a provider.
+        for h in std::iter::once(Hash::of(envelope))
+            .chain(m.body().entries.iter().map(|e| Hash::from_bytes(e.hash)))
+        {
+            self.announce(h).await;
+        }
         let (tx, rx) = oneshot::channel();
         self.send(Command::Gossip(
             feeds::topic(&publisher),

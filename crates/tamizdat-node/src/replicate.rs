@@ -39,8 +39,52 @@ const MAX_HEADS_BYTES: usize = 256 * 1024;
 pub const MAX_WALK: usize = 64;
 /// Blobs waiting to be fetched, at most.
 const MAX_QUEUED: usize = 100_000;
-/// Attempts at one blob before it is left to the next catch-up.
+/// Attempts at one blob before it is left to the next repair pass.
 pub const MAX_ATTEMPTS: u32 = 30;
+/// How often recorded articles are checked for missing files.
+const REPAIR_EVERY: std::time::Duration = std::time::Duration::from_secs(600);
+
+/// The files of recorded articles (manifests under a `feed/` pin) that are
+/// not complete here.
+pub fn missing_files(store: &Store) -> Result<Vec<Want>, String> {
+    let mut wants = Vec::new();
+    for (pin, hashes) in store.pins().map_err(|e| e.to_string())? {
+        if !pin.starts_with("feed/") {
+            continue;
+        }
+        for h in hashes {
+            let Some(info) = store.info(&h).map_err(|e| e.to_string())? else {
+                continue;
+            };
+            if !info.complete || info.size > MAX_MANIFEST_LEN as u64 {
+                continue;
+            }
+            let Ok(bytes) = store.read_to_vec(&h) else {
+                continue;
+            };
+            let Ok(m) = tamizdat_sign::Signed::<tamizdat_sign::Manifest>::decode(&bytes) else {
+                continue;
+            };
+            for e in &m.body().entries {
+                let hash = Hash::from_bytes(e.hash);
+                let complete = store
+                    .info(&hash)
+                    .map_err(|e| e.to_string())?
+                    .is_some_and(|i| i.complete);
+                if !complete {
+                    wants.push(Want {
+                        hash,
+                        pin: pin.clone(),
+                        hints: Vec::new(),
+                        copies: 0,
+                        attempts: 0,
+                    });
+                }
+            }
+        }
+    }
+    Ok(wants)
+}
 
 /// The wait before attempt `n + 1` at a blob: the copies announced in gossip
 /// are often still being fetched by the announcer, so soon, then less often.
@@ -193,6 +237,30 @@ pub(crate) async fn run(client: Client, mut events: mpsc::Receiver<Event>) {
     let mut queue = Queue::default();
     let mut fetching: JoinSet<Option<Want>> = JoinSet::new();
     let (found_tx, mut found) = mpsc::channel::<Vec<Want>>(64);
+    // Files of recorded articles still missing (a restart mid-replication,
+    // or attempts given up): looked for at start and then now and again.
+    {
+        let (client, tx) = (client.clone(), found_tx.clone());
+        tokio::spawn(async move {
+            loop {
+                let store = client.store().clone();
+                if let Ok(Ok(wants)) =
+                    tokio::task::spawn_blocking(move || missing_files(&store)).await
+                    && !wants.is_empty()
+                {
+                    info!(count = wants.len(), "resuming files of recorded articles");
+                    if tx.send(wants).await.is_err() {
+                        return;
+                    }
+                }
+                // Ends with the replication task (the node stopped).
+                tokio::select! {
+                    () = tokio::time::sleep(REPAIR_EVERY) => {}
+                    () = tx.closed() => return,
+                }
+            }
+        });
+    }
     loop {
         while fetching.len() < FETCHES {
             let Some(want) = queue.pop() else { break };

@@ -289,3 +289,99 @@ async fn a_follower_away_for_ten_articles_catches_up_and_refuses_a_second_versio
     .await
     .expect("finished in time");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_follower_stopped_mid_replication_resumes_and_refuses_a_replay() {
+    tokio::time::timeout(Duration::from_secs(180), async {
+        let outlet = SecretKey::generate().unwrap();
+        let publisher = node().await;
+        let (dir, key) = (
+            TempDir::new().unwrap(),
+            identity::Keypair::generate_ed25519(),
+        );
+        let follower = node_in(dir, key.clone()).await;
+        follower.client.follow(outlet.public(), None).await.unwrap();
+        follower.client.dial(publisher.addr.clone()).await.unwrap();
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        let first = article(&publisher, &outlet, 1, None, 1);
+        publisher.client.publish(first.bytes()).await.unwrap();
+        until("the first article", Duration::from_secs(60), || {
+            holds(&follower, &first)
+        })
+        .await;
+
+        // A large second article: the follower is stopped as soon as it has
+        // recorded the manifest, long before the file can be complete.
+        let big = data(48 << 20, 7);
+        let big_hash = publisher.store.add_bytes(&big).unwrap().hash;
+        let mut m = first.body().clone();
+        m.seq = 2;
+        m.prev = Some(*Hash::of(first.bytes()).as_bytes());
+        m.title = "Большая".into();
+        m.entries.push(Entry {
+            path: "video.bin".into(),
+            hash: *big_hash.as_bytes(),
+            size: big.len() as u64,
+            media_type: "application/octet-stream".into(),
+        });
+        let second = Signed::sign(m, &outlet).unwrap();
+        publisher.client.publish(second.bytes()).await.unwrap();
+        let start = tokio::time::Instant::now();
+        while follower
+            .client
+            .trust()
+            .head(&outlet.public(), "main")
+            .unwrap()
+            .seq
+            < 2
+        {
+            assert!(
+                start.elapsed() < Duration::from_secs(30),
+                "manifest not recorded"
+            );
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+        follower.client.shutdown().await;
+        let TestNode {
+            dir, store, client, ..
+        } = follower;
+        let partial = store.info(&big_hash).unwrap();
+        assert!(
+            partial.is_none_or(|i| !i.complete),
+            "stopped before the file was complete"
+        );
+        drop((client, store));
+        tokio::time::sleep(Duration::from_millis(500)).await;
+
+        // Back up, same data dir and identity: it resumes on its own.
+        let follower = node_in(dir, key).await;
+        follower.client.dial(publisher.addr.clone()).await.unwrap();
+        until(
+            "the big article after the restart",
+            Duration::from_secs(90),
+            || holds(&follower, &second),
+        )
+        .await;
+        assert_eq!(follower.store.read_to_vec(&big_hash).unwrap(), big);
+
+        // A replay of the first article, relayed by a peer with no history:
+        // ignored, the head stays where it was.
+        let relay = node().await;
+        relay.client.dial(follower.addr.clone()).await.unwrap();
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        relay.client.publish(first.bytes()).await.unwrap();
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        let head = follower.client.trust();
+        let head = head.head(&outlet.public(), "main").unwrap();
+        assert_eq!(
+            (head.seq, head.hash),
+            (2, *Hash::of(second.bytes()).as_bytes())
+        );
+        assert!(follower.client.conflicts().is_empty());
+        for c in [&publisher.client, &follower.client, &relay.client] {
+            c.shutdown().await;
+        }
+    })
+    .await
+    .expect("finished in time");
+}
