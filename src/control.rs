@@ -110,6 +110,10 @@ pub enum Request {
     Publish {
         envelope: Vec<u8>,
     },
+    /// Announce a revocation or delegation to the publisher's followers.
+    AnnounceKey {
+        envelope: Vec<u8>,
+    },
     /// Fetch a blob from the network through the running node.
     Fetch {
         hash: Hash,
@@ -619,6 +623,11 @@ fn dispatch(
                 .map_err(text)?,
         ),
         Request::Following => reply::<Vec<Followed>>(&ctx.node.following()),
+        Request::AnnounceKey { envelope } => reply(
+            &ctx.runtime
+                .block_on(ctx.node.announce_key_object(&envelope))
+                .map_err(text)?,
+        ),
         Request::Publish { envelope } => reply(
             &ctx.runtime
                 .block_on(ctx.node.publish(&envelope))

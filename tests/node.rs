@@ -333,3 +333,75 @@ fn an_article_published_on_one_node_reaches_a_follower_verified() {
     volunteer.ok(&["unfollow", key]);
     assert!(volunteer.ok(&["following"]).is_empty());
 }
+
+/// Runs `verify` on `env` until its exit status is `want` (or a minute passed).
+fn verify_until(env: &Env, manifest: &str, want: i32) -> String {
+    let start = std::time::Instant::now();
+    loop {
+        let v = env.run(&["verify", manifest]);
+        let out = String::from_utf8_lossy(&v.stdout).into_owned();
+        if v.status.code() == Some(want) {
+            return out;
+        }
+        assert!(
+            start.elapsed() < std::time::Duration::from_secs(60),
+            "verify never exited {want}: {out}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+}
+
+#[test]
+fn a_revocation_made_on_the_newsroom_node_reaches_its_followers() {
+    let newsroom = Env::new();
+    let volunteer = Env::new();
+    let root_pass = newsroom.write("root-pass", b"correct horse battery staple\n");
+    let pass = newsroom.write("pass", b"laptop passphrase\n");
+    let (rp, sp) = (root_pass.to_str().unwrap(), pass.to_str().unwrap());
+    let root = newsroom.ok(&["key", "new", "--name", "outlet", "--passphrase-file", rp]);
+    newsroom.ok(&[
+        "key",
+        "delegate",
+        "--root",
+        "outlet",
+        "--name",
+        "laptop",
+        "--valid-for",
+        "30d",
+        "--passphrase-file",
+        rp,
+        "--new-passphrase-file",
+        sp,
+    ]);
+    volunteer.ok(&["follow", root.trim()]);
+    let mut desk = start(&newsroom, None);
+    let mut home = start(&volunteer, Some(&desk.addr));
+    std::thread::sleep(std::time::Duration::from_secs(2));
+    newsroom.write("note.md", "# Срочно\n\nТекст.\n".as_bytes());
+    let manifest = newsroom.ok(&[
+        "publish",
+        "note.md",
+        "--key",
+        "laptop",
+        "--passphrase-file",
+        sp,
+    ]);
+    let manifest = manifest.trim();
+    verify_until(&volunteer, manifest, 0);
+    // The laptop is seized: the root revokes its key, on the running node.
+    newsroom.ok(&[
+        "key",
+        "revoke",
+        "--root",
+        "outlet",
+        "laptop",
+        "--reason",
+        "seized",
+        "--passphrase-file",
+        rp,
+    ]);
+    let out = verify_until(&volunteer, manifest, 1);
+    assert!(out.contains("revoked"), "{out}");
+    sigterm(&mut home);
+    sigterm(&mut desk);
+}

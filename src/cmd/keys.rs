@@ -351,6 +351,9 @@ pub fn run(data: &Path, store: impl Fn() -> Result<Repo>, cmd: KeyCommand) -> Re
             let mut trust = state::load(&store)?;
             trust.add_revocation(&rev)?;
             state::save(&store, &trust)?;
+            if store.announce_key(rev.bytes())? {
+                eprintln!("announced to the publisher's followers by the running node");
+            }
             println!("{}", added.hash);
             eprintln!(
                 "signing key {target} revoked here. Carry {} to your online nodes and run \
@@ -369,6 +372,9 @@ pub fn run(data: &Path, store: impl Fn() -> Result<Repo>, cmd: KeyCommand) -> Re
                         .with_context(|| format!("revocation {}", file.display()))?;
                     let added = store.add_bytes(rev.bytes())?;
                     store.pin(KEYS_PIN, &added.hash)?;
+                    // Saved before it is announced: followers may ask back.
+                    state::save(&store, &trust)?;
+                    store.announce_key(rev.bytes())?;
                     let RevocationTarget::Key(k) = rev.body().target else {
                         eprintln!(
                             "{}: revocation of a delegation {}",

@@ -212,6 +212,20 @@ impl Repo {
         }
     }
 
+    /// Through a running node, tells the publisher's followers about a
+    /// revocation or delegation; without one, nothing to do (peers learn it
+    /// from `tamizdat key import` or a bundle).
+    pub fn announce_key(&self, envelope: &[u8]) -> Result<bool> {
+        match self {
+            Repo::Remote(r) => r
+                .call::<()>(&Request::AnnounceKey {
+                    envelope: envelope.to_vec(),
+                })
+                .map(|()| true),
+            Repo::Local(_) => Ok(false),
+        }
+    }
+
     /// Hands a manifest signed here to the running node, which records and
     /// announces it. (Without a node, `publish` records it itself.)
     pub fn publish(&self, envelope: &[u8]) -> Result<Hash> {

@@ -980,6 +980,32 @@ impl Client {
         Ok(Hash::of(envelope))
     }
 
+    /// Tells a publisher's followers about a revocation or delegation made
+    /// or imported here (its signature is checked first). Followers apply
+    /// a revocation as soon as it arrives.
+    pub async fn announce_key_object(&self, envelope: &[u8]) -> Result<(), NodeError> {
+        let bad = |e: &dyn std::fmt::Display| NodeError::Store(e.to_string());
+        let root =
+            if let Ok(rev) = tamizdat_sign::Signed::<tamizdat_sign::Revocation>::decode(envelope) {
+                // Checks the root's signature.
+                tamizdat_sign::TrustState::default()
+                    .add_revocation(&rev)
+                    .map_err(|e| bad(&e))?;
+                rev.body().root
+            } else {
+                tamizdat_sign::verify_delegation(envelope)
+                    .map_err(|e| bad(&e))?
+                    .body()
+                    .root
+            };
+        let (tx, rx) = oneshot::channel();
+        self.send(Command::Gossip(feeds::topic(&root), envelope.to_vec(), tx))
+            .await?;
+        rx.await
+            .map_err(|_| NodeError::Stopped)?
+            .map_err(NodeError::Store)
+    }
+
     /// Exchanges feed heads with `peer` and fetches what we miss.
     pub async fn catch_up(&self, peer: PeerId) {
         let _ = self.tx.send(Command::CatchUp(peer)).await;
