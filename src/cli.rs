@@ -94,6 +94,13 @@ pub enum Command {
         /// A name to show for it.
         #[arg(long)]
         name: Option<String>,
+        /// Keep at most this much of it ("2 GiB"); its oldest articles go
+        /// first. Articles you pinned yourself always stay.
+        #[arg(long, value_name = "SIZE")]
+        max_bytes: Option<bytesize::ByteSize>,
+        /// Let its articles go this long after they were signed ("90d").
+        #[arg(long, value_name = "DURATION")]
+        keep: Option<humantime::Duration>,
     },
     /// Stop following a publisher. What is stored stays until unpinned.
     Unfollow {

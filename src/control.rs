@@ -101,6 +101,7 @@ pub enum Request {
     Follow {
         key: PublicKey,
         name: Option<String>,
+        policy: tamizdat_node::retention::Policy,
     },
     Unfollow {
         key: PublicKey,
@@ -612,9 +613,9 @@ fn dispatch(
         }
         Request::StateGet { name } => reply(&store.state_get(&name).map_err(text)?),
         Request::StatePut { name, value } => reply(&store.state_put(&name, &value).map_err(text)?),
-        Request::Follow { key, name } => reply(
+        Request::Follow { key, name, policy } => reply(
             &ctx.runtime
-                .block_on(ctx.node.follow(key, name))
+                .block_on(ctx.node.follow_with(key, name, policy))
                 .map_err(text)?,
         ),
         Request::Unfollow { key } => reply(

@@ -241,7 +241,7 @@ pub fn publish(data: &Path, store: &Repo, args: PublishArgs) -> Result<ExitCode>
         return Ok(ExitCode::SUCCESS);
     }
     // A node started later keeps this feed and serves it to followers.
-    store.follow(publisher, None)?;
+    store.follow(publisher, None, Default::default())?;
     trust.accept(&verified, created)?;
     // Record the new head first: if anything after this fails, the next
     // publish takes the next sequence number (a harmless gap) instead of

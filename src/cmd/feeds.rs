@@ -3,6 +3,7 @@
 use std::process::ExitCode;
 
 use anyhow::{Context, Result};
+use tamizdat_node::retention::Policy;
 use tamizdat_sign::PublicKey;
 
 use super::repo::Repo;
@@ -13,9 +14,9 @@ fn parse_key(s: &str) -> Result<PublicKey> {
     })
 }
 
-pub fn follow(repo: &Repo, key: &str, name: Option<String>) -> Result<ExitCode> {
+pub fn follow(repo: &Repo, key: &str, name: Option<String>, policy: Policy) -> Result<ExitCode> {
     let key = parse_key(key)?;
-    let new = repo.follow(key, name)?;
+    let new = repo.follow(key, name, policy)?;
     eprintln!(
         "{} {} ({})",
         if new {
@@ -45,11 +46,26 @@ pub fn following(repo: &Repo) -> Result<ExitCode> {
         eprintln!("following nobody: `tamizdat follow PUBKEY` to replicate a publisher");
     }
     for f in list {
+        let mut limits = Vec::new();
+        if let Some(b) = f.policy.max_bytes {
+            limits.push(format!("max {}", bytesize::ByteSize::b(b).display().iec()));
+        }
+        if let Some(a) = f.policy.max_age {
+            limits.push(format!(
+                "keep {}",
+                humantime::format_duration(std::time::Duration::from_secs(a))
+            ));
+        }
         println!(
-            "{}  {}  {}",
+            "{}  {}  {}  {}",
             f.key,
             f.key.fingerprint(),
-            f.name.as_deref().unwrap_or("")
+            f.name.as_deref().unwrap_or("-"),
+            if limits.is_empty() {
+                "keep all".to_owned()
+            } else {
+                limits.join(", ")
+            }
         );
     }
     Ok(ExitCode::SUCCESS)

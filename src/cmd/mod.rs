@@ -37,7 +37,18 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         Command::Publish(args) => articles::publish(&dir, &store()?, args),
         Command::Verify { target } => articles::verify(&store()?, &target),
         Command::Show { target } => articles::show(&store()?, &target),
-        Command::Follow { pubkey, name } => feeds::follow(&store()?, &pubkey, name),
+        Command::Follow {
+            pubkey,
+            name,
+            max_bytes,
+            keep,
+        } => {
+            let policy = tamizdat_node::retention::Policy {
+                max_bytes: max_bytes.map(|b| b.as_u64()),
+                max_age: keep.map(|d| d.as_secs()),
+            };
+            feeds::follow(&store()?, &pubkey, name, policy)
+        }
         Command::Unfollow { pubkey } => feeds::unfollow(&store()?, &pubkey),
         Command::Following => feeds::following(&store()?),
         Command::Node(args) => net::node(&dir, &cfg, args),

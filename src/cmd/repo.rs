@@ -11,7 +11,10 @@ use std::{
 };
 
 use anyhow::{Context, Result, bail};
-use tamizdat_node::feeds::{self, Feeds, Followed};
+use tamizdat_node::{
+    feeds::{self, Feeds, Followed},
+    retention::Policy,
+};
 use tamizdat_sign::PublicKey;
 use tamizdat_store::{Added, BlobInfo, GcReport, Hash, OpenError, ScrubReport, Store};
 
@@ -179,15 +182,17 @@ impl Repo {
     }
 
     /// Follows a publisher; false if it already was.
-    pub fn follow(&self, key: PublicKey, name: Option<String>) -> Result<bool> {
+    pub fn follow(&self, key: PublicKey, name: Option<String>, policy: Policy) -> Result<bool> {
         match self {
             Repo::Local(s) => {
                 let mut f = local_feeds(s)?;
-                let new = f.follow(key, name).map_err(anyhow::Error::msg)?;
+                let new = f.follow(key, name, policy).map_err(anyhow::Error::msg)?;
                 s.state_put(feeds::FOLLOWS, &f.encode_follows())?;
+                tamizdat_node::retention::enforce(s, &key, &policy, 0, now())
+                    .map_err(anyhow::Error::msg)?;
                 Ok(new)
             }
-            Repo::Remote(r) => r.call(&Request::Follow { key, name }),
+            Repo::Remote(r) => r.call(&Request::Follow { key, name, policy }),
         }
     }
 
@@ -236,6 +241,13 @@ impl Repo {
             Repo::Local(_) => anyhow::bail!("publishing without a node is done by the caller"),
         }
     }
+}
+
+fn now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
 }
 
 /// The follow list as stored (the trust state is not needed for it).

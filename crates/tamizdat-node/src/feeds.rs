@@ -7,6 +7,8 @@
 use std::collections::{BTreeMap, VecDeque};
 
 use serde::{Deserialize, Serialize};
+
+use crate::retention::Policy;
 use tamizdat_sign::{
     Delegation, FeedError, Manifest, PublicKey, Revocation, Signed, TrustState, Verdict,
     VerifiedManifest, Verifier,
@@ -38,6 +40,8 @@ pub struct Followed {
     pub key: PublicKey,
     /// A name for humans, if given.
     pub name: Option<String>,
+    /// How much of it to keep.
+    pub policy: Policy,
 }
 
 /// Two different manifests signed for one place in a feed.
@@ -70,7 +74,7 @@ pub enum Judgement {
 /// The follow list and the trust state, with a verifier's caches.
 #[derive(Debug, Default)]
 pub struct Feeds {
-    follows: BTreeMap<PublicKey, Option<String>>,
+    follows: BTreeMap<PublicKey, (Option<String>, Policy)>,
     trust: TrustState,
     verifier: Verifier,
     conflicts: VecDeque<Conflict>,
@@ -83,7 +87,7 @@ impl Feeds {
             follows: follows
                 .into_iter()
                 .take(MAX_FOLLOWS)
-                .map(|f| (f.key, f.name))
+                .map(|f| (f.key, (f.name, f.policy)))
                 .collect(),
             trust,
             verifier: Verifier::new(),
@@ -121,9 +125,10 @@ impl Feeds {
     pub fn following(&self) -> Vec<Followed> {
         self.follows
             .iter()
-            .map(|(key, name)| Followed {
+            .map(|(key, (name, policy))| Followed {
                 key: *key,
                 name: name.clone(),
+                policy: *policy,
             })
             .collect()
     }
@@ -133,12 +138,23 @@ impl Feeds {
         self.follows.contains_key(key)
     }
 
-    /// Follows `key`; false if it already was (the name is updated).
-    pub fn follow(&mut self, key: PublicKey, name: Option<String>) -> Result<bool, String> {
+    /// Follows `key`; false if it already was (the name and policy are
+    /// updated).
+    pub fn follow(
+        &mut self,
+        key: PublicKey,
+        name: Option<String>,
+        policy: Policy,
+    ) -> Result<bool, String> {
         if !self.follows.contains_key(&key) && self.follows.len() >= MAX_FOLLOWS {
             return Err(format!("already following {MAX_FOLLOWS} publishers"));
         }
-        Ok(self.follows.insert(key, name).is_none())
+        Ok(self.follows.insert(key, (name, policy)).is_none())
+    }
+
+    /// The retention policy of a followed publisher.
+    pub fn policy(&self, key: &PublicKey) -> Option<Policy> {
+        self.follows.get(key).map(|(_, p)| *p)
     }
 
     /// Stops following `key`; false if it was not followed.

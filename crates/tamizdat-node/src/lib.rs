@@ -13,6 +13,7 @@ pub mod fetch;
 mod idle;
 mod node;
 pub mod replicate;
+pub mod retention;
 pub mod transfer;
 pub mod wire;
 

@@ -869,12 +869,30 @@ impl Client {
         key: tamizdat_sign::PublicKey,
         name: Option<String>,
     ) -> Result<bool, NodeError> {
+        self.follow_with(key, name, Default::default()).await
+    }
+
+    /// [`Client::follow`] with a quota and retention for the publisher,
+    /// applied at once and whenever one of its articles is recorded.
+    pub async fn follow_with(
+        &self,
+        key: tamizdat_sign::PublicKey,
+        name: Option<String>,
+        policy: crate::retention::Policy,
+    ) -> Result<bool, NodeError> {
         let new = self
             .feeds
             .lock()
             .unwrap_or_else(|p| p.into_inner())
-            .follow(key, name)
+            .follow(key, name, policy)
             .map_err(NodeError::Store)?;
+        let store = self.store.clone();
+        tokio::task::spawn_blocking(move || {
+            crate::retention::enforce(&store, &key, &policy, 0, replicate::now())
+        })
+        .await
+        .map_err(|e| NodeError::Store(e.to_string()))?
+        .map_err(NodeError::Store)?;
         self.save_feeds().await?;
         self.send(Command::Subscribe(feeds::topic(&key), true))
             .await?;

@@ -390,9 +390,39 @@ async fn admit(
             }
             let store = client.store().clone();
             let hints = hints.to_vec();
+            let policy = {
+                let f = feeds.lock().unwrap_or_else(|p| p.into_inner());
+                f.policy(&m.manifest().publisher).unwrap_or_default()
+            };
             let done = tokio::task::spawn_blocking(move || {
                 persist(&store, &feeds)?;
-                record(&store, &m, &hints).map(|w| (w, m))
+                let wants = record(&store, &m, &hints)?;
+                // The publisher's quota and retention, with room for what
+                // is about to be fetched; the new article may itself be
+                // the one let go (too old, or larger than the quota).
+                let incoming = m
+                    .manifest()
+                    .entries
+                    .iter()
+                    .filter(|e| wants.iter().any(|w| w.hash.as_bytes() == &e.hash))
+                    .map(|e| e.size)
+                    .sum();
+                let id = Hash::of(m.envelope().bytes());
+                let dropped = crate::retention::enforce(
+                    &store,
+                    &m.manifest().publisher,
+                    &policy,
+                    incoming,
+                    now(),
+                )?;
+                let kept = store
+                    .info(&id)
+                    .map_err(|e| e.to_string())?
+                    .is_some_and(|i| !i.pins.is_empty());
+                if dropped > 0 {
+                    info!(dropped, "articles let go under the publisher's quota");
+                }
+                Ok::<_, String>((if kept { wants } else { Vec::new() }, m))
             })
             .await;
             match done {

@@ -385,3 +385,60 @@ async fn a_follower_stopped_mid_replication_resumes_and_refuses_a_replay() {
     .await
     .expect("finished in time");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_followers_quota_lets_the_oldest_go_but_keeps_what_the_user_pinned() {
+    tokio::time::timeout(Duration::from_secs(120), async {
+        let outlet = SecretKey::generate().unwrap();
+        let publisher = node().await;
+        let follower = node().await;
+        let policy = tamizdat_node::retention::Policy {
+            max_bytes: Some(650_000),
+            max_age: None,
+        };
+        follower
+            .client
+            .follow_with(outlet.public(), None, policy)
+            .await
+            .unwrap();
+        follower.client.dial(publisher.addr.clone()).await.unwrap();
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        let mut published: Vec<Signed<Manifest>> = Vec::new();
+        for seq in 1..=4u64 {
+            let prev = published.last().map(|m| *Hash::of(m.bytes()).as_bytes());
+            let m = article(&publisher, &outlet, seq, prev, seq);
+            publisher.client.publish(m.bytes()).await.unwrap();
+            until("the article", Duration::from_secs(30), || {
+                holds(&follower, &m)
+            })
+            .await;
+            if seq == 1 {
+                // The reader keeps this one whatever the quota says.
+                follower.store.pin("mine", &Hash::of(m.bytes())).unwrap();
+            }
+            published.push(m);
+        }
+        // Four articles of about 200 kB against 650 kB: the oldest one not
+        // pinned by the user went.
+        assert!(holds(&follower, &published[0]), "pinned by the user");
+        let second = Hash::of(published[1].bytes());
+        assert!(follower.store.info(&second).unwrap().is_none(), "let go");
+        let image = Hash::from_bytes(published[1].body().entries[1].hash);
+        assert!(
+            follower.store.info(&image).unwrap().is_none(),
+            "its files too"
+        );
+        assert!(holds(&follower, &published[2]) && holds(&follower, &published[3]));
+        let used: u64 = tamizdat_node::retention::stored(&follower.store, &outlet.public())
+            .unwrap()
+            .iter()
+            .map(|a| a.bytes)
+            .sum();
+        assert!(used <= 650_000, "{used}");
+        for c in [&publisher.client, &follower.client] {
+            c.shutdown().await;
+        }
+    })
+    .await
+    .expect("finished in time");
+}
