@@ -153,11 +153,14 @@ impl<P: Ord + Clone> Plan<P> {
                     Standing::Good { failures } => *failures,
                     _ => u32::MAX,
                 };
-                (failures, *order, p.clone())
+                // A provider that keeps answering "busy" (or dropping
+                // streams unanswered) goes behind those that deliver.
+                let busy = self.busy.get(p).copied().unwrap_or(0);
+                (failures, busy, *order, p.clone())
             })
             .collect();
         idle.sort();
-        idle.into_iter().map(|(_, _, p)| p).collect()
+        idle.into_iter().map(|(_, _, _, p)| p).collect()
     }
 
     /// Lets each provider have up to `n` pieces in flight (streams are
@@ -414,5 +417,26 @@ mod tests {
         let (p, piece) = plan.assign().pop().unwrap();
         plan.done(&p, &piece, &piece);
         assert_eq!(plan.backoff(&1), Duration::ZERO);
+    }
+
+    #[test]
+    fn a_provider_that_keeps_saying_busy_goes_behind_one_that_delivers() {
+        let mut plan = Plan::new(4 * GROUP_BYTES, ChunkRanges::empty(), GROUP_BYTES);
+        plan.add_provider(1u8);
+        plan.add_provider(2u8);
+        let first = plan.assign();
+        assert_eq!(first[0].0, 1, "in the order they were added");
+        for (p, piece) in first {
+            if p == 1 {
+                plan.failed(&p, &piece, &ChunkRanges::empty(), Failure::Busy);
+            } else {
+                plan.done(&p, &piece, &piece);
+            }
+        }
+        assert_eq!(
+            plan.assign()[0].0,
+            2,
+            "the one that delivered comes first now"
+        );
     }
 }

@@ -58,6 +58,8 @@ const REPLICATION_EVENTS: usize = 256;
 const MAX_GOSSIP: usize = tamizdat_sign::MAX_MANIFEST_LEN + 16 * 1024;
 /// Rounds of asking busy providers for a blob's size before giving up.
 const SIZE_PROOF_ROUNDS: usize = 12;
+/// How long one provider gets to send a size proof (one 16 KiB group).
+const SIZE_PROOF_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Relays this node listens through at once when it is unreachable.
 pub const MAX_RELAYS: usize = 2;
@@ -388,10 +390,15 @@ fn subscribe(gs: &mut gossipsub::Behaviour, topic: &str, on: bool) {
         topic_weight: 1.0,
         // A peer that forwards forged or malformed objects loses standing fast.
         invalid_message_deliveries_weight: -100.0,
-        invalid_message_deliveries_decay: 0.5,
+        // Remembered for a while: a slow forger must not outlive its penalty.
+        invalid_message_deliveries_decay: 0.9,
         // Feeds are quiet: no penalty for sending little.
         mesh_message_deliveries_weight: 0.0,
         mesh_failure_penalty_weight: 0.0,
+        // No credit for merely being there, and little for being first:
+        // neither may outweigh forgeries.
+        time_in_mesh_weight: 0.0,
+        first_message_deliveries_cap: 10.0,
         ..Default::default()
     };
     if let Err(e) = gs.set_topic_params(topic.clone(), params) {
@@ -831,6 +838,11 @@ impl Client {
         &self.store
     }
 
+    /// Remembers a peer caught lying (a forged object, bad bytes).
+    pub(crate) fn mark_bad(&self, peer: PeerId) {
+        self.bad.mark(peer);
+    }
+
     pub(crate) fn feeds(&self) -> &Arc<Mutex<Feeds>> {
         &self.feeds
     }
@@ -1030,7 +1042,8 @@ impl Client {
     }
 
     /// Fetches a blob that must not be larger than `max` bytes (checked on
-    /// its size proof, before any more is fetched).
+    /// its size proof, before any more is fetched), without announcing it:
+    /// for objects still to be judged.
     pub async fn fetch_bounded(
         &self,
         hash: Hash,
@@ -1175,6 +1188,7 @@ impl Client {
             Vec::new()
         };
         let mut wait = Duration::ZERO;
+        let mut silent = HashSet::new();
         for _round in 0..SIZE_PROOF_ROUNDS {
             if size.is_some() || ask.is_empty() {
                 break;
@@ -1183,7 +1197,19 @@ impl Client {
             wait = (wait * 2).clamp(fetch::FIRST_BACKOFF, fetch::MAX_BACKOFF);
             let mut busy = Vec::new();
             for p in ask {
-                match self.request(p, hash, None, None).await {
+                // One small group: a provider that cannot send it promptly
+                // is passed over rather than waited for.
+                let asked =
+                    tokio::time::timeout(SIZE_PROOF_TIMEOUT, self.request(p, hash, None, None))
+                        .await
+                        .unwrap_or_else(|_| {
+                            Err((
+                                Failure::Timeout,
+                                ChunkRanges::empty(),
+                                "no size proof in time".into(),
+                            ))
+                        });
+                match asked {
                     Ok(piece) => {
                         size = Some(piece.size);
                         break;
@@ -1195,6 +1221,8 @@ impl Client {
                             bad.push(p);
                         } else if why == Failure::Busy {
                             busy.push(p);
+                        } else if why == Failure::Timeout {
+                            silent.insert(p);
                         }
                         last_error = format!("{p}: {detail}");
                     }
@@ -1224,8 +1252,18 @@ impl Client {
             .map_err(|e| store_err(&e))?;
         let mut plan = Plan::new(size, have, self.config.piece_bytes)
             .with_per_provider(self.config.fetch_parallel);
-        for p in &candidates {
-            if !bad.contains(p) {
+        // Providers that stayed silent on the size proof come last, and only
+        // if nobody else is left.
+        let mut added = 0;
+        for p in candidates
+            .iter()
+            .filter(|p| !bad.contains(p) && !silent.contains(*p))
+        {
+            plan.add_provider(*p);
+            added += 1;
+        }
+        if added == 0 {
+            for p in candidates.iter().filter(|p| !bad.contains(p)) {
                 plan.add_provider(*p);
             }
         }
@@ -1291,7 +1329,11 @@ impl Client {
                 detail: last_error,
             });
         }
-        self.provide(hash).await?;
+        // A bounded fetch is a manifest still to be judged: announced only
+        // once accepted.
+        if max.is_none() {
+            self.provide(hash).await?;
+        }
         Ok(Fetched {
             size,
             new_bytes: plan.verified_bytes() - before,

@@ -37,6 +37,8 @@ const MAX_HEADS: usize = 1024;
 const MAX_HEADS_BYTES: usize = 256 * 1024;
 /// Manifests fetched walking back one feed's `prev` links in one catch-up.
 pub const MAX_WALK: usize = 64;
+/// Manifests already held in a row after which a catch-up walk stops.
+const HELD_RUN: usize = 8;
 /// Blobs waiting to be fetched, at most.
 const MAX_QUEUED: usize = 100_000;
 /// Attempts at one blob before it is left to the next repair pass.
@@ -520,9 +522,11 @@ async fn catch_up(client: &Client, peer: PeerId) -> Result<Vec<Want>, String> {
         if !asked.contains(&head.publisher) {
             continue;
         }
-        // From the peer's head back along `prev`, until a manifest that is
-        // here already (or the bound).
+        // From the peer's head back along `prev`: fetch what is missing,
+        // read what is here (a gap may lie behind it), and stop after a run
+        // of manifests already held, or at the bound.
         let mut next = Some(head.hash);
+        let mut held_run = 0;
         for _ in 0..MAX_WALK {
             let Some(hash) = next.take().map(Hash::from_bytes) else {
                 break;
@@ -532,21 +536,59 @@ async fn catch_up(client: &Client, peer: PeerId) -> Result<Vec<Want>, String> {
                 .info(&hash)
                 .map_err(|e| e.to_string())?
                 .is_some_and(|i| i.complete);
-            if here {
-                break;
-            }
-            let bytes = fetch_manifest(client, hash, peer).await?;
+            let bytes = if here {
+                held_run += 1;
+                if held_run > HELD_RUN {
+                    break;
+                }
+                let store = client.store().clone();
+                tokio::task::spawn_blocking(move || store.read_to_vec(&hash))
+                    .await
+                    .map_err(|e| e.to_string())?
+                    .map_err(|e| e.to_string())?
+            } else {
+                held_run = 0;
+                fetch_manifest(client, hash, peer).await?
+            };
             match admit(client, &bytes, Some(&head.publisher), &[peer]).await {
                 Admitted::New(w) => {
                     wants.extend(w);
                     next = manifest_prev(&bytes);
                 }
-                Admitted::Ignored => {}
-                Admitted::Refused => return Err(format!("{peer} offered a refused manifest")),
+                // Held already: look behind it.
+                Admitted::Ignored if here => next = manifest_prev(&bytes),
+                // Fetched but of no use (too old to place): not kept.
+                Admitted::Ignored => {
+                    discard(client, hash).await;
+                    break;
+                }
+                Admitted::Refused => {
+                    if !here {
+                        discard(client, hash).await;
+                    }
+                    client.mark_bad(peer);
+                    return Err(format!("{peer} offered a refused manifest"));
+                }
             }
         }
     }
     Ok(wants)
+}
+
+/// Deletes a fetched object that was not accepted, unless something pins it.
+async fn discard(client: &Client, hash: Hash) {
+    let store = client.store().clone();
+    let _ = tokio::task::spawn_blocking(move || {
+        if store
+            .info(&hash)
+            .ok()
+            .flatten()
+            .is_some_and(|i| i.pins.is_empty())
+        {
+            let _ = store.delete(&hash);
+        }
+    })
+    .await;
 }
 
 fn manifest_prev(bytes: &[u8]) -> Option<Digest> {
