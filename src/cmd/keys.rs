@@ -348,11 +348,14 @@ pub fn run(data: &Path, store: impl Fn() -> Result<Repo>, cmd: KeyCommand) -> Re
             if !path.exists() {
                 write_new(&path, rev.bytes())?;
             }
-            let mut trust = state::load(&store)?;
-            trust.add_revocation(&rev)?;
-            state::save(&store, &trust)?;
+            // A running node applies it to the feed state it holds and tells
+            // the publisher's followers; otherwise it is applied here.
             if store.announce_key(rev.bytes())? {
                 eprintln!("announced to the publisher's followers by the running node");
+            } else {
+                let mut trust = state::load(&store)?;
+                trust.add_revocation(&rev)?;
+                state::save(&store, &trust)?;
             }
             println!("{}", added.hash);
             eprintln!(
@@ -372,8 +375,6 @@ pub fn run(data: &Path, store: impl Fn() -> Result<Repo>, cmd: KeyCommand) -> Re
                         .with_context(|| format!("revocation {}", file.display()))?;
                     let added = store.add_bytes(rev.bytes())?;
                     store.pin(KEYS_PIN, &added.hash)?;
-                    // Saved before it is announced: followers may ask back.
-                    state::save(&store, &trust)?;
                     store.announce_key(rev.bytes())?;
                     let RevocationTarget::Key(k) = rev.body().target else {
                         eprintln!(
@@ -398,6 +399,7 @@ pub fn run(data: &Path, store: impl Fn() -> Result<Repo>, cmd: KeyCommand) -> Re
                     })?;
                     let added = store.add_bytes(d.bytes())?;
                     store.pin(KEYS_PIN, &added.hash)?;
+                    store.announce_key(d.bytes())?;
                     eprintln!(
                         "{}: delegation {} from {} to {}",
                         file.display(),
@@ -407,7 +409,11 @@ pub fn run(data: &Path, store: impl Fn() -> Result<Repo>, cmd: KeyCommand) -> Re
                     );
                 }
             }
-            state::save(&store, &trust)?;
+            // A running node applied each as it was announced; its feed state
+            // must not be replaced with this copy.
+            if let Repo::Local(_) = store {
+                state::save(&store, &trust)?;
+            }
         }
         KeyCommand::List => {
             for name in keys.names()? {

@@ -1010,17 +1010,23 @@ impl Client {
         Ok(Hash::of(envelope))
     }
 
-    /// Tells a publisher's followers about a revocation or delegation made
-    /// or imported here (its signature is checked first). Followers apply
-    /// a revocation as soon as it arrives.
+    /// Applies a revocation (to the feed state this node holds) or keeps a
+    /// delegation made or imported here, and tells the publisher's
+    /// followers; they apply a revocation as soon as it arrives. The
+    /// signature is checked first.
     pub async fn announce_key_object(&self, envelope: &[u8]) -> Result<(), NodeError> {
         let bad = |e: &dyn std::fmt::Display| NodeError::Store(e.to_string());
         let root =
             if let Ok(rev) = tamizdat_sign::Signed::<tamizdat_sign::Revocation>::decode(envelope) {
-                // Checks the root's signature.
+                // Checks the root's signature before anything changes.
                 tamizdat_sign::TrustState::default()
                     .add_revocation(&rev)
                     .map_err(|e| bad(&e))?;
+                self.feeds
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .revoke(&rev);
+                self.save_feeds().await?;
                 rev.body().root
             } else {
                 tamizdat_sign::verify_delegation(envelope)
@@ -1028,6 +1034,15 @@ impl Client {
                     .body()
                     .root
             };
+        let store = self.store.clone();
+        let bytes = envelope.to_vec();
+        tokio::task::spawn_blocking(move || {
+            let added = store.add_bytes(&bytes).map_err(|e| e.to_string())?;
+            store.pin("keys", &added.hash).map_err(|e| e.to_string())
+        })
+        .await
+        .map_err(|e| bad(&e))?
+        .map_err(NodeError::Store)?;
         let (tx, rx) = oneshot::channel();
         self.send(Command::Gossip(feeds::topic(&root), envelope.to_vec(), tx))
             .await?;
