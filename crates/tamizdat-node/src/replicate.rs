@@ -46,42 +46,66 @@ pub const MAX_ATTEMPTS: u32 = 30;
 /// How often recorded articles are checked for missing files.
 const REPAIR_EVERY: std::time::Duration = std::time::Duration::from_secs(600);
 
-/// The files of recorded articles (manifests under a `feed/` pin) that are
-/// not complete here.
-pub fn missing_files(store: &Store) -> Result<Vec<Want>, String> {
-    let mut wants = Vec::new();
+/// A manifest kept under a feed pin.
+#[derive(Debug)]
+pub struct Recorded {
+    /// The feed pin holding it.
+    pub pin: String,
+    /// Its id.
+    pub id: Hash,
+    /// The manifest.
+    pub manifest: tamizdat_sign::Signed<tamizdat_sign::Manifest>,
+}
+
+/// The manifests kept under pins whose names start with `prefix` (`"feed/"`
+/// for every feed). Other blobs under those pins (the files) are skipped.
+pub fn recorded(store: &Store, prefix: &str) -> Result<Vec<Recorded>, String> {
+    let mut out = Vec::new();
     for (pin, hashes) in store.pins().map_err(|e| e.to_string())? {
-        if !pin.starts_with("feed/") {
+        if !pin.starts_with(prefix) {
             continue;
         }
-        for h in hashes {
-            let Some(info) = store.info(&h).map_err(|e| e.to_string())? else {
-                continue;
-            };
-            if !info.complete || info.size > MAX_MANIFEST_LEN as u64 {
+        for id in hashes {
+            let small = store
+                .info(&id)
+                .map_err(|e| e.to_string())?
+                .is_some_and(|i| i.complete && i.size <= MAX_MANIFEST_LEN as u64);
+            if !small {
                 continue;
             }
-            let Ok(bytes) = store.read_to_vec(&h) else {
+            let Ok(bytes) = store.read_to_vec(&id) else {
                 continue;
             };
-            let Ok(m) = tamizdat_sign::Signed::<tamizdat_sign::Manifest>::decode(&bytes) else {
-                continue;
-            };
-            for e in &m.body().entries {
-                let hash = Hash::from_bytes(e.hash);
-                let complete = store
-                    .info(&hash)
-                    .map_err(|e| e.to_string())?
-                    .is_some_and(|i| i.complete);
-                if !complete {
-                    wants.push(Want {
-                        hash,
-                        pin: pin.clone(),
-                        hints: Vec::new(),
-                        copies: 0,
-                        attempts: 0,
-                    });
-                }
+            if let Ok(manifest) = tamizdat_sign::Signed::<tamizdat_sign::Manifest>::decode(&bytes) {
+                out.push(Recorded {
+                    pin: pin.clone(),
+                    id,
+                    manifest,
+                });
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// The files of recorded articles that are not complete here.
+pub fn missing_files(store: &Store) -> Result<Vec<Want>, String> {
+    let mut wants = Vec::new();
+    for r in recorded(store, "feed/")? {
+        for e in &r.manifest.body().entries {
+            let hash = Hash::from_bytes(e.hash);
+            let complete = store
+                .info(&hash)
+                .map_err(|e| e.to_string())?
+                .is_some_and(|i| i.complete);
+            if !complete {
+                wants.push(Want {
+                    hash,
+                    pin: r.pin.clone(),
+                    hints: Vec::new(),
+                    copies: 0,
+                    attempts: 0,
+                });
             }
         }
     }

@@ -8,11 +8,13 @@
 //! deleted. An article the user pinned under a pin of their own is kept
 //! whatever the policy says.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::HashSet;
 
 use serde::{Deserialize, Serialize};
-use tamizdat_sign::{Manifest, PublicKey, Signed};
+use tamizdat_sign::PublicKey;
 use tamizdat_store::{Hash, Store};
+
+use crate::replicate::recorded;
 
 /// How much of one publisher to keep. `None` means no limit.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -75,7 +77,6 @@ pub fn plan(articles: &[Stored], policy: &Policy, incoming: u64, now: u64) -> Ve
 
 /// The stored articles of `publisher`: the manifests under its feed pins.
 pub fn stored(store: &Store, publisher: &PublicKey) -> Result<Vec<Stored>, String> {
-    let prefix = format!("feed/{}/", publisher.fingerprint());
     let pins = store.pins().map_err(|e| e.to_string())?;
     // Blobs held by pins that are not feeds: the user's own.
     let kept: HashSet<Hash> = pins
@@ -83,39 +84,35 @@ pub fn stored(store: &Store, publisher: &PublicKey) -> Result<Vec<Stored>, Strin
         .filter(|(name, _)| !name.starts_with("feed/"))
         .flat_map(|(_, hs)| hs.iter().copied())
         .collect();
+    let prefix = format!("feed/{}/", publisher.fingerprint());
     let mut out = Vec::new();
-    for (pin, hashes) in pins.iter().filter(|(n, _)| n.starts_with(&prefix)) {
-        let sizes: BTreeMap<Hash, u64> = hashes
-            .iter()
-            .filter_map(|h| store.info(h).ok().flatten().map(|i| (*h, i.size)))
-            .collect();
-        for (h, size) in &sizes {
-            if *size > tamizdat_sign::MAX_MANIFEST_LEN as u64 {
-                continue;
-            }
-            let Ok(bytes) = store.read_to_vec(h) else {
-                continue;
-            };
-            let Ok(m) = Signed::<Manifest>::decode(&bytes) else {
-                continue;
-            };
-            let body = m.body();
-            if body.publisher != *publisher {
-                continue;
-            }
-            let blobs: Vec<Hash> = std::iter::once(*h)
-                .chain(body.entries.iter().map(|e| Hash::from_bytes(e.hash)))
-                .collect();
-            out.push(Stored {
-                manifest: *h,
-                pin: pin.clone(),
-                created: body.created,
-                seq: body.seq,
-                bytes: blobs.iter().filter_map(|b| sizes.get(b)).sum(),
-                kept: blobs.iter().any(|b| kept.contains(b)),
-                blobs,
-            });
+    for r in recorded(store, &prefix)? {
+        let body = r.manifest.body();
+        if body.publisher != *publisher {
+            continue;
         }
+        let blobs: Vec<Hash> = std::iter::once(r.id)
+            .chain(body.entries.iter().map(|e| Hash::from_bytes(e.hash)))
+            .collect();
+        // Bytes held complete now: files still being fetched count as
+        // `incoming` where that is known.
+        let mut bytes = 0;
+        for b in &blobs {
+            if let Some(i) = store.info(b).map_err(|e| e.to_string())?
+                && i.complete
+            {
+                bytes += i.size;
+            }
+        }
+        out.push(Stored {
+            manifest: r.id,
+            created: body.created,
+            seq: body.seq,
+            bytes,
+            kept: blobs.iter().any(|b| kept.contains(b)),
+            blobs,
+            pin: r.pin,
+        });
     }
     Ok(out)
 }
