@@ -36,14 +36,17 @@ use libp2p::{
 };
 use rand::{Rng, SeedableRng, rngs::StdRng};
 use tamizdat_node::{
-    Client, Config, GossipPeer, Multiaddr, PeerId, Protocol, feeds, identity, replicate::Head,
-    spawn, transfer, wire,
+    GossipPeer, Multiaddr, PeerId, Protocol, feeds, identity, replicate::Head, transfer, wire,
 };
 use tamizdat_sign::{Entry, Manifest, PublicKey, SecretKey, Signed, TrustState, Verifier};
 use tamizdat_store::{Hash, Options, Store};
 use tempfile::TempDir;
 use tokio::{sync::mpsc, task::JoinHandle, time::Instant};
 use tokio_util::{compat::FuturesAsyncReadCompatExt, io::SyncIoBridge};
+
+mod common;
+
+use common::{Flip, TestNode, data, node_with, now};
 
 /// Feed sync, as `replicate` speaks it.
 const HEADS: StreamProtocol = StreamProtocol::new("/tamizdat/heads/1");
@@ -56,52 +59,10 @@ const FORGED_AT: u64 = 1_750_000_000;
 
 // ---------------------------------------------------------------- honest
 
-struct TestNode {
-    _dir: TempDir,
-    store: Arc<Store>,
-    client: Client,
-    addr: Multiaddr,
-}
-
+/// An honest node with a seeded identity.
 async fn node(seed: u8) -> TestNode {
-    logs();
-    let dir = TempDir::new().unwrap();
-    let store = Arc::new(Store::open(dir.path(), Options::default()).unwrap());
     let key = identity::Keypair::ed25519_from_bytes([seed; 32]).unwrap();
-    let mut config = Config::new(key, vec!["/ip4/127.0.0.1/tcp/0".parse().unwrap()]);
-    config.piece_bytes = 256 * 1024;
-    let client = spawn(config, store.clone()).unwrap();
-    let listen = client.wait_listening(1).await.unwrap();
-    let addr = listen[0].clone().with(Protocol::P2p(client.peer_id()));
-    TestNode {
-        _dir: dir,
-        store,
-        client,
-        addr,
-    }
-}
-
-/// Logs to stderr when RUST_LOG is set (`RUST_LOG=tamizdat_node=debug`).
-fn logs() {
-    if std::env::var_os("RUST_LOG").is_some() {
-        let _ = tracing_subscriber::fmt()
-            .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
-            .with_test_writer()
-            .try_init();
-    }
-}
-
-fn data(size: usize, seed: u64) -> Vec<u8> {
-    let mut v = vec![0u8; size];
-    StdRng::seed_from_u64(seed).fill(&mut v[..]);
-    v
-}
-
-fn now() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_secs()
+    node_with(TempDir::new().unwrap(), key, |_| {}).await
 }
 
 fn manifest(publisher: PublicKey, signer: PublicKey, seq: u64, prev: Option<[u8; 32]>) -> Manifest {
@@ -194,34 +155,6 @@ impl Hostile {
 
 /// Everything the hostile peers made up, by id: no honest store may hold any.
 type Forged = Arc<Mutex<HashSet<Hash>>>;
-
-/// Flips one byte of everything written, at offset `at`.
-struct Flip<S> {
-    inner: S,
-    at: usize,
-    written: usize,
-}
-
-impl<S: Read> Read for Flip<S> {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        self.inner.read(buf)
-    }
-}
-
-impl<S: Write> Write for Flip<S> {
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        let mut copy = buf.to_vec();
-        if (self.written..self.written + buf.len()).contains(&self.at) {
-            copy[self.at - self.written] ^= 0x01;
-        }
-        let n = self.inner.write(&copy)?;
-        self.written += n;
-        Ok(n)
-    }
-    fn flush(&mut self) -> io::Result<()> {
-        self.inner.flush()
-    }
-}
 
 /// A stream whose first bytes (a request already read) are given back.
 struct Prefixed<S> {

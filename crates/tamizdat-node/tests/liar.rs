@@ -3,7 +3,6 @@
 //! honest provider, the liar is reported, and it is not asked again.
 
 use std::{
-    io::{self, Read, Write},
     sync::{
         Arc,
         atomic::{AtomicUsize, Ordering},
@@ -11,43 +10,18 @@ use std::{
     time::Duration,
 };
 
+mod common;
+
 use futures::StreamExt;
 use libp2p::{
     StreamProtocol, SwarmBuilder, multiaddr::Protocol, noise, swarm::SwarmEvent, tcp, yamux,
 };
-use rand::{Rng, SeedableRng, rngs::StdRng};
-use tamizdat_node::{Client, Config, Multiaddr, PeerId, identity, spawn, transfer, wire};
+use tamizdat_node::{Multiaddr, PeerId, transfer, wire};
 use tamizdat_store::{Options, Store};
 use tempfile::TempDir;
 use tokio_util::{compat::FuturesAsyncReadCompatExt, io::SyncIoBridge};
 
-/// Flips one byte of everything written, at offset `at`.
-struct Flip<S> {
-    inner: S,
-    at: usize,
-    written: usize,
-}
-
-impl<S: Read> Read for Flip<S> {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        self.inner.read(buf)
-    }
-}
-
-impl<S: Write> Write for Flip<S> {
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        let mut copy = buf.to_vec();
-        if (self.written..self.written + buf.len()).contains(&self.at) {
-            copy[self.at - self.written] ^= 0x01;
-        }
-        let n = self.inner.write(&copy)?;
-        self.written += n;
-        Ok(n)
-    }
-    fn flush(&mut self) -> io::Result<()> {
-        self.inner.flush()
-    }
-}
+use common::{Flip, data, node};
 
 struct Liar {
     peer: PeerId,
@@ -119,32 +93,14 @@ async fn liar() -> Liar {
     }
 }
 
-async fn honest() -> (TempDir, Arc<Store>, Client, Multiaddr) {
-    let dir = TempDir::new().unwrap();
-    let store = Arc::new(Store::open(dir.path(), Options::default()).unwrap());
-    let mut config = Config::new(
-        identity::Keypair::generate_ed25519(),
-        vec!["/ip4/127.0.0.1/tcp/0".parse().unwrap()],
-    );
-    config.piece_bytes = 256 * 1024;
-    let client = spawn(config, store.clone()).unwrap();
-    let listen = client.wait_listening(1).await.unwrap();
-    let addr = listen[0].clone().with(Protocol::P2p(client.peer_id()));
-    (dir, store, client, addr)
-}
-
-fn data(size: usize, seed: u64) -> Vec<u8> {
-    let mut v = vec![0u8; size];
-    StdRng::seed_from_u64(seed).fill(&mut v[..]);
-    v
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_liar_is_caught_dropped_and_not_asked_again() {
     tokio::time::timeout(Duration::from_secs(60), async {
         let liar = liar().await;
-        let (_d1, good_store, good, good_addr) = honest().await;
-        let (_d2, store, fetcher, _) = honest().await;
+        let honest = node().await;
+        let (good_store, good, good_addr) = (&honest.store, &honest.client, honest.addr.clone());
+        let me = node().await;
+        let (store, fetcher) = (&me.store, &me.client);
         let first = data(1_500_000, 1);
         let second = data(700_000, 2);
         for bytes in [&first, &second] {

@@ -3,44 +3,23 @@
 use std::{sync::Arc, time::Duration};
 
 use libp2p::multiaddr::Protocol;
-use rand::{Rng, SeedableRng, rngs::StdRng};
-use tamizdat_node::{Client, Config, Multiaddr, identity, spawn};
+use tamizdat_node::{Config, identity, spawn};
 use tamizdat_store::{Hash, Options, Store};
 use tempfile::TempDir;
 
-struct TestNode {
-    _dir: TempDir,
-    store: Arc<Store>,
-    client: Client,
-    addr: Multiaddr,
-}
+mod common;
 
+use common::{TestNode, data, node_with};
+
+/// A node that joins through `bootstrap`, if given.
 async fn node(bootstrap: Option<&TestNode>) -> TestNode {
-    let dir = TempDir::new().unwrap();
-    let store = Arc::new(Store::open(dir.path(), Options::default()).unwrap());
-    let mut config = Config::new(
+    let boot = bootstrap.map(|b| b.addr.clone());
+    node_with(
+        TempDir::new().unwrap(),
         identity::Keypair::generate_ed25519(),
-        vec!["/ip4/127.0.0.1/tcp/0".parse().unwrap()],
-    );
-    config.piece_bytes = 256 * 1024;
-    if let Some(b) = bootstrap {
-        config.bootstrap = vec![b.addr.clone()];
-    }
-    let client = spawn(config, store.clone()).unwrap();
-    let listen = client.wait_listening(1).await.unwrap();
-    let addr = listen[0].clone().with(Protocol::P2p(client.peer_id()));
-    TestNode {
-        _dir: dir,
-        store,
-        client,
-        addr,
-    }
-}
-
-fn data(size: usize, seed: u64) -> Vec<u8> {
-    let mut v = vec![0u8; size];
-    StdRng::seed_from_u64(seed).fill(&mut v[..]);
-    v
+        |c| c.bootstrap = boot.into_iter().collect(),
+    )
+    .await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

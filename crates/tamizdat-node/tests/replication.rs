@@ -1,68 +1,16 @@
 //! Replication scenarios on loopback, in one process: a publisher's node,
 //! volunteers that follow it, gossip, catch-up, equivocation.
 
-use std::{sync::Arc, time::Duration};
+use std::time::Duration;
 
-use libp2p::multiaddr::Protocol;
-use rand::{Rng, SeedableRng, rngs::StdRng};
-use tamizdat_node::{Client, Config, Multiaddr, feeds, identity, spawn};
+use tamizdat_node::{feeds, identity};
 use tamizdat_sign::{Entry, Manifest, SecretKey, Signed};
-use tamizdat_store::{Hash, Options, Store};
+use tamizdat_store::Hash;
 use tempfile::TempDir;
 
-struct TestNode {
-    dir: TempDir,
-    store: Arc<Store>,
-    client: Client,
-    addr: Multiaddr,
-}
+mod common;
 
-async fn node_in(dir: TempDir, key: identity::Keypair) -> TestNode {
-    let store = Arc::new(Store::open(dir.path(), Options::default()).unwrap());
-    let mut config = Config::new(key, vec!["/ip4/127.0.0.1/tcp/0".parse().unwrap()]);
-    config.piece_bytes = 256 * 1024;
-    let client = spawn(config, store.clone()).unwrap();
-    let listen = client.wait_listening(1).await.unwrap();
-    let addr = listen[0].clone().with(Protocol::P2p(client.peer_id()));
-    TestNode {
-        dir,
-        store,
-        client,
-        addr,
-    }
-}
-
-/// Logs to stderr when RUST_LOG is set (`RUST_LOG=tamizdat_node=debug`).
-fn logs() {
-    if std::env::var_os("RUST_LOG").is_some() {
-        let _ = tracing_subscriber::fmt()
-            .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
-            .with_test_writer()
-            .try_init();
-    }
-}
-
-async fn node() -> TestNode {
-    logs();
-    node_in(
-        TempDir::new().unwrap(),
-        identity::Keypair::generate_ed25519(),
-    )
-    .await
-}
-
-fn data(size: usize, seed: u64) -> Vec<u8> {
-    let mut v = vec![0u8; size];
-    StdRng::seed_from_u64(seed).fill(&mut v[..]);
-    v
-}
-
-fn now() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_secs()
-}
+use common::{TestNode, data, node, node_with, now};
 
 /// Stores an article's files on `on` and signs its manifest.
 fn article(
@@ -204,7 +152,7 @@ async fn a_follower_away_for_ten_articles_catches_up_and_refuses_a_second_versio
         // The away follower exists, follows, and goes offline.
         let away_dir = TempDir::new().unwrap();
         let away_key = identity::Keypair::generate_ed25519();
-        let away = node_in(away_dir, away_key.clone()).await;
+        let away = node_with(away_dir, away_key.clone(), |_| {}).await;
         away.client.follow(outlet.public(), None).await.unwrap();
         away.client.shutdown().await;
         let away_dir = away.dir;
@@ -228,7 +176,7 @@ async fn a_follower_away_for_ten_articles_catches_up_and_refuses_a_second_versio
         .await;
 
         // Back online, knowing only the volunteer.
-        let away = node_in(away_dir, away_key).await;
+        let away = node_with(away_dir, away_key, |_| {}).await;
         away.client.dial(volunteer.addr.clone()).await.unwrap();
         until(
             "the returning follower holds all ten",
@@ -299,7 +247,7 @@ async fn a_follower_stopped_mid_replication_resumes_and_refuses_a_replay() {
             TempDir::new().unwrap(),
             identity::Keypair::generate_ed25519(),
         );
-        let follower = node_in(dir, key.clone()).await;
+        let follower = node_with(dir, key.clone(), |_| {}).await;
         follower.client.follow(outlet.public(), None).await.unwrap();
         follower.client.dial(publisher.addr.clone()).await.unwrap();
         tokio::time::sleep(Duration::from_secs(2)).await;
@@ -354,7 +302,7 @@ async fn a_follower_stopped_mid_replication_resumes_and_refuses_a_replay() {
         tokio::time::sleep(Duration::from_millis(500)).await;
 
         // Back up, same data dir and identity: it resumes on its own.
-        let follower = node_in(dir, key).await;
+        let follower = node_with(dir, key, |_| {}).await;
         follower.client.dial(publisher.addr.clone()).await.unwrap();
         until(
             "the big article after the restart",
