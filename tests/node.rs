@@ -73,21 +73,7 @@ fn three_nodes_and_a_getter_move_a_blob_byte_for_byte() {
     // A reader that knows only the third node gets the blob from the first.
     let reader = Env::new();
     let out = reader.work().join("fetched.bin");
-    let got = reader.run(&[
-        "get",
-        &hash,
-        "--peer",
-        &third.addr,
-        "-o",
-        out.to_str().unwrap(),
-        "--timeout",
-        "60",
-    ]);
-    assert!(
-        got.status.success(),
-        "{}",
-        String::from_utf8_lossy(&got.stderr)
-    );
+    get_into(&reader, &hash, &third.addr, &out);
     assert_eq!(std::fs::read(&out).unwrap(), bytes);
     assert_eq!(
         reader.run(&["cat", &hash]).stdout,
@@ -117,18 +103,7 @@ fn three_nodes_and_a_getter_move_a_blob_byte_for_byte() {
     assert!(leftovers.is_empty(), "and no leftovers: {leftovers:?}");
     // A clean stop (SIGTERM) remembers the peers for the next start.
     let mut third = third;
-    let pid = third.child.id().to_string();
-    assert!(
-        Command::new("kill")
-            .args(["-TERM", &pid])
-            .status()
-            .unwrap()
-            .success()
-    );
-    assert!(
-        third.child.wait().unwrap().success(),
-        "clean exit on SIGTERM"
-    );
+    sigterm(&mut third);
     let peers = std::fs::read_to_string(envs[2].data().join("peers.json")).unwrap();
     let second_id = second.addr.rsplit('/').next().unwrap();
     assert!(peers.contains(second_id), "{peers}");
@@ -139,6 +114,25 @@ fn three_nodes_and_a_getter_move_a_blob_byte_for_byte() {
         "not running after it stopped"
     );
     drop((first, second));
+}
+
+/// `tamizdat get HASH --peer PEER -o OUT`, which must succeed.
+fn get_into(env: &Env, hash: &str, peer: &str, out: &std::path::Path) {
+    let got = env.run(&[
+        "get",
+        hash,
+        "--peer",
+        peer,
+        "-o",
+        out.to_str().unwrap(),
+        "--timeout",
+        "60",
+    ]);
+    assert!(
+        got.status.success(),
+        "{}",
+        String::from_utf8_lossy(&got.stderr)
+    );
 }
 
 fn sigterm(node: &mut RunningNode) {
@@ -257,21 +251,7 @@ fn get_goes_through_the_running_node_of_its_data_dir() {
     let reader = Env::new();
     let mut second = start(&reader, None);
     let out = reader.work().join("got.bin");
-    let got = reader.run(&[
-        "get",
-        &hash,
-        "--peer",
-        &first.addr,
-        "-o",
-        out.to_str().unwrap(),
-        "--timeout",
-        "60",
-    ]);
-    assert!(
-        got.status.success(),
-        "{}",
-        String::from_utf8_lossy(&got.stderr)
-    );
+    get_into(&reader, &hash, &first.addr, &out);
     assert_eq!(std::fs::read(&out).unwrap(), bytes);
     // The running node fetched it: it is in its store, and it now connects
     // to the provider.
