@@ -11,6 +11,7 @@ mod bans;
 pub mod feeds;
 pub mod fetch;
 mod idle;
+mod metrics;
 mod node;
 pub mod replicate;
 pub mod retention;
@@ -21,5 +22,8 @@ pub use bans::BAN_FOR;
 pub use libp2p::{Multiaddr, PeerId, identity, multiaddr::Protocol};
 pub use node::{
     Client, Config, Fetched, GossipPeer, KAD_PROTOCOL, MAX_RELAYS, NatConfig, NatStatus, NodeError,
-    Progress, spawn,
+    Progress, spawn, spawn_with_metrics,
 };
+/// The metrics library the node registers into: the gateway encodes the
+/// same [`prometheus_client::registry::Registry`] with it.
+pub use prometheus_client;

@@ -25,6 +25,7 @@ use libp2p::{
         store::{MemoryStore, MemoryStoreConfig, RecordStore},
     },
     mdns, memory_connection_limits,
+    metrics::{Metrics as Libp2pMetrics, Recorder},
     multiaddr::Protocol,
     noise, ping, relay,
     swarm::{
@@ -32,6 +33,7 @@ use libp2p::{
     },
     tcp, yamux,
 };
+use prometheus_client::{metrics::counter::Counter, registry::Registry};
 use tamizdat_store::{ChunkRanges, Hash, Store};
 use tokio::{
     sync::{Semaphore, mpsc, oneshot, watch},
@@ -45,6 +47,7 @@ use crate::{
     feeds::{self, Conflict, Feeds, Followed},
     fetch::{self, Failure, Plan},
     idle::Idle,
+    metrics::NodeMetrics,
     replicate, transfer, wire,
 };
 
@@ -306,8 +309,7 @@ pub struct Client {
     config: Arc<Config>,
     bad: Arc<BadPeers>,
     feeds: Arc<Mutex<Feeds>>,
-    /// Blob bytes sent to peers since start.
-    served: Arc<std::sync::atomic::AtomicU64>,
+    metrics: NodeMetrics,
 }
 
 impl std::fmt::Debug for Client {
@@ -434,6 +436,19 @@ fn load_feeds(store: &Store) -> Result<Feeds, NodeError> {
 /// Starts a node on the current tokio runtime. It runs until
 /// [`Client::shutdown`] (or until every client is dropped).
 pub fn spawn(config: Config, store: Arc<Store>) -> Result<Client, NodeError> {
+    spawn_with_metrics(config, store, &mut Registry::default())
+}
+
+/// [`spawn`], registering the node's metrics in `registry`: libp2p's under
+/// the `libp2p_` prefix (connections, bandwidth, DHT, gossip, identify,
+/// ping, relay, hole punching) and the node's own under `tamizdat_`
+/// (fetches, fetched and served bytes, dials by transport). One node per
+/// registry: a second would register the same names again.
+pub fn spawn_with_metrics(
+    config: Config,
+    store: Arc<Store>,
+    registry: &mut Registry,
+) -> Result<Client, NodeError> {
     let start = |e: &dyn std::fmt::Display| NodeError::Start(e.to_string());
     let peer_id = config.keypair.public().to_peer_id();
     let max_conn = config.max_connections;
@@ -457,6 +472,7 @@ pub fn spawn(config: Config, store: Arc<Store>) -> Result<Client, NodeError> {
         .map_err(|e| start(&e))?
         .with_relay_client(noise::Config::new, yamux::Config::default)
         .map_err(|e| start(&e))?
+        .with_bandwidth_metrics(registry)
         .with_behaviour(|key, relay_client| {
             let store_cfg = MemoryStoreConfig {
                 max_records: 1024,
@@ -571,6 +587,7 @@ pub fn spawn(config: Config, store: Arc<Store>) -> Result<Client, NodeError> {
     let (addr_tx, addrs) = watch::channel(Vec::new());
     let (nat_tx, nat) = watch::channel(NatStatus::Unknown);
     let config = Arc::new(config);
+    let metrics = NodeMetrics::register(registry);
     let client = Client {
         tx,
         peer_id,
@@ -581,7 +598,7 @@ pub fn spawn(config: Config, store: Arc<Store>) -> Result<Client, NodeError> {
         config: config.clone(),
         bad: Arc::default(),
         feeds: feeds.clone(),
-        served: Arc::default(),
+        metrics: metrics.clone(),
     };
     let event_loop = EventLoop {
         swarm,
@@ -600,13 +617,15 @@ pub fn spawn(config: Config, store: Arc<Store>) -> Result<Client, NodeError> {
         reannounce: true,
         announced: HashMap::new(),
         repl_tx,
+        libp2p_metrics: Libp2pMetrics::new(registry),
+        metrics,
     };
     tokio::spawn(event_loop.run());
     tokio::spawn(serve_incoming(
         incoming,
         store.clone(),
         config.clone(),
-        client.served.clone(),
+        client.metrics.served_bytes().clone(),
     ));
     tokio::spawn(replicate::serve_heads(heads_incoming, feeds));
     tokio::spawn(replicate::run(client.clone(), repl_rx));
@@ -640,7 +659,7 @@ async fn serve_incoming(
     mut incoming: libp2p_stream::IncomingStreams,
     store: Arc<Store>,
     config: Arc<Config>,
-    served: Arc<std::sync::atomic::AtomicU64>,
+    served: Counter,
 ) {
     let total = Arc::new(Semaphore::new(config.max_streams));
     let per_peer: Arc<Mutex<HashMap<PeerId, usize>>> = Arc::default();
@@ -695,7 +714,7 @@ async fn serve_incoming(
 /// Counts the bytes written through it.
 struct Counted<S> {
     inner: S,
-    sent: Arc<std::sync::atomic::AtomicU64>,
+    sent: Counter,
 }
 
 impl<S: std::io::Read> std::io::Read for Counted<S> {
@@ -707,8 +726,7 @@ impl<S: std::io::Read> std::io::Read for Counted<S> {
 impl<S: std::io::Write> std::io::Write for Counted<S> {
     fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
         let n = self.inner.write(buf)?;
-        self.sent
-            .fetch_add(n as u64, std::sync::atomic::Ordering::Relaxed);
+        self.sent.inc_by(n as u64);
         Ok(n)
     }
     fn flush(&mut self) -> std::io::Result<()> {
@@ -1070,7 +1088,7 @@ impl Client {
 
     /// Blob bytes this node has sent to peers since it started.
     pub fn bytes_served(&self) -> u64 {
-        self.served.load(std::sync::atomic::Ordering::Relaxed)
+        self.metrics.served_bytes().get()
     }
 
     /// The peers gossip knows, with their scores.
@@ -1130,7 +1148,20 @@ impl Client {
         self.fetch_inner(hash, hint, progress, None).await
     }
 
+    /// Every fetch goes through here, to be counted once.
     async fn fetch_inner(
+        &self,
+        hash: Hash,
+        hint: &[PeerId],
+        progress: Option<watch::Sender<Progress>>,
+        max: Option<u64>,
+    ) -> Result<Fetched, NodeError> {
+        let result = self.fetch_unrecorded(hash, hint, progress, max).await;
+        self.metrics.fetched(&result);
+        result
+    }
+
+    async fn fetch_unrecorded(
         &self,
         hash: Hash,
         hint: &[PeerId],
@@ -1336,6 +1367,8 @@ impl Client {
             .info(&hash)
             .map_err(|e| store_err(&e))?
             .is_some_and(|i| i.complete);
+        let new_bytes = plan.verified_bytes().saturating_sub(before);
+        self.metrics.fetched_bytes(new_bytes);
         if !complete {
             return Err(NodeError::Incomplete {
                 hash,
@@ -1351,7 +1384,7 @@ impl Client {
         }
         Ok(Fetched {
             size,
-            new_bytes: plan.verified_bytes() - before,
+            new_bytes,
             providers: delivered.into_iter().collect(),
             bad,
         })
@@ -1384,6 +1417,10 @@ struct EventLoop {
     /// Announcements made while the routing table was empty reached nobody:
     /// they are made again once the first peer is known.
     reannounce: bool,
+    /// libp2p's metrics, fed every swarm event and the protocols' events.
+    libp2p_metrics: Libp2pMetrics,
+    /// The node's own, shared with every [`Client`].
+    metrics: NodeMetrics,
 }
 
 impl EventLoop {
@@ -1512,7 +1549,29 @@ impl EventLoop {
         }
     }
 
+    fn record(&self, event: &SwarmEvent<BehaviourEvent>) {
+        let m = &self.libp2p_metrics;
+        m.record(event);
+        match event {
+            SwarmEvent::ConnectionEstablished { endpoint, .. } if endpoint.is_dialer() => {
+                self.metrics.dialed(endpoint.get_remote_address());
+            }
+            SwarmEvent::OutgoingConnectionError { error, .. } => self.metrics.dial_failed(error),
+            SwarmEvent::Behaviour(ev) => match ev {
+                BehaviourEvent::Identify(e) => m.record(e),
+                BehaviourEvent::Ping(e) => m.record(e),
+                BehaviourEvent::Kad(e) => m.record(e),
+                BehaviourEvent::Gossipsub(e) => m.record(e),
+                BehaviourEvent::Relay(e) => m.record(e),
+                BehaviourEvent::Dcutr(e) => m.record(e),
+                _ => {}
+            },
+            _ => {}
+        }
+    }
+
     fn on_swarm_event(&mut self, event: SwarmEvent<BehaviourEvent>) {
+        self.record(&event);
         match event {
             SwarmEvent::NewListenAddr {
                 listener_id,

@@ -9,7 +9,10 @@ use std::{
 
 use libp2p::multiaddr::Protocol;
 use rand::{Rng, SeedableRng, rngs::StdRng};
-use tamizdat_node::{Client, Config, Multiaddr, identity, spawn};
+use tamizdat_node::{
+    Client, Config, Multiaddr, NodeError, identity, prometheus_client::registry::Registry, spawn,
+    spawn_with_metrics,
+};
 use tamizdat_store::{Options, Store};
 use tempfile::TempDir;
 
@@ -28,6 +31,26 @@ pub async fn node_with(
     dir: TempDir,
     key: identity::Keypair,
     tweak: impl FnOnce(&mut Config),
+) -> TestNode {
+    started(dir, key, tweak, spawn).await
+}
+
+/// [`node`], with its metrics registered in `registry`.
+pub async fn node_with_metrics(registry: &mut Registry) -> TestNode {
+    started(
+        TempDir::new().unwrap(),
+        identity::Keypair::generate_ed25519(),
+        |_| {},
+        |config, store| spawn_with_metrics(config, store, registry),
+    )
+    .await
+}
+
+async fn started(
+    dir: TempDir,
+    key: identity::Keypair,
+    tweak: impl FnOnce(&mut Config),
+    spawn: impl FnOnce(Config, Arc<Store>) -> Result<Client, NodeError>,
 ) -> TestNode {
     logs();
     let store = Arc::new(Store::open(dir.path(), Options::default()).unwrap());
