@@ -1,1 +1,26 @@
-//! placeholder
+//! The reader's gateway: an HTTP server in front of a tamizdat node.
+//!
+//! Readers open an article by its manifest hash (`/m/{hash}`) and see it
+//! rendered, sanitized, with a provenance badge saying who signed it, with
+//! which key, when, and that this node verified it. Raw blobs are served by
+//! hash (`/b/{hash}`) with byte ranges and immutable caching; a blob missing
+//! here is fetched from the network, bounded in time and per client. The
+//! node's publishers and feeds are listed on `/` and `/p/{pubkey}`, the same
+//! data is JSON under `/api/v1/`, Prometheus metrics are at `/metrics`.
+//!
+//! The server never maps a URL to a filesystem path: every byte it sends
+//! comes from the verified store or is generated. Every connection is bounded
+//! (count overall and per address, header read time, read and write stalls),
+//! so slow or hostile clients cannot starve the others. Routes and headers:
+//! `docs/gateway.md`.
+
+mod api;
+mod app;
+mod blob;
+mod index;
+mod metrics;
+mod pages;
+mod render;
+mod server;
+
+pub use server::{Config, Gateway, spawn};

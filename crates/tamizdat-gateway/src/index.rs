@@ -1,0 +1,191 @@
+//! What the pages list: the manifests this node keeps under its feed pins
+//! (each was verified and judged by the node when it was recorded), read
+//! from the store and kept in memory, refreshed at most every
+//! [`FRESH`]. A refresh reads only blobs it has not seen before.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tamizdat_sign::{Entry, MAX_MANIFEST_LEN, Manifest, PublicKey, Signed};
+use tamizdat_store::{Hash, Store};
+
+use crate::app::{App, Failure};
+use crate::blob::{MANIFEST_TYPE, clean_media};
+
+/// How long a built index is used before the store is looked at again.
+const FRESH: Duration = Duration::from_secs(2);
+
+/// One recorded article, as the pages show it.
+#[derive(Debug)]
+pub(crate) struct Article {
+    pub id: Hash,
+    pub manifest: Manifest,
+}
+
+impl Article {
+    pub fn supersedes(&self) -> Option<Hash> {
+        self.manifest.supersedes.map(Hash::from_bytes)
+    }
+}
+
+#[derive(Debug, Default)]
+pub(crate) struct Index {
+    articles: HashMap<Hash, Arc<Article>>,
+    /// Ids, newest signing time first.
+    newest: Vec<Hash>,
+    superseded_by: HashMap<Hash, Hash>,
+    /// Blob → (media type, path) from the manifests that list it.
+    media: HashMap<Hash, (String, String)>,
+    /// Blobs under feed pins that are not manifests (the files).
+    files: HashSet<Hash>,
+}
+
+impl Index {
+    /// Articles, newest first.
+    pub fn newest(&self) -> impl Iterator<Item = &Arc<Article>> {
+        self.newest.iter().filter_map(|id| self.articles.get(id))
+    }
+
+    /// One publisher's articles, newest first.
+    pub fn of(&self, publisher: &PublicKey) -> impl Iterator<Item = &Arc<Article>> {
+        self.newest()
+            .filter(move |a| &a.manifest.publisher == publisher)
+    }
+
+    /// Publishers with articles here, and how many.
+    pub fn publishers(&self) -> BTreeMap<PublicKey, usize> {
+        let mut out = BTreeMap::new();
+        for a in self.articles.values() {
+            *out.entry(a.manifest.publisher).or_insert(0) += 1;
+        }
+        out
+    }
+
+    /// A recorded article that says it supersedes `id`.
+    pub fn superseded_by(&self, id: &Hash) -> Option<Hash> {
+        self.superseded_by.get(id).copied()
+    }
+
+    /// The media type and path a recorded manifest gives a blob.
+    pub fn media(&self, hash: &Hash) -> Option<(String, Option<String>)> {
+        if self.articles.contains_key(hash) {
+            return Some((
+                MANIFEST_TYPE.into(),
+                Some(format!("{}.manifest", hash.short())),
+            ));
+        }
+        self.media
+            .get(hash)
+            .map(|(m, p)| (m.clone(), Some(p.clone())))
+    }
+
+    fn build(store: &Store, old: Option<&Index>) -> Result<Index, String> {
+        let mut articles = HashMap::new();
+        let mut files = HashSet::new();
+        for (pin, hashes) in store.pins().map_err(|e| e.to_string())? {
+            if !pin.starts_with("feed/") {
+                continue;
+            }
+            for id in hashes {
+                if let Some(old) = old {
+                    if let Some(a) = old.articles.get(&id) {
+                        articles.insert(id, a.clone());
+                        continue;
+                    }
+                    if old.files.contains(&id) {
+                        files.insert(id);
+                        continue;
+                    }
+                }
+                let Some(info) = store.info(&id).map_err(|e| e.to_string())? else {
+                    continue;
+                };
+                if !info.complete {
+                    continue;
+                }
+                if info.size > MAX_MANIFEST_LEN as u64 {
+                    files.insert(id);
+                    continue;
+                }
+                let Ok(bytes) = store.read_to_vec(&id) else {
+                    continue;
+                };
+                match Signed::<Manifest>::decode(&bytes) {
+                    Ok(m) => {
+                        articles.insert(
+                            id,
+                            Arc::new(Article {
+                                id,
+                                manifest: m.body().clone(),
+                            }),
+                        );
+                    }
+                    Err(_) => {
+                        files.insert(id);
+                    }
+                }
+            }
+        }
+        let mut newest: Vec<Hash> = articles.keys().copied().collect();
+        newest.sort_by(|a, b| {
+            let (ma, mb) = (&articles[a].manifest, &articles[b].manifest);
+            (mb.created, mb.seq, b).cmp(&(ma.created, ma.seq, a))
+        });
+        let mut superseded_by = HashMap::new();
+        let mut media = HashMap::new();
+        // Oldest first, so the newest manifest naming a blob wins.
+        for id in newest.iter().rev() {
+            let a = &articles[id];
+            if let Some(old) = a.supersedes() {
+                superseded_by.insert(old, *id);
+            }
+            for Entry {
+                path,
+                hash,
+                media_type,
+                ..
+            } in &a.manifest.entries
+            {
+                let media_type = clean_media(media_type).unwrap_or("application/octet-stream");
+                media.insert(
+                    Hash::from_bytes(*hash),
+                    (media_type.to_owned(), path.clone()),
+                );
+            }
+        }
+        Ok(Index {
+            articles,
+            newest,
+            superseded_by,
+            media,
+            files,
+        })
+    }
+}
+
+/// The index, rebuilt when it is older than [`FRESH`]; one rebuild at a
+/// time, the others wait for it.
+#[derive(Debug, Default)]
+pub(crate) struct Cache {
+    inner: tokio::sync::Mutex<Option<(Instant, Arc<Index>)>>,
+}
+
+impl Cache {
+    pub async fn get(&self, app: &Arc<App>) -> Result<Arc<Index>, Failure> {
+        let mut slot = self.inner.lock().await;
+        if let Some((at, index)) = slot.as_ref()
+            && at.elapsed() < FRESH
+        {
+            return Ok(index.clone());
+        }
+        let old = slot.as_ref().map(|(_, i)| i.clone());
+        let index = app
+            .blocking(move |s| Index::build(s, old.as_deref()))
+            .await?
+            .map_err(|e| Failure::internal(format!("listing the store: {e}")))?;
+        let index = Arc::new(index);
+        *slot = Some((Instant::now(), index.clone()));
+        Ok(index)
+    }
+}

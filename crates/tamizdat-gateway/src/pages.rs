@@ -1,0 +1,419 @@
+//! The reader's pages: `/`, `/p/{pubkey}`, `/m/{hash}`. Plain HTML and one
+//! stylesheet, no script at all; readable on a phone.
+
+use std::sync::Arc;
+
+use axum::extract::{Extension, Path, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Redirect, Response};
+use maud::{DOCTYPE, Markup, PreEscaped, html};
+use tamizdat_sign::{MAX_MANIFEST_LEN, PublicKey, VerifiedManifest, Verifier, VerifyError};
+use tamizdat_store::Hash;
+
+use crate::app::{App, Failure, SMALL_BLOB, parse_hash};
+use crate::index::{Article, Index};
+use crate::render;
+use crate::server::ClientIp;
+
+/// Largest article text rendered into a page.
+const MAX_BODY: u64 = 8 << 20;
+/// Articles on the front page.
+const FRONT: usize = 50;
+/// Articles on a publisher's page.
+const FEED: usize = 1000;
+
+const PAGE_CSP: &str = "default-src 'none'; img-src 'self'; media-src 'self'; style-src 'self'; \
+                        form-action 'none'; frame-ancestors 'none'; base-uri 'none'";
+
+const STYLE: &str = include_str!("style.css");
+
+pub(crate) async fn style() -> Response {
+    let mut r = STYLE.into_response();
+    let h = r.headers_mut();
+    h.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/css; charset=utf-8"),
+    );
+    h.insert(
+        header::CACHE_CONTROL,
+        HeaderValue::from_static("public, max-age=3600"),
+    );
+    r
+}
+
+fn page(status: StatusCode, title: &str, lang: &str, main: Markup) -> Response {
+    let doc = html! {
+        (DOCTYPE)
+        html lang=(lang) {
+            head {
+                meta charset="utf-8";
+                meta name="viewport" content="width=device-width, initial-scale=1";
+                meta name="referrer" content="no-referrer";
+                title { (title) }
+                link rel="stylesheet" href="/assets/style.css";
+            }
+            body {
+                header.site { a href="/" { "tamizdat" } " · signed articles, kept reachable" }
+                main { (main) }
+                footer.site {
+                    "Served by a tamizdat node. Everything here was checked against its publisher's signature before it was shown."
+                }
+            }
+        }
+    };
+    let mut r = (status, axum::response::Html(doc.into_string())).into_response();
+    let h = r.headers_mut();
+    h.insert(
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static(PAGE_CSP),
+    );
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+    r
+}
+
+fn failure_page(f: Failure) -> Response {
+    page(
+        f.status,
+        "Not available",
+        "en",
+        html! { h1 { "Not available" } p.warning { (f.message) } },
+    )
+}
+
+/// A publisher's display name: the one the operator gave, else its fingerprint.
+fn name_of(app: &App, key: &PublicKey) -> (Option<String>, bool) {
+    match app.node.following().into_iter().find(|f| &f.key == key) {
+        Some(f) => (f.name, true),
+        None => (None, false),
+    }
+}
+
+fn article_row(app: &App, a: &Article) -> Markup {
+    let m = &a.manifest;
+    let (name, _) = name_of(app, &m.publisher);
+    html! {
+        li.article {
+            a href=(format!("/m/{}", a.id)) lang=(m.lang) dir=[render::is_rtl(&m.lang).then_some("rtl")] { (m.title) }
+            div.meta {
+                a href=(format!("/p/{}", m.publisher)) { (name.unwrap_or_else(|| m.publisher.fingerprint())) }
+                " · " time { (render::time(m.created)) }
+                " · " (m.lang) " · " (m.feed) " #" (m.seq)
+            }
+            @if let Some(s) = &m.summary {
+                p.summary lang=(m.lang) { (s) }
+            }
+        }
+    }
+}
+
+pub(crate) async fn front(State(app): State<Arc<App>>) -> Response {
+    let index = match app.index.get(&app).await {
+        Ok(i) => i,
+        Err(f) => return failure_page(f),
+    };
+    let following = app.node.following();
+    let counts = index.publishers();
+    let main = html! {
+        h1 { "Articles on this node" }
+        section {
+            h2 { "Publishers followed" }
+            @if following.is_empty() {
+                p { "This node follows no publisher yet. Its operator adds one with "
+                    code { "tamizdat follow PUBKEY" } "." }
+            } @else {
+                ul.publishers {
+                    @for f in &following {
+                        li {
+                            a href=(format!("/p/{}", f.key)) {
+                                (f.name.clone().unwrap_or_else(|| f.key.fingerprint()))
+                            }
+                            " · " span.fingerprint { (f.key.fingerprint()) }
+                            " · " (counts.get(&f.key).copied().unwrap_or(0)) " article(s)"
+                        }
+                    }
+                }
+            }
+        }
+        section {
+            h2 { "Latest articles" }
+            @if index.newest().next().is_none() {
+                p { "No article has reached this node yet." }
+            } @else {
+                ul.articles {
+                    @for a in index.newest().take(FRONT) { (article_row(&app, a)) }
+                }
+            }
+        }
+    };
+    page(
+        StatusCode::OK,
+        "tamizdat: articles on this node",
+        "en",
+        main,
+    )
+}
+
+pub(crate) async fn publisher(State(app): State<Arc<App>>, Path(raw): Path<String>) -> Response {
+    let key = match raw.parse::<PublicKey>() {
+        Ok(k) => k,
+        Err(e) => {
+            return failure_page(Failure::bad_request(format!(
+                "not a publisher key (64 hex digits, as `tamizdat key show` prints it): {e}"
+            )));
+        }
+    };
+    let index = match app.index.get(&app).await {
+        Ok(i) => i,
+        Err(f) => return failure_page(f),
+    };
+    let (name, followed) = name_of(&app, &key);
+    let trust = app.node.trust();
+    let feeds: Vec<_> = trust.feeds().filter(|(p, _, _)| **p == key).collect();
+    let shown = name
+        .clone()
+        .unwrap_or_else(|| format!("Publisher {}", key.fingerprint()));
+    let articles: Vec<_> = index.of(&key).take(FEED).collect();
+    let main = html! {
+        h1 { (shown) }
+        dl.keyinfo {
+            dt { "Fingerprint" } dd.fingerprint { (key.fingerprint()) }
+            dt { "Public key" } dd { code.key { (key) } }
+            dt { "Followed here" } dd { (if followed { "yes: this node keeps and passes on its articles" } else { "no" }) }
+        }
+        @if !feeds.is_empty() {
+            h2 { "Feeds" }
+            ul {
+                @for (_, feed, head) in &feeds {
+                    li { (feed) ": latest " a href=(format!("/m/{}", Hash::from_bytes(head.hash))) { "#" (head.seq) }
+                        " signed " (render::time(head.created)) }
+                }
+            }
+        }
+        h2 { "Articles" }
+        @if articles.is_empty() {
+            p { "No article of this publisher is on this node." }
+        } @else {
+            ul.articles { @for a in &articles { (article_row(&app, a)) } }
+        }
+    };
+    page(StatusCode::OK, &shown, "en", main)
+}
+
+/// The address readers reach this gateway by, for the article's link: the
+/// request's `Host` when it is a plain host name or address, else ours.
+fn base_url(app: &App, headers: &HeaderMap) -> String {
+    let host = headers
+        .get(header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .filter(|h| {
+            !h.is_empty()
+                && h.len() <= 255
+                && h.bytes().all(|b| {
+                    b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b':' | b'[' | b']')
+                })
+        })
+        .map(str::to_owned)
+        .unwrap_or_else(|| app.addr.to_string());
+    format!("http://{host}")
+}
+
+pub(crate) async fn article(
+    State(app): State<Arc<App>>,
+    Extension(ClientIp(ip)): Extension<ClientIp>,
+    Path(raw): Path<String>,
+    headers: HeaderMap,
+) -> Response {
+    let id = match parse_hash(&raw) {
+        Ok(h) => h,
+        Err(Ok(canonical)) => {
+            return Redirect::permanent(&format!("/m/{canonical}")).into_response();
+        }
+        Err(Err(f)) => return failure_page(f),
+    };
+    let verified = match load_verified(&app, ip, id).await {
+        Ok(v) => v,
+        Err(f) => return failure_page(f),
+    };
+    let index = app.index.get(&app).await.ok();
+    let (text, status) = match body(&app, ip, &verified, id).await {
+        Ok(t) => (t, StatusCode::OK),
+        Err(f) => (
+            Some(html! { p.warning { "The article's text could not be shown: " (f.message) } }),
+            f.status,
+        ),
+    };
+    let url = format!("{}/m/{id}", base_url(&app, &headers));
+    let m = verified.manifest();
+    let main = html! {
+        article lang=(m.lang) dir=[render::is_rtl(&m.lang).then_some("rtl")] {
+            h1 { (m.title) }
+            @if let Some(t) = text { div.body { (t) } }
+        }
+        (attachments(m, id))
+        (badge(&app, &verified, id, index.as_deref(), &url))
+    };
+    page(status, &m.title, &m.lang, main)
+}
+
+/// The manifest `id`, fetched if need be, and verified against what this
+/// node knows of keys and revocations. Not a manifest, forged, or signed by
+/// a revoked key: 422, and nothing of it is shown.
+pub(crate) async fn load_verified(
+    app: &Arc<App>,
+    ip: std::net::IpAddr,
+    id: Hash,
+) -> Result<VerifiedManifest, Failure> {
+    let info = app.ensure(ip, id, MAX_MANIFEST_LEN as u64).await?;
+    if info.size > MAX_MANIFEST_LEN as u64 {
+        return Err(Failure::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            format!(
+                "{id} is not an article (too large to be a manifest); its bytes are at /b/{id}"
+            ),
+        ));
+    }
+    let bytes = app.small_bytes(id).await?;
+    let trust = app.node.trust();
+    tokio::task::spawn_blocking(move || Verifier::new().verify(&bytes, &trust))
+        .await
+        .map_err(|e| Failure::internal(e.to_string()))?
+        .map_err(|e| match e {
+            VerifyError::Decode(_) => Failure::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                format!("{id} is not an article manifest; its bytes are at /b/{id}"),
+            ),
+            e => Failure::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                format!("NOT VERIFIED: {id} claims to be a signed article, but it does not verify: {e}. Do not trust it."),
+            ),
+        })
+}
+
+async fn body(
+    app: &Arc<App>,
+    ip: std::net::IpAddr,
+    v: &VerifiedManifest,
+    id: Hash,
+) -> Result<Option<Markup>, Failure> {
+    let m = v.manifest();
+    let Some(entry) = render::body_entry(m) else {
+        return Ok(None);
+    };
+    if entry.size > MAX_BODY {
+        return Ok(Some(
+            html! { p.note { "The article's text is too large to show here; it is listed below." } },
+        ));
+    }
+    let hash = Hash::from_bytes(entry.hash);
+    let info = app.ensure(ip, hash, entry.size).await?;
+    if info.size != entry.size {
+        return Err(Failure::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            format!(
+                "{} is {} bytes, but the signed manifest says {}",
+                entry.path, info.size, entry.size
+            ),
+        ));
+    }
+    let bytes = if info.size <= SMALL_BLOB {
+        app.small_bytes(hash).await?.to_vec()
+    } else {
+        app.blocking(move |s| s.read_to_vec(&hash))
+            .await?
+            .map_err(|e| Failure::internal(format!("{hash} cannot be served: {e}")))?
+    };
+    let text = String::from_utf8_lossy(&bytes);
+    let kind = render::kind_of(entry);
+    let manifest = m.clone();
+    let html = tokio::task::spawn_blocking({
+        let text = text.into_owned();
+        move || render::article_html(&manifest, id, &text, kind)
+    })
+    .await
+    .map_err(|e| Failure::internal(e.to_string()))?;
+    Ok(Some(PreEscaped(html)))
+}
+
+fn attachments(m: &tamizdat_sign::Manifest, id: Hash) -> Markup {
+    let body = render::body_entry(m).map(|e| e.path.as_str());
+    let rest: Vec<_> = m
+        .entries
+        .iter()
+        .filter(|e| Some(e.path.as_str()) != body)
+        .collect();
+    html! {
+        @if !rest.is_empty() {
+            section.files {
+                h2 { "Files" }
+                ul {
+                    @for e in rest {
+                        li {
+                            a href=(format!("/b/{}?m={id}", Hash::from_bytes(e.hash))) { (e.path) }
+                            " · " (e.media_type) " · " (e.size) " bytes"
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+fn badge(app: &App, v: &VerifiedManifest, id: Hash, index: Option<&Index>, url: &str) -> Markup {
+    let m = v.manifest();
+    let (name, followed) = name_of(app, &m.publisher);
+    let head = app.node.trust().head(&m.publisher, &m.feed).cloned();
+    let newer_version = index.and_then(|i| i.superseded_by(&id));
+    let verify = format!("tamizdat get {id} && tamizdat verify {id}");
+    html! {
+        section.badge #provenance {
+            h2 { "Who signed this" }
+            p.verified { "✔ This node checked this article's signature, its signing key's delegation from the publisher's root key, and the revocations it knows of, when serving this page." }
+            dl {
+                dt { "Publisher" }
+                dd { a href=(format!("/p/{}", m.publisher)) { (name.unwrap_or_else(|| "(no name given on this node)".into())) }
+                    @if !followed { " — not followed by this node" } }
+                dt { "Fingerprint" } dd.fingerprint #fingerprint { (m.publisher.fingerprint()) }
+                dt { "Public key" } dd { code.key { (m.publisher) } }
+                dt { "Signed by" }
+                dd {
+                    @match v.delegation() {
+                        None => { "the publisher's root key itself" }
+                        Some(d) => {
+                            "signing key " code.key { (m.signer) } " (" (m.signer.fingerprint()) "), delegated by the root key"
+                            " from " (render::time(d.body().not_before)) " to " (render::time(d.body().not_after))
+                            @if let Some(f) = &d.body().feed { " for feed " (f) }
+                            " (delegation " code { (hex::encode(d.id())) } ")"
+                        }
+                    }
+                }
+                dt { "Signed at" } dd { time { (render::time(m.created)) } }
+                dt { "Feed" } dd { (m.feed) ", article #" (m.seq) }
+                dt { "Language" } dd { (m.lang) }
+                @if let Some(old) = m.supersedes {
+                    dt { "Corrects" }
+                    dd { "This version replaces " a href=(format!("/m/{}", Hash::from_bytes(old))) { "an earlier article" } "." }
+                }
+                @if let Some(newer) = newer_version {
+                    dt.warning { "Corrected" }
+                    dd.warning { "A newer version of this article exists: " a href=(format!("/m/{newer}")) { "read the correction" } "." }
+                }
+                @if let Some(h) = head {
+                    @if h.seq > m.seq {
+                        dt { "Newer articles" }
+                        dd { "The feed has gone on to " a href=(format!("/m/{}", Hash::from_bytes(h.hash))) { "#" (h.seq) } "." }
+                    } @else if h.seq == m.seq && Hash::from_bytes(h.hash) == id {
+                        dt { "Newer articles" } dd { "none known: this is the feed's latest" }
+                    }
+                }
+                dt { "Manifest" }
+                dd { a href=(format!("/b/{id}")) { code { (id) } } }
+            }
+            p { "Check it yourself, with your own copy of tamizdat:" }
+            pre.command { (verify) }
+            figure.qr {
+                (PreEscaped(render::qr_svg(url).unwrap_or_default()))
+                figcaption { "This article's link: " code { (url) } }
+            }
+        }
+    }
+}

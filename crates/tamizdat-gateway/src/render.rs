@@ -1,0 +1,210 @@
+//! Turning an article's body into HTML that is safe on our origin: markdown
+//! rendered with pulldown-cmark, then everything sanitized by ammonia, with
+//! links to the article's own files rewritten to `/b/{hash}` and every other
+//! embedded resource dropped (an image on a stranger's server would tell it
+//! who reads what).
+
+use std::borrow::Cow;
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, UNIX_EPOCH};
+
+use tamizdat_sign::Manifest;
+use tamizdat_store::Hash;
+
+/// The entry holding an article's text: `index.md`, else `index.html`, else
+/// the first markdown, HTML or plain-text file.
+pub(crate) fn body_entry(m: &Manifest) -> Option<&tamizdat_sign::Entry> {
+    let by_path = |p: &str| m.entries.iter().find(|e| e.path == p);
+    by_path("index.md")
+        .or_else(|| by_path("index.html"))
+        .or_else(|| {
+            m.entries.iter().find(|e| {
+                matches!(
+                    e.media_type.split(';').next().map(str::trim),
+                    Some("text/markdown" | "text/html" | "text/plain")
+                )
+            })
+        })
+}
+
+/// What kind of text a body entry holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Kind {
+    Markdown,
+    Html,
+    Plain,
+}
+
+pub(crate) fn kind_of(e: &tamizdat_sign::Entry) -> Kind {
+    let media = e.media_type.split(';').next().unwrap_or("").trim();
+    if e.path.ends_with(".html") || e.path.ends_with(".htm") || media == "text/html" {
+        Kind::Html
+    } else if e.path.ends_with(".md") || media == "text/markdown" {
+        Kind::Markdown
+    } else {
+        Kind::Plain
+    }
+}
+
+/// The article's text as sanitized HTML. `id` is the manifest's hash, used
+/// in the links to its files.
+pub(crate) fn article_html(m: &Manifest, id: Hash, text: &str, kind: Kind) -> String {
+    let html = match kind {
+        Kind::Markdown => {
+            use pulldown_cmark::{Options, Parser, html};
+            let mut opts = Options::empty();
+            opts.insert(Options::ENABLE_TABLES);
+            opts.insert(Options::ENABLE_STRIKETHROUGH);
+            opts.insert(Options::ENABLE_FOOTNOTES);
+            let mut out = String::with_capacity(text.len() * 3 / 2);
+            html::push_html(&mut out, Parser::new_ext(text, opts));
+            out
+        }
+        Kind::Html => body_of(text).to_owned(),
+        Kind::Plain => {
+            return maud::html! { pre.plain { (text) } }.into_string();
+        }
+    };
+    let clean = sanitize(m, id, &html);
+    // The page shows the signed title as its heading: drop the text's own
+    // first heading when it only repeats it.
+    let repeated = maud::html! { h1 { (m.title) } }.into_string();
+    match clean.trim_start().strip_prefix(&repeated) {
+        Some(rest) => rest.to_owned(),
+        None => clean,
+    }
+}
+
+/// The inside of `<body>` when the text is a whole document.
+fn body_of(doc: &str) -> &str {
+    let lower = doc.to_ascii_lowercase();
+    let Some(open) = lower.find("<body") else {
+        return doc;
+    };
+    let Some(start) = lower[open..].find('>').map(|i| open + i + 1) else {
+        return doc;
+    };
+    let end = lower[start..]
+        .find("</body")
+        .map(|i| start + i)
+        .unwrap_or(doc.len());
+    &doc[start..end]
+}
+
+fn sanitize(m: &Manifest, id: Hash, html: &str) -> String {
+    let files: Arc<HashMap<String, Hash>> = Arc::new(
+        m.entries
+            .iter()
+            .map(|e| (e.path.clone(), Hash::from_bytes(e.hash)))
+            .collect(),
+    );
+    ammonia::Builder::default()
+        .link_rel(Some("noopener noreferrer nofollow"))
+        .attribute_filter(move |element, attribute, value| {
+            if !matches!(attribute, "src" | "href" | "cite" | "poster") {
+                return Some(value.into());
+            }
+            let v = value.trim();
+            if v.starts_with('#') {
+                return Some(value.into());
+            }
+            if is_absolute(v) {
+                // A link a reader chooses to follow is theirs to follow; a
+                // resource the browser loads by itself is not.
+                return (element == "a" && attribute == "href").then(|| value.into());
+            }
+            if v.starts_with('/') {
+                return None;
+            }
+            let path = relative_path(v)?;
+            files
+                .get(&path)
+                .map(|h| Cow::Owned(format!("/b/{h}?m={id}")))
+        })
+        .clean(html)
+        .to_string()
+}
+
+/// A URL with a scheme (`https:`, `javascript:`) or a network path (`//host`).
+fn is_absolute(url: &str) -> bool {
+    if url.starts_with("//") || url.starts_with("\\\\") {
+        return true;
+    }
+    match url.find(':') {
+        Some(i) => !url[..i].contains(['/', '?', '#']),
+        None => false,
+    }
+}
+
+/// A relative URL as a manifest path: no query or fragment, `./` dropped,
+/// percent-decoded, `..` refused.
+fn relative_path(url: &str) -> Option<String> {
+    let url = url.split(['?', '#']).next()?;
+    let decoded = percent_encoding::percent_decode_str(url)
+        .decode_utf8()
+        .ok()?;
+    let mut parts = Vec::new();
+    for part in decoded.split('/') {
+        match part {
+            "" | "." => {}
+            ".." => return None,
+            p => parts.push(p),
+        }
+    }
+    (!parts.is_empty()).then(|| parts.join("/"))
+}
+
+/// Whether a language is written right to left.
+pub(crate) fn is_rtl(lang: &str) -> bool {
+    let primary = lang.split('-').next().unwrap_or("").to_ascii_lowercase();
+    matches!(
+        primary.as_str(),
+        "ar" | "fa" | "he" | "ur" | "ps" | "yi" | "ckb" | "dv" | "sd" | "ug"
+    )
+}
+
+/// Unix seconds as an RFC 3339 UTC time.
+pub(crate) fn time(t: u64) -> String {
+    humantime::format_rfc3339_seconds(UNIX_EPOCH + Duration::from_secs(t)).to_string()
+}
+
+/// A QR code of `text` as an inline `<svg>` element.
+pub(crate) fn qr_svg(text: &str) -> Option<String> {
+    let code = qrcode::QrCode::new(text.as_bytes()).ok()?;
+    let svg = code
+        .render::<qrcode::render::svg::Color<'_>>()
+        .min_dimensions(180, 180)
+        .quiet_zone(true)
+        .build();
+    svg.find("<svg").map(|i| svg[i..].to_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn relative_urls() {
+        assert_eq!(relative_path("img/a.jpg").as_deref(), Some("img/a.jpg"));
+        assert_eq!(
+            relative_path("./img/a%20b.jpg?x#y").as_deref(),
+            Some("img/a b.jpg")
+        );
+        assert_eq!(relative_path("../secret"), None);
+        assert_eq!(relative_path("a/%2e%2e/b"), None);
+        assert!(is_absolute("https://example.org/x.png"));
+        assert!(is_absolute("javascript:alert(1)"));
+        assert!(is_absolute("//example.org/x.png"));
+        assert!(!is_absolute("img/a:b.png"));
+        assert!(!is_absolute("a.png"));
+    }
+
+    #[test]
+    fn rtl() {
+        assert!(is_rtl("fa"));
+        assert!(is_rtl("ar-EG"));
+        assert!(!is_rtl("ru"));
+        assert!(!is_rtl("en-US"));
+    }
+}

@@ -1,0 +1,616 @@
+//! The gateway's routes over real HTTP, against a real node on 127.0.0.1.
+
+mod common;
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::time::Duration;
+
+use common::*;
+use reqwest::StatusCode;
+use reqwest::header::{self, HeaderMap};
+use tamizdat_store::Hash;
+
+fn client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap()
+}
+
+async fn get(url: &str) -> (StatusCode, HeaderMap, Vec<u8>) {
+    get_with(url, &[]).await
+}
+
+async fn get_with(url: &str, headers: &[(&str, &str)]) -> (StatusCode, HeaderMap, Vec<u8>) {
+    let mut req = client().get(url);
+    for (k, v) in headers {
+        req = req.header(*k, *v);
+    }
+    let r = req.send().await.unwrap();
+    let status = r.status();
+    let h = r.headers().clone();
+    let body = r.bytes().await.unwrap().to_vec();
+    (status, h, body)
+}
+
+fn text(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+/// A raw request line, for paths an HTTP client would normalize.
+fn raw(base: &str, path: &str) -> String {
+    let addr = base.strip_prefix("http://").unwrap();
+    let mut s = TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut out = String::new();
+    let _ = s.read_to_string(&mut out);
+    out
+}
+
+const ARTICLE_MD: &str = "# Свобода слова\n\n\
+Текст статьи по-русски. ![фото](photo.png)\n\n\
+<script>window.__pwned = 1</script>\n\
+<img src=\"x\" onerror=\"window.__pwned = 2\">\n\
+<img src=\"https://tracker.example/pixel.gif\">\n\n\
+[Источник](https://example.org/source) and [local](./photo.png)\n";
+
+async fn article(site: &Site, outlet: &Outlet) -> (Hash, Hash) {
+    let (id, _) = publish(
+        site,
+        outlet,
+        Draft {
+            seq: 1,
+            prev: None,
+            title: "Свобода слова",
+            lang: "ru",
+            files: vec![
+                ("index.md", ARTICLE_MD.as_bytes().to_vec(), "text/markdown"),
+                ("photo.png", PNG.to_vec(), "image/png"),
+                (
+                    "page.html",
+                    b"<script>alert(1)</script>".to_vec(),
+                    "text/html",
+                ),
+                (
+                    "logo.svg",
+                    b"<svg xmlns='http://www.w3.org/2000/svg'><script>alert(1)</script></svg>"
+                        .to_vec(),
+                    "image/svg+xml",
+                ),
+            ],
+            supersedes: None,
+        },
+    )
+    .await;
+    (id, Hash::of(PNG))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn article_page_renders_sanitized_with_its_provenance() {
+    let site = site(|_| {}).await;
+    let outlet = Outlet::new();
+    let (id, png) = article(&site, &outlet).await;
+    let (status, h, body) = get(&site.url(&format!("/m/{id}"))).await;
+    let page = text(&body);
+    assert_eq!(status, StatusCode::OK, "{page}");
+    assert!(
+        h[header::CONTENT_TYPE]
+            .to_str()
+            .unwrap()
+            .starts_with("text/html")
+    );
+    let csp = h[header::CONTENT_SECURITY_POLICY].to_str().unwrap();
+    assert!(
+        csp.contains("default-src 'none'") && !csp.contains("script-src"),
+        "{csp}"
+    );
+    assert_eq!(h[header::X_CONTENT_TYPE_OPTIONS], "nosniff");
+    // The article, in its language.
+    assert!(page.contains("<html lang=\"ru\">"), "{page}");
+    assert_eq!(
+        page.matches("<h1>Свобода слова</h1>").count(),
+        1,
+        "one heading"
+    );
+    assert!(page.contains("Текст статьи по-русски."));
+    // Its image comes from /b/, the tracker's and the script do not come at all.
+    assert!(page.contains(&format!("src=\"/b/{png}?m={id}\"")), "{page}");
+    assert!(!page.contains("tracker.example"));
+    assert!(!page.contains("<script"));
+    assert!(!page.contains("onerror"));
+    assert!(!page.contains("__pwned"));
+    assert!(page.contains("href=\"https://example.org/source\""));
+    // The badge.
+    let root = outlet.root.public();
+    assert!(page.contains(&root.fingerprint()));
+    assert!(page.contains(&root.to_string()));
+    assert!(page.contains(&outlet.signing.public().to_string()));
+    assert!(page.contains("delegated by the root key"));
+    assert!(page.contains(&hex::encode(outlet.delegation.id())));
+    assert!(page.contains("main, article #1"));
+    assert!(page.contains("this is the feed's latest"));
+    assert!(page.contains("This node checked this article's signature"));
+    assert!(page.contains(&format!("href=\"/b/{id}\"")));
+    assert!(page.contains(&format!("tamizdat verify {id}")));
+    assert!(page.contains("<svg"), "QR code");
+    assert!(page.contains(&format!("{}/m/{id}", site.base)));
+    // The files that are not the text are listed.
+    assert!(page.contains("page.html") && page.contains("logo.svg"));
+
+    // Upper case is redirected to the canonical link.
+    let (status, h, _) = get(&site.url(&format!("/m/{}", id.to_string().to_uppercase()))).await;
+    assert_eq!(status, StatusCode::PERMANENT_REDIRECT);
+    assert_eq!(h[header::LOCATION], format!("/m/{id}").as_str());
+    site.gateway.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn front_page_feed_page_and_corrections() {
+    let site = site(|_| {}).await;
+    let (_, _, body) = get(&site.url("/")).await;
+    assert!(text(&body).contains("follows no publisher yet"));
+    let outlet = Outlet::new();
+    let (first, _) = article(&site, &outlet).await;
+    let (second, _) = publish(
+        &site,
+        &outlet,
+        Draft {
+            seq: 2,
+            prev: Some(first),
+            title: "Исправление",
+            lang: "ru",
+            files: vec![(
+                "index.md",
+                "# Исправление\n\nТекст.".as_bytes().to_vec(),
+                "text/markdown",
+            )],
+            supersedes: Some(first),
+        },
+    )
+    .await;
+    let root = outlet.root.public();
+    // The front page is rebuilt from the store every two seconds at most.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let front = loop {
+        let (status, _, body) = get(&site.url("/")).await;
+        assert_eq!(status, StatusCode::OK);
+        let front = text(&body);
+        if front.contains(&format!("/m/{second}")) || std::time::Instant::now() > deadline {
+            break front;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    assert!(front.contains(&format!("/p/{root}")));
+    // Newest first.
+    let (a, b) = (
+        front.find(&format!("/m/{second}")).expect("second listed"),
+        front.find(&format!("/m/{first}")).expect("first listed"),
+    );
+    assert!(a < b, "newest first");
+    let (status, _, body) = get(&site.url(&format!("/p/{root}"))).await;
+    let feed = text(&body);
+    assert_eq!(status, StatusCode::OK);
+    assert!(feed.contains("Исправление") && feed.contains("Свобода слова"));
+    assert!(feed.contains(&root.fingerprint()));
+    // The older article points to its correction and to the newer head.
+    let (_, _, body) = get(&site.url(&format!("/m/{first}"))).await;
+    let old = text(&body);
+    assert!(
+        old.contains("A newer version of this article exists"),
+        "{old}"
+    );
+    assert!(old.contains(&format!("href=\"/m/{second}\"")));
+    assert!(old.contains("The feed has gone on to"));
+    let (_, _, body) = get(&site.url(&format!("/m/{second}"))).await;
+    assert!(text(&body).contains(&format!("This version replaces <a href=\"/m/{first}\"")));
+    // A bad key is a 400.
+    let (status, _, _) = get(&site.url("/p/not-a-key")).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    site.gateway.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn blobs_with_headers_ranges_and_caching() {
+    let site = site(|_| {}).await;
+    let outlet = Outlet::new();
+    let (id, png) = article(&site, &outlet).await;
+    let url = site.url(&format!("/b/{png}"));
+    let (status, h, body) = get(&url).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(body, PNG);
+    assert_eq!(h[header::CONTENT_TYPE], "image/png", "the manifest's type");
+    assert_eq!(h[header::ETAG], format!("\"{png}\"").as_str());
+    assert_eq!(
+        h[header::CACHE_CONTROL],
+        "public, max-age=31536000, immutable"
+    );
+    assert_eq!(h[header::X_CONTENT_TYPE_OPTIONS], "nosniff");
+    assert_eq!(h[header::ACCEPT_RANGES], "bytes");
+    assert_eq!(h[header::CONTENT_LENGTH], PNG.len().to_string().as_str());
+    assert!(
+        h[header::CONTENT_DISPOSITION]
+            .to_str()
+            .unwrap()
+            .starts_with("inline")
+    );
+    // Cached copies revalidate to 304.
+    let (status, _, body) = get_with(&url, &[("if-none-match", &format!("\"{png}\""))]).await;
+    assert_eq!(status, StatusCode::NOT_MODIFIED);
+    assert!(body.is_empty());
+    // HEAD: headers, no body.
+    let r = client().head(&url).send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    assert_eq!(
+        r.headers()[header::CONTENT_LENGTH],
+        PNG.len().to_string().as_str()
+    );
+    assert!(r.bytes().await.unwrap().is_empty());
+
+    // Ranges over a large blob, which is streamed.
+    let big = data(3 << 20, 7);
+    let hash = site.store.add_bytes(&big).unwrap().hash;
+    let url = site.url(&format!("/b/{hash}"));
+    let n = big.len();
+    let cases: &[(&str, StatusCode, Option<std::ops::Range<usize>>)] = &[
+        ("bytes=0-9", StatusCode::PARTIAL_CONTENT, Some(0..10)),
+        (
+            "bytes=1048570-1048600",
+            StatusCode::PARTIAL_CONTENT,
+            Some(1048570..1048601),
+        ),
+        ("bytes=-100", StatusCode::PARTIAL_CONTENT, Some(n - 100..n)),
+        (
+            "bytes=3000000-",
+            StatusCode::PARTIAL_CONTENT,
+            Some(3_000_000..n),
+        ),
+        ("bytes=0-99999999", StatusCode::PARTIAL_CONTENT, Some(0..n)),
+        ("bytes=0-1,5-9", StatusCode::OK, Some(0..n)),
+        ("bytes=9-3", StatusCode::OK, Some(0..n)),
+        ("pages=1-2", StatusCode::OK, Some(0..n)),
+        ("bytes=99999999-", StatusCode::RANGE_NOT_SATISFIABLE, None),
+        ("bytes=-0", StatusCode::RANGE_NOT_SATISFIABLE, None),
+    ];
+    for (range, want, bytes) in cases {
+        let (status, h, body) = get_with(&url, &[("range", range)]).await;
+        assert_eq!(status, *want, "{range}");
+        match bytes {
+            Some(r) => {
+                assert_eq!(body.len(), r.len(), "{range}");
+                assert!(body == big[r.clone()], "{range}: wrong bytes");
+                if status == StatusCode::PARTIAL_CONTENT {
+                    assert_eq!(
+                        h[header::CONTENT_RANGE],
+                        format!("bytes {}-{}/{n}", r.start, r.end - 1).as_str()
+                    );
+                }
+            }
+            None => assert_eq!(h[header::CONTENT_RANGE], format!("bytes */{n}").as_str()),
+        }
+    }
+    // If-Range with another validator: the whole blob.
+    let (status, _, body) =
+        get_with(&url, &[("range", "bytes=0-9"), ("if-range", "\"other\"")]).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(body.len(), n);
+    // A blob no manifest names is plain bytes, never rendered.
+    let (_, h, _) = get(&url).await;
+    assert_eq!(h[header::CONTENT_TYPE], "application/octet-stream");
+    assert!(
+        h[header::CONTENT_DISPOSITION]
+            .to_str()
+            .unwrap()
+            .starts_with("attachment")
+    );
+    // Small ranges of a small blob, and the empty blob.
+    let (status, _, body) =
+        get_with(&site.url(&format!("/b/{png}")), &[("range", "bytes=-4")]).await;
+    assert_eq!(status, StatusCode::PARTIAL_CONTENT);
+    assert_eq!(body, PNG[PNG.len() - 4..]);
+    let empty = site.store.add_bytes(b"").unwrap().hash;
+    let (status, _, body) = get(&site.url(&format!("/b/{empty}"))).await;
+    assert_eq!((status, body.len()), (StatusCode::OK, 0));
+    let (status, _, _) =
+        get_with(&site.url(&format!("/b/{empty}")), &[("range", "bytes=0-")]).await;
+    assert_eq!(status, StatusCode::RANGE_NOT_SATISFIABLE);
+
+    // Active content is never rendered on our origin.
+    for (bytes, media) in [
+        (b"<script>alert(1)</script>".to_vec(), "text/html"),
+        (
+            b"<svg xmlns='http://www.w3.org/2000/svg'><script>alert(1)</script></svg>".to_vec(),
+            "image/svg+xml",
+        ),
+    ] {
+        let (_, h, _) = get(&site.url(&format!("/b/{}", Hash::of(&bytes)))).await;
+        assert_eq!(h[header::CONTENT_TYPE], media);
+        assert!(
+            h[header::CONTENT_DISPOSITION]
+                .to_str()
+                .unwrap()
+                .starts_with("attachment"),
+            "{media}"
+        );
+        assert!(
+            h[header::CONTENT_SECURITY_POLICY]
+                .to_str()
+                .unwrap()
+                .contains("sandbox")
+        );
+    }
+    // The manifest itself is served as one, for `tamizdat verify`.
+    let (status, h, body) = get(&site.url(&format!("/b/{id}"))).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(h[header::CONTENT_TYPE], "application/vnd.tamizdat.manifest");
+    assert_eq!(Hash::of(&body), id);
+    site.gateway.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_paths_and_hashes_get_short_4xx() {
+    let site = site(|c| c.fetch_timeout = Duration::from_secs(3)).await;
+    let hex = "ab".repeat(32);
+    for path in [
+        "/b/zz".to_owned(),
+        format!("/b/{}", &hex[..63]),
+        format!("/b/{hex}0"),
+        format!("/b/{}g", &hex[..63]),
+        "/b/%2e%2e%2f%2e%2e%2fetc%2fpasswd".to_owned(),
+        "/b/..%2F..%2Fetc%2Fpasswd".to_owned(),
+        "/b/%252e%252e%252fetc".to_owned(),
+        "/m/%00".to_owned(),
+        "/m/..%5c..%5cwindows".to_owned(),
+        "/p/%2e%2e%2f".to_owned(),
+        "/api/v1/manifests/xyz".to_owned(),
+    ] {
+        let (status, h, body) = get(&site.url(&path)).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{path}: {}", text(&body));
+        assert!(body.len() < 2000, "{path}: short message");
+        assert!(!text(&body).contains("root:"), "{path}");
+        let _ = h;
+    }
+    for path in [
+        "/b/../../etc/passwd",
+        "/b/..%2f/x",
+        "/b/%2e%2e",
+        "/p/%2e%2e",
+        "/../../etc/passwd",
+        "/etc/passwd",
+        "/b/",
+        "/b",
+        "/index.html",
+        "/b/abc/def",
+        "//b/x",
+    ] {
+        let answer = raw(&site.base, path);
+        let status_line = answer.lines().next().unwrap_or("");
+        assert!(
+            status_line.contains(" 400 ") || status_line.contains(" 404 "),
+            "{path}: {status_line}"
+        );
+        assert!(!answer.contains("root:"), "{path}");
+    }
+    // A well-formed hash nobody has: not found, after asking the network.
+    let (status, _, body) = get(&site.url(&format!("/b/{hex}"))).await;
+    assert!(
+        status == StatusCode::NOT_FOUND || status == StatusCode::GATEWAY_TIMEOUT,
+        "{status}: {}",
+        text(&body)
+    );
+    // Not a manifest, and a forged one: 422, nothing shown.
+    let junk = site.store.add_bytes(b"just some bytes").unwrap().hash;
+    let (status, _, body) = get(&site.url(&format!("/m/{junk}"))).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(text(&body).contains("not an article"));
+    site.gateway.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn forged_and_corrupt_content_is_never_served() {
+    let site = site(|_| {}).await;
+    let outlet = Outlet::new();
+    let (_, signed) = publish(
+        &site,
+        &outlet,
+        Draft {
+            seq: 1,
+            prev: None,
+            title: "Original",
+            lang: "en",
+            files: vec![(
+                "index.md",
+                b"# Original\n\ntrue words".to_vec(),
+                "text/markdown",
+            )],
+            supersedes: None,
+        },
+    )
+    .await;
+    // The same manifest with its title changed after signing.
+    let mut forged = signed.bytes().to_vec();
+    let at = forged.windows(8).position(|w| w == b"Original").unwrap();
+    forged[at..at + 8].copy_from_slice(b"Forgery!");
+    let forged = site.store.add_bytes(&forged).unwrap().hash;
+    let (status, _, body) = get(&site.url(&format!("/m/{forged}"))).await;
+    let page = text(&body);
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{page}");
+    assert!(page.contains("NOT VERIFIED"), "{page}");
+    assert!(!page.contains("true words"));
+    let (status, _, body) = get(&site.url(&format!("/api/v1/manifests/{forged}"))).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+    let err: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    assert!(err["error"].as_str().unwrap().contains("NOT VERIFIED"));
+
+    // Blobs whose bytes on disk were changed: an error, never the bad bytes.
+    let small = data(300_000, 1);
+    let big = data(4 << 20, 2);
+    for (bytes, at) in [(&small, 1000usize), (&big, 3_500_000usize)] {
+        let hash = site.store.add_bytes(bytes).unwrap().hash;
+        let file = site.data_file(&hash);
+        let mut on_disk = std::fs::read(&file).unwrap();
+        on_disk[at] ^= 0x20;
+        std::fs::write(&file, &on_disk).unwrap();
+        let r = client()
+            .get(site.url(&format!("/b/{hash}")))
+            .send()
+            .await
+            .unwrap();
+        let status = r.status();
+        let got = r.bytes().await.map(|b| b.to_vec()).unwrap_or_default();
+        if bytes.len() < (1 << 20) {
+            assert_eq!(status, StatusCode::INTERNAL_SERVER_ERROR);
+            assert!(text(&got).contains("corrupt"), "{}", text(&got));
+        } else {
+            // Streamed: the answer stops before the bad group, and what came
+            // is the true prefix.
+            assert!(got.len() < at, "{} bytes came", got.len());
+            assert!(got[..] == bytes[..got.len()]);
+        }
+    }
+    site.gateway.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_missing_blob_is_fetched_from_the_network() {
+    let holder = site(|_| {}).await;
+    let reader = site(|_| {}).await;
+    reader.node.dial(holder.addr.clone()).await.unwrap();
+    let bytes = data(2 << 20, 5);
+    let hash = holder.store.add_bytes(&bytes).unwrap().hash;
+    holder.node.provide(hash).await.unwrap();
+    let (status, _, body) = get(&reader.url(&format!("/b/{hash}"))).await;
+    assert_eq!(status, StatusCode::OK, "{}", text(&body));
+    assert!(body == bytes);
+    assert!(reader.store.info(&hash).unwrap().unwrap().complete);
+    // An article too: manifest and text come over the network, then render.
+    let outlet = Outlet::new();
+    let (id, _) = article(&holder, &outlet).await;
+    let (status, _, body) = get(&reader.url(&format!("/m/{id}"))).await;
+    let page = text(&body);
+    assert_eq!(status, StatusCode::OK, "{page}");
+    assert!(page.contains("Текст статьи по-русски."));
+    assert!(page.contains(&outlet.root.public().fingerprint()));
+    assert!(page.contains("not followed by this node"));
+    holder.gateway.shutdown().await;
+    reader.gateway.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn api_metrics_and_health() {
+    let site = site(|_| {}).await;
+    let outlet = Outlet::new();
+    let (id, _) = article(&site, &outlet).await;
+    let root = outlet.root.public();
+    let json = |b: Vec<u8>| serde_json::from_slice::<serde_json::Value>(&b).unwrap();
+
+    let (status, h, body) = get(&site.url("/api/v1/status")).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(
+        h[header::CONTENT_TYPE]
+            .to_str()
+            .unwrap()
+            .starts_with("application/json")
+    );
+    let s = json(body);
+    assert_eq!(s["peer_id"], site.node.peer_id().to_string());
+    assert_eq!(s["gateway"], site.base);
+    assert_eq!(s["following"], 1);
+
+    let (_, _, body) = get(&site.url("/api/v1/publishers")).await;
+    let p = json(body);
+    let me = &p["publishers"][0];
+    assert_eq!(me["key"], root.to_string());
+    assert_eq!(me["fingerprint"], root.fingerprint());
+    assert_eq!(me["followed"], true);
+    assert_eq!(me["articles"], 1);
+    assert_eq!(me["feeds"][0]["seq"], 1);
+
+    let (_, _, body) = get(&site.url(&format!("/api/v1/publishers/{root}"))).await;
+    let feed = json(body);
+    assert_eq!(feed["items"][0]["id"], id.to_string());
+    assert_eq!(feed["items"][0]["title"], "Свобода слова");
+    assert_eq!(feed["items"][0]["lang"], "ru");
+
+    let (status, _, body) = get(&site.url(&format!("/api/v1/manifests/{id}"))).await;
+    assert_eq!(status, StatusCode::OK);
+    let m = json(body);
+    assert_eq!(m["verified"], true);
+    assert_eq!(m["publisher"], root.to_string());
+    assert_eq!(m["signer"], outlet.signing.public().to_string());
+    assert_eq!(m["delegation"]["id"], hex::encode(outlet.delegation.id()));
+    assert_eq!(m["entries"].as_array().unwrap().len(), 4);
+
+    let (status, _, body) = get(&site.url("/healthz")).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(text(&body).starts_with("ok"));
+
+    let (_, _, _) = get(&site.url("/nowhere")).await;
+    // A blob nobody has: the node asks the network and counts the failure.
+    let (status, _, _) = get(&site.url(&format!("/b/{}", "cd".repeat(32)))).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    let (status, h, body) = get(&site.url("/metrics")).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(
+        h[header::CONTENT_TYPE]
+            .to_str()
+            .unwrap()
+            .contains("openmetrics-text")
+    );
+    let m = text(&body);
+    let sample = |name: &str, labels: &str| -> f64 {
+        m.lines()
+            .find(|l| l.starts_with(name) && l.contains(labels))
+            .unwrap_or_else(|| panic!("{name} {labels} in\n{m}"))
+            .rsplit(' ')
+            .next()
+            .unwrap()
+            .parse()
+            .unwrap()
+    };
+    assert_eq!(
+        sample(
+            "tamizdat_gateway_requests_total",
+            "route=\"/api/v1/manifests/{hash}\",status=\"200\""
+        ),
+        1.0
+    );
+    assert_eq!(
+        sample(
+            "tamizdat_gateway_requests_total",
+            "route=\"unmatched\",status=\"404\""
+        ),
+        1.0
+    );
+    assert!(sample("tamizdat_store_blobs", "") >= 5.0);
+    assert!(sample("tamizdat_store_bytes", "") > PNG.len() as f64);
+    assert_eq!(
+        sample(
+            "tamizdat_feed_lag_articles",
+            &format!("publisher=\"{root}\"")
+        ),
+        0.0
+    );
+    assert_eq!(
+        sample(
+            "tamizdat_replication_pending_files",
+            &format!("publisher=\"{root}\"")
+        ),
+        0.0
+    );
+    assert_eq!(sample("tamizdat_gateway_network_fetches_total", "outcome=\"failed\""), 1.0);
+    let failed: f64 = m
+        .lines()
+        .filter(|l| l.starts_with("tamizdat_fetches_total") && !l.contains("outcome=\"ok\""))
+        .map(|l| l.rsplit(' ').next().unwrap().parse::<f64>().unwrap())
+        .sum();
+    assert_eq!(failed, 1.0, "the node's own fetch counter");
+    assert!(m.contains("\nlibp2p_"), "libp2p metrics");
+    assert!(m.ends_with("# EOF\n"));
+    site.gateway.shutdown().await;
+}
