@@ -136,6 +136,12 @@ pub struct NodeArgs {
     /// `mdns` itself: explicit keys win over any profile).
     #[arg(long, value_enum)]
     pub profile: Option<crate::config::Profile>,
+    /// Serve the reader's gateway (articles, blobs, API, metrics) on this
+    /// address, e.g. 127.0.0.1:8080 (the default; port 0 picks a free one),
+    /// or `off`. A non-loopback address lets anyone who reaches it read what
+    /// this node holds.
+    #[arg(long, value_name = "ADDR")]
+    pub gateway: Option<String>,
 }
 
 #[derive(Debug, Args)]

@@ -20,6 +20,53 @@ pub struct Config {
     /// Network node settings (`tamizdat node`, `tamizdat get`).
     #[serde(default)]
     pub node: NodeConfig,
+    /// The reader's HTTP gateway (`tamizdat node`).
+    #[serde(default)]
+    pub gateway: GatewayConfig,
+}
+
+/// `[gateway]` section.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GatewayConfig {
+    /// Where to serve it: `"127.0.0.1:8080"` (the default), any `IP:PORT`,
+    /// or `"off"`. `--gateway` overrides it. Binding a public address is an
+    /// explicit choice: anyone reaching it can read what the node holds and
+    /// make it fetch blobs (within the limits below).
+    pub addr: Option<String>,
+    /// Most HTTP connections at once. Default 1024.
+    pub max_connections: Option<usize>,
+    /// Most HTTP connections at once from one IP address. Default 256.
+    pub max_connections_per_ip: Option<usize>,
+    /// Most network fetches at once for one reader's address. Default 4.
+    pub fetches_per_client: Option<usize>,
+}
+
+/// The gateway's default address.
+pub const DEFAULT_GATEWAY: &str = "127.0.0.1:8080";
+
+impl GatewayConfig {
+    /// The gateway settings, or `None` when it is off. `flag` is `--gateway`.
+    pub fn resolve(&self, flag: Option<&str>) -> Result<Option<tamizdat_gateway::Config>> {
+        let addr = flag.or(self.addr.as_deref()).unwrap_or(DEFAULT_GATEWAY);
+        if addr == "off" {
+            return Ok(None);
+        }
+        let addr: std::net::SocketAddr = addr.parse().with_context(|| {
+            format!("gateway address {addr:?} is not IP:PORT (e.g. 127.0.0.1:8080) or \"off\"")
+        })?;
+        let mut c = tamizdat_gateway::Config::new(addr);
+        if let Some(n) = self.max_connections {
+            c.max_connections = n.max(1);
+        }
+        if let Some(n) = self.max_connections_per_ip {
+            c.max_connections_per_ip = n.max(1);
+        }
+        if let Some(n) = self.fetches_per_client {
+            c.fetches_per_client = n.max(1);
+        }
+        Ok(Some(c))
+    }
 }
 
 /// `[node]` section.

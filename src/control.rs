@@ -130,6 +130,9 @@ pub enum Request {
 pub struct Status {
     pub peer_id: String,
     pub listen: Vec<String>,
+    /// The gateway's URL, when it runs.
+    #[serde(default)]
+    pub gateway: Option<String>,
     pub pid: u32,
     pub connected: Vec<String>,
     pub nat: String,
@@ -409,6 +412,7 @@ pub struct Served {
     pub node: tamizdat_node::Client,
     pub runtime: tokio::runtime::Handle,
     pub listen: Vec<String>,
+    pub gateway: Option<String>,
 }
 
 /// The serving socket; removed when dropped.
@@ -646,6 +650,7 @@ fn dispatch(
             reply(&Status {
                 peer_id: ctx.node.peer_id().to_string(),
                 listen: ctx.listen.clone(),
+                gateway: ctx.gateway.clone(),
                 pid: std::process::id(),
                 connected,
                 nat: match ctx.node.nat_status() {
@@ -783,6 +788,7 @@ mod tests {
                     node,
                     runtime: tokio::runtime::Handle::current(),
                     listen: vec![],
+                    gateway: None,
                 },
             )
             .unwrap()

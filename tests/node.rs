@@ -13,6 +13,31 @@ use common::{BIN, Env, random};
 struct RunningNode {
     child: Child,
     addr: String,
+    /// The gateway's base URL, `http://127.0.0.1:PORT`.
+    gateway: String,
+}
+
+/// A plain HTTP/1.1 GET: status code and body.
+fn http_get(base: &str, path: &str) -> (u16, String) {
+    use std::io::{Read, Write};
+    let addr = base.strip_prefix("http://").unwrap();
+    let mut s = std::net::TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(std::time::Duration::from_secs(30)))
+        .unwrap();
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut out = Vec::new();
+    s.read_to_end(&mut out).unwrap();
+    let out = String::from_utf8_lossy(&out).into_owned();
+    let status = out[9..12].parse().unwrap();
+    let body = out
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_owned())
+        .unwrap_or_default();
+    (status, body)
 }
 
 impl Drop for RunningNode {
@@ -33,6 +58,8 @@ fn start(env: &Env, bootstrap: Option<&str>) -> RunningNode {
             "server",
             "--listen",
             "/ip4/127.0.0.1/tcp/0",
+            "--gateway",
+            "127.0.0.1:0",
         ])
         .stdout(Stdio::piped())
         .stderr(Stdio::null());
@@ -41,10 +68,14 @@ fn start(env: &Env, bootstrap: Option<&str>) -> RunningNode {
     }
     let mut child = cmd.spawn().unwrap();
     let mut addr = None;
+    let mut gateway = None;
     for line in BufReader::new(child.stdout.take().unwrap()).lines() {
         let line = line.unwrap();
         if let Some(a) = line.strip_prefix("listen ") {
             addr = Some(a.to_owned());
+        }
+        if let Some(g) = line.strip_prefix("gateway ") {
+            gateway = Some(g.to_owned());
         }
         if line == "ready" {
             break;
@@ -53,6 +84,7 @@ fn start(env: &Env, bootstrap: Option<&str>) -> RunningNode {
     RunningNode {
         child,
         addr: addr.expect("the node printed its address"),
+        gateway: gateway.expect("the node printed its gateway"),
     }
 }
 
@@ -306,6 +338,20 @@ fn an_article_published_on_one_node_reaches_a_follower_verified() {
     let status: serde_json::Value =
         serde_json::from_str(&volunteer.ok(&["status", "--json"])).unwrap();
     assert_eq!(status["following"], 1);
+    assert_eq!(status["gateway"], home.gateway.as_str());
+    // A reader opens it in the volunteer's gateway, with its badge.
+    let (code, page) = http_get(&home.gateway, &format!("/m/{manifest}"));
+    assert_eq!(code, 200, "{page}");
+    assert!(
+        page.contains("<h1>Новости</h1>") && page.contains("Сегодня."),
+        "{page}"
+    );
+    assert!(page.contains("The Desk"), "the name the volunteer gave");
+    assert!(page.contains(key), "the publisher's key");
+    assert!(page.contains("This node checked"));
+    let (code, front) = http_get(&home.gateway, "/");
+    assert_eq!(code, 200);
+    assert!(front.contains("The Desk"));
     sigterm(&mut home);
     sigterm(&mut desk);
     // Offline, the follower still has it, verified.

@@ -136,15 +136,34 @@ pub fn node(dir: &Path, cfg: &config::Config, args: NodeArgs) -> Result<ExitCode
                 .with_context(|| format!("config: [node] follow: {k:?} is not a publisher key"))
         })
         .collect::<Result<Vec<_>>>()?;
+    let gateway_config = cfg.gateway.resolve(args.gateway.as_deref())?;
     let store = Arc::new(store);
     let info_path = dir.join(NODE_INFO);
     let rt = runtime()?;
     rt.block_on(async {
-        let client = tamizdat_node::spawn(config, store.clone())?;
+        let mut registry = prometheus_client::registry::Registry::default();
+        let client = tamizdat_node::spawn_with_metrics(config, store.clone(), &mut registry)?;
         for key in &follow {
             client.follow(*key, None).await?;
         }
         let addrs = client.wait_listening(listen.len()).await?;
+        let gateway = match gateway_config {
+            Some(c) => {
+                let addr = c.addr;
+                Some(
+                    tamizdat_gateway::spawn(c, client.clone(), registry)
+                        .await
+                        .with_context(|| {
+                            format!(
+                                "cannot serve the gateway on {addr} (in use? choose another with \
+                                 --gateway IP:PORT, or --gateway off)"
+                            )
+                        })?,
+                )
+            }
+            None => None,
+        };
+        let gateway_url = gateway.as_ref().map(|g| g.url());
         let full: Vec<String> = addrs
             .iter()
             .map(|a| format!("{a}/p2p/{}", client.peer_id()))
@@ -153,6 +172,7 @@ pub fn node(dir: &Path, cfg: &config::Config, args: NodeArgs) -> Result<ExitCode
             "peer_id": client.peer_id().to_string(),
             "listen": full,
             "pid": std::process::id(),
+            "gateway": gateway_url,
             "stored_bytes": store.usage().map(|u| u.used).unwrap_or(0),
         });
         fs::write(&info_path, serde_json::to_vec_pretty(&info)?)
@@ -164,6 +184,7 @@ pub fn node(dir: &Path, cfg: &config::Config, args: NodeArgs) -> Result<ExitCode
                 node: client.clone(),
                 runtime: tokio::runtime::Handle::current(),
                 listen: full.clone(),
+                gateway: gateway_url.clone(),
             },
         )?;
         eprintln!("tamizdat node {} listening on:", client.peer_id());
@@ -171,6 +192,10 @@ pub fn node(dir: &Path, cfg: &config::Config, args: NodeArgs) -> Result<ExitCode
         for a in &full {
             eprintln!("  {a}");
             writeln!(out, "listen {a}")?;
+        }
+        if let Some(url) = &gateway_url {
+            eprintln!("gateway: {url}/");
+            writeln!(out, "gateway {url}")?;
         }
         writeln!(out, "ready")?;
         out.flush()?;
@@ -182,6 +207,9 @@ pub fn node(dir: &Path, cfg: &config::Config, args: NodeArgs) -> Result<ExitCode
         }
         eprintln!("stopping");
         drop(server);
+        if let Some(g) = gateway {
+            g.shutdown().await;
+        }
         if let Ok(known) = client.known_addrs().await {
             let list: Vec<String> = known
                 .iter()
@@ -336,6 +364,7 @@ pub fn status(dir: &Path, json_out: bool) -> Result<ExitCode> {
                 "peer_id": s.peer_id,
                 "listen": s.listen,
                 "pid": s.pid,
+                "gateway": s.gateway,
                 "connected": s.connected,
                 "nat": s.nat,
                 "following": s.following,
@@ -351,6 +380,9 @@ pub fn status(dir: &Path, json_out: bool) -> Result<ExitCode> {
         println!("peer id    {}", s.peer_id);
         for a in &s.listen {
             println!("listen     {a}");
+        }
+        if let Some(g) = &s.gateway {
+            println!("gateway    {g}/");
         }
         println!("connected  {} peer(s)", s.connected.len());
         println!("nat        {}", s.nat);
