@@ -178,8 +178,13 @@ async fn serve(
     headers: &HeaderMap,
     etag: &str,
 ) -> Result<Response, Failure> {
-    let info = app.ensure(ip, hash, app.config.fetch_max_bytes).await?;
-    let size = info.size;
+    // A small blob read and verified before is served from memory: its
+    // bytes match the hash whatever has happened on disk since.
+    let cached = app.cache.get(&hash);
+    let size = match &cached {
+        Some(b) => b.len() as u64,
+        None => app.ensure(ip, hash, app.config.fetch_max_bytes).await?.size,
+    };
     let (media, name) = media_of(app, hash, q.m.as_deref()).await;
     let if_range_ok = headers
         .get(header::IF_RANGE)
@@ -204,7 +209,10 @@ async fn serve(
         }
     };
     let body = if size <= SMALL_BLOB {
-        let bytes = app.small_bytes(hash).await?;
+        let bytes = match cached {
+            Some(b) => b,
+            None => app.small_bytes(hash).await?,
+        };
         Body::from(bytes.slice(range.start as usize..range.end as usize))
     } else {
         stream(app, hash, range.clone()).await?

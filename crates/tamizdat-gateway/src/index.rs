@@ -168,24 +168,43 @@ impl Index {
 /// time, the others wait for it.
 #[derive(Debug, Default)]
 pub(crate) struct Cache {
-    inner: tokio::sync::Mutex<Option<(Instant, Arc<Index>)>>,
+    /// The current index, read by every request without waiting.
+    current: std::sync::RwLock<Option<(Instant, Arc<Index>)>>,
+    /// Held by the one request rebuilding it.
+    rebuild: tokio::sync::Mutex<()>,
 }
 
 impl Cache {
+    fn fresh(&self) -> Option<Arc<Index>> {
+        let current = self.current.read().unwrap();
+        current
+            .as_ref()
+            .filter(|(at, _)| at.elapsed() < FRESH)
+            .map(|(_, i)| i.clone())
+    }
+
     pub async fn get(&self, app: &Arc<App>) -> Result<Arc<Index>, Failure> {
-        let mut slot = self.inner.lock().await;
+        if let Some(index) = self.fresh() {
+            return Ok(index);
+        }
+        let _rebuilding = self.rebuild.lock().await;
+        // Someone else may have rebuilt it while we waited.
+        if let Some(index) = self.fresh() {
+            return Ok(index);
+        }
+        let slot = self.current.read().unwrap().clone();
         if let Some((at, index)) = slot.as_ref()
             && at.elapsed() < FRESH
         {
             return Ok(index.clone());
         }
-        let old = slot.as_ref().map(|(_, i)| i.clone());
+        let old = slot.map(|(_, i)| i);
         let index = app
             .blocking(move |s| Index::build(s, old.as_deref()))
             .await?
             .map_err(|e| Failure::internal(format!("listing the store: {e}")))?;
         let index = Arc::new(index);
-        *slot = Some((Instant::now(), index.clone()));
+        *self.current.write().unwrap() = Some((Instant::now(), index.clone()));
         Ok(index)
     }
 }

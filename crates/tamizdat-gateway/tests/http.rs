@@ -603,7 +603,13 @@ async fn api_metrics_and_health() {
         ),
         0.0
     );
-    assert_eq!(sample("tamizdat_gateway_network_fetches_total", "outcome=\"failed\""), 1.0);
+    assert_eq!(
+        sample(
+            "tamizdat_gateway_network_fetches_total",
+            "outcome=\"failed\""
+        ),
+        1.0
+    );
     let failed: f64 = m
         .lines()
         .filter(|l| l.starts_with("tamizdat_fetches_total") && !l.contains("outcome=\"ok\""))
@@ -612,5 +618,56 @@ async fn api_metrics_and_health() {
     assert_eq!(failed, 1.0, "the node's own fetch counter");
     assert!(m.contains("\nlibp2p_"), "libp2p metrics");
     assert!(m.ends_with("# EOF\n"));
+    site.gateway.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn html_articles_right_to_left_and_nothing_from_elsewhere() {
+    let site = site(|_| {}).await;
+    let outlet = Outlet::new();
+    let html = "<!DOCTYPE html><html><head><title>ignored</title>\
+        <style>body { background: url(https://t.example/bg.png) }</style>\
+        <meta http-equiv=\"refresh\" content=\"0; url=https://t.example/\">\
+        <link rel=\"prefetch\" href=\"https://t.example/p\"></head>\
+        <body><p style=\"background:url(https://t.example/s.png)\">سلام دنیا</p>\
+        <img srcset=\"https://t.example/a.png 2x\" src=\"img/pic.png\">\
+        <iframe src=\"https://t.example/f\"></iframe>\
+        <form action=\"https://t.example/f\"><input name=q></form>\
+        <video poster=\"https://t.example/v.png\" src=\"https://t.example/v.mp4\"></video>\
+        </body></html>";
+    let (id, _) = publish(
+        &site,
+        &outlet,
+        Draft {
+            seq: 1,
+            prev: None,
+            title: "خبر",
+            lang: "fa",
+            files: vec![
+                ("index.html", html.as_bytes().to_vec(), "text/html"),
+                ("img/pic.png", PNG.to_vec(), "image/png"),
+            ],
+            supersedes: None,
+        },
+    )
+    .await;
+    let (status, _, body) = get(&site.url(&format!("/m/{id}"))).await;
+    let page = text(&body);
+    assert_eq!(status, StatusCode::OK, "{page}");
+    assert!(page.contains("<html lang=\"fa\">"));
+    assert!(page.contains("lang=\"fa\" dir=\"rtl\""), "{page}");
+    assert!(page.contains("سلام دنیا"));
+    assert!(page.contains(&format!("src=\"/b/{}?m={id}\"", Hash::of(PNG))));
+    assert!(!page.contains("t.example"), "{page}");
+    assert!(!page.contains("ignored"));
+    // The stylesheet the pages use is served, as CSS.
+    let (status, h, _) = get(&site.url("/assets/style.css")).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(
+        h[header::CONTENT_TYPE]
+            .to_str()
+            .unwrap()
+            .starts_with("text/css")
+    );
     site.gateway.shutdown().await;
 }
