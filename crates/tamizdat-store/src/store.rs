@@ -1270,6 +1270,12 @@ impl Store {
         Ok(Some(to_info(*hash, &e, pins)))
     }
 
+    /// [`Store::info`] without the names of the pins (`pins` is left empty):
+    /// one index lookup, where `info` also reads the whole pins table.
+    pub fn info_without_pins(&self, hash: &Hash) -> Result<Option<BlobInfo>, IndexError> {
+        Ok(self.entry(hash)?.map(|e| to_info(*hash, &e, Vec::new())))
+    }
+
     /// The verified chunk ranges held for `hash` (empty when absent).
     pub fn verified_ranges(&self, hash: &Hash) -> Result<ChunkRanges, IndexError> {
         Ok(match self.entry(hash)? {

@@ -564,6 +564,21 @@ fn pins_keep_blobs_through_gc() {
     let a = store.add_bytes(b"kept").unwrap().hash;
     let b = store.add_bytes(b"dropped").unwrap().hash;
     store.pin("articles", &a).unwrap();
+    // The quick lookup says the same as `info`, without the pin names.
+    let full = store.info(&a).unwrap().unwrap();
+    let quick = store.info_without_pins(&a).unwrap().unwrap();
+    assert_eq!(full.pins, vec!["articles".to_owned()]);
+    assert!(quick.pins.is_empty());
+    assert_eq!(
+        (quick.size, quick.complete, quick.added),
+        (full.size, full.complete, full.added)
+    );
+    assert!(
+        store
+            .info_without_pins(&Hash::of(b"absent"))
+            .unwrap()
+            .is_none()
+    );
     assert!(matches!(
         store.pin("articles", &Hash::of(b"absent")),
         Err(Error::NotFound(_))
