@@ -36,7 +36,8 @@ pub struct GatewayConfig {
     pub addr: Option<String>,
     /// Most HTTP connections at once. Default 1024.
     pub max_connections: Option<usize>,
-    /// Most HTTP connections at once from one IP address. Default 256.
+    /// Most HTTP connections at once from one IP address (one /64 for IPv6).
+    /// Default 64.
     pub max_connections_per_ip: Option<usize>,
     /// Most network fetches at once for one reader's address. Default 4.
     pub fetches_per_client: Option<usize>,

@@ -49,6 +49,8 @@ head -c $((KIB * 1024)) /dev/urandom >"$work/www/blob.bin"
 chmod 755 "$work" "$work/www"
 chmod 644 "$work/www/blob.bin"
 export TAMIZDAT_DIR=$work/data
+# A load test is one address with many connections: allow them.
+printf '[gateway]\nmax_connections_per_ip = %d\n' $((CONNS + 64)) >"$work/data/config.toml"
 hash=$("$BIN" add "$work/www/blob.bin" | cut -c1-64)
 
 # The node and its gateway.

@@ -1,13 +1,14 @@
 //! `GET /api/v1/...`: the pages' data as JSON, for scripts and other
 //! readers. Documented in `docs/gateway.md`.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
 use axum::Json;
 use axum::extract::{Extension, Path, State};
 use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
+use tamizdat_node::feeds::Followed;
 use tamizdat_sign::{PublicKey, TrustState};
 use tamizdat_store::Hash;
 
@@ -35,14 +36,19 @@ fn feeds_of(trust: &TrustState, key: &PublicKey) -> Vec<Value> {
         .collect()
 }
 
-fn publisher_json(app: &App, index: &Index, trust: &TrustState, key: &PublicKey) -> Value {
-    let followed = app.node.following().into_iter().find(|f| &f.key == key);
+fn publisher_json(
+    following: &[Followed],
+    counts: &BTreeMap<PublicKey, usize>,
+    trust: &TrustState,
+    key: &PublicKey,
+) -> Value {
+    let followed = following.iter().find(|f| &f.key == key);
     json!({
         "key": key.to_string(),
         "fingerprint": key.fingerprint(),
         "name": followed.as_ref().and_then(|f| f.name.clone()),
         "followed": followed.is_some(),
-        "articles": index.publishers().get(key).copied().unwrap_or(0),
+        "articles": counts.get(key).copied().unwrap_or(0),
         "feeds": feeds_of(trust, key),
     })
 }
@@ -90,11 +96,13 @@ pub(crate) async fn publishers(State(app): State<Arc<App>>) -> Response {
         Err(f) => return error(f),
     };
     let trust = app.node.trust();
-    let mut keys: BTreeSet<PublicKey> = app.node.following().into_iter().map(|f| f.key).collect();
-    keys.extend(index.publishers().into_keys());
+    let following = app.node.following();
+    let counts = index.publishers();
+    let mut keys: BTreeSet<PublicKey> = following.iter().map(|f| f.key).collect();
+    keys.extend(counts.keys().copied());
     let list: Vec<Value> = keys
         .iter()
-        .map(|k| publisher_json(&app, &index, &trust, k))
+        .map(|k| publisher_json(&following, &counts, &trust, k))
         .collect();
     Json(json!({ "publishers": list })).into_response()
 }
@@ -109,7 +117,7 @@ pub(crate) async fn publisher(State(app): State<Arc<App>>, Path(raw): Path<Strin
         Err(f) => return error(f),
     };
     let trust = app.node.trust();
-    let mut out = publisher_json(&app, &index, &trust, &key);
+    let mut out = publisher_json(&app.node.following(), &index.publishers(), &trust, &key);
     out["items"] = index.of(&key).map(|a| article_json(&index, a)).collect();
     Json(out).into_response()
 }

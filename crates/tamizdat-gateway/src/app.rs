@@ -36,6 +36,8 @@ pub(crate) struct App {
     pub index: index::Cache,
     pub fetches: Limiter,
     pub metrics: metrics::Metrics,
+    pub scrapes: metrics::Scrapes,
+    pub renders: pages::Renders,
     registry: OnceLock<Registry>,
 }
 
@@ -68,6 +70,8 @@ impl App {
             cache,
             index: index::Cache::default(),
             metrics,
+            scrapes: metrics::Scrapes::default(),
+            renders: pages::Renders::new(),
             registry: OnceLock::new(),
         })
     }
@@ -100,7 +104,7 @@ impl App {
         max: u64,
     ) -> Result<BlobInfo, Failure> {
         let info = self
-            .blocking(move |s| s.info(&hash))
+            .blocking(move |s| s.info_without_pins(&hash))
             .await?
             .map_err(|e| Failure::internal(e.to_string()))?;
         if let Some(info) = info
@@ -129,8 +133,9 @@ impl App {
         };
         match fetched {
             Ok(_) => {
+                // Not announced: provider records would tell anyone
+                // watching the DHT what this gateway's readers open.
                 self.metrics.network_fetch("ok");
-                self.node.announce(hash).await;
             }
             Err(e) => {
                 self.metrics.network_fetch("failed");
@@ -144,7 +149,7 @@ impl App {
                 ));
             }
         }
-        self.blocking(move |s| s.info(&hash))
+        self.blocking(move |s| s.info_without_pins(&hash))
             .await?
             .map_err(|e| Failure::internal(e.to_string()))?
             .filter(|i| i.complete)
@@ -264,7 +269,7 @@ impl Limiter {
             if map.len() >= MAX_CLIENTS {
                 map.retain(|_, s| Arc::strong_count(s) > 1);
             }
-            map.entry(ip)
+            map.entry(crate::server::client_key(ip))
                 .or_insert_with(|| Arc::new(Semaphore::new(self.per)))
                 .clone()
         };
@@ -301,11 +306,11 @@ pub(crate) fn router(app: Arc<App>) -> Router {
         .route("/metrics", get(metrics::get))
         .route("/healthz", get(health))
         .fallback(unknown)
-        .layer(middleware::from_fn_with_state(app.clone(), track))
         .layer(tower_http::timeout::TimeoutLayer::with_status_code(
-            StatusCode::REQUEST_TIMEOUT,
+            StatusCode::GATEWAY_TIMEOUT,
             Duration::from_secs(120),
         ))
+        .layer(middleware::from_fn_with_state(app.clone(), track))
         .with_state(app)
 }
 

@@ -140,7 +140,11 @@ pub(crate) async fn get(
     let hash = match parse_hash(&raw) {
         Ok(h) => h,
         Err(Ok(canonical)) => {
-            return Redirect::permanent(&format!("/b/{canonical}")).into_response();
+            let query =
+                q.m.filter(|m| m.parse::<Hash>().is_ok())
+                    .map(|m| format!("?m={m}"))
+                    .unwrap_or_default();
+            return Redirect::permanent(&format!("/b/{canonical}{query}")).into_response();
         }
         Err(Err(f)) => return f.into_response(),
     };
@@ -148,7 +152,10 @@ pub(crate) async fn get(
     if headers
         .get(header::IF_NONE_MATCH)
         .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.split(',').any(|t| t.trim() == etag || t.trim() == "*"))
+        .is_some_and(|v| {
+            v.split(',')
+                .any(|t| t.trim().trim_start_matches("W/") == etag)
+        })
     {
         let mut r = StatusCode::NOT_MODIFIED.into_response();
         immutable(r.headers_mut(), &etag);
@@ -264,52 +271,68 @@ async fn serve(
     Ok(r)
 }
 
-/// Streams `range` of a large blob, verifying as it reads. The first piece
-/// is read before the answer starts, so a blob found corrupt there gets a
-/// clear error; corruption found later cuts the connection, and nothing
-/// unverified is ever sent.
+/// Streams `range` of a large blob, verifying as it reads, one piece per
+/// trip to the blocking pool: a slow reader holds no thread while it waits.
+/// The first piece is read before the answer starts, so a blob found corrupt
+/// there gets a clear error; corruption found later cuts the connection, and
+/// nothing unverified is ever sent.
 async fn stream(app: &Arc<App>, hash: Hash, range: Range<u64>) -> Result<Body, Failure> {
-    use std::io::Read;
-    let (tx, mut rx) = tokio::sync::mpsc::channel::<std::io::Result<Bytes>>(4);
-    let store = app.store.clone();
-    tokio::task::spawn_blocking(move || {
-        let mut reader = match store.range_reader(&hash, range.clone()) {
-            Ok(r) => r,
-            Err(e) => {
-                let _ = tx.blocking_send(Err(std::io::Error::other(e.to_string())));
-                return;
+    let len = range.end - range.start;
+    let reader = app
+        .blocking(move |s| s.range_reader(&hash, range))
+        .await?
+        .map_err(|e| Failure::internal(format!("{hash} cannot be served: {e}")))?;
+    let (reader, first) = piece(reader, len).await;
+    let first = first.map_err(|e| {
+        tracing::error!("serving {hash}: {e}");
+        Failure::internal(format!("{hash} cannot be served: {e}"))
+    })?;
+    let left = len - first.len() as u64;
+    let rest = futures::stream::unfold((reader, left), move |(reader, left)| async move {
+        let reader = reader?;
+        if left == 0 {
+            return None;
+        }
+        match piece(reader, left).await {
+            (_, Ok(b)) if b.is_empty() => None,
+            (reader, Ok(b)) => {
+                let left = left - b.len() as u64;
+                Some((Ok(b), (reader, left)))
             }
-        };
-        let mut left = range.end - range.start;
-        while left > 0 {
-            let mut buf = vec![0u8; PIECE.min(left as usize)];
-            match reader.read(&mut buf) {
-                Ok(0) => break,
-                Ok(n) => {
-                    buf.truncate(n);
-                    left -= n as u64;
-                    if tx.blocking_send(Ok(Bytes::from(buf))).is_err() {
-                        return;
-                    }
-                }
-                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-                Err(e) => {
-                    tracing::error!("serving {hash}: {e}");
-                    let _ = tx.blocking_send(Err(e));
-                    return;
-                }
+            (_, Err(e)) => {
+                tracing::error!("serving {hash}: {e}");
+                Some((Err(e), (None, 0)))
             }
         }
     });
-    let first = match rx.recv().await {
-        Some(Ok(b)) => b,
-        Some(Err(e)) => return Err(Failure::internal(format!("{hash} cannot be served: {e}"))),
-        None => Bytes::new(),
-    };
-    let rest =
-        futures::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|x| (x, rx)) });
     let all = futures::StreamExt::chain(futures::stream::once(async move { Ok(first) }), rest);
     Ok(Body::from_stream(all))
+}
+
+/// Reads the next piece (at most `left` bytes) off the async threads.
+async fn piece(
+    mut reader: tamizdat_store::BlobReader,
+    left: u64,
+) -> (Option<tamizdat_store::BlobReader>, std::io::Result<Bytes>) {
+    use std::io::Read;
+    let job = tokio::task::spawn_blocking(move || {
+        let mut buf = vec![0u8; PIECE.min(left as usize)];
+        let mut filled = 0;
+        while filled < buf.len() {
+            match reader.read(&mut buf[filled..]) {
+                Ok(0) => break,
+                Ok(n) => filled += n,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(e) => return (Some(reader), Err(e)),
+            }
+        }
+        buf.truncate(filled);
+        (Some(reader), Ok(Bytes::from(buf)))
+    });
+    match job.await {
+        Ok(r) => r,
+        Err(e) => (None, Err(std::io::Error::other(e.to_string()))),
+    }
 }
 
 /// The media type and file name of a blob: from the manifests this node

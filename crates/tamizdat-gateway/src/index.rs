@@ -1,13 +1,15 @@
-//! What the pages list: the manifests this node keeps under its feed pins
-//! (each was verified and judged by the node when it was recorded), read
-//! from the store and kept in memory, refreshed at most every
-//! [`FRESH`]. A refresh reads only blobs it has not seen before.
+//! What the pages list: the manifests this node keeps under its feed pins,
+//! read from the store and kept in memory, refreshed at most every
+//! [`FRESH`]. A manifest is listed only once it verifies here (signature,
+//! delegation, revocations) and sits under its own feed's pin: a file that
+//! merely decodes as a manifest lists nothing. Revocations are checked again
+//! at every refresh. A refresh reads only blobs it has not seen before.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use tamizdat_sign::{Entry, MAX_MANIFEST_LEN, Manifest, PublicKey, Signed};
+use tamizdat_sign::{Digest, Entry, MAX_MANIFEST_LEN, Manifest, PublicKey, TrustState, Verifier};
 use tamizdat_store::{Hash, Store};
 
 use crate::app::{App, Failure};
@@ -21,6 +23,8 @@ const FRESH: Duration = Duration::from_secs(2);
 pub(crate) struct Article {
     pub id: Hash,
     pub manifest: Manifest,
+    /// The id of the delegation it was signed under, if any.
+    pub delegation: Option<Digest>,
 }
 
 impl Article {
@@ -31,13 +35,17 @@ impl Article {
 
 #[derive(Debug, Default)]
 pub(crate) struct Index {
+    /// Every manifest that verified when first seen, revoked ones included.
+    verified: HashMap<Hash, Arc<Article>>,
+    /// Those listed: not revoked since.
     articles: HashMap<Hash, Arc<Article>>,
     /// Ids, newest signing time first.
     newest: Vec<Hash>,
     superseded_by: HashMap<Hash, Hash>,
     /// Blob → (media type, path) from the manifests that list it.
     media: HashMap<Hash, (String, String)>,
-    /// Blobs under feed pins that are not manifests (the files).
+    /// Blobs under feed pins that are not manifests of that feed (the
+    /// files, and anything that failed to verify): never read again.
     files: HashSet<Hash>,
 }
 
@@ -80,17 +88,18 @@ impl Index {
             .map(|(m, p)| (m.clone(), Some(p.clone())))
     }
 
-    fn build(store: &Store, old: Option<&Index>) -> Result<Index, String> {
-        let mut articles = HashMap::new();
+    fn build(store: &Store, old: Option<&Index>, trust: &TrustState) -> Result<Index, String> {
+        let mut verified = HashMap::new();
         let mut files = HashSet::new();
+        let verifier = Verifier::new();
         for (pin, hashes) in store.pins().map_err(|e| e.to_string())? {
             if !pin.starts_with("feed/") {
                 continue;
             }
             for id in hashes {
                 if let Some(old) = old {
-                    if let Some(a) = old.articles.get(&id) {
-                        articles.insert(id, a.clone());
+                    if let Some(a) = old.verified.get(&id) {
+                        verified.insert(id, a.clone());
                         continue;
                     }
                     if old.files.contains(&id) {
@@ -98,7 +107,7 @@ impl Index {
                         continue;
                     }
                 }
-                let Some(info) = store.info(&id).map_err(|e| e.to_string())? else {
+                let Some(info) = store.info_without_pins(&id).map_err(|e| e.to_string())? else {
                     continue;
                 };
                 if !info.complete {
@@ -111,22 +120,33 @@ impl Index {
                 let Ok(bytes) = store.read_to_vec(&id) else {
                     continue;
                 };
-                match Signed::<Manifest>::decode(&bytes) {
-                    Ok(m) => {
-                        articles.insert(
+                match verifier.verify(&bytes, trust) {
+                    Ok(v) if tamizdat_node::feeds::feed_pin(v.manifest()) == pin => {
+                        verified.insert(
                             id,
                             Arc::new(Article {
                                 id,
-                                manifest: m.body().clone(),
+                                manifest: v.manifest().clone(),
+                                delegation: v.delegation().map(|d| d.id()),
                             }),
                         );
                     }
-                    Err(_) => {
+                    _ => {
                         files.insert(id);
                     }
                 }
             }
         }
+        let articles: HashMap<Hash, Arc<Article>> = verified
+            .iter()
+            .filter(|(_, a)| {
+                let m = &a.manifest;
+                trust
+                    .revoked(&m.publisher, &m.signer, a.delegation.as_ref())
+                    .is_none()
+            })
+            .map(|(id, a)| (*id, a.clone()))
+            .collect();
         let mut newest: Vec<Hash> = articles.keys().copied().collect();
         newest.sort_by(|a, b| {
             let (ma, mb) = (&articles[a].manifest, &articles[b].manifest);
@@ -137,7 +157,14 @@ impl Index {
         // Oldest first, so the newest manifest naming a blob wins.
         for id in newest.iter().rev() {
             let a = &articles[id];
-            if let Some(old) = a.supersedes() {
+            // Only the publisher's own later article in the same feed can
+            // say it corrects one.
+            if let Some(old) = a.supersedes()
+                && articles.get(&old).is_some_and(|o| {
+                    o.manifest.publisher == a.manifest.publisher
+                        && o.manifest.feed == a.manifest.feed
+                })
+            {
                 superseded_by.insert(old, *id);
             }
             for Entry {
@@ -155,6 +182,7 @@ impl Index {
             }
         }
         Ok(Index {
+            verified,
             articles,
             newest,
             superseded_by,
@@ -199,8 +227,9 @@ impl Cache {
             return Ok(index.clone());
         }
         let old = slot.map(|(_, i)| i);
+        let trust = app.node.trust();
         let index = app
-            .blocking(move |s| Index::build(s, old.as_deref()))
+            .blocking(move |s| Index::build(s, old.as_deref(), &trust))
             .await?
             .map_err(|e| Failure::internal(format!("listing the store: {e}")))?;
         let index = Arc::new(index);

@@ -127,8 +127,24 @@ struct Scraped {
     pending: HashMap<String, usize>,
 }
 
+/// How long one scrape's text is reused: a scrape reads the whole index.
+const SCRAPE_FRESH: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// The last scrape, shared by everyone asking within [`SCRAPE_FRESH`].
+#[derive(Debug, Default)]
+pub(crate) struct Scrapes(tokio::sync::Mutex<Option<(std::time::Instant, String)>>);
+
 pub(crate) async fn get(State(app): State<Arc<App>>) -> Response {
-    match scrape(&app).await {
+    let text = {
+        let mut last = app.scrapes.0.lock().await;
+        match last.as_ref() {
+            Some((at, text)) if at.elapsed() < SCRAPE_FRESH => Ok(text.clone()),
+            _ => scrape(&app).await.inspect(|text| {
+                *last = Some((std::time::Instant::now(), text.clone()));
+            }),
+        }
+    };
+    match text {
         Ok(text) => {
             let mut r = text.into_response();
             r.headers_mut().insert(
@@ -148,7 +164,10 @@ async fn scrape(app: &Arc<App>) -> Result<String, Failure> {
     let articles: Vec<_> = index.newest().cloned().collect();
     let scraped = app
         .blocking(move |s| -> Result<Scraped, String> {
+            // One pass over the index for every blob's state.
             let list = s.list().map_err(|e| e.to_string())?;
+            let held: std::collections::HashSet<Hash> =
+                list.iter().filter(|i| i.complete).map(|i| i.hash).collect();
             let bytes = s.usage().map_err(|e| e.to_string())?.used;
             let mut complete: HashMap<(String, String), u64> = HashMap::new();
             let mut pending: HashMap<String, usize> = HashMap::new();
@@ -157,11 +176,7 @@ async fn scrape(app: &Arc<App>) -> Result<String, Failure> {
                 let publisher = m.publisher.to_string();
                 let mut missing = 0;
                 for e in &m.entries {
-                    let done = s
-                        .info(&Hash::from_bytes(e.hash))
-                        .map_err(|e| e.to_string())?
-                        .is_some_and(|i| i.complete);
-                    if !done {
+                    if !held.contains(&Hash::from_bytes(e.hash)) {
                         missing += 1;
                     }
                 }

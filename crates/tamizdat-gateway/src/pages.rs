@@ -7,6 +7,7 @@ use axum::extract::{Extension, Path, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Redirect, Response};
 use maud::{DOCTYPE, Markup, PreEscaped, html};
+use tamizdat_node::feeds::Followed;
 use tamizdat_sign::{MAX_MANIFEST_LEN, PublicKey, VerifiedManifest, Verifier, VerifyError};
 use tamizdat_store::Hash;
 
@@ -16,7 +17,37 @@ use crate::render;
 use crate::server::ClientIp;
 
 /// Largest article text rendered into a page.
-const MAX_BODY: u64 = 8 << 20;
+const MAX_BODY: u64 = 2 << 20;
+/// Article texts rendered at once; the others wait their turn.
+const RENDERING: usize = 2;
+/// Memory kept for rendered article texts.
+const RENDERED_BYTES: u64 = 16 << 20;
+
+/// Rendered article texts by manifest id (an id's text never changes), and
+/// the bound on how many are rendered at once.
+#[derive(Debug)]
+pub(crate) struct Renders {
+    done: quick_cache::sync::Cache<Hash, Arc<str>, StrWeight>,
+    slots: tokio::sync::Semaphore,
+}
+
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct StrWeight;
+
+impl quick_cache::Weighter<Hash, Arc<str>> for StrWeight {
+    fn weight(&self, _: &Hash, v: &Arc<str>) -> u64 {
+        v.len() as u64 + 64
+    }
+}
+
+impl Renders {
+    pub fn new() -> Self {
+        Self {
+            done: quick_cache::sync::Cache::with_weighter(1024, RENDERED_BYTES, StrWeight),
+            slots: tokio::sync::Semaphore::new(RENDERING),
+        }
+    }
+}
 /// Articles on the front page.
 const FRONT: usize = 50;
 /// Articles on a publisher's page.
@@ -49,6 +80,7 @@ fn page(status: StatusCode, title: &str, lang: &str, main: Markup) -> Response {
                 meta charset="utf-8";
                 meta name="viewport" content="width=device-width, initial-scale=1";
                 meta name="referrer" content="no-referrer";
+                meta http-equiv="x-dns-prefetch-control" content="off";
                 title { (title) }
                 link rel="stylesheet" href="/assets/style.css";
             }
@@ -67,6 +99,9 @@ fn page(status: StatusCode, title: &str, lang: &str, main: Markup) -> Response {
         header::CONTENT_SECURITY_POLICY,
         HeaderValue::from_static(PAGE_CSP),
     );
+    // Plain-HTTP pages would otherwise have every linked host looked up in
+    // advance, telling the reader's resolver what they are reading.
+    h.insert("x-dns-prefetch-control", HeaderValue::from_static("off"));
     h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
     r
 }
@@ -88,9 +123,12 @@ fn name_of(app: &App, key: &PublicKey) -> (Option<String>, bool) {
     }
 }
 
-fn article_row(app: &App, a: &Article) -> Markup {
+fn article_row(following: &[Followed], a: &Article) -> Markup {
     let m = &a.manifest;
-    let (name, _) = name_of(app, &m.publisher);
+    let name = following
+        .iter()
+        .find(|f| f.key == m.publisher)
+        .and_then(|f| f.name.clone());
     html! {
         li.article {
             a href=(format!("/m/{}", a.id)) lang=(m.lang) dir=[render::is_rtl(&m.lang).then_some("rtl")] { (m.title) }
@@ -140,7 +178,7 @@ pub(crate) async fn front(State(app): State<Arc<App>>) -> Response {
                 p { "No article has reached this node yet." }
             } @else {
                 ul.articles {
-                    @for a in index.newest().take(FRONT) { (article_row(&app, a)) }
+                    @for a in index.newest().take(FRONT) { (article_row(&following, a)) }
                 }
             }
         }
@@ -166,6 +204,7 @@ pub(crate) async fn publisher(State(app): State<Arc<App>>, Path(raw): Path<Strin
         Ok(i) => i,
         Err(f) => return failure_page(f),
     };
+    let following = app.node.following();
     let (name, followed) = name_of(&app, &key);
     let trust = app.node.trust();
     let feeds: Vec<_> = trust.feeds().filter(|(p, _, _)| **p == key).collect();
@@ -193,7 +232,7 @@ pub(crate) async fn publisher(State(app): State<Arc<App>>, Path(raw): Path<Strin
         @if articles.is_empty() {
             p { "No article of this publisher is on this node." }
         } @else {
-            ul.articles { @for a in &articles { (article_row(&app, a)) } }
+            ul.articles { @for a in &articles { (article_row(&following, a)) } }
         }
     };
     page(StatusCode::OK, &shown, "en", main)
@@ -244,7 +283,14 @@ pub(crate) async fn article(
     };
     let url = format!("{}/m/{id}", base_url(&app, &headers));
     let m = verified.manifest();
+    let (name, followed) = name_of(&app, &m.publisher);
     let main = html! {
+        p.provenance {
+            @if followed { "✔ Signed by " } @else { "⚠ Signed by an unknown publisher, " }
+            strong { (name.unwrap_or_else(|| m.publisher.fingerprint())) }
+            " · " time { (render::time(m.created)) } " · "
+            a href="#provenance" { "who signed this" }
+        }
         article lang=(m.lang) dir=[render::is_rtl(&m.lang).then_some("rtl")] {
             h1 { (m.title) }
             @if let Some(t) = text { div.body { (t) } }
@@ -299,6 +345,9 @@ async fn body(
     let Some(entry) = render::body_entry(m) else {
         return Ok(None);
     };
+    if let Some(html) = app.renders.done.get(&id) {
+        return Ok(Some(PreEscaped(html.to_string())));
+    }
     if entry.size > MAX_BODY {
         return Ok(Some(
             html! { p.note { "The article's text is too large to show here; it is listed below." } },
@@ -322,16 +371,23 @@ async fn body(
             .await?
             .map_err(|e| Failure::internal(format!("{hash} cannot be served: {e}")))?
     };
-    let text = String::from_utf8_lossy(&bytes);
     let kind = render::kind_of(entry);
     let manifest = m.clone();
-    let html = tokio::task::spawn_blocking({
-        let text = text.into_owned();
-        move || render::article_html(&manifest, id, &text, kind)
+    let _slot = app
+        .renders
+        .slots
+        .acquire()
+        .await
+        .map_err(|e| Failure::internal(e.to_string()))?;
+    let html: Arc<str> = tokio::task::spawn_blocking(move || {
+        let text = String::from_utf8_lossy(&bytes);
+        render::article_html(&manifest, id, &text, kind)
     })
     .await
-    .map_err(|e| Failure::internal(e.to_string()))?;
-    Ok(Some(PreEscaped(html)))
+    .map_err(|e| Failure::internal(e.to_string()))?
+    .into();
+    app.renders.done.insert(id, html.clone());
+    Ok(Some(PreEscaped(html.to_string())))
 }
 
 fn attachments(m: &tamizdat_sign::Manifest, id: Hash) -> Markup {
@@ -367,7 +423,11 @@ fn badge(app: &App, v: &VerifiedManifest, id: Hash, index: Option<&Index>, url: 
     html! {
         section.badge #provenance {
             h2 { "Who signed this" }
-            p.verified { "✔ This node checked this article's signature, its signing key's delegation from the publisher's root key, and the revocations it knows of, when serving this page." }
+            @if followed {
+                p.verified { "✔ This node checked this article's signature, its signing key's delegation from the publisher's root key, and the revocations it knows of, when serving this page." }
+            } @else {
+                p.warning { "⚠ Unknown publisher. The signature is valid: this article is exactly what the holder of this key signed. But this node does not follow this key, so it cannot tell you who holds it, and it may not know of its revocations. Compare the fingerprint with one you trust." }
+            }
             dl {
                 dt { "Publisher" }
                 dd { a href=(format!("/p/{}", m.publisher)) { (name.unwrap_or_else(|| "(no name given on this node)".into())) }

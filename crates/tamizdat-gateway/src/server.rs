@@ -52,7 +52,7 @@ impl Config {
         Self {
             addr,
             max_connections: 1024,
-            max_connections_per_ip: 256,
+            max_connections_per_ip: 64,
             header_timeout: Duration::from_secs(10),
             stall_timeout: Duration::from_secs(30),
             fetch_timeout: Duration::from_secs(60),
@@ -142,6 +142,21 @@ impl Drop for IpSlot {
     }
 }
 
+/// The address limits are counted by: an IPv4 address, or the /64 network
+/// of an IPv6 one (a single client can use the whole /64).
+pub(crate) fn client_key(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V4(_) => ip,
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => IpAddr::V4(v4),
+            None => {
+                let s = v6.segments();
+                IpAddr::V6(std::net::Ipv6Addr::new(s[0], s[1], s[2], s[3], 0, 0, 0, 0))
+            }
+        },
+    }
+}
+
 /// The address of the client a request came from.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct ClientIp(pub IpAddr);
@@ -173,7 +188,7 @@ async fn accept_loop(
             tracing::debug!(%peer, "gateway full: connection refused");
             continue;
         };
-        let Some(slot) = per_ip.take(peer.ip(), config.max_connections_per_ip) else {
+        let Some(slot) = per_ip.take(client_key(peer.ip()), config.max_connections_per_ip) else {
             tracing::debug!(%peer, "too many connections from one address");
             continue;
         };

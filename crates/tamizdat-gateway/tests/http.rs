@@ -111,6 +111,7 @@ async fn article_page_renders_sanitized_with_its_provenance() {
         "{csp}"
     );
     assert_eq!(h[header::X_CONTENT_TYPE_OPTIONS], "nosniff");
+    assert_eq!(h["x-dns-prefetch-control"], "off");
     // The article, in its language.
     assert!(page.contains("<html lang=\"ru\">"), "{page}");
     assert_eq!(
@@ -497,6 +498,11 @@ async fn a_missing_blob_is_fetched_from_the_network() {
     assert!(page.contains("Текст статьи по-русски."));
     assert!(page.contains(&outlet.root.public().fingerprint()));
     assert!(page.contains("not followed by this node"));
+    assert!(
+        page.contains("Unknown publisher"),
+        "no vouching for a key it does not follow"
+    );
+    assert!(!page.contains("✔ This node checked"));
     holder.gateway.shutdown().await;
     reader.gateway.shutdown().await;
 }
@@ -669,5 +675,82 @@ async fn html_articles_right_to_left_and_nothing_from_elsewhere() {
             .unwrap()
             .starts_with("text/css")
     );
+    site.gateway.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lists_show_only_what_verifies_here_and_revocations_take_effect() {
+    use tamizdat_sign::{Manifest, Revocation, RevocationTarget, Signed};
+    let site = site(|_| {}).await;
+    let outlet = Outlet::new();
+    let (genuine, signed) = publish(
+        &site,
+        &outlet,
+        Draft {
+            seq: 1,
+            prev: None,
+            title: "Свобода слова",
+            lang: "ru",
+            files: vec![("index.md", ARTICLE_MD.as_bytes().to_vec(), "text/markdown")],
+            supersedes: None,
+        },
+    )
+    .await;
+    let pin = format!("feed/{}/main", outlet.root.public().fingerprint());
+    // A file under the feed's pin that decodes as a manifest but is forged,
+    // and a real manifest of someone else slipped under this feed's pin.
+    let mut forged = signed.bytes().to_vec();
+    let (was, lie) = ("Своб".as_bytes(), "Ложь".as_bytes());
+    let at = forged.windows(was.len()).position(|w| w == was).unwrap();
+    forged[at..at + lie.len()].copy_from_slice(lie);
+    let forged = site.store.add_bytes(&forged).unwrap().hash;
+    site.store.pin(&pin, &forged).unwrap();
+    let stranger = Outlet::new();
+    let other = Manifest {
+        title: "Чужая статья".into(),
+        supersedes: Some(*genuine.as_bytes()),
+        publisher: stranger.root.public(),
+        signer: stranger.signing.public(),
+        delegation: Some(stranger.delegation.bytes().to_vec()),
+        ..signed.body().clone()
+    };
+    let other = Signed::sign(other, &stranger.signing).unwrap();
+    let other = site.store.add_bytes(other.bytes()).unwrap().hash;
+    site.store.pin(&pin, &other).unwrap();
+    tokio::time::sleep(Duration::from_millis(2100)).await;
+    let (_, _, body) = get(&site.url("/")).await;
+    let front = text(&body);
+    assert!(front.contains(&format!("/m/{genuine}")), "{front}");
+    assert!(!front.contains(&format!("/m/{forged}")) && !front.contains("Ложь"));
+    assert!(!front.contains(&format!("/m/{other}")) && !front.contains("Чужая"));
+    let (_, _, body) = get(&site.url(&format!("/m/{genuine}"))).await;
+    assert!(
+        !text(&body).contains("A newer version"),
+        "only its own publisher corrects it"
+    );
+
+    // The signing key is revoked: the article leaves the lists and its page
+    // says why.
+    let revocation = Signed::sign(
+        Revocation {
+            root: outlet.root.public(),
+            target: RevocationTarget::Key(outlet.signing.public()),
+            created: now(),
+            reason: "key lost".into(),
+        },
+        &outlet.root,
+    )
+    .unwrap();
+    site.node
+        .announce_key_object(revocation.bytes())
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(2100)).await;
+    let (_, _, body) = get(&site.url("/")).await;
+    assert!(!text(&body).contains(&format!("/m/{genuine}")));
+    let (status, _, body) = get(&site.url(&format!("/m/{genuine}"))).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(text(&body).contains("NOT VERIFIED"), "{}", text(&body));
+    assert!(text(&body).contains("revoked"), "{}", text(&body));
     site.gateway.shutdown().await;
 }
