@@ -361,3 +361,39 @@ async fn track(State(app): State<Arc<App>>, req: Request, next: Next) -> Respons
     }
     res
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn network_fetches_are_capped_per_client_and_in_all() {
+        let limiter = Limiter::new(3, 2);
+        let a: IpAddr = "192.0.2.1".parse().unwrap();
+        let first = limiter.take(a).unwrap();
+        let _second = limiter.take(a).unwrap();
+        assert_eq!(
+            limiter.take(a).unwrap_err().status,
+            StatusCode::TOO_MANY_REQUESTS
+        );
+        drop(first);
+        let _again = limiter.take(a).unwrap();
+        let b: IpAddr = "198.51.100.7".parse().unwrap();
+        let _third = limiter.take(b).unwrap();
+        // Three at once in all.
+        let c: IpAddr = "203.0.113.9".parse().unwrap();
+        assert_eq!(
+            limiter.take(c).unwrap_err().status,
+            StatusCode::SERVICE_UNAVAILABLE
+        );
+    }
+
+    #[test]
+    fn one_ipv6_network_is_one_client() {
+        let limiter = Limiter::new(10, 1);
+        let _held = limiter.take("2001:db8::1".parse().unwrap()).unwrap();
+        let same = limiter.take("2001:db8::2:3".parse().unwrap());
+        assert_eq!(same.unwrap_err().status, StatusCode::TOO_MANY_REQUESTS);
+        assert!(limiter.take("2001:db8:0:1::1".parse().unwrap()).is_ok());
+    }
+}
