@@ -555,12 +555,12 @@ pub fn spawn_with_metrics(
             .map_err(|e| NodeError::Start(format!("listen on {addr}: {e}")))?;
     }
     for addr in &config.bootstrap {
-        let Some(Protocol::P2p(peer)) = addr.iter().last() else {
-            return Err(NodeError::Start(format!(
-                "bootstrap address {addr} must end in /p2p/PEER_ID"
-            )));
-        };
-        swarm.behaviour_mut().kad.add_address(&peer, addr.clone());
+        // Without /p2p/PEER_ID (a container's `/dns4/node1/tcp/4001`) the
+        // peer is dialled and identified like any other: noise proves who it
+        // is, identify adds it to the DHT.
+        if let Some(Protocol::P2p(peer)) = addr.iter().last() {
+            swarm.behaviour_mut().kad.add_address(&peer, addr.clone());
+        }
         if let Err(e) = swarm.dial(addr.clone()) {
             warn!("cannot dial bootstrap {addr}: {e}");
         }

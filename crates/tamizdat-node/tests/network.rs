@@ -197,3 +197,39 @@ async fn a_provider_serving_one_stream_at_a_time_still_serves_everyone() {
     .await
     .expect("finished in time");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bootstrap_address_without_a_peer_id_is_dialled_and_learnt() {
+    tokio::time::timeout(Duration::from_secs(60), async {
+        let first = node(None).await;
+        // `/ip4/127.0.0.1/tcp/PORT`, as a container names its neighbour.
+        let bare: libp2p::Multiaddr = first
+            .addr
+            .iter()
+            .filter(|p| !matches!(p, Protocol::P2p(_)))
+            .collect();
+        let second = node_with(
+            TempDir::new().unwrap(),
+            identity::Keypair::generate_ed25519(),
+            |c| c.bootstrap = vec![bare],
+        )
+        .await;
+        // Connected to the right peer, and it serves blobs like any other.
+        let bytes = data(100_000, 4);
+        let hash = first.store.add_bytes(&bytes).unwrap().hash;
+        loop {
+            if second.client.connected().await.unwrap() == vec![first.client.peer_id()] {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        let got = second
+            .client
+            .fetch(hash, &[first.client.peer_id()])
+            .await
+            .unwrap();
+        assert_eq!(got.size, bytes.len() as u64);
+    })
+    .await
+    .unwrap();
+}
