@@ -121,6 +121,38 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Set up a data directory: the node's key and a commented config.toml
+    /// for the kind of machine. Refuses to overwrite an existing config.
+    Init {
+        /// The kind of machine the config is written for.
+        #[arg(long, value_enum, default_value = "desktop")]
+        profile: crate::config::Profile,
+    },
+    /// Check the configuration.
+    #[command(subcommand)]
+    Config(ConfigCommand),
+    /// Exit 0 when this data directory's node is up and serving: its control
+    /// socket answers, and its gateway's /healthz too when it runs one.
+    Health,
+    /// Print shell completions, e.g. `tamizdat completions bash >
+    /// /etc/bash_completion.d/tamizdat`.
+    Completions {
+        /// The shell.
+        shell: clap_complete::Shell,
+    },
+    /// Print the man page (roff), e.g. `tamizdat man >
+    /// /usr/local/share/man/man1/tamizdat.1`.
+    Man,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ConfigCommand {
+    /// Validate a config file (default DIR/config.toml): syntax, every key
+    /// and every value. Prints `ok: FILE`, or names the bad key and its line.
+    Check {
+        /// The file to check.
+        file: Option<PathBuf>,
+    },
 }
 
 #[derive(Debug, Args)]
@@ -142,6 +174,10 @@ pub struct NodeArgs {
     /// this node holds.
     #[arg(long, value_name = "ADDR")]
     pub gateway: Option<String>,
+    /// Set up the data directory first when it has no config.toml (as
+    /// `init` does, for the profile given): for containers.
+    #[arg(long)]
+    pub init: bool,
 }
 
 #[derive(Debug, Args)]

@@ -166,12 +166,25 @@ pub fn data_dir(flag: Option<&Path>) -> Result<PathBuf> {
     Ok(dir)
 }
 
+/// The config file of a data directory.
+pub fn path(dir: &Path) -> PathBuf {
+    dir.join("config.toml")
+}
+
 /// Reads `DIR/config.toml`, or defaults when there is none.
 pub fn load(dir: &Path) -> Result<Config> {
-    let path = dir.join("config.toml");
-    let meta = match std::fs::metadata(&path) {
+    let path = path(dir);
+    match read(&path)? {
+        None => Ok(Config::default()),
+        Some(text) => parse(&path, &text),
+    }
+}
+
+/// The text of a config file (at most 1 MiB), or `None` when it is absent.
+fn read(path: &Path) -> Result<Option<String>> {
+    let meta = match std::fs::metadata(path) {
         Ok(m) => m,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Config::default()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
         Err(e) => return Err(e).with_context(|| format!("cannot read {}", path.display())),
     };
     if meta.len() > MAX_CONFIG_BYTES {
@@ -181,9 +194,94 @@ pub fn load(dir: &Path) -> Result<Config> {
             meta.len()
         );
     }
-    let text = std::fs::read_to_string(&path)
-        .with_context(|| format!("cannot read {}", path.display()))?;
-    toml::from_str(&text).with_context(|| format!("invalid config {}", path.display()))
+    std::fs::read_to_string(path)
+        .with_context(|| format!("cannot read {}", path.display()))
+        .map(Some)
+}
+
+/// Parses a config and checks every value, naming the file, line and key of
+/// the first problem: `FILE:LINE:COL: ...`.
+pub fn parse(path: &Path, text: &str) -> Result<Config> {
+    let cfg: Config = toml::from_str(text).map_err(|e| {
+        let at = e
+            .span()
+            .map(|s| {
+                let (line, col) = line_col(text, s.start);
+                format!(":{line}:{col}")
+            })
+            .unwrap_or_default();
+        anyhow::anyhow!("{}{at}: {}", path.display(), e.message())
+    })?;
+    if let Err((section, key, problem)) = cfg.validate() {
+        let line = line_of(text, section, key)
+            .map(|l| format!(":{l}"))
+            .unwrap_or_default();
+        anyhow::bail!("{}{line}: [{section}] {key}: {problem}", path.display());
+    }
+    Ok(cfg)
+}
+
+/// Checks a config file (`tamizdat config check`).
+pub fn check(path: &Path) -> Result<Config> {
+    let text = read(path)?.with_context(|| format!("{} does not exist", path.display()))?;
+    parse(path, &text)
+}
+
+/// 1-based line and column of byte `at`.
+fn line_col(text: &str, at: usize) -> (usize, usize) {
+    let before = &text[..at.min(text.len())];
+    let line = before.matches('\n').count() + 1;
+    let col = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
+    (line, col)
+}
+
+/// The line where `key` is set in `[section]`, if it can be found.
+fn line_of(text: &str, section: &str, key: &str) -> Option<usize> {
+    let mut current = String::new();
+    for (i, line) in text.lines().enumerate() {
+        let t = line.trim();
+        if let Some(name) = t.strip_prefix('[').and_then(|r| r.split(']').next()) {
+            current = name.trim().to_owned();
+        } else if current == section
+            && t.split('=').next().map(str::trim) == Some(key)
+            && t.contains('=')
+        {
+            return Some(i + 1);
+        }
+    }
+    None
+}
+
+impl Config {
+    /// Checks the values serde cannot: addresses, keys. Names the section,
+    /// the key and what is wrong.
+    fn validate(&self) -> Result<(), (&'static str, &'static str, String)> {
+        let addrs = |key: &'static str, list: &[String]| {
+            for a in list {
+                a.parse::<tamizdat_node::Multiaddr>()
+                    .map_err(|e| ("node", key, format!("{a:?} is not a multiaddr: {e}")))?;
+            }
+            Ok(())
+        };
+        addrs("listen", self.node.listen.as_deref().unwrap_or_default())?;
+        addrs("bootstrap", &self.node.bootstrap)?;
+        for k in &self.node.follow {
+            k.parse::<tamizdat_sign::PublicKey>().map_err(|e| {
+                (
+                    "node",
+                    "follow",
+                    format!("{k:?} is not a publisher key: {e}"),
+                )
+            })?;
+        }
+        if self.node.max_connections == Some(0) {
+            return Err(("node", "max_connections", "must be at least 1".into()));
+        }
+        self.gateway
+            .resolve(None)
+            .map_err(|e| ("gateway", "addr", format!("{e:#}")))?;
+        Ok(())
+    }
 }
 
 #[cfg(test)]

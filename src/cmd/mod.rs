@@ -5,6 +5,7 @@ mod blobs;
 mod feeds;
 mod keys;
 mod net;
+mod ops;
 mod repo;
 mod state;
 
@@ -14,14 +15,31 @@ use anyhow::{Context, Result};
 use tamizdat_store::{Hash, Options, Store};
 
 use crate::{
-    cli::{Cli, Command},
+    cli::{Cli, Command, ConfigCommand},
     config,
 };
 
 /// Runs one command; `Ok` carries the exit status for commands that report
 /// problems without failing outright.
 pub fn run(cli: Cli) -> Result<ExitCode> {
+    // Commands that need no data directory.
+    match &cli.command {
+        Command::Completions { shell } => return ops::completions(*shell),
+        Command::Man => return ops::man(),
+        _ => {}
+    }
     let dir = config::data_dir(cli.global.data_dir.as_deref())?;
+    // Commands that must run whatever the config says.
+    match &cli.command {
+        Command::Init { profile } => return ops::init(&dir, *profile),
+        Command::Config(ConfigCommand::Check { file }) => {
+            return ops::config_check(&dir, file.as_deref());
+        }
+        Command::Node(args) if args.init && !config::path(&dir).exists() => {
+            ops::init(&dir, args.profile.unwrap_or_default())?;
+        }
+        _ => {}
+    }
     let cfg = config::load(&dir)?;
     let store = || repo::Repo::open(&dir, &cfg);
     match cli.command {
@@ -54,6 +72,10 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         Command::Node(args) => net::node(&dir, &cfg, args),
         Command::Get(args) => net::get(&dir, &cfg, store()?, args),
         Command::Status { json } => net::status(&dir, json),
+        Command::Health => ops::health(&dir),
+        Command::Init { .. } | Command::Config(_) | Command::Completions { .. } | Command::Man => {
+            unreachable!("handled above")
+        }
     }
 }
 

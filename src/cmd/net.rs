@@ -64,7 +64,7 @@ fn parse_addrs(list: &[String]) -> Result<Vec<Multiaddr>> {
 }
 
 /// Loads the node key, creating it (mode 0600) on first use.
-fn node_key(dir: &Path) -> Result<identity::Keypair> {
+pub(super) fn node_key(dir: &Path) -> Result<identity::Keypair> {
     let path = dir.join(NODE_KEY);
     match fs::read(&path) {
         Ok(bytes) => identity::Keypair::from_protobuf_encoding(&bytes)
@@ -200,12 +200,17 @@ pub fn node(dir: &Path, cfg: &config::Config, args: NodeArgs) -> Result<ExitCode
         writeln!(out, "ready")?;
         out.flush()?;
         drop(out);
+        // systemd's Type=notify: nothing happens without $NOTIFY_SOCKET.
+        if let Err(e) = sd_notify::notify(false, &[sd_notify::NotifyState::Ready]) {
+            tracing::warn!("cannot tell systemd the node is ready: {e}");
+        }
         let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
         tokio::select! {
             _ = tokio::signal::ctrl_c() => {}
             _ = term.recv() => {}
         }
         eprintln!("stopping");
+        let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Stopping]);
         drop(server);
         if let Some(g) = gateway {
             g.shutdown().await;
