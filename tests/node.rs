@@ -312,6 +312,12 @@ fn an_article_published_on_one_node_reaches_a_follower_verified() {
     assert!(volunteer.ok(&["following"]).is_empty(), "nobody by default");
     volunteer.ok(&["follow", key, "--name", "The Desk"]);
     assert!(volunteer.ok(&["following"]).contains("The Desk"));
+    // Listing it in the config as well keeps the name given.
+    std::fs::write(
+        volunteer.data().join("config.toml"),
+        format!("[node]\nfollow = [\"{key}\"]\n"),
+    )
+    .unwrap();
     let mut desk = start(&newsroom, None);
     let mut home = start(&volunteer, Some(&desk.addr));
     std::thread::sleep(std::time::Duration::from_secs(2));

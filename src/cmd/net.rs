@@ -143,8 +143,13 @@ pub fn node(dir: &Path, cfg: &config::Config, args: NodeArgs) -> Result<ExitCode
     rt.block_on(async {
         let mut registry = prometheus_client::registry::Registry::default();
         let client = tamizdat_node::spawn_with_metrics(config, store.clone(), &mut registry)?;
+        // Keys in the config are followed too; one already followed keeps
+        // the name and limits `tamizdat follow` gave it.
+        let followed = client.following();
         for key in &follow {
-            client.follow(*key, None).await?;
+            if !followed.iter().any(|f| f.key == *key) {
+                client.follow(*key, None).await?;
+            }
         }
         let addrs = client.wait_listening(listen.len()).await?;
         let gateway = match gateway_config {
