@@ -173,6 +173,11 @@ impl Feeds {
         if bytes.starts_with(b"tamizdat/manifest/") {
             let m = match self.verifier.verify(bytes, &self.trust) {
                 Ok(m) => m,
+                // Genuine, but its key was revoked since: dropped, not held
+                // against a peer that may not know of the revocation yet.
+                Err(e @ tamizdat_sign::VerifyError::Revoked { .. }) => {
+                    return Judgement::Ignore(e.to_string());
+                }
                 Err(e) => return Judgement::Reject(e.to_string()),
             };
             let publisher = m.manifest().publisher;

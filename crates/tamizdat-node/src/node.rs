@@ -574,6 +574,10 @@ pub fn spawn_with_metrics(
         .clone()
         .accept(replicate::HEADS)
         .map_err(|e| NodeError::Start(e.to_string()))?;
+    let revocations_incoming = control
+        .clone()
+        .accept(replicate::REVOCATIONS)
+        .map_err(|e| NodeError::Start(e.to_string()))?;
     let feeds = Arc::new(Mutex::new(load_feeds(&store)?));
     for f in feeds.lock().unwrap_or_else(|p| p.into_inner()).following() {
         subscribe(
@@ -626,6 +630,10 @@ pub fn spawn_with_metrics(
         store.clone(),
         config.clone(),
         client.metrics.served_bytes().clone(),
+    ));
+    tokio::spawn(replicate::serve_revocations(
+        revocations_incoming,
+        feeds.clone(),
     ));
     tokio::spawn(replicate::serve_heads(heads_incoming, feeds));
     tokio::spawn(replicate::run(client.clone(), repl_rx));

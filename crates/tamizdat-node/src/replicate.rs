@@ -27,6 +27,12 @@ use crate::{
 
 /// Feed heads exchanged when peers meet.
 pub(crate) const HEADS: StreamProtocol = StreamProtocol::new("/tamizdat/heads/1");
+/// Revocation ids exchanged when peers meet, before their heads.
+pub(crate) const REVOCATIONS: StreamProtocol = StreamProtocol::new("/tamizdat/revocations/1");
+/// Revocation ids in one answer.
+const MAX_REVOCATION_IDS: usize = 1024;
+/// Largest revocation envelope fetched.
+const MAX_REVOCATION_LEN: u64 = 4096;
 /// Blob fetches of replication running at once.
 const FETCHES: usize = 4;
 /// Publishers asked about in one heads request.
@@ -540,6 +546,9 @@ async fn catch_up(client: &Client, peer: PeerId) -> Result<Vec<Want>, String> {
     if asked.is_empty() {
         return Ok(Vec::new());
     }
+    // Revocations first: an article signed by a key revoked while we were
+    // away must not be accepted on the way.
+    catch_up_revocations(client, peer, &asked).await?;
     let heads = ask_heads(client, peer, &asked).await?;
     let mut wants = Vec::new();
     for head in heads {
@@ -599,6 +608,62 @@ async fn catch_up(client: &Client, peer: PeerId) -> Result<Vec<Want>, String> {
     Ok(wants)
 }
 
+/// Asks `peer` which revocations it holds for the publishers we follow, and
+/// fetches, checks and applies those we lack.
+async fn catch_up_revocations(
+    client: &Client,
+    peer: PeerId,
+    asked: &[PublicKey],
+) -> Result<(), String> {
+    // A peer that does not answer (or not this protocol) still has its
+    // heads asked for: only a forged revocation ends the exchange.
+    let ids: Vec<Digest> = match ask(client, peer, REVOCATIONS, asked).await {
+        Ok(ids) => ids,
+        Err(e) => {
+            debug!(%peer, "revocations: {e}");
+            return Ok(());
+        }
+    };
+    if ids.len() > MAX_REVOCATION_IDS {
+        debug!(%peer, "revocations: too many ids");
+        return Ok(());
+    }
+    let trust = client.trust();
+    let known = |id: &Digest| {
+        asked
+            .iter()
+            .any(|r| trust.revocations_of(r).any(|k| k == id))
+    };
+    for id in ids.iter().filter(|id| !known(id)) {
+        let hash = Hash::from_bytes(*id);
+        if let Err(e) = client
+            .fetch_bounded(hash, &[peer], MAX_REVOCATION_LEN)
+            .await
+        {
+            debug!(%peer, "revocation {hash}: {e}");
+            continue;
+        }
+        let store = client.store().clone();
+        let Ok(Ok(bytes)) = tokio::task::spawn_blocking(move || store.read_to_vec(&hash)).await
+        else {
+            continue;
+        };
+        let root = tamizdat_sign::Signed::<tamizdat_sign::Revocation>::decode(&bytes)
+            .map(|r| r.body().root)
+            .ok();
+        match admit(client, &bytes, root.as_ref(), &[peer]).await {
+            Admitted::New(_) => {}
+            Admitted::Ignored => discard(client, hash).await,
+            Admitted::Refused => {
+                discard(client, hash).await;
+                client.mark_bad(peer);
+                return Err(format!("{peer} offered a refused revocation"));
+            }
+        }
+    }
+    Ok(())
+}
+
 /// Deletes a fetched object that was not accepted, unless something pins it.
 async fn discard(client: &Client, hash: Hash) {
     let store = client.store().clone();
@@ -639,8 +704,23 @@ async fn ask_heads(
     peer: PeerId,
     asked: &[PublicKey],
 ) -> Result<Vec<Head>, String> {
+    let heads: Vec<Head> = ask(client, peer, HEADS, asked).await?;
+    if heads.len() > MAX_HEADS {
+        return Err("too many heads".into());
+    }
+    Ok(heads)
+}
+
+/// One request of the publishers `asked` about on `protocol`, and its
+/// answer (bounded in size and time).
+async fn ask<T: serde::de::DeserializeOwned>(
+    client: &Client,
+    peer: PeerId,
+    protocol: StreamProtocol,
+    asked: &[PublicKey],
+) -> Result<T, String> {
     let mut stream = client
-        .open_stream(peer, HEADS)
+        .open_stream(peer, protocol)
         .await
         .map_err(|e| e.to_string())?;
     let req = postcard::to_stdvec(asked).map_err(|e| e.to_string())?;
@@ -652,7 +732,7 @@ async fn ask_heads(
         stream.read_exact(&mut len).await?;
         let len = u32::from_be_bytes(len) as usize;
         if len > MAX_HEADS_BYTES {
-            return Err(std::io::Error::other("heads answer too large"));
+            return Err(std::io::Error::other("answer too large"));
         }
         let mut buf = vec![0u8; len];
         stream.read_exact(&mut buf).await?;
@@ -662,24 +742,64 @@ async fn ask_heads(
         .await
         .map_err(|_| "heads: timed out".to_string())?
         .map_err(|e| e.to_string())?;
-    let heads: Vec<Head> = postcard::from_bytes(&buf).map_err(|e| e.to_string())?;
-    if heads.len() > MAX_HEADS {
-        return Err("too many heads".into());
-    }
-    Ok(heads)
+    postcard::from_bytes(&buf).map_err(|e| e.to_string())
+}
+
+/// Answers revocation requests: the ids of the revocations we know for the
+/// publishers asked about.
+pub(crate) async fn serve_revocations(
+    incoming: libp2p_stream::IncomingStreams,
+    feeds: Arc<Mutex<Feeds>>,
+) {
+    serve_asked(incoming, move |asked| {
+        let f = feeds.lock().unwrap_or_else(|p| p.into_inner());
+        let ids: Vec<Digest> = asked
+            .iter()
+            .flat_map(|r| f.trust().revocations_of(r).copied().collect::<Vec<_>>())
+            .take(MAX_REVOCATION_IDS)
+            .collect();
+        postcard::to_stdvec(&ids)
+    })
+    .await
 }
 
 /// Answers heads requests: the heads we hold of the feeds asked about.
 pub(crate) async fn serve_heads(
-    mut incoming: libp2p_stream::IncomingStreams,
+    incoming: libp2p_stream::IncomingStreams,
     feeds: Arc<Mutex<Feeds>>,
 ) {
+    serve_asked(incoming, move |asked| {
+        let heads: Vec<Head> = {
+            let f = feeds.lock().unwrap_or_else(|p| p.into_inner());
+            f.trust()
+                .feeds()
+                .filter(|(p, _, _)| asked.contains(p))
+                .take(MAX_HEADS)
+                .map(|(p, feed, h)| Head {
+                    publisher: *p,
+                    feed: feed.to_owned(),
+                    seq: h.seq,
+                    hash: h.hash,
+                })
+                .collect()
+        };
+        postcard::to_stdvec(&heads)
+    })
+    .await
+}
+
+/// Serves requests naming publishers: at most 16 at once, 20 s each.
+async fn serve_asked(
+    mut incoming: libp2p_stream::IncomingStreams,
+    answer: impl Fn(&[PublicKey]) -> Result<Vec<u8>, postcard::Error> + Send + Sync + 'static,
+) {
+    let answer = Arc::new(answer);
     let slots = Arc::new(tokio::sync::Semaphore::new(16));
     while let Some((peer, mut stream)) = incoming.next().await {
         let Ok(slot) = slots.clone().try_acquire_owned() else {
             continue;
         };
-        let feeds = feeds.clone();
+        let answer = answer.clone();
         tokio::spawn(async move {
             let io = async {
                 let mut len = [0u8; 4];
@@ -692,27 +812,16 @@ pub(crate) async fn serve_heads(
                 stream.read_exact(&mut buf).await?;
                 let asked: Vec<PublicKey> =
                     postcard::from_bytes(&buf).map_err(std::io::Error::other)?;
-                let heads: Vec<Head> = {
-                    let f = feeds.lock().unwrap_or_else(|p| p.into_inner());
-                    f.trust()
-                        .feeds()
-                        .filter(|(p, _, _)| asked.contains(p))
-                        .take(MAX_HEADS)
-                        .map(|(p, feed, h)| Head {
-                            publisher: *p,
-                            feed: feed.to_owned(),
-                            seq: h.seq,
-                            hash: h.hash,
-                        })
-                        .collect()
-                };
-                let out = postcard::to_stdvec(&heads).map_err(std::io::Error::other)?;
+                if asked.len() > MAX_ASKED {
+                    return Err(std::io::Error::other("too many publishers asked"));
+                }
+                let out = answer(&asked).map_err(std::io::Error::other)?;
                 stream.write_all(&(out.len() as u32).to_be_bytes()).await?;
                 stream.write_all(&out).await?;
                 stream.close().await
             };
             if let Err(e) = tokio::time::timeout(std::time::Duration::from_secs(20), io).await {
-                debug!(%peer, "heads: {e}");
+                debug!(%peer, "answering: {e}");
             }
             drop(slot);
         });

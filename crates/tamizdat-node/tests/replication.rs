@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use tamizdat_node::{feeds, identity};
-use tamizdat_sign::{Entry, Manifest, SecretKey, Signed};
+use tamizdat_sign::{Delegation, Entry, Manifest, Revocation, RevocationTarget, SecretKey, Signed};
 use tamizdat_store::Hash;
 use tempfile::TempDir;
 
@@ -389,4 +389,117 @@ async fn a_followers_quota_lets_the_oldest_go_but_keeps_what_the_user_pinned() {
     })
     .await
     .expect("finished in time");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_follower_away_during_a_revocation_learns_it_on_return() {
+    tokio::time::timeout(Duration::from_secs(120), async {
+        let root = SecretKey::generate().unwrap();
+        let signing = SecretKey::generate().unwrap();
+        let delegation = Signed::sign(
+            Delegation {
+                root: root.public(),
+                key: signing.public(),
+                not_before: now() - 60,
+                not_after: now() + 86400,
+                feed: None,
+            },
+            &root,
+        )
+        .unwrap();
+        let publisher = node().await;
+        let volunteer = node().await;
+        volunteer.client.follow(root.public(), None).await.unwrap();
+        publisher.client.dial(volunteer.addr.clone()).await.unwrap();
+        // The away follower follows, then goes offline.
+        let away_dir = TempDir::new().unwrap();
+        let away_key = identity::Keypair::generate_ed25519();
+        let away = node_with(away_dir, away_key.clone(), |_| {}).await;
+        away.client.follow(root.public(), None).await.unwrap();
+        away.client.shutdown().await;
+        let away_dir = away.dir;
+        drop(away.client);
+        drop(away.store);
+        tokio::time::sleep(Duration::from_millis(300)).await;
+
+        // An article signed with the delegated key, then the key is revoked.
+        let text = publisher.store.add_bytes(b"# Stolen\n").unwrap();
+        let m = Signed::sign(
+            Manifest {
+                publisher: root.public(),
+                signer: signing.public(),
+                delegation: Some(delegation.bytes().to_vec()),
+                feed: "main".into(),
+                seq: 1,
+                prev: None,
+                created: now(),
+                title: "Signed with a key later revoked".into(),
+                lang: "en".into(),
+                summary: None,
+                supersedes: None,
+                entries: vec![Entry {
+                    path: "index.md".into(),
+                    hash: *text.hash.as_bytes(),
+                    size: text.size,
+                    media_type: "text/markdown".into(),
+                }],
+            },
+            &signing,
+        )
+        .unwrap();
+        publisher.client.publish(m.bytes()).await.unwrap();
+        until("the volunteer holds it", Duration::from_secs(30), || {
+            holds(&volunteer, &m)
+        })
+        .await;
+        let revocation = Signed::sign(
+            Revocation {
+                root: root.public(),
+                target: RevocationTarget::Key(signing.public()),
+                created: now(),
+                reason: "laptop seized".into(),
+            },
+            &root,
+        )
+        .unwrap();
+        publisher
+            .client
+            .announce_key_object(revocation.bytes())
+            .await
+            .unwrap();
+        let revoked = |n: &TestNode| {
+            n.client
+                .trust()
+                .revoked(&root.public(), &signing.public(), Some(&delegation.id()))
+                .is_some()
+        };
+        until(
+            "the volunteer applies the revocation",
+            Duration::from_secs(30),
+            || revoked(&volunteer),
+        )
+        .await;
+
+        // Back online, knowing only the volunteer: it learns the revocation
+        // in the catch-up, and so never takes the article as genuine.
+        let away = node_with(away_dir, away_key, |_| {}).await;
+        away.client.dial(volunteer.addr.clone()).await.unwrap();
+        until(
+            "the returning follower learns the revocation",
+            Duration::from_secs(30),
+            || revoked(&away),
+        )
+        .await;
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        assert!(!holds(&away, &m), "an article of a revoked key was kept");
+        assert!(
+            !away
+                .client
+                .bad_peers()
+                .contains(&volunteer.client.peer_id()),
+            "the honest volunteer was not taken for a liar"
+        );
+    })
+    .await
+    .unwrap();
 }

@@ -121,6 +121,14 @@ impl TrustState {
         self.feeds.iter().map(|((p, f), h)| (p, f.as_str(), h))
     }
 
+    /// The ids of the revocations known for `root`.
+    pub fn revocations_of(&self, root: &PublicKey) -> impl Iterator<Item = &Digest> {
+        self.revocations
+            .get(root)
+            .into_iter()
+            .flat_map(|m| m.keys())
+    }
+
     /// The revocation that withdraws `key` (or its delegation `delegation`),
     /// if there is one.
     pub fn revoked(
