@@ -41,6 +41,10 @@ pub struct GatewayConfig {
     pub max_connections_per_ip: Option<usize>,
     /// Most network fetches at once for one reader's address. Default 4.
     pub fetches_per_client: Option<usize>,
+    /// The address readers reach the gateway by, when it is behind a
+    /// reverse proxy (`"https://news.example.org"`): article links and QR
+    /// codes use it. Default: the address each request was made to.
+    pub public_url: Option<String>,
 }
 
 /// The gateway's default address.
@@ -65,6 +69,15 @@ impl GatewayConfig {
         }
         if let Some(n) = self.fetches_per_client {
             c.fetches_per_client = n.max(1);
+        }
+        if let Some(url) = &self.public_url {
+            let ok = (url.starts_with("https://") || url.starts_with("http://"))
+                && url.len() <= 200
+                && url.bytes().all(|b| b.is_ascii_graphic());
+            if !ok {
+                anyhow::bail!("public_url {url:?} is not an http:// or https:// URL");
+            }
+            c.public_url = Some(url.clone());
         }
         Ok(Some(c))
     }
@@ -277,9 +290,14 @@ impl Config {
         if self.node.max_connections == Some(0) {
             return Err(("node", "max_connections", "must be at least 1".into()));
         }
-        self.gateway
-            .resolve(None)
-            .map_err(|e| ("gateway", "addr", format!("{e:#}")))?;
+        self.gateway.resolve(None).map_err(|e| {
+            let key = if format!("{e:#}").contains("public_url") {
+                "public_url"
+            } else {
+                "addr"
+            };
+            ("gateway", key, format!("{e:#}"))
+        })?;
         Ok(())
     }
 }

@@ -241,6 +241,9 @@ pub(crate) async fn publisher(State(app): State<Arc<App>>, Path(raw): Path<Strin
 /// The address readers reach this gateway by, for the article's link: the
 /// request's `Host` when it is a plain host name or address, else ours.
 fn base_url(app: &App, headers: &HeaderMap) -> String {
+    if let Some(url) = &app.config.public_url {
+        return url.trim_end_matches('/').to_owned();
+    }
     let host = headers
         .get(header::HOST)
         .and_then(|h| h.to_str().ok())

@@ -44,6 +44,10 @@ pub struct Config {
     pub fetch_max_bytes: u64,
     /// Memory kept for small verified blobs served often.
     pub cache_bytes: u64,
+    /// The address readers use, when it is not this one (behind a TLS
+    /// reverse proxy: `https://news.example.org`): used for article links
+    /// and their QR codes. Otherwise they are made from the request's `Host`.
+    pub public_url: Option<String>,
 }
 
 impl Config {
@@ -60,6 +64,7 @@ impl Config {
             fetches_total: 32,
             fetch_max_bytes: 256 << 20,
             cache_bytes: 64 << 20,
+            public_url: None,
         }
     }
 }

@@ -144,6 +144,14 @@ async fn article_page_renders_sanitized_with_its_provenance() {
     // The files that are not the text are listed.
     assert!(page.contains("page.html") && page.contains("logo.svg"));
 
+    // Behind a reverse proxy, links and QR codes use the public address.
+    let proxied = common::site(|c| c.public_url = Some("https://news.example.org/".into())).await;
+    let outlet2 = Outlet::new();
+    let (id2, _) = article(&proxied, &outlet2).await;
+    let (_, _, body) = get(&proxied.url(&format!("/m/{id2}"))).await;
+    assert!(text(&body).contains(&format!("https://news.example.org/m/{id2}")));
+    proxied.gateway.shutdown().await;
+
     // Upper case is redirected to the canonical link.
     let (status, h, _) = get(&site.url(&format!("/m/{}", id.to_string().to_uppercase()))).await;
     assert_eq!(status, StatusCode::PERMANENT_REDIRECT);
