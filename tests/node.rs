@@ -3,19 +3,9 @@
 
 mod common;
 
-use std::{
-    io::{BufRead, BufReader},
-    process::{Child, Command, Stdio},
-};
+use std::process::Stdio;
 
-use common::{BIN, Env, random};
-
-struct RunningNode {
-    child: Child,
-    addr: String,
-    /// The gateway's base URL, `http://127.0.0.1:PORT`.
-    gateway: String,
-}
+use common::{BIN, Env, RunningNode, node_command, random, sigterm, start_node};
 
 /// A plain HTTP/1.1 GET: status code and body.
 fn http_get(base: &str, path: &str) -> (u16, String) {
@@ -40,52 +30,13 @@ fn http_get(base: &str, path: &str) -> (u16, String) {
     (status, body)
 }
 
-impl Drop for RunningNode {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 /// Starts `tamizdat node` on a loopback port 0 and waits for its `ready` line.
 fn start(env: &Env, bootstrap: Option<&str>) -> RunningNode {
-    let mut cmd = Command::new(BIN);
-    cmd.env("TAMIZDAT_DIR", env.data())
-        // The server profile: no multicast discovery beyond loopback.
-        .args([
-            "node",
-            "--profile",
-            "server",
-            "--listen",
-            "/ip4/127.0.0.1/tcp/0",
-            "--gateway",
-            "127.0.0.1:0",
-        ])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null());
+    let mut cmd = node_command(BIN, env);
     if let Some(b) = bootstrap {
         cmd.args(["--bootstrap", b]);
     }
-    let mut child = cmd.spawn().unwrap();
-    let mut addr = None;
-    let mut gateway = None;
-    for line in BufReader::new(child.stdout.take().unwrap()).lines() {
-        let line = line.unwrap();
-        if let Some(a) = line.strip_prefix("listen ") {
-            addr = Some(a.to_owned());
-        }
-        if let Some(g) = line.strip_prefix("gateway ") {
-            gateway = Some(g.to_owned());
-        }
-        if line == "ready" {
-            break;
-        }
-    }
-    RunningNode {
-        child,
-        addr: addr.expect("the node printed its address"),
-        gateway: gateway.expect("the node printed its gateway"),
-    }
+    start_node(cmd)
 }
 
 #[test]
@@ -164,21 +115,6 @@ fn get_into(env: &Env, hash: &str, peer: &str, out: &std::path::Path) {
         got.status.success(),
         "{}",
         String::from_utf8_lossy(&got.stderr)
-    );
-}
-
-fn sigterm(node: &mut RunningNode) {
-    let pid = node.child.id().to_string();
-    assert!(
-        Command::new("kill")
-            .args(["-TERM", &pid])
-            .status()
-            .unwrap()
-            .success()
-    );
-    assert!(
-        node.child.wait().unwrap().success(),
-        "clean exit on SIGTERM"
     );
 }
 

@@ -3,52 +3,21 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader};
 use std::os::unix::net::UnixDatagram;
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
-use common::{BIN, Env};
+use common::{BIN, Env, RunningNode, node_command, sigterm, start_node};
 
-/// A node process, killed if the test ends early.
-struct Running(Child);
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-/// Starts `BIN node --init ...` on loopback in `env`'s data dir and waits
-/// for `ready`; `notify` is the systemd socket to announce readiness on.
-fn node_init(bin: &str, env: &Env, notify: Option<&std::path::Path>) -> Running {
-    let mut cmd = Command::new(bin);
-    cmd.env("TAMIZDAT_DIR", env.data())
-        .env_remove("RUST_LOG")
-        .args([
-            "node",
-            "--init",
-            "--profile",
-            "server",
-            "--listen",
-            "/ip4/127.0.0.1/tcp/0",
-            "--gateway",
-            "127.0.0.1:0",
-        ])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null());
+/// Starts `BIN node --init ...` in `env`'s data dir and waits for `ready`;
+/// `notify` is the systemd socket to announce readiness on.
+fn node_init(bin: &str, env: &Env, notify: Option<&std::path::Path>) -> RunningNode {
+    let mut cmd = node_command(bin, env);
+    cmd.arg("--init");
     if let Some(n) = notify {
         cmd.env("NOTIFY_SOCKET", n);
     }
-    let mut child = cmd.spawn().unwrap();
-    let out = BufReader::new(child.stdout.take().unwrap());
-    for line in out.lines() {
-        if line.unwrap() == "ready" {
-            break;
-        }
-    }
-    Running(child)
+    start_node(cmd)
 }
 
 #[test]
@@ -144,21 +113,10 @@ fn node_init_in_an_empty_dir_tells_systemd_and_reports_healthy() {
     assert!(health.starts_with("ok: node "), "{health}");
     assert!(health.contains("gateway http://127.0.0.1:"), "{health}");
     // Stopping says so too.
-    sigterm(&mut node.0);
+    sigterm(&mut node);
     let n = sock.recv(&mut buf).unwrap();
     assert!(String::from_utf8_lossy(&buf[..n]).contains("STOPPING=1"));
-    let status = node.0.wait().unwrap();
-    assert!(status.success());
     assert!(env.fails(&["health"]).contains("no node is running"));
-}
-
-fn sigterm(child: &mut Child) {
-    let ok = Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status()
-        .unwrap()
-        .success();
-    assert!(ok);
 }
 
 #[test]

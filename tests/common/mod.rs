@@ -4,8 +4,9 @@
 
 use std::{
     fs,
+    io::{BufRead, BufReader},
     path::PathBuf,
-    process::{Command, Output},
+    process::{Child, Command, Output, Stdio},
 };
 
 use rand::{Rng, SeedableRng, rngs::StdRng};
@@ -70,4 +71,79 @@ pub fn random(size: usize, seed: u64) -> Vec<u8> {
     let mut v = vec![0u8; size];
     StdRng::seed_from_u64(seed).fill(&mut v[..]);
     v
+}
+
+/// A `tamizdat node` process; killed if the test ends before stopping it.
+pub struct RunningNode {
+    pub child: Child,
+    /// Its dialable address, ending in `/p2p/PEER_ID`.
+    pub addr: String,
+    /// The gateway's base URL, `http://127.0.0.1:PORT`.
+    pub gateway: String,
+}
+
+impl Drop for RunningNode {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// `BIN node` on `env`'s data dir, on loopback port 0 with its gateway on
+/// a free loopback port, with the server profile (no multicast discovery).
+pub fn node_command(bin: &str, env: &Env) -> Command {
+    let mut cmd = Command::new(bin);
+    cmd.env("TAMIZDAT_DIR", env.data())
+        .env_remove("RUST_LOG")
+        .args([
+            "node",
+            "--profile",
+            "server",
+            "--listen",
+            "/ip4/127.0.0.1/tcp/0",
+            "--gateway",
+            "127.0.0.1:0",
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null());
+    cmd
+}
+
+/// Spawns a node command and waits for its `ready` line.
+pub fn start_node(mut cmd: Command) -> RunningNode {
+    let mut child = cmd.spawn().unwrap();
+    let (mut addr, mut gateway) = (None, None);
+    for line in BufReader::new(child.stdout.take().unwrap()).lines() {
+        let line = line.unwrap();
+        if let Some(a) = line.strip_prefix("listen ") {
+            addr = Some(a.to_owned());
+        }
+        if let Some(g) = line.strip_prefix("gateway ") {
+            gateway = Some(g.to_owned());
+        }
+        if line == "ready" {
+            break;
+        }
+    }
+    RunningNode {
+        child,
+        addr: addr.expect("the node printed its address"),
+        gateway: gateway.expect("the node printed its gateway"),
+    }
+}
+
+/// Stops a node with SIGTERM and checks it exits cleanly.
+pub fn sigterm(node: &mut RunningNode) {
+    let pid = node.child.id().to_string();
+    assert!(
+        Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
+    assert!(
+        node.child.wait().unwrap().success(),
+        "clean exit on SIGTERM"
+    );
 }

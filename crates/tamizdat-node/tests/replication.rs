@@ -78,6 +78,20 @@ async fn until(what: &str, limit: Duration, mut ok: impl FnMut() -> bool) {
     }
 }
 
+/// A follower of `publisher` that was started and stopped: its data dir
+/// and identity, to bring it back later.
+async fn gone_away_following(publisher: &tamizdat_sign::PublicKey) -> (TempDir, identity::Keypair) {
+    let key = identity::Keypair::generate_ed25519();
+    let away = node_with(TempDir::new().unwrap(), key.clone(), |_| {}).await;
+    away.client.follow(*publisher, None).await.unwrap();
+    away.client.shutdown().await;
+    let dir = away.dir;
+    drop(away.client);
+    drop(away.store);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    (dir, key)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn twenty_followers_get_an_article_the_publisher_gave_to_one() {
     tokio::time::timeout(Duration::from_secs(240), async {
@@ -150,15 +164,7 @@ async fn a_follower_away_for_ten_articles_catches_up_and_refuses_a_second_versio
         publisher.client.dial(volunteer.addr.clone()).await.unwrap();
         tokio::time::sleep(Duration::from_secs(2)).await;
         // The away follower exists, follows, and goes offline.
-        let away_dir = TempDir::new().unwrap();
-        let away_key = identity::Keypair::generate_ed25519();
-        let away = node_with(away_dir, away_key.clone(), |_| {}).await;
-        away.client.follow(outlet.public(), None).await.unwrap();
-        away.client.shutdown().await;
-        let away_dir = away.dir;
-        drop(away.client);
-        drop(away.store);
-        tokio::time::sleep(Duration::from_millis(300)).await;
+        let (away_dir, away_key) = gone_away_following(&outlet.public()).await;
 
         let mut published = Vec::new();
         let mut prev = None;
@@ -412,15 +418,7 @@ async fn a_follower_away_during_a_revocation_learns_it_on_return() {
         volunteer.client.follow(root.public(), None).await.unwrap();
         publisher.client.dial(volunteer.addr.clone()).await.unwrap();
         // The away follower follows, then goes offline.
-        let away_dir = TempDir::new().unwrap();
-        let away_key = identity::Keypair::generate_ed25519();
-        let away = node_with(away_dir, away_key.clone(), |_| {}).await;
-        away.client.follow(root.public(), None).await.unwrap();
-        away.client.shutdown().await;
-        let away_dir = away.dir;
-        drop(away.client);
-        drop(away.store);
-        tokio::time::sleep(Duration::from_millis(300)).await;
+        let (away_dir, away_key) = gone_away_following(&root.public()).await;
 
         // An article signed with the delegated key, then the key is revoked.
         let text = publisher.store.add_bytes(b"# Stolen\n").unwrap();
