@@ -168,6 +168,9 @@ pub struct Config {
     pub mdns: bool,
     /// Reachability probing.
     pub nat: NatConfig,
+    /// How often a node with no connection at all dials its bootstrap
+    /// addresses again (neighbours may start after it).
+    pub bootstrap_retry: Duration,
 }
 
 impl Config {
@@ -188,6 +191,7 @@ impl Config {
             relay_server: false,
             mdns: false,
             nat: NatConfig::default(),
+            bootstrap_retry: Duration::from_secs(30),
         }
     }
 }
@@ -606,6 +610,8 @@ pub fn spawn_with_metrics(
     };
     let event_loop = EventLoop {
         swarm,
+        bootstrap: config.bootstrap.clone(),
+        bootstrap_retry: config.bootstrap_retry,
         commands,
         addr_tx,
         nat_tx,
@@ -1401,6 +1407,9 @@ impl Client {
 
 struct EventLoop {
     swarm: Swarm<Behaviour>,
+    /// `Config::bootstrap`, dialled again while the node is alone.
+    bootstrap: Vec<Multiaddr>,
+    bootstrap_retry: Duration,
     commands: mpsc::Receiver<Command>,
     addr_tx: watch::Sender<Vec<Multiaddr>>,
     nat_tx: watch::Sender<NatStatus>,
@@ -1433,9 +1442,13 @@ struct EventLoop {
 
 impl EventLoop {
     async fn run(mut self) {
+        let mut retry = tokio::time::interval(self.bootstrap_retry);
+        retry.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        retry.tick().await;
         loop {
             tokio::select! {
                 ev = self.swarm.select_next_some() => self.on_swarm_event(ev),
+                _ = retry.tick() => self.redial_bootstrap(),
                 cmd = self.commands.recv() => match cmd {
                     Some(Command::Shutdown) | None => {
                         info!("node stopping");
@@ -1443,6 +1456,19 @@ impl EventLoop {
                     }
                     Some(cmd) => self.on_command(cmd),
                 },
+            }
+        }
+    }
+
+    /// A node connected to nobody dials its bootstrap addresses again.
+    fn redial_bootstrap(&mut self) {
+        if self.bootstrap.is_empty() || self.swarm.connected_peers().next().is_some() {
+            return;
+        }
+        debug!("alone: dialling the bootstrap addresses again");
+        for addr in self.bootstrap.clone() {
+            if let Err(e) = self.swarm.dial(addr.clone()) {
+                debug!("cannot dial bootstrap {addr}: {e}");
             }
         }
     }

@@ -233,3 +233,42 @@ async fn a_bootstrap_address_without_a_peer_id_is_dialled_and_learnt() {
     .await
     .unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_alone_dials_its_bootstrap_again_until_the_neighbour_is_up() {
+    tokio::time::timeout(Duration::from_secs(60), async {
+        // A port with nobody behind it yet.
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let there: libp2p::Multiaddr = format!("/ip4/127.0.0.1/tcp/{port}").parse().unwrap();
+        let early = node_with(
+            TempDir::new().unwrap(),
+            identity::Keypair::generate_ed25519(),
+            |c| {
+                c.bootstrap = vec![there.clone()];
+                c.bootstrap_retry = Duration::from_millis(500);
+            },
+        )
+        .await;
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        assert!(early.client.connected().await.unwrap().is_empty());
+        // The neighbour starts later, on that port.
+        let late = node_with(
+            TempDir::new().unwrap(),
+            identity::Keypair::generate_ed25519(),
+            |c| c.listen = vec![there.clone()],
+        )
+        .await;
+        loop {
+            if early.client.connected().await.unwrap() == vec![late.client.peer_id()] {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    })
+    .await
+    .unwrap();
+}
