@@ -92,6 +92,9 @@ fn body_of(doc: &str) -> &str {
     &doc[start..end]
 }
 
+/// Prefix of every id in an article's text.
+const ID_PREFIX: &str = "a-";
+
 fn sanitize(m: &Manifest, id: Hash, html: &str) -> String {
     let files: Arc<HashMap<String, Hash>> = Arc::new(
         m.entries
@@ -101,13 +104,17 @@ fn sanitize(m: &Manifest, id: Hash, html: &str) -> String {
     );
     ammonia::Builder::default()
         .link_rel(Some("noopener noreferrer nofollow"))
+        // Footnotes and in-page links work, in a namespace of their own so
+        // an article cannot take the ids the page uses (`#provenance`).
+        .add_generic_attributes(["id"])
+        .id_prefix(Some(ID_PREFIX))
         .attribute_filter(move |element, attribute, value| {
             if !matches!(attribute, "src" | "href" | "cite" | "poster") {
                 return Some(value.into());
             }
             let v = value.trim();
-            if v.starts_with('#') {
-                return Some(value.into());
+            if let Some(fragment) = v.strip_prefix('#') {
+                return Some(Cow::Owned(format!("#{ID_PREFIX}{fragment}")));
             }
             if is_absolute(v) {
                 // A link a reader chooses to follow is theirs to follow; a
@@ -198,6 +205,34 @@ mod tests {
         assert!(is_absolute("//example.org/x.png"));
         assert!(!is_absolute("img/a:b.png"));
         assert!(!is_absolute("a.png"));
+    }
+
+    #[test]
+    fn footnotes_link_within_the_article_only() {
+        let m = Manifest {
+            publisher: tamizdat_sign::SecretKey::from_seed(&[1; 32]).public(),
+            signer: tamizdat_sign::SecretKey::from_seed(&[1; 32]).public(),
+            delegation: None,
+            feed: "main".into(),
+            seq: 1,
+            prev: None,
+            created: 0,
+            title: "t".into(),
+            lang: "en".into(),
+            summary: None,
+            supersedes: None,
+            entries: Vec::new(),
+        };
+        let html = article_html(
+            &m,
+            Hash::of(b"x"),
+            "Text[^1] and <a id=\"provenance\" href=\"#provenance\">x</a>.\n\n[^1]: Note.\n",
+            Kind::Markdown,
+        );
+        assert!(html.contains("href=\"#a-1\""), "{html}");
+        assert!(html.contains("id=\"a-1\""), "{html}");
+        assert!(!html.contains("id=\"provenance\""), "{html}");
+        assert!(html.contains("id=\"a-provenance\""), "{html}");
     }
 
     #[test]
