@@ -45,6 +45,11 @@ pub struct GatewayConfig {
     /// reverse proxy (`"https://news.example.org"`): article links and QR
     /// codes use it. Default: the address each request was made to.
     pub public_url: Option<String>,
+    /// Reverse proxies in front of the gateway (`["127.0.0.1"]`), whose
+    /// `X-Forwarded-For` names the reader for the per-reader fetch limits.
+    /// Default: none; the header is ignored.
+    #[serde(default)]
+    pub trusted_proxies: Vec<String>,
 }
 
 /// The gateway's default address.
@@ -78,6 +83,12 @@ impl GatewayConfig {
                 anyhow::bail!("public_url {url:?} is not an http:// or https:// URL");
             }
             c.public_url = Some(url.clone());
+        }
+        for p in &self.trusted_proxies {
+            let ip = p
+                .parse()
+                .with_context(|| format!("trusted_proxies: {p:?} is not an IP address"))?;
+            c.trusted_proxies.push(ip);
         }
         Ok(Some(c))
     }
@@ -291,11 +302,11 @@ impl Config {
             return Err(("node", "max_connections", "must be at least 1".into()));
         }
         self.gateway.resolve(None).map_err(|e| {
-            let key = if format!("{e:#}").contains("public_url") {
-                "public_url"
-            } else {
-                "addr"
-            };
+            let text = format!("{e:#}");
+            let key = ["public_url", "trusted_proxies"]
+                .into_iter()
+                .find(|k| text.contains(k))
+                .unwrap_or("addr");
             ("gateway", key, format!("{e:#}"))
         })?;
         Ok(())

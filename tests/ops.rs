@@ -72,6 +72,11 @@ fn config_check_names_the_bad_key_and_its_line() {
             4,
             "addr",
         ),
+        (
+            "[gateway]\ntrusted_proxies = [\"proxy.local\"]\n",
+            2,
+            "trusted_proxies",
+        ),
     ] {
         let f = env.write("values.toml", text.as_bytes());
         let err = env.fails(&["config", "check", f.to_str().unwrap()]);

@@ -48,6 +48,9 @@ pub struct Config {
     /// reverse proxy: `https://news.example.org`): used for article links
     /// and their QR codes. Otherwise they are made from the request's `Host`.
     pub public_url: Option<String>,
+    /// Reverse proxies whose `X-Forwarded-For` is believed: a request from
+    /// one of these counts against the reader it names, not the proxy.
+    pub trusted_proxies: Vec<IpAddr>,
 }
 
 impl Config {
@@ -65,6 +68,7 @@ impl Config {
             fetch_max_bytes: 256 << 20,
             cache_bytes: 64 << 20,
             public_url: None,
+            trusted_proxies: Vec::new(),
         }
     }
 }
@@ -145,6 +149,23 @@ impl Drop for IpSlot {
             }
         }
     }
+}
+
+/// The reader a trusted proxy names: the last address of the last
+/// `X-Forwarded-For` header (the one the proxy itself added; earlier entries
+/// come from the client and prove nothing).
+pub(crate) fn forwarded_for(headers: &hyper::HeaderMap) -> Option<IpAddr> {
+    headers
+        .get_all("x-forwarded-for")
+        .iter()
+        .next_back()?
+        .to_str()
+        .ok()?
+        .rsplit(',')
+        .next()?
+        .trim()
+        .parse()
+        .ok()
 }
 
 /// The address limits are counted by: an IPv4 address, or the /64 network
@@ -229,9 +250,15 @@ async fn serve_conn(
     let mut io = TimeoutStream::new(stream);
     io.set_write_timeout(Some(config.stall_timeout));
     let io = TokioIo::new(Box::pin(io));
+    let trusted = config.trusted_proxies.contains(&ip);
     let service =
         hyper::service::service_fn(move |mut req: hyper::Request<hyper::body::Incoming>| {
-            req.extensions_mut().insert(ClientIp(ip));
+            let client = if trusted {
+                forwarded_for(req.headers()).unwrap_or(ip)
+            } else {
+                ip
+            };
+            req.extensions_mut().insert(ClientIp(client));
             router.clone().oneshot(req)
         });
     let conn = hyper::server::conn::http1::Builder::new()
@@ -250,5 +277,25 @@ async fn serve_conn(
             conn.as_mut().graceful_shutdown();
             let _ = conn.await;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_trusted_proxy_names_the_reader_in_its_own_entry() {
+        let mut h = hyper::HeaderMap::new();
+        assert_eq!(forwarded_for(&h), None);
+        h.append("x-forwarded-for", "203.0.113.7".parse().unwrap());
+        assert_eq!(forwarded_for(&h), Some("203.0.113.7".parse().unwrap()));
+        // A client's own claim comes first; the proxy appends the real one.
+        h.insert("x-forwarded-for", "10.0.0.1, 198.51.100.2".parse().unwrap());
+        assert_eq!(forwarded_for(&h), Some("198.51.100.2".parse().unwrap()));
+        h.append("x-forwarded-for", "2001:db8::5".parse().unwrap());
+        assert_eq!(forwarded_for(&h), Some("2001:db8::5".parse().unwrap()));
+        h.insert("x-forwarded-for", "not-an-address".parse().unwrap());
+        assert_eq!(forwarded_for(&h), None);
     }
 }
