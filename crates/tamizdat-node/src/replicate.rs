@@ -590,6 +590,12 @@ async fn catch_up(client: &Client, peer: PeerId) -> Result<Vec<Want>, String> {
                 }
                 // Held already: look behind it.
                 Admitted::Ignored if here => next = manifest_prev(&bytes),
+                // Fetched, and taken meanwhile by a catch-up with another
+                // peer (or gossip): held now, so look behind it too; that
+                // walk may have stopped short.
+                Admitted::Ignored if recorded_now(client, hash).await => {
+                    next = manifest_prev(&bytes);
+                }
                 // Fetched but of no use (too old to place): not kept.
                 Admitted::Ignored => {
                     discard(client, hash).await;
@@ -662,6 +668,20 @@ async fn catch_up_revocations(
         }
     }
     Ok(())
+}
+
+/// Whether a manifest is kept under a pin now.
+async fn recorded_now(client: &Client, hash: Hash) -> bool {
+    let store = client.store().clone();
+    tokio::task::spawn_blocking(move || {
+        store
+            .info(&hash)
+            .ok()
+            .flatten()
+            .is_some_and(|i| i.complete && !i.pins.is_empty())
+    })
+    .await
+    .unwrap_or(false)
 }
 
 /// Deletes a fetched object that was not accepted, unless something pins it.
