@@ -1183,7 +1183,10 @@ impl Client {
         max: Option<u64>,
     ) -> Result<Fetched, NodeError> {
         let store_err = |e: &dyn std::fmt::Display| NodeError::Store(e.to_string());
-        let initial = self.store.info(&hash).map_err(|e| store_err(&e))?;
+        let initial = self
+            .store
+            .info_without_pins(&hash)
+            .map_err(|e| store_err(&e))?;
         let before = initial.as_ref().map(|i| i.verified_bytes).unwrap_or(0);
         let initial_size = initial.as_ref().map(|i| i.size);
         if let Some(info) = initial
@@ -1378,7 +1381,7 @@ impl Client {
         }
         let complete = self
             .store
-            .info(&hash)
+            .info_without_pins(&hash)
             .map_err(|e| store_err(&e))?
             .is_some_and(|i| i.complete);
         let new_bytes = plan.verified_bytes().saturating_sub(before);

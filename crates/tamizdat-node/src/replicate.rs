@@ -49,6 +49,8 @@ const HELD_RUN: usize = 8;
 const MAX_QUEUED: usize = 100_000;
 /// Attempts at one blob before it is left to the next repair pass.
 pub const MAX_ATTEMPTS: u32 = 30;
+/// Tries at a catch-up with one peer that keeps failing.
+const CATCH_UP_TRIES: u32 = 3;
 /// How often recorded articles are checked for missing files.
 const REPAIR_EVERY: std::time::Duration = std::time::Duration::from_secs(600);
 
@@ -73,7 +75,7 @@ pub fn recorded(store: &Store, prefix: &str) -> Result<Vec<Recorded>, String> {
         }
         for id in hashes {
             let small = store
-                .info(&id)
+                .info_without_pins(&id)
                 .map_err(|e| e.to_string())?
                 .is_some_and(|i| i.complete && i.size <= MAX_MANIFEST_LEN as u64);
             if !small {
@@ -101,7 +103,7 @@ pub fn missing_files(store: &Store) -> Result<Vec<Want>, String> {
         for e in &r.manifest.body().entries {
             let hash = Hash::from_bytes(e.hash);
             let complete = store
-                .info(&hash)
+                .info_without_pins(&hash)
                 .map_err(|e| e.to_string())?
                 .is_some_and(|i| i.complete);
             if !complete {
@@ -246,7 +248,7 @@ pub(crate) fn record(
     for e in &m.manifest().entries {
         let hash = Hash::from_bytes(e.hash);
         let complete = store
-            .info(&hash)
+            .info_without_pins(&hash)
             .map_err(|e| e.to_string())?
             .is_some_and(|i| i.complete);
         if complete {
@@ -312,12 +314,21 @@ pub(crate) async fn run(client: Client, mut events: mpsc::Receiver<Event>) {
                 Some(Event::Connected(peer)) => {
                     let (client, tx) = (client.clone(), found_tx.clone());
                     tokio::spawn(async move {
-                        match catch_up(&client, peer).await {
-                            Ok(wants) if !wants.is_empty() => {
-                                let _ = tx.send(wants).await;
+                        // A walk cut short (a busy peer, a fetch that timed
+                        // out) is tried again a few times, unless the peer
+                        // lied or is gone.
+                        for attempt in 0..CATCH_UP_TRIES {
+                            match catch_up(&client, peer, &tx).await {
+                                Ok(()) => return,
+                                Err(e) => debug!(%peer, attempt, "catch-up: {e}"),
                             }
-                            Ok(_) => {}
-                            Err(e) => debug!(%peer, "catch-up: {e}"),
+                            if client.bad_peers().contains(&peer) {
+                                return;
+                            }
+                            tokio::time::sleep(std::time::Duration::from_secs(2 << attempt)).await;
+                            if !client.connected().await.is_ok_and(|c| c.contains(&peer)) {
+                                return;
+                            }
                         }
                     });
                 }
@@ -534,7 +545,13 @@ pub(crate) async fn admit_own(client: &Client, data: &[u8]) -> Result<(), String
 
 /// Asks `peer` for the heads of the feeds we follow, then fetches the
 /// manifests we miss, walking back each feed's `prev` links (bounded).
-async fn catch_up(client: &Client, peer: PeerId) -> Result<Vec<Want>, String> {
+/// Files found by a catch-up are handed over as each manifest is accepted,
+/// so a walk cut short loses none of them.
+async fn catch_up(
+    client: &Client,
+    peer: PeerId,
+    found: &mpsc::Sender<Vec<Want>>,
+) -> Result<(), String> {
     let asked: Vec<PublicKey> = {
         let f = client.feeds().lock().unwrap_or_else(|p| p.into_inner());
         f.following()
@@ -544,13 +561,12 @@ async fn catch_up(client: &Client, peer: PeerId) -> Result<Vec<Want>, String> {
             .collect()
     };
     if asked.is_empty() {
-        return Ok(Vec::new());
+        return Ok(());
     }
     // Revocations first: an article signed by a key revoked while we were
     // away must not be accepted on the way.
     catch_up_revocations(client, peer, &asked).await?;
     let heads = ask_heads(client, peer, &asked).await?;
-    let mut wants = Vec::new();
     for head in heads {
         if !asked.contains(&head.publisher) {
             continue;
@@ -566,7 +582,7 @@ async fn catch_up(client: &Client, peer: PeerId) -> Result<Vec<Want>, String> {
             };
             let here = client
                 .store()
-                .info(&hash)
+                .info_without_pins(&hash)
                 .map_err(|e| e.to_string())?
                 .is_some_and(|i| i.complete);
             let bytes = if here {
@@ -585,7 +601,9 @@ async fn catch_up(client: &Client, peer: PeerId) -> Result<Vec<Want>, String> {
             };
             match admit(client, &bytes, Some(&head.publisher), &[peer]).await {
                 Admitted::New(w) => {
-                    wants.extend(w);
+                    if !w.is_empty() {
+                        let _ = found.send(w).await;
+                    }
                     next = manifest_prev(&bytes);
                 }
                 // Held already: look behind it.
@@ -593,7 +611,9 @@ async fn catch_up(client: &Client, peer: PeerId) -> Result<Vec<Want>, String> {
                 // Fetched, and taken meanwhile by a catch-up with another
                 // peer (or gossip): held now, so look behind it too; that
                 // walk may have stopped short.
-                Admitted::Ignored if recorded_now(client, hash).await => {
+                Admitted::Ignored
+                    if recorded_now(client, hash).await || accepted_already(client, &bytes) =>
+                {
                     next = manifest_prev(&bytes);
                 }
                 // Fetched but of no use (too old to place): not kept.
@@ -611,7 +631,7 @@ async fn catch_up(client: &Client, peer: PeerId) -> Result<Vec<Want>, String> {
             }
         }
     }
-    Ok(wants)
+    Ok(())
 }
 
 /// Asks `peer` which revocations it holds for the publishers we follow, and
@@ -668,6 +688,21 @@ async fn catch_up_revocations(
         }
     }
     Ok(())
+}
+
+/// Whether the feed state holds this manifest already: another walk or
+/// gossip accepted it and may not have pinned it yet, so it must not be
+/// deleted here.
+fn accepted_already(client: &Client, bytes: &[u8]) -> bool {
+    let trust = client.trust();
+    tamizdat_sign::Verifier::new()
+        .verify(bytes, &trust)
+        .is_ok_and(|v| {
+            matches!(
+                trust.check(&v, now()),
+                Ok(tamizdat_sign::Verdict::Duplicate)
+            )
+        })
 }
 
 /// Whether a manifest is kept under a pin now.

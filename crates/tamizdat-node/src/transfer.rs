@@ -41,7 +41,7 @@ pub fn serve(store: &Store, mut stream: impl Read + Write) -> Result<Served, Wir
         s.flush()?;
         Ok(Served::Refused(status))
     };
-    let info = match store.info(&hash) {
+    let info = match store.info_without_pins(&hash) {
         Ok(Some(info)) => info,
         Ok(None) => return refuse(&mut stream, Status::NotFound),
         Err(e) => {
