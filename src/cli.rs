@@ -115,6 +115,19 @@ pub enum Command {
     /// Fetch a blob from the network into the store (and FILE), verifying
     /// every chunk. Exits non-zero when no provider delivers in time.
     Get(GetArgs),
+    /// Write chosen articles to a bundle file (`-o`) that carries them across
+    /// a shutdown, or to a folder of plain HTML pages (`--html`) that any
+    /// browser opens. Without a choice, every article of every feed held here.
+    Export(ExportArgs),
+    /// Import a bundle: every signature, delegation, revocation, feed rule
+    /// and file hash is checked before anything of it is kept. Exit 0 when
+    /// all of it imported; 1 when any part was damaged, forged or refused.
+    Import(ImportArgs),
+    /// Start a small local network (a publisher and volunteers on
+    /// 127.0.0.1) with a demo outlet and a sample article, and print the
+    /// article's address in a volunteer's gateway. Ctrl-C stops it and
+    /// removes everything it made.
+    Demo(DemoArgs),
     /// Show the running node: peer id, addresses (`--json` for scripts).
     Status {
         /// Print JSON.
@@ -304,4 +317,45 @@ pub struct AddArgs {
     /// Also pin what is added under this name.
     #[arg(long, value_name = "NAME")]
     pub pin: Option<String>,
+}
+
+#[derive(Debug, Args)]
+#[command(group(clap::ArgGroup::new("out").required(true).args(["output", "html"])))]
+pub struct ExportArgs {
+    /// Write a bundle to FILE (`-` for standard output).
+    #[arg(short, long, value_name = "FILE")]
+    pub output: Option<PathBuf>,
+    /// Write plain HTML pages, the files and the manifests to DIR instead
+    /// (new or empty).
+    #[arg(long, value_name = "DIR")]
+    pub html: Option<PathBuf>,
+    /// Only this publisher's articles (root public key; repeatable).
+    #[arg(long, value_name = "PUBKEY")]
+    pub publisher: Vec<String>,
+    /// Only articles signed on or after DATE (`2025-06-01`, or RFC 3339).
+    #[arg(long, value_name = "DATE", conflicts_with = "since_seq")]
+    pub since: Option<String>,
+    /// Only articles at sequence number N or later in their feed.
+    #[arg(long, value_name = "N")]
+    pub since_seq: Option<u64>,
+    /// This article (its manifest hash; repeatable). With --publisher or
+    /// --since as well, articles matching either are exported.
+    #[arg(long, value_name = "HASH")]
+    pub manifest: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct ImportArgs {
+    /// The bundle file (`-` for standard input).
+    pub file: PathBuf,
+}
+
+#[derive(Debug, Args)]
+pub struct DemoArgs {
+    /// Volunteer nodes besides the publisher's.
+    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u8).range(1..=8))]
+    pub volunteers: u8,
+    /// The port of the reader's gateway (0: any free port).
+    #[arg(long, default_value_t = 0)]
+    pub port: u16,
 }

@@ -2,6 +2,8 @@
 
 mod articles;
 mod blobs;
+mod bundle;
+mod demo;
 mod feeds;
 mod keys;
 mod net;
@@ -26,6 +28,7 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
     match &cli.command {
         Command::Completions { shell } => return ops::completions(*shell),
         Command::Man => return ops::man(),
+        Command::Demo(args) => return demo::run(args),
         _ => {}
     }
     let dir = config::data_dir(cli.global.data_dir.as_deref())?;
@@ -71,9 +74,15 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         Command::Following => feeds::following(&store()?),
         Command::Node(args) => net::node(&dir, &cfg, args),
         Command::Get(args) => net::get(&dir, &cfg, store()?, args),
+        Command::Export(args) => bundle::export(&dir, &store()?, args),
+        Command::Import(args) => bundle::import(&store()?, args),
         Command::Status { json } => net::status(&dir, json),
         Command::Health => ops::health(&dir),
-        Command::Init { .. } | Command::Config(_) | Command::Completions { .. } | Command::Man => {
+        Command::Init { .. }
+        | Command::Config(_)
+        | Command::Completions { .. }
+        | Command::Man
+        | Command::Demo(_) => {
             unreachable!("handled above")
         }
     }
