@@ -26,11 +26,6 @@ use crate::cli::PublishArgs;
 /// Exit status of `verify` when the signature holds but files are missing.
 const EXIT_INCOMPLETE: u8 = 3;
 
-/// The pin that keeps a feed's articles: `feed/FINGERPRINT/FEED`.
-fn feed_pin(m: &Manifest) -> String {
-    format!("feed/{}/{}", m.publisher.fingerprint(), m.feed)
-}
-
 /// Files of an article, as (path inside the article, path on disk), sorted.
 /// Most directories walked under one article.
 const MAX_DIRS: usize = 4096;
@@ -242,18 +237,8 @@ pub fn publish(data: &Path, store: &Repo, args: PublishArgs) -> Result<ExitCode>
     }
     // A node started later keeps this feed and serves it to followers.
     store.follow(publisher, None, Default::default())?;
-    trust.accept(&verified, created)?;
-    // Record the new head first: if anything after this fails, the next
-    // publish takes the next sequence number (a harmless gap) instead of
-    // signing a second, different manifest at this one.
-    state::save(store, &trust)?;
-    let added = store.add_bytes(signed.bytes())?;
-    let pin = feed_pin(signed.body());
-    for e in &signed.body().entries {
-        store.pin(&pin, &Hash::from_bytes(e.hash))?;
-    }
-    store.pin(&pin, &added.hash)?;
-    println!("{}", added.hash);
+    let hash = record_local(store, &mut trust, &verified, created)?;
+    println!("{hash}");
     eprintln!(
         "published {:?} as {} seq {} ({} files)",
         signed.body().title,
@@ -262,6 +247,29 @@ pub fn publish(data: &Path, store: &Repo, args: PublishArgs) -> Result<ExitCode>
         signed.body().entries.len()
     );
     Ok(ExitCode::SUCCESS)
+}
+
+/// Records a verified manifest whose files are in the store, with no node
+/// running: the feed head first, then the manifest and its files under the
+/// feed's pin. Recording the head first means that if anything after it
+/// fails, the next publish takes the next sequence number (a harmless gap)
+/// instead of signing a second, different manifest at this one.
+pub(super) fn record_local(
+    store: &Repo,
+    trust: &mut TrustState,
+    verified: &VerifiedManifest,
+    now: u64,
+) -> Result<Hash> {
+    trust.accept(verified, now)?;
+    state::save(store, trust)?;
+    let m = verified.manifest();
+    let added = store.add_bytes(verified.envelope().bytes())?;
+    let pin = tamizdat_node::feeds::feed_pin(m);
+    for e in &m.entries {
+        store.pin(&pin, &Hash::from_bytes(e.hash))?;
+    }
+    store.pin(&pin, &added.hash)?;
+    Ok(added.hash)
 }
 
 /// Reads a manifest envelope by hash from the store, or from a file.

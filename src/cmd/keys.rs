@@ -373,15 +373,9 @@ pub fn run(data: &Path, store: impl Fn() -> Result<Repo>, cmd: KeyCommand) -> Re
                     let new = trust
                         .add_revocation(&rev)
                         .with_context(|| format!("revocation {}", file.display()))?;
-                    let added = store.add_bytes(rev.bytes())?;
-                    store.pin(KEYS_PIN, &added.hash)?;
-                    store.announce_key(rev.bytes())?;
+                    let hash = keep_key_object(&store, rev.bytes())?;
                     let RevocationTarget::Key(k) = rev.body().target else {
-                        eprintln!(
-                            "{}: revocation of a delegation {}",
-                            file.display(),
-                            added.hash
-                        );
+                        eprintln!("{}: revocation of a delegation {hash}", file.display(),);
                         continue;
                     };
                     eprintln!(
@@ -397,13 +391,10 @@ pub fn run(data: &Path, store: impl Fn() -> Result<Repo>, cmd: KeyCommand) -> Re
                             file.display()
                         )
                     })?;
-                    let added = store.add_bytes(d.bytes())?;
-                    store.pin(KEYS_PIN, &added.hash)?;
-                    store.announce_key(d.bytes())?;
+                    let hash = keep_key_object(&store, d.bytes())?;
                     eprintln!(
-                        "{}: delegation {} from {} to {}",
+                        "{}: delegation {hash} from {} to {}",
                         file.display(),
-                        added.hash,
                         d.body().root.fingerprint(),
                         d.body().key.fingerprint()
                     );
@@ -467,6 +458,17 @@ pub fn run(data: &Path, store: impl Fn() -> Result<Repo>, cmd: KeyCommand) -> Re
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Keeps a checked revocation or delegation under the `keys` pin, where
+/// followers fetch it from. Through a running node it is also applied
+/// (a revocation) and announced; without one, the caller applies a
+/// revocation to the feed state it saves.
+pub(super) fn keep_key_object(store: &Repo, envelope: &[u8]) -> Result<tamizdat_store::Hash> {
+    let added = store.add_bytes(envelope)?;
+    store.pin(KEYS_PIN, &added.hash)?;
+    store.announce_key(envelope)?;
+    Ok(added.hash)
 }
 
 fn kind_name(k: KeyKind) -> &'static str {

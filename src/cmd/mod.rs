@@ -75,7 +75,7 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         Command::Node(args) => net::node(&dir, &cfg, args),
         Command::Get(args) => net::get(&dir, &cfg, store()?, args),
         Command::Export(args) => bundle::export(&dir, &store()?, args),
-        Command::Import(args) => bundle::import(&store()?, args),
+        Command::Import(args) => bundle::import(&dir, &store()?, args),
         Command::Status { json } => net::status(&dir, json),
         Command::Health => ops::health(&dir),
         Command::Init { .. }

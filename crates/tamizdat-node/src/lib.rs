@@ -4,10 +4,12 @@
 //! - [`wire`]: the `/tamizdat/blob/1` request and response framing.
 //! - [`fetch`]: the IO-less plan of what to fetch from whom.
 //! - [`transfer`]: both ends of one transfer over any byte stream.
+//! - [`bundle`]: articles carried by hand, checked before they are kept.
 //!
 //! Knows nothing of HTTP or the command line.
 
 mod bans;
+pub mod bundle;
 pub mod feeds;
 pub mod fetch;
 mod idle;

@@ -1,0 +1,1025 @@
+//! Bundles: signed articles carried by hand (a USB stick, an SD card, a
+//! messenger attachment) where the network is cut.
+//!
+//! A bundle is a stream of framed records: an [`Info`] record, the
+//! publishers' delegations and revocations, then each article's manifest
+//! followed by its files, and an end record. [`Writer`] writes one as it
+//! goes; [`Reader`] reads one frame at a time; [`import`] checks every
+//! signature, delegation, revocation, feed rule and file hash and hands
+//! each article to its caller only once all of it holds. Neither side
+//! holds more than one manifest in memory: files are streamed. The byte
+//! layout is in `docs/protocol.md`.
+//!
+//! No I/O beyond the streams and the staging directory it is given: the
+//! caller decides where verified objects go (a store, or a running node).
+
+use std::{
+    collections::{BTreeMap, HashSet},
+    fs,
+    io::{self, Read, Write},
+    path::{Path, PathBuf},
+};
+
+use serde::{Deserialize, Serialize};
+use tamizdat_sign::{
+    Delegation, FeedError, MAX_MANIFEST_LEN, Manifest, PublicKey, Revocation, Signed, TrustState,
+    Verdict, VerifiedManifest, Verifier, VerifyError,
+};
+use tamizdat_store::Hash;
+
+/// The first 16 bytes of every bundle.
+pub const MAGIC: &[u8; 16] = b"TAMIZDAT-BUNDLE\n";
+/// The format version, the byte after [`MAGIC`].
+pub const VERSION: u8 = 1;
+/// Largest info record.
+pub const MAX_INFO: u64 = 64 * 1024;
+/// Addresses in the bootstrap hint, at most.
+pub const MAX_ADDRS: usize = 32;
+/// Longest address in the hint.
+pub const MAX_ADDR_LEN: usize = 256;
+/// Largest delegation or revocation record.
+pub const MAX_KEY_LEN: u64 = 4096;
+/// Delegations and revocations in one bundle, at most.
+pub const MAX_KEYS: u64 = 16_384;
+/// Articles in one bundle, at most.
+pub const MAX_ARTICLES: u64 = 100_000;
+/// Largest file in a bundle.
+pub const MAX_BLOB: u64 = 16 * 1024 * 1024 * 1024;
+/// Largest end record.
+const MAX_END: u64 = 1024;
+
+const INFO: u8 = 1;
+const KEY: u8 = 2;
+const MANIFEST: u8 = 3;
+const BLOB: u8 = 4;
+const END: u8 = 5;
+/// Domain of a frame header's check value.
+const FRAME_CONTEXT: &[u8] = b"tamizdat/bundle/frame/v1\n";
+
+/// What the exporter says about itself and the bundle. Informational only:
+/// nothing in it is trusted, and every count is checked against what
+/// actually arrives.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Info {
+    /// When the bundle was made, Unix seconds.
+    pub created: u64,
+    /// The exporting node's peer id, if one was running.
+    pub peer: Option<String>,
+    /// Its addresses (`/ip4/…/tcp/…/p2p/…`): a bootstrap hint for when the
+    /// network returns.
+    pub addrs: Vec<String>,
+    /// Articles in the bundle.
+    pub articles: u64,
+    /// Delegations and revocations in the bundle.
+    pub keys: u64,
+    /// Bytes of files in the bundle.
+    pub bytes: u64,
+}
+
+/// The end record: proof that the bundle is whole.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+struct EndRecord {
+    /// Frames before this one.
+    frames: u64,
+    /// BLAKE3 of every byte before this frame.
+    digest: [u8; 32],
+}
+
+/// What went wrong reading a bundle, with the byte offset where it did.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum BundleError {
+    /// Not a bundle at all, or a version this build cannot read.
+    #[error("not a tamizdat bundle: {0}")]
+    NotABundle(String),
+    /// The frame structure is broken: nothing after `offset` can be read.
+    #[error("damaged at byte {offset}: {why}")]
+    Damaged {
+        /// Where.
+        offset: u64,
+        /// What.
+        why: String,
+    },
+    /// The bundle ends before its end record.
+    #[error("the bundle ends early, at byte {offset} (cut short while copying?)")]
+    Truncated {
+        /// Where it ends.
+        offset: u64,
+    },
+    /// A limit was exceeded.
+    #[error("at byte {offset}: {what} ({claimed}) is over the limit of {limit}")]
+    TooLarge {
+        /// Where.
+        offset: u64,
+        /// What claims too much.
+        what: &'static str,
+        /// The claim.
+        claimed: u64,
+        /// The limit.
+        limit: u64,
+    },
+    /// Reading failed (the medium, not the bundle).
+    #[error("reading the bundle: {0}")]
+    Io(#[from] io::Error),
+    /// The caller could not keep what was verified.
+    #[error("{0}")]
+    Commit(String),
+}
+
+/// A frame's kind and length as its header states them.
+fn check_value(kind: u8, len: u64, hash: Option<&Hash>) -> [u8; 8] {
+    let mut h = blake3::Hasher::new();
+    h.update(FRAME_CONTEXT);
+    h.update(&[kind]);
+    h.update(&len.to_le_bytes());
+    if let Some(hash) = hash {
+        h.update(hash.as_bytes());
+    }
+    let mut out = [0u8; 8];
+    out.copy_from_slice(&h.finalize().as_bytes()[..8]);
+    out
+}
+
+/// A writer that hashes everything written through it.
+struct Hashing<W> {
+    inner: W,
+    hasher: blake3::Hasher,
+    written: u64,
+}
+
+impl<W: Write> Write for Hashing<W> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let n = self.inner.write(buf)?;
+        self.hasher.update(&buf[..n]);
+        self.written += n as u64;
+        Ok(n)
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        self.inner.flush()
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Section {
+    Keys,
+    Articles,
+}
+
+/// Writes a bundle, one record at a time, in the order the format requires:
+/// keys, then each manifest followed by its files.
+pub struct Writer<W: Write> {
+    out: Hashing<W>,
+    frames: u64,
+    section: Section,
+    /// Files the current manifest names.
+    entries: HashSet<Hash>,
+}
+
+impl<W: Write> std::fmt::Debug for Writer<W> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Writer")
+            .field("frames", &self.frames)
+            .finish()
+    }
+}
+
+fn misuse(why: &str) -> io::Error {
+    io::Error::new(io::ErrorKind::InvalidInput, why.to_owned())
+}
+
+impl<W: Write> Writer<W> {
+    /// Starts a bundle with its info record.
+    pub fn new(out: W, info: &Info) -> io::Result<Self> {
+        let mut w = Writer {
+            out: Hashing {
+                inner: out,
+                hasher: blake3::Hasher::new(),
+                written: 0,
+            },
+            frames: 0,
+            section: Section::Keys,
+            entries: HashSet::new(),
+        };
+        w.out.write_all(MAGIC)?;
+        w.out.write_all(&[VERSION])?;
+        let body = postcard::to_stdvec(info).map_err(io::Error::other)?;
+        if body.len() as u64 > MAX_INFO {
+            return Err(misuse("the info record is too large"));
+        }
+        w.frame(INFO, &body)?;
+        Ok(w)
+    }
+
+    fn header(&mut self, kind: u8, len: u64, hash: Option<&Hash>) -> io::Result<()> {
+        self.out.write_all(&[kind])?;
+        self.out.write_all(&len.to_le_bytes())?;
+        if let Some(h) = hash {
+            self.out.write_all(h.as_bytes())?;
+        }
+        self.out.write_all(&check_value(kind, len, hash))?;
+        self.frames += 1;
+        Ok(())
+    }
+
+    fn frame(&mut self, kind: u8, body: &[u8]) -> io::Result<()> {
+        self.header(kind, body.len() as u64, None)?;
+        self.out.write_all(body)
+    }
+
+    /// A delegation or revocation envelope. All of them come before the
+    /// first manifest.
+    pub fn key(&mut self, envelope: &[u8]) -> io::Result<()> {
+        if self.section != Section::Keys {
+            return Err(misuse("keys must come before the first manifest"));
+        }
+        if envelope.len() as u64 > MAX_KEY_LEN {
+            return Err(misuse("a key record is too large"));
+        }
+        self.frame(KEY, envelope)
+    }
+
+    /// A manifest envelope; its files follow with [`Writer::blob`].
+    pub fn manifest(&mut self, envelope: &[u8]) -> io::Result<()> {
+        let m = Signed::<Manifest>::decode(envelope).map_err(|e| misuse(&e.to_string()))?;
+        self.section = Section::Articles;
+        self.entries = m
+            .body()
+            .entries
+            .iter()
+            .map(|e| Hash::from_bytes(e.hash))
+            .collect();
+        self.frame(MANIFEST, envelope)
+    }
+
+    /// One file of the last manifest: exactly `size` bytes from `data`.
+    pub fn blob(&mut self, hash: &Hash, size: u64, data: impl Read) -> io::Result<()> {
+        if !self.entries.contains(hash) {
+            return Err(misuse("a file must follow a manifest that names it"));
+        }
+        self.header(BLOB, size, Some(hash))?;
+        let copied = io::copy(&mut data.take(size), &mut self.out)?;
+        if copied != size {
+            return Err(io::Error::new(
+                io::ErrorKind::UnexpectedEof,
+                format!("blob {hash} gave {copied} of its {size} bytes"),
+            ));
+        }
+        Ok(())
+    }
+
+    /// Writes the end record and returns the output, flushed.
+    pub fn finish(mut self) -> io::Result<W> {
+        let end = EndRecord {
+            frames: self.frames,
+            digest: *self.out.hasher.finalize().as_bytes(),
+        };
+        let body = postcard::to_stdvec(&end).map_err(io::Error::other)?;
+        self.frame(END, &body)?;
+        self.out.flush()?;
+        Ok(self.out.inner)
+    }
+}
+
+/// A reader that hashes and counts what it reads.
+struct Counting<R> {
+    inner: R,
+    hasher: blake3::Hasher,
+    offset: u64,
+}
+
+impl<R: Read> Read for Counting<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.hasher.update(&buf[..n]);
+        self.offset += n as u64;
+        Ok(n)
+    }
+}
+
+/// One record of a bundle.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Frame {
+    /// The exporter's info.
+    Info(Info),
+    /// A delegation or revocation envelope (not yet checked).
+    Key(Vec<u8>),
+    /// A manifest envelope (not yet checked).
+    Manifest(Vec<u8>),
+    /// A file's header: its bytes are read next with [`Reader::blob`].
+    Blob {
+        /// The hash it claims.
+        hash: Hash,
+        /// Its length.
+        size: u64,
+    },
+    /// The end record matched everything before it.
+    End,
+}
+
+/// Reads a bundle frame by frame, checking its structure (not its
+/// signatures: see [`import`]).
+pub struct Reader<R: Read> {
+    inner: Counting<R>,
+    frames: u64,
+    /// Unread bytes of the current blob frame.
+    pending: u64,
+    ended: bool,
+}
+
+impl<R: Read> std::fmt::Debug for Reader<R> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Reader")
+            .field("offset", &self.inner.offset)
+            .field("frames", &self.frames)
+            .finish()
+    }
+}
+
+impl<R: Read> Reader<R> {
+    /// Checks the magic and version.
+    pub fn new(inner: R) -> Result<Self, BundleError> {
+        let mut r = Reader {
+            inner: Counting {
+                inner,
+                hasher: blake3::Hasher::new(),
+                offset: 0,
+            },
+            frames: 0,
+            pending: 0,
+            ended: false,
+        };
+        let mut head = [0u8; 17];
+        let n = read_full(&mut r.inner, &mut head)?;
+        if n < head.len() || &head[..16] != MAGIC {
+            return Err(BundleError::NotABundle(
+                "it does not start with TAMIZDAT-BUNDLE".into(),
+            ));
+        }
+        if head[16] != VERSION {
+            return Err(BundleError::NotABundle(format!(
+                "format version {} (this tamizdat reads version {VERSION}; a newer one may read it)",
+                head[16]
+            )));
+        }
+        Ok(r)
+    }
+
+    /// Bytes read so far.
+    pub fn offset(&self) -> u64 {
+        self.inner.offset
+    }
+
+    /// The next frame; `None` at the end of the input. A blob's bytes must
+    /// be read with [`Reader::blob`] (or are skipped by the next call).
+    pub fn next_frame(&mut self) -> Result<Option<Frame>, BundleError> {
+        if self.pending > 0 {
+            let want = self.pending;
+            let skipped = io::copy(&mut (&mut self.inner).take(want), &mut io::sink())?;
+            self.pending = 0;
+            if skipped < want {
+                return Err(BundleError::Truncated {
+                    offset: self.offset(),
+                });
+            }
+        }
+        // The digest covers every byte before the end frame.
+        let before = self.inner.hasher.clone();
+        let start = self.offset();
+        let mut kind = [0u8; 1];
+        if read_full(&mut self.inner, &mut kind)? == 0 {
+            return if self.ended {
+                Ok(None)
+            } else {
+                Err(BundleError::Truncated { offset: start })
+            };
+        }
+        if self.ended {
+            return Err(BundleError::Damaged {
+                offset: start,
+                why: "data after the end record".into(),
+            });
+        }
+        let kind = kind[0];
+        let mut len = [0u8; 8];
+        self.exact(&mut len)?;
+        let len = u64::from_le_bytes(len);
+        let hash = if kind == BLOB {
+            let mut h = [0u8; 32];
+            self.exact(&mut h)?;
+            Some(Hash::from_bytes(h))
+        } else {
+            None
+        };
+        let mut check = [0u8; 8];
+        self.exact(&mut check)?;
+        if check != check_value(kind, len, hash.as_ref()) {
+            return Err(BundleError::Damaged {
+                offset: start,
+                why: "a record header does not match its check value".into(),
+            });
+        }
+        let first = self.frames == 0;
+        self.frames += 1;
+        if first != (kind == INFO) {
+            return Err(BundleError::Damaged {
+                offset: start,
+                why: "the info record must come first, once".into(),
+            });
+        }
+        let too_large = |what, limit: u64| BundleError::TooLarge {
+            offset: start,
+            what,
+            claimed: len,
+            limit,
+        };
+        match kind {
+            INFO => {
+                if len > MAX_INFO {
+                    return Err(too_large("the info record", MAX_INFO));
+                }
+                let body = self.body(len)?;
+                let info: Info = postcard::from_bytes(&body).map_err(|e| BundleError::Damaged {
+                    offset: start,
+                    why: format!("the info record does not decode: {e}"),
+                })?;
+                if info.addrs.len() > MAX_ADDRS || info.addrs.iter().any(|a| a.len() > MAX_ADDR_LEN)
+                {
+                    return Err(BundleError::Damaged {
+                        offset: start,
+                        why: format!(
+                            "the info record lists over {MAX_ADDRS} addresses, or one over \
+                             {MAX_ADDR_LEN} bytes"
+                        ),
+                    });
+                }
+                Ok(Some(Frame::Info(info)))
+            }
+            KEY => {
+                if len > MAX_KEY_LEN {
+                    return Err(too_large("a key record", MAX_KEY_LEN));
+                }
+                Ok(Some(Frame::Key(self.body(len)?)))
+            }
+            MANIFEST => {
+                if len > MAX_MANIFEST_LEN as u64 {
+                    return Err(too_large("a manifest", MAX_MANIFEST_LEN as u64));
+                }
+                Ok(Some(Frame::Manifest(self.body(len)?)))
+            }
+            BLOB => {
+                if len > MAX_BLOB {
+                    return Err(too_large("a file", MAX_BLOB));
+                }
+                self.pending = len;
+                Ok(Some(Frame::Blob {
+                    hash: hash.unwrap_or(Hash::from_bytes([0; 32])),
+                    size: len,
+                }))
+            }
+            END => {
+                if len > MAX_END {
+                    return Err(too_large("the end record", MAX_END));
+                }
+                let body = self.body(len)?;
+                let end: EndRecord =
+                    postcard::from_bytes(&body).map_err(|e| BundleError::Damaged {
+                        offset: start,
+                        why: format!("the end record does not decode: {e}"),
+                    })?;
+                if end.frames != self.frames - 1 || end.digest != *before.finalize().as_bytes() {
+                    return Err(BundleError::Damaged {
+                        offset: start,
+                        why: "the end record does not match the bundle's contents: bytes before \
+                              it were changed"
+                            .into(),
+                    });
+                }
+                self.ended = true;
+                Ok(Some(Frame::End))
+            }
+            other => Err(BundleError::Damaged {
+                offset: start,
+                why: format!("unknown record kind {other}"),
+            }),
+        }
+    }
+
+    /// The bytes of the blob frame just read (at most its length).
+    pub fn blob(&mut self) -> impl Read + '_ {
+        BlobData { reader: self }
+    }
+
+    fn exact(&mut self, buf: &mut [u8]) -> Result<(), BundleError> {
+        if read_full(&mut self.inner, buf)? < buf.len() {
+            return Err(BundleError::Truncated {
+                offset: self.offset(),
+            });
+        }
+        Ok(())
+    }
+
+    fn body(&mut self, len: u64) -> Result<Vec<u8>, BundleError> {
+        // `len` is bounded by the caller's limit (64 KiB at most).
+        let mut body = vec![0u8; len as usize];
+        self.exact(&mut body)?;
+        Ok(body)
+    }
+}
+
+struct BlobData<'a, R: Read> {
+    reader: &'a mut Reader<R>,
+}
+
+impl<R: Read> Read for BlobData<'_, R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let want = buf
+            .len()
+            .min(usize::try_from(self.reader.pending).unwrap_or(usize::MAX));
+        if want == 0 {
+            return Ok(0);
+        }
+        let n = self.reader.inner.read(&mut buf[..want])?;
+        self.reader.pending -= n as u64;
+        Ok(n)
+    }
+}
+
+/// Reads until `buf` is full or the input ends; returns the bytes read.
+fn read_full(r: &mut impl Read, buf: &mut [u8]) -> io::Result<usize> {
+    let mut n = 0;
+    while n < buf.len() {
+        match r.read(&mut buf[n..]) {
+            Ok(0) => break,
+            Ok(k) => n += k,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(n)
+}
+
+/// An article whose manifest and files all verified, its files staged on
+/// disk: the caller keeps it.
+#[derive(Debug)]
+pub struct Staged {
+    /// The manifest, verified and placed in its feed.
+    pub manifest: VerifiedManifest,
+    /// Its files read from the bundle, verified, in the staging directory.
+    /// Files the caller already held are not here.
+    pub files: Vec<(Hash, PathBuf)>,
+}
+
+/// What [`import`] found, one step at a time, in bundle order.
+#[derive(Debug)]
+pub enum Step {
+    /// A new revocation by a followed publisher, signature checked: keep
+    /// and apply it. Later articles are already judged with it.
+    Revocation(Box<Signed<Revocation>>),
+    /// A delegation by a followed publisher, signature checked.
+    Delegation(Box<Signed<Delegation>>),
+    /// An article that verified in full.
+    Article(Staged),
+    /// An article not imported, and why.
+    Skipped(Skip),
+}
+
+/// Why an article (or a key record) was not imported.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Skip {
+    /// Already here: importing twice is harmless.
+    Present {
+        /// Manifest id.
+        id: Hash,
+    },
+    /// Older than the feed's history known here; genuine, but not placed.
+    Old {
+        /// Manifest id.
+        id: Hash,
+        /// The feed rule's words.
+        why: String,
+    },
+    /// Its publisher is not followed here.
+    Unfollowed {
+        /// Manifest id.
+        id: Hash,
+        /// The publisher.
+        publisher: PublicKey,
+    },
+    /// Forged, tampered, revoked, incomplete or against the feed rules:
+    /// nothing of it was kept.
+    Refused {
+        /// Manifest or record id (the hash of the bytes as they arrived).
+        id: Hash,
+        /// The title, when the manifest could be read.
+        title: Option<String>,
+        /// Byte offset of its record in the bundle.
+        offset: u64,
+        /// What was wrong.
+        why: String,
+    },
+}
+
+impl Skip {
+    /// True for the kinds that mean damage or forgery, not a harmless skip.
+    pub fn is_problem(&self) -> bool {
+        matches!(self, Skip::Refused { .. })
+    }
+}
+
+/// Totals of an import.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Summary {
+    /// The exporter's info record.
+    pub info: Info,
+    /// Articles handed over.
+    pub imported: u64,
+    /// Articles already here.
+    pub present: u64,
+    /// Articles skipped as old or unfollowed.
+    pub skipped: u64,
+    /// Articles and key records refused.
+    pub refused: u64,
+    /// Revocations applied.
+    pub revocations: u64,
+    /// Whether the whole bundle was read to its end record.
+    pub complete: bool,
+}
+
+/// What the importer knows beforehand.
+pub struct Known<'a> {
+    /// The feed state here (heads, revocations).
+    pub trust: TrustState,
+    /// The publishers followed here.
+    pub follows: HashSet<PublicKey>,
+    /// Whether a blob is already complete here.
+    pub have: &'a dyn Fn(&Hash) -> bool,
+    /// The time now, Unix seconds (for the feed rules).
+    pub now: u64,
+}
+
+impl std::fmt::Debug for Known<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Known")
+            .field("follows", &self.follows.len())
+            .field("now", &self.now)
+            .finish()
+    }
+}
+
+/// An article being read: its manifest and the files that arrived so far.
+struct Pending {
+    manifest: VerifiedManifest,
+    offset: u64,
+    /// Entries still wanted from the bundle, by hash → (path, size).
+    wanted: BTreeMap<Hash, (String, u64)>,
+    files: Vec<(Hash, PathBuf)>,
+    problem: Option<String>,
+}
+
+/// Reads a bundle from `input`, verifying everything, and hands each
+/// verified object to `keep` as it completes. Files are staged in
+/// `staging` (removed once `keep` returns). Per-article problems are
+/// reported as [`Step::Skipped`] and the import goes on; a broken frame
+/// structure stops it with an error after what came before was kept
+/// (everything before is whole and verified: see `docs/protocol.md` on
+/// truncated bundles). `keep` failing stops the import.
+pub fn import(
+    input: impl Read,
+    staging: &Path,
+    mut known: Known<'_>,
+    keep: &mut dyn FnMut(Step) -> Result<(), String>,
+) -> Result<Summary, (Summary, BundleError)> {
+    let mut summary = Summary::default();
+    let mut reader = match Reader::new(input) {
+        Ok(r) => r,
+        Err(e) => return Err((summary, e)),
+    };
+    let verifier = Verifier::new();
+    let mut pending: Option<Pending> = None;
+    let mut keys = 0u64;
+    let mut articles = 0u64;
+    let mut serial = 0u64;
+    let result = (|| -> Result<(), BundleError> {
+        loop {
+            let offset = reader.offset();
+            let frame = match reader.next_frame()? {
+                Some(f) => f,
+                None => return Ok(()),
+            };
+            if !matches!(frame, Frame::Blob { .. })
+                && let Some(p) = pending.take()
+            {
+                finish(p, &mut known, &mut summary, keep)?;
+            }
+            match frame {
+                Frame::Info(info) => summary.info = info,
+                Frame::Key(bytes) => {
+                    if articles > 0 {
+                        return Err(BundleError::Damaged {
+                            offset,
+                            why: "a key record after the first manifest".into(),
+                        });
+                    }
+                    keys += 1;
+                    if keys > MAX_KEYS {
+                        return Err(BundleError::TooLarge {
+                            offset,
+                            what: "the number of key records",
+                            claimed: keys,
+                            limit: MAX_KEYS,
+                        });
+                    }
+                    key_record(&bytes, offset, &mut known, &mut summary, keep)?;
+                }
+                Frame::Manifest(bytes) => {
+                    articles += 1;
+                    if articles > MAX_ARTICLES {
+                        return Err(BundleError::TooLarge {
+                            offset,
+                            what: "the number of articles",
+                            claimed: articles,
+                            limit: MAX_ARTICLES,
+                        });
+                    }
+                    pending = open_article(&bytes, offset, &verifier, &known, &mut summary, keep)?;
+                }
+                Frame::Blob { hash, size } => {
+                    let Some(p) = pending.as_mut() else {
+                        // The files of a skipped article, or stray: skipped.
+                        if articles == 0 {
+                            return Err(BundleError::Damaged {
+                                offset,
+                                why: "a file before any manifest".into(),
+                            });
+                        }
+                        continue;
+                    };
+                    let Some((path, signed_size)) = p.wanted.remove(&hash) else {
+                        // Already here, or a second copy: read past it.
+                        if !p
+                            .manifest
+                            .manifest()
+                            .entries
+                            .iter()
+                            .any(|e| e.hash == *hash.as_bytes())
+                        {
+                            p.problem.get_or_insert(format!(
+                                "the bundle holds a file {hash} that the manifest does not name"
+                            ));
+                        }
+                        continue;
+                    };
+                    if size != signed_size {
+                        p.problem.get_or_insert(format!(
+                            "{path}: the bundle gives {size} bytes, the signed manifest says \
+                             {signed_size}"
+                        ));
+                        continue;
+                    }
+                    serial += 1;
+                    let file = staging.join(format!("{serial}.part"));
+                    match stage(&mut reader, &file, size)? {
+                        Some(actual) if actual == hash => p.files.push((hash, file)),
+                        Some(actual) => {
+                            let _ = fs::remove_file(&file);
+                            p.problem.get_or_insert(format!(
+                                "{path}: its bytes in the bundle hash to {actual}, not to {hash} \
+                                 as the manifest signed"
+                            ));
+                        }
+                        None => {
+                            let _ = fs::remove_file(&file);
+                            return Err(BundleError::Truncated {
+                                offset: reader.offset(),
+                            });
+                        }
+                    }
+                }
+                Frame::End => summary.complete = true,
+            }
+        }
+    })();
+    // An article whose files had all arrived when the input ended is whole:
+    // it is kept like any other.
+    let result = match (result, pending.take()) {
+        (Err(BundleError::Truncated { offset }), Some(p))
+            if p.problem.is_none() && p.wanted.is_empty() =>
+        {
+            finish(p, &mut known, &mut summary, keep).and(Err(BundleError::Truncated { offset }))
+        }
+        (r, p) => {
+            pending = p;
+            r
+        }
+    };
+    // What remains of a cut-short article is dropped with its staged files.
+    if let Some(p) = pending.take() {
+        for (_, f) in &p.files {
+            let _ = fs::remove_file(f);
+        }
+        if result.is_err() {
+            summary.refused += 1;
+            let _ = keep(Step::Skipped(Skip::Refused {
+                id: Hash::of(p.manifest.envelope().bytes()),
+                title: Some(p.manifest.manifest().title.clone()),
+                offset: p.offset,
+                why: "the bundle breaks off within this article".into(),
+            }));
+        }
+    }
+    match result {
+        Ok(()) => Ok(summary),
+        Err(e) => Err((summary, e)),
+    }
+}
+
+/// Copies `size` bytes of the current blob to `file`, hashing them.
+/// `None` when the input ended first.
+fn stage<R: Read>(
+    reader: &mut Reader<R>,
+    file: &Path,
+    size: u64,
+) -> Result<Option<Hash>, BundleError> {
+    let mut out = io::BufWriter::new(fs::File::create(file)?);
+    let mut hasher = blake3::Hasher::new();
+    let mut buf = vec![0u8; 64 * 1024];
+    let mut data = reader.blob();
+    let mut copied = 0u64;
+    loop {
+        let n = match data.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e.into()),
+        };
+        hasher.update(&buf[..n]);
+        out.write_all(&buf[..n])?;
+        copied += n as u64;
+    }
+    out.flush()?;
+    if copied < size {
+        return Ok(None);
+    }
+    Ok(Some(Hash::from_bytes(*hasher.finalize().as_bytes())))
+}
+
+fn key_record(
+    bytes: &[u8],
+    offset: u64,
+    known: &mut Known<'_>,
+    summary: &mut Summary,
+    keep: &mut dyn FnMut(Step) -> Result<(), String>,
+) -> Result<(), BundleError> {
+    let refuse = |why: String| Skip::Refused {
+        id: Hash::of(bytes),
+        title: None,
+        offset,
+        why,
+    };
+    let step = if bytes.starts_with(b"tamizdat/revocation/") {
+        match Signed::<Revocation>::decode(bytes) {
+            Err(e) => Step::Skipped(refuse(format!("a revocation that does not decode: {e}"))),
+            Ok(rev) if !known.follows.contains(&rev.body().root) => return Ok(()),
+            Ok(rev) => match known.trust.add_revocation(&rev) {
+                Ok(true) => {
+                    summary.revocations += 1;
+                    Step::Revocation(Box::new(rev))
+                }
+                Ok(false) => return Ok(()),
+                Err(e) => Step::Skipped(refuse(format!("a revocation that does not verify: {e}"))),
+            },
+        }
+    } else if bytes.starts_with(b"tamizdat/delegation/") {
+        match tamizdat_sign::verify_delegation(bytes) {
+            Ok(d) if known.follows.contains(&d.body().root) => Step::Delegation(Box::new(d)),
+            Ok(_) => return Ok(()),
+            Err(e) => Step::Skipped(refuse(format!("a delegation that does not verify: {e}"))),
+        }
+    } else {
+        Step::Skipped(refuse(
+            "a key record that is neither a delegation nor a revocation".into(),
+        ))
+    };
+    if matches!(step, Step::Skipped(_)) {
+        summary.refused += 1;
+    }
+    keep(step).map_err(BundleError::Commit)
+}
+
+/// Judges a manifest record: an article to read the files of, or a skip.
+fn open_article(
+    bytes: &[u8],
+    offset: u64,
+    verifier: &Verifier,
+    known: &Known<'_>,
+    summary: &mut Summary,
+    keep: &mut dyn FnMut(Step) -> Result<(), String>,
+) -> Result<Option<Pending>, BundleError> {
+    let id = Hash::of(bytes);
+    let title = Signed::<Manifest>::decode(bytes)
+        .ok()
+        .map(|m| m.body().title.clone());
+    let refuse = |why: String| Skip::Refused {
+        id,
+        title: title.clone(),
+        offset,
+        why,
+    };
+    let skip = match verifier.verify(bytes, &known.trust) {
+        Err(e @ VerifyError::Revoked { .. }) => refuse(format!("signed by a revoked key: {e}")),
+        Err(e) => refuse(format!("the manifest does not verify: {e}")),
+        Ok(m) if !known.follows.contains(&m.manifest().publisher) => Skip::Unfollowed {
+            id,
+            publisher: m.manifest().publisher,
+        },
+        Ok(m) => match known.trust.check(&m, known.now) {
+            Ok(Verdict::Duplicate) => Skip::Present { id },
+            Ok(_) => {
+                let mut wanted = BTreeMap::new();
+                for e in &m.manifest().entries {
+                    let hash = Hash::from_bytes(e.hash);
+                    if !(known.have)(&hash) {
+                        wanted.insert(hash, (e.path.clone(), e.size));
+                    }
+                }
+                return Ok(Some(Pending {
+                    manifest: m,
+                    offset,
+                    wanted,
+                    files: Vec::new(),
+                    problem: None,
+                }));
+            }
+            Err(e @ FeedError::Replay { .. }) => Skip::Old {
+                id,
+                why: e.to_string(),
+            },
+            Err(e) => refuse(format!("against the feed rules: {e}")),
+        },
+    };
+    match &skip {
+        Skip::Present { .. } => summary.present += 1,
+        Skip::Refused { .. } => summary.refused += 1,
+        _ => summary.skipped += 1,
+    }
+    keep(Step::Skipped(skip)).map_err(BundleError::Commit)?;
+    Ok(None)
+}
+
+/// An article's records are all read: hand it over if all of it holds.
+fn finish(
+    p: Pending,
+    known: &mut Known<'_>,
+    summary: &mut Summary,
+    keep: &mut dyn FnMut(Step) -> Result<(), String>,
+) -> Result<(), BundleError> {
+    let id = Hash::of(p.manifest.envelope().bytes());
+    let problem = p.problem.or_else(|| {
+        // A file named but neither here nor in the bundle (nor arrived for
+        // an earlier article of this bundle).
+        let missing: Vec<_> = p
+            .wanted
+            .iter()
+            .filter(|(h, _)| !(known.have)(h))
+            .map(|(h, (path, _))| format!("{path} ({h})"))
+            .collect();
+        (!missing.is_empty()).then(|| format!("files not in the bundle: {}", missing.join(", ")))
+    });
+    let problem = problem.or_else(|| {
+        known
+            .trust
+            .accept(&p.manifest, known.now)
+            .err()
+            .map(|e| format!("against the feed rules: {e}"))
+    });
+    let step = match problem {
+        Some(why) => {
+            for (_, f) in &p.files {
+                let _ = fs::remove_file(f);
+            }
+            summary.refused += 1;
+            Step::Skipped(Skip::Refused {
+                id,
+                title: Some(p.manifest.manifest().title.clone()),
+                offset: p.offset,
+                why,
+            })
+        }
+        None => {
+            summary.imported += 1;
+            Step::Article(Staged {
+                manifest: p.manifest,
+                files: p.files,
+            })
+        }
+    };
+    let files: Vec<PathBuf> = match &step {
+        Step::Article(s) => s.files.iter().map(|(_, f)| f.clone()).collect(),
+        _ => Vec::new(),
+    };
+    let kept = keep(step);
+    for f in files {
+        let _ = fs::remove_file(f);
+    }
+    kept.map_err(BundleError::Commit)
+}
