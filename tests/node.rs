@@ -5,30 +5,7 @@ mod common;
 
 use std::process::Stdio;
 
-use common::{BIN, Env, RunningNode, node_command, random, sigterm, start_node};
-
-/// A plain HTTP/1.1 GET: status code and body.
-fn http_get(base: &str, path: &str) -> (u16, String) {
-    use std::io::{Read, Write};
-    let addr = base.strip_prefix("http://").unwrap();
-    let mut s = std::net::TcpStream::connect(addr).unwrap();
-    s.set_read_timeout(Some(std::time::Duration::from_secs(30)))
-        .unwrap();
-    write!(
-        s,
-        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
-    )
-    .unwrap();
-    let mut out = Vec::new();
-    s.read_to_end(&mut out).unwrap();
-    let out = String::from_utf8_lossy(&out).into_owned();
-    let status = out[9..12].parse().unwrap();
-    let body = out
-        .split_once("\r\n\r\n")
-        .map(|(_, b)| b.to_owned())
-        .unwrap_or_default();
-    (status, body)
-}
+use common::{BIN, Env, RunningNode, http_get, node_command, random, sigterm, start_node};
 
 /// Starts `tamizdat node` on a loopback port 0 and waits for its `ready` line.
 fn start(env: &Env, bootstrap: Option<&str>) -> RunningNode {

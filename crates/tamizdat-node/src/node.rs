@@ -1557,6 +1557,9 @@ impl EventLoop {
                     Ok(_) => Ok(()),
                     // Nobody to tell yet: peers catch up when they connect.
                     Err(gossipsub::PublishError::NoPeersSubscribedToTopic) => Ok(()),
+                    // Sent already (the same object announced again, by an
+                    // import or `key import`): peers have it or will.
+                    Err(gossipsub::PublishError::Duplicate) => Ok(()),
                     Err(e) => Err(e.to_string()),
                 });
             }
