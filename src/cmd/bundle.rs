@@ -454,10 +454,7 @@ pub fn import(dir: &Path, store: &Repo, args: ImportArgs) -> Result<ExitCode> {
     let outcome = bundle::import(input, staging.path(), known, &mut |step| {
         keep(step).map_err(|e| format!("{e:#}"))
     });
-    let (summary, error) = match outcome {
-        Ok(s) => (s, None),
-        Err((s, e)) => (s, Some(e)),
-    };
+    let bundle::Outcome { summary, error } = outcome;
     let info = &summary.info;
     if info.created > 0 {
         eprintln!(

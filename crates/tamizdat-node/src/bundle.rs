@@ -576,7 +576,7 @@ pub enum Step {
     /// A delegation by a followed publisher, signature checked.
     Delegation(Box<Signed<Delegation>>),
     /// An article that verified in full.
-    Article(Staged),
+    Article(Box<Staged>),
     /// An article not imported, and why.
     Skipped(Skip),
 }
@@ -643,6 +643,16 @@ pub struct Summary {
     pub complete: bool,
 }
 
+/// How an import went: what it did, and the error that stopped it early
+/// (after everything before it was kept).
+#[derive(Debug)]
+pub struct Outcome {
+    /// The totals.
+    pub summary: Summary,
+    /// What stopped the import before the end, if anything.
+    pub error: Option<BundleError>,
+}
+
 /// What the importer knows beforehand.
 pub struct Known<'a> {
     /// The feed state here (heads, revocations).
@@ -686,11 +696,16 @@ pub fn import(
     staging: &Path,
     mut known: Known<'_>,
     keep: &mut dyn FnMut(Step) -> Result<(), String>,
-) -> Result<Summary, (Summary, BundleError)> {
+) -> Outcome {
     let mut summary = Summary::default();
     let mut reader = match Reader::new(input) {
         Ok(r) => r,
-        Err(e) => return Err((summary, e)),
+        Err(e) => {
+            return Outcome {
+                summary,
+                error: Some(e),
+            };
+        }
     };
     let verifier = Verifier::new();
     let mut pending: Option<Pending> = None;
@@ -844,9 +859,9 @@ pub fn import(
             }));
         }
     }
-    match result {
-        Ok(()) => Ok(summary),
-        Err(e) => Err((summary, e)),
+    Outcome {
+        summary,
+        error: result.err(),
     }
 }
 
@@ -1024,10 +1039,10 @@ fn finish(
         }
         None => {
             summary.imported += 1;
-            Step::Article(Staged {
+            Step::Article(Box::new(Staged {
                 manifest: p.manifest,
                 files: p.files,
-            })
+            }))
         }
     };
     let files: Vec<PathBuf> = match &step {
