@@ -103,8 +103,11 @@ const MAX_BODY: u64 = 2 << 20;
 /// Where files are written before they are renamed into place.
 const PARTIAL: &str = ".tamizdat-partial";
 
-/// The pages' policy: no script, no frames, nothing from the network (file:
-/// is where the stylesheet and images are when opened from a disk).
+/// The pages' policy: no script, no frames, no forms. Images, media and the
+/// stylesheet come from the folder: `'self'` is enough for Chromium on
+/// `file://`, `file:` is there for browsers that give local pages an opaque
+/// origin. The sanitizer already drops every absolute URL a resource could
+/// load (`file:` and `https:` alike); this is the second line.
 const PAGE_CSP: &str = "default-src 'none'; img-src 'self' file:; media-src 'self' file:; \
                         style-src 'self' file:; form-action 'none'; base-uri 'none'";
 
@@ -858,3 +861,81 @@ the .txt. A file whose name could not be written on every disk is saved
 under its hash instead. Each article page lists every file, with the name
 it is saved under and its hash.
 ";
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entry(path: &str, seed: u8) -> Entry {
+        Entry {
+            path: path.into(),
+            hash: [seed; 32],
+            size: 1,
+            media_type: "application/octet-stream".into(),
+        }
+    }
+
+    #[test]
+    fn names_that_run_get_txt_and_names_that_cannot_be_written_get_the_hash() {
+        let paths = [
+            "index.md",
+            "img/photo.JPG",
+            "page.html",
+            "page.html.txt",
+            "\u{c4}.png",
+            "\u{e4}.png",
+            "nul.png",
+            "a:b.png",
+            "trailing.png.",
+            "Makefile",
+        ];
+        let entries: Vec<Entry> = paths
+            .iter()
+            .enumerate()
+            .map(|(i, p)| entry(p, i as u8))
+            .collect();
+        let names = saved_names(&entries);
+        let hash = |i: usize| Hash::from_bytes([i as u8; 32]).to_string();
+        assert_eq!(
+            names,
+            [
+                "index.md.txt".to_owned(),
+                "img/photo.JPG".into(),
+                "page.html.txt".into(),
+                format!("{}.txt", hash(3)),
+                "\u{c4}.png".into(),
+                format!("{}.png", hash(5)),
+                format!("{}.png", hash(6)),
+                format!("{}.png", hash(7)),
+                format!("{}.txt", hash(8)),
+                "Makefile.txt".into(),
+            ]
+        );
+    }
+
+    #[test]
+    fn the_same_bytes_at_two_unwritable_names_get_two_files() {
+        let entries = [entry("a?.png", 1), entry("b?.png", 1)];
+        let h = Hash::from_bytes([1; 32]);
+        assert_eq!(
+            saved_names(&entries),
+            [format!("{h}.png"), format!("{h}-2.png")]
+        );
+    }
+
+    #[test]
+    fn links_to_saved_files_are_percent_encoded_by_segment() {
+        assert_eq!(href("img/a b#1.png"), "img/a%20b%231.png");
+        assert_eq!(href("\u{444}.txt"), "%D1%84.txt");
+    }
+
+    #[test]
+    fn plain_relative_paths_only() {
+        let dir = tempfile::tempdir().unwrap();
+        let out = Out::new(dir.path()).unwrap();
+        for bad in ["", "../x", "a/../../x", "/etc/passwd", "a\\b"] {
+            assert!(out.path(bad).is_err(), "{bad:?}");
+        }
+        assert!(out.path("articles/x/y.png").is_ok());
+    }
+}
