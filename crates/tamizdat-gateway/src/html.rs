@@ -811,7 +811,7 @@ files whose BLAKE3 hashes the manifest lists.
 1. Know the publisher's fingerprint
 -----------------------------------
 A publisher is known by its public key; the fingerprint is a short form of
-it, 16 characters like 1a2b-3c4d-5e6f-7a8b. Each article page shows it.
+it, 16 letters and digits in four groups, like 1a2b-3c4d-5e6f-7a8b. Each article page shows it.
 Compare it with one you trust that did NOT come with this folder: the one
 the publisher prints on its website, in its newsletters, on a card, or that a
 person you trust read to you. If they differ, the article is not from that
@@ -827,10 +827,15 @@ If you have tamizdat, from inside this folder run:
 signing key's delegation from the publisher's root key, and the revocations
 your tamizdat knows of, and prints the publisher's key and fingerprint and
 the BLAKE3 hash of every file of the article. \"NOT VERIFIED\" means: do not
-trust it. It may also say that files are missing from its own store: that
-is expected, it means it did not look at the copies in this folder; step 3
-checks those. (To have it check them too, first run `tamizdat add` on the
-article's files, in articles/HASH/.)
+trust it. \"SIGNATURE VERIFIED, N of N files missing here\" means the
+signature holds, but tamizdat has not seen the files yet. To have it check
+the copies in this folder too, add them first:
+
+    tamizdat add articles/HASH/*
+    tamizdat verify manifests/HASH.manifest
+
+and it says \"VERIFIED\" only when every file is the signed one. (Add the
+files in any subfolders of articles/HASH/ the same way.)
 
 3. Check the files, with b3sum
 ------------------------------
@@ -839,8 +844,9 @@ folder run:
 
     b3sum --check B3SUMS
 
-Every line must say OK. b3sum is a small free program (github.com/BLAKE3-team/
-BLAKE3); `tamizdat add FILE` prints the same hashes.
+Every line must say OK. b3sum is a small free program, from
+https://github.com/BLAKE3-team/BLAKE3 ; `tamizdat add FILE` prints the
+same hashes.
 
 B3SUMS itself is not signed: it proves that nothing was damaged in transit,
 not who wrote the articles. The proof of that is step 2: the hashes that
