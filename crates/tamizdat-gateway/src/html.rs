@@ -811,11 +811,11 @@ files whose BLAKE3 hashes the manifest lists.
 1. Know the publisher's fingerprint
 -----------------------------------
 A publisher is known by its public key; the fingerprint is a short form of
-it, 16 letters and digits in four groups, like 1a2b-3c4d-5e6f-7a8b. Each article page shows it.
-Compare it with one you trust that did NOT come with this folder: the one
-the publisher prints on its website, in its newsletters, on a card, or that a
-person you trust read to you. If they differ, the article is not from that
-publisher, whatever the page says.
+it, 16 letters and digits in four groups, like 1a2b-3c4d-5e6f-7a8b. Each
+article page shows it. Compare it with one you trust that did NOT come with
+this folder: the one the publisher prints on its website, in its
+newsletters, on a card, or that a person you trust read to you. If they
+differ, the article is not from that publisher, whatever the page says.
 
 2. Check the signature, with tamizdat
 -------------------------------------
