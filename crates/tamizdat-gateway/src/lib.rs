@@ -13,10 +13,14 @@
 //! (count overall and per address, header read time, read and write stalls),
 //! so slow or hostile clients cannot starve the others. Routes and headers:
 //! `docs/gateway.md`.
+//!
+//! [`html::export`] writes the same pages as a folder of static files, for
+//! readers with no tamizdat and no network.
 
 mod api;
 mod app;
 mod blob;
+pub mod html;
 mod index;
 mod metrics;
 mod pages;

@@ -56,7 +56,7 @@ const FEED: usize = 1000;
 const PAGE_CSP: &str = "default-src 'none'; img-src 'self'; media-src 'self'; style-src 'self'; \
                         form-action 'none'; frame-ancestors 'none'; base-uri 'none'";
 
-const STYLE: &str = include_str!("style.css");
+pub(crate) const STYLE: &str = include_str!("style.css");
 
 pub(crate) async fn style() -> Response {
     let mut r = STYLE.into_response();

@@ -1,6 +1,7 @@
 //! Turning an article's body into HTML that is safe on our origin: markdown
 //! rendered with pulldown-cmark, then everything sanitized by ammonia, with
-//! links to the article's own files rewritten to `/b/{hash}` and every other
+//! links to the article's own files rewritten (to `/b/{hash}` on the
+//! gateway, to the files beside the page in a static export) and every other
 //! embedded resource dropped (an image on a stranger's server would tell it
 //! who reads what).
 
@@ -47,9 +48,29 @@ pub(crate) fn kind_of(e: &tamizdat_sign::Entry) -> Kind {
     }
 }
 
-/// The article's text as sanitized HTML. `id` is the manifest's hash, used
-/// in the links to its files.
+/// The article's text as sanitized HTML for the gateway. `id` is the
+/// manifest's hash, used in the links to its files.
 pub(crate) fn article_html(m: &Manifest, id: Hash, text: &str, kind: Kind) -> String {
+    let links = m
+        .entries
+        .iter()
+        .map(|e| {
+            let h = Hash::from_bytes(e.hash);
+            (e.path.clone(), format!("/b/{h}?m={id}"))
+        })
+        .collect();
+    article_html_linked(m, text, kind, links)
+}
+
+/// The article's text as sanitized HTML, a relative link to one of its
+/// files (by manifest path) becoming `links[path]`; links to paths not in
+/// `links` are dropped.
+pub(crate) fn article_html_linked(
+    m: &Manifest,
+    text: &str,
+    kind: Kind,
+    links: HashMap<String, String>,
+) -> String {
     let html = match kind {
         Kind::Markdown => {
             use pulldown_cmark::{Options, Parser, html};
@@ -66,7 +87,7 @@ pub(crate) fn article_html(m: &Manifest, id: Hash, text: &str, kind: Kind) -> St
             return maud::html! { pre.plain { (text) } }.into_string();
         }
     };
-    let clean = sanitize(m, id, &html);
+    let clean = sanitize(links, &html);
     // The page shows the signed title as its heading: drop the text's own
     // first heading when it only repeats it.
     let repeated = maud::html! { h1 { (m.title) } }.into_string();
@@ -95,13 +116,8 @@ fn body_of(doc: &str) -> &str {
 /// Prefix of every id in an article's text.
 const ID_PREFIX: &str = "a-";
 
-fn sanitize(m: &Manifest, id: Hash, html: &str) -> String {
-    let files: Arc<HashMap<String, Hash>> = Arc::new(
-        m.entries
-            .iter()
-            .map(|e| (e.path.clone(), Hash::from_bytes(e.hash)))
-            .collect(),
-    );
+fn sanitize(links: HashMap<String, String>, html: &str) -> String {
+    let files = Arc::new(links);
     ammonia::Builder::default()
         .link_rel(Some("noopener noreferrer nofollow"))
         // Footnotes and in-page links work, in a namespace of their own so
@@ -125,9 +141,7 @@ fn sanitize(m: &Manifest, id: Hash, html: &str) -> String {
                 return None;
             }
             let path = relative_path(v)?;
-            files
-                .get(&path)
-                .map(|h| Cow::Owned(format!("/b/{h}?m={id}")))
+            files.get(&path).map(|url| Cow::Owned(url.clone()))
         })
         .clean(html)
         .to_string()

@@ -2,6 +2,8 @@
 //! port 0, and signed test articles.
 #![allow(dead_code)]
 
+pub mod cdp;
+
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -43,7 +45,8 @@ impl Site {
     }
 }
 
-fn find(dir: &std::path::Path, name: &str) -> Option<PathBuf> {
+/// The file called `name` somewhere under `dir`.
+pub fn find(dir: &std::path::Path, name: &str) -> Option<PathBuf> {
     for e in std::fs::read_dir(dir).ok()? {
         let e = e.ok()?;
         let p = e.path();
@@ -136,9 +139,17 @@ pub struct Draft<'a> {
 /// Stores the files, signs the manifest with the outlet's signing key and
 /// publishes it through the node. Returns the manifest's hash.
 pub async fn publish(site: &Site, outlet: &Outlet, d: Draft<'_>) -> (Hash, Signed<Manifest>) {
+    let signed = sign(&site.store, outlet, d);
+    let id = site.node.publish(signed.bytes()).await.unwrap();
+    (id, signed)
+}
+
+/// Stores the files in `store` and signs the manifest with the outlet's
+/// signing key (no node involved).
+pub fn sign(store: &Store, outlet: &Outlet, d: Draft<'_>) -> Signed<Manifest> {
     let mut entries = Vec::new();
     for (path, bytes, media) in &d.files {
-        let added = site.store.add_bytes(bytes).unwrap();
+        let added = store.add_bytes(bytes).unwrap();
         entries.push(Entry {
             path: (*path).into(),
             hash: *added.hash.as_bytes(),
@@ -160,9 +171,7 @@ pub async fn publish(site: &Site, outlet: &Outlet, d: Draft<'_>) -> (Hash, Signe
         supersedes: d.supersedes.map(|h| *h.as_bytes()),
         entries,
     };
-    let signed = Signed::sign(m, &outlet.signing).unwrap();
-    let id = site.node.publish(signed.bytes()).await.unwrap();
-    (id, signed)
+    Signed::sign(m, &outlet.signing).unwrap()
 }
 
 /// Deterministic test bytes.
