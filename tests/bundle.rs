@@ -482,3 +482,43 @@ fn wait_verified(env: &Env, manifest: &str) {
         std::thread::sleep(Duration::from_millis(200));
     }
 }
+
+#[test]
+fn export_html_writes_pages_a_reader_opens_and_checks_without_a_node() {
+    let f = fixture();
+    let dir = f.newsroom.work().join("usb");
+    f.newsroom.ok(&["export", "--html", dir.to_str().unwrap()]);
+    let index = std::fs::read_to_string(dir.join("index.html")).unwrap();
+    for (id, title) in f.ids.iter().zip(["First", "Second", "Third"]) {
+        assert!(index.contains(title), "{index}");
+        let page = std::fs::read_to_string(dir.join(format!("articles/{id}.html"))).unwrap();
+        assert!(page.contains(&format!("<h1>{title}</h1>")), "{page}");
+        assert!(page.contains(&f.root), "the publisher's key on the page");
+        assert!(!page.contains("<script"), "no script");
+        // The signed manifest beside it verifies with nothing but tamizdat.
+        let manifest = dir.join(format!("manifests/{id}.manifest"));
+        assert_eq!(
+            std::fs::read(&manifest).unwrap(),
+            f.manifest(f.ids.iter().position(|i| i == id).unwrap())
+        );
+        let stranger = Env::new();
+        let out = stranger.run(&["verify", manifest.to_str().unwrap()]);
+        assert_eq!(
+            out.status.code(),
+            Some(3),
+            "signature verified, files not added here"
+        );
+    }
+    let image = dir.join(format!("articles/{}/photo.png", f.ids[2]));
+    assert_eq!(std::fs::read(image).unwrap(), f.images[1]);
+    assert!(
+        std::fs::read_to_string(dir.join("VERIFY.txt"))
+            .unwrap()
+            .contains("b3sum")
+    );
+    // A folder that is not empty is never written into.
+    let err = f
+        .newsroom
+        .fails(&["export", "--html", dir.to_str().unwrap()]);
+    assert!(err.contains("must be new or empty"), "{err}");
+}

@@ -353,8 +353,38 @@ fn write_bundle(
 }
 
 /// The static HTML export; returns the number of articles left out.
-fn html(_store: &Repo, _dir: &Path, _articles: &[VerifiedManifest]) -> Result<usize> {
-    bail!("the HTML export is not available yet")
+fn html(store: &Repo, dir: &Path, articles: &[VerifiedManifest]) -> Result<usize> {
+    let following: BTreeMap<PublicKey, Option<String>> = store
+        .following()?
+        .into_iter()
+        .map(|f| (f.key, f.name))
+        .collect();
+    let pages: Vec<tamizdat_gateway::html::Article> = articles
+        .iter()
+        .map(|m| {
+            let publisher = m.manifest().publisher;
+            tamizdat_gateway::html::Article {
+                manifest: m.clone(),
+                publisher_name: following.get(&publisher).cloned().flatten(),
+                followed: following.contains_key(&publisher),
+            }
+        })
+        .collect();
+    let open = |h: &Hash| -> io::Result<Box<dyn Read + Send>> {
+        store.reader(h).map_err(io::Error::other)
+    };
+    let report = tamizdat_gateway::html::export(dir, &pages, &open)
+        .with_context(|| format!("exporting to {}", dir.display()))?;
+    eprintln!(
+        "wrote {} articles of {} publishers ({} files, {} bytes) to {}; open {} in a browser",
+        report.articles,
+        report.publishers,
+        report.files,
+        report.bytes,
+        dir.display(),
+        dir.join("index.html").display()
+    );
+    Ok(0)
 }
 
 pub fn import(dir: &Path, store: &Repo, args: ImportArgs) -> Result<ExitCode> {
