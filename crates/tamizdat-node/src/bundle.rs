@@ -1055,3 +1055,207 @@ fn finish(
     }
     kept.map_err(BundleError::Commit)
 }
+
+#[cfg(test)]
+mod tests {
+    use std::{cell::RefCell, collections::HashMap};
+
+    use proptest::prelude::*;
+    use tamizdat_sign::{Entry, SecretKey};
+
+    use super::*;
+
+    const NOW: u64 = 1_750_000_000;
+
+    /// A feed of `n` root-signed articles; article i has a text file and
+    /// shares one image with the others. Returns (manifest envelopes, blobs).
+    fn feed(n: u64) -> (SecretKey, Vec<Vec<u8>>, HashMap<Hash, Vec<u8>>) {
+        let key = SecretKey::from_seed(&[7; 32]);
+        let image: Vec<u8> = (0..5000u32).map(|i| (i * 31 % 251) as u8).collect();
+        let mut blobs = HashMap::new();
+        blobs.insert(Hash::of(&image), image.clone());
+        let mut prev = None;
+        let mut manifests = Vec::new();
+        for seq in 1..=n {
+            let text = format!("# Article {seq}\n\ntext").into_bytes();
+            blobs.insert(Hash::of(&text), text.clone());
+            let entry = |path: &str, b: &[u8], t: &str| Entry {
+                path: path.into(),
+                hash: *Hash::of(b).as_bytes(),
+                size: b.len() as u64,
+                media_type: t.into(),
+            };
+            let m = Manifest {
+                publisher: key.public(),
+                signer: key.public(),
+                delegation: None,
+                feed: "main".into(),
+                seq,
+                prev,
+                created: NOW + seq,
+                title: format!("Article {seq}"),
+                lang: "en".into(),
+                summary: None,
+                supersedes: None,
+                entries: vec![
+                    entry("index.md", &text, "text/markdown"),
+                    entry("photo.png", &image, "image/png"),
+                ],
+            };
+            let signed = Signed::sign(m, &key).unwrap();
+            prev = Some(signed.id());
+            manifests.push(signed.bytes().to_vec());
+        }
+        (key, manifests, blobs)
+    }
+
+    /// A bundle of the whole feed, each blob written once.
+    fn bundle(manifests: &[Vec<u8>], blobs: &HashMap<Hash, Vec<u8>>) -> Vec<u8> {
+        let mut w = Writer::new(Vec::new(), &Info::default()).unwrap();
+        let mut written = HashSet::new();
+        for m in manifests {
+            w.manifest(m).unwrap();
+            for e in &Signed::<Manifest>::decode(m).unwrap().body().entries {
+                let h = Hash::from_bytes(e.hash);
+                if written.insert(h) {
+                    w.blob(&h, e.size, &blobs[&h][..]).unwrap();
+                }
+            }
+        }
+        w.finish().unwrap()
+    }
+
+    /// Imports into a simulated store: returns the manifests kept (in
+    /// order), the outcome, and checks every staged file against its hash.
+    fn run(bytes: &[u8], key: &SecretKey) -> (Vec<Vec<u8>>, Outcome) {
+        let staging = tempfile::tempdir().unwrap();
+        let store: RefCell<HashSet<Hash>> = RefCell::default();
+        let have = |h: &Hash| store.borrow().contains(h);
+        let known = Known {
+            trust: TrustState::default(),
+            follows: [key.public()].into_iter().collect(),
+            have: &have,
+            now: NOW + 100,
+        };
+        let mut kept = Vec::new();
+        let outcome = import(bytes, staging.path(), known, &mut |step| {
+            if let Step::Article(a) = step {
+                for (h, f) in &a.files {
+                    assert_eq!(Hash::of(&fs::read(f).unwrap()), *h, "staged bytes verified");
+                    store.borrow_mut().insert(*h);
+                }
+                for e in &a.manifest.manifest().entries {
+                    assert!(store.borrow().contains(&Hash::from_bytes(e.hash)));
+                }
+                kept.push(a.manifest.envelope().bytes().to_vec());
+            }
+            Ok(())
+        });
+        assert_eq!(
+            fs::read_dir(staging.path()).unwrap().count(),
+            0,
+            "staged files removed"
+        );
+        (kept, outcome)
+    }
+
+    #[test]
+    fn frames_come_back_as_written() {
+        let (_, manifests, blobs) = feed(2);
+        let bytes = bundle(&manifests, &blobs);
+        let mut r = Reader::new(&bytes[..]).unwrap();
+        assert_eq!(r.next_frame().unwrap(), Some(Frame::Info(Info::default())));
+        assert_eq!(
+            r.next_frame().unwrap(),
+            Some(Frame::Manifest(manifests[0].clone()))
+        );
+        let Some(Frame::Blob { hash, size }) = r.next_frame().unwrap() else {
+            panic!("a file")
+        };
+        let mut data = Vec::new();
+        r.blob().read_to_end(&mut data).unwrap();
+        assert_eq!((data.len() as u64, Hash::of(&data)), (size, hash));
+        let mut last = None;
+        while let Some(f) = r.next_frame().unwrap() {
+            last = Some(f);
+        }
+        assert_eq!(last, Some(Frame::End { intact: true }));
+    }
+
+    #[test]
+    fn the_writer_refuses_what_the_format_forbids() {
+        let (_, manifests, blobs) = feed(1);
+        let mut w = Writer::new(Vec::new(), &Info::default()).unwrap();
+        let (h, b) = blobs.iter().next().unwrap();
+        assert!(
+            w.blob(h, b.len() as u64, &b[..]).is_err(),
+            "a file before its manifest"
+        );
+        w.manifest(&manifests[0]).unwrap();
+        assert!(
+            w.key(b"tamizdat/revocation/v1\n").is_err(),
+            "a key after a manifest"
+        );
+        assert!(w.blob(h, b.len() as u64 + 1, &b[..]).is_err(), "short data");
+    }
+
+    #[test]
+    fn a_cut_anywhere_keeps_a_verified_prefix_of_whole_articles() {
+        let (key, manifests, blobs) = feed(3);
+        let bytes = bundle(&manifests, &blobs);
+        let (kept, outcome) = run(&bytes, &key);
+        assert_eq!(kept, manifests);
+        assert!(outcome.error.is_none() && outcome.summary.complete);
+        for cut in 0..bytes.len() {
+            let (kept, outcome) = run(&bytes[..cut], &key);
+            assert_eq!(kept[..], manifests[..kept.len()], "cut at {cut}");
+            assert!(outcome.error.is_some(), "cut at {cut} reported");
+            assert!(!outcome.summary.complete);
+        }
+    }
+
+    #[test]
+    fn a_huge_length_is_refused_before_it_is_allocated() {
+        let (key, manifests, blobs) = feed(1);
+        let bytes = bundle(&manifests, &blobs);
+        // The manifest frame's header starts after the magic and the info frame.
+        let info_len = 17 + 1 + 8 + 8 + postcard::to_stdvec(&Info::default()).unwrap().len();
+        let mut bad = bytes.clone();
+        assert_eq!(bad[info_len], MANIFEST);
+        let huge = u64::MAX;
+        bad[info_len + 1..info_len + 9].copy_from_slice(&huge.to_le_bytes());
+        bad[info_len + 9..info_len + 17].copy_from_slice(&check_value(MANIFEST, huge, None));
+        let (kept, outcome) = run(&bad, &key);
+        assert!(kept.is_empty());
+        assert!(
+            matches!(outcome.error, Some(BundleError::TooLarge { claimed, .. }) if claimed == huge),
+            "{:?}",
+            outcome.error
+        );
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(64))]
+
+        #[test]
+        fn arbitrary_bytes_never_panic(tail in proptest::collection::vec(any::<u8>(), 0..2048)) {
+            let mut bytes = MAGIC.to_vec();
+            bytes.push(VERSION);
+            bytes.extend(tail);
+            let (kept, _) = run(&bytes, &SecretKey::from_seed(&[7; 32]));
+            prop_assert!(kept.is_empty());
+        }
+
+        #[test]
+        fn a_flipped_bit_never_lets_a_changed_article_in(at in any::<prop::sample::Index>(), bit in 0u8..8) {
+            let (key, manifests, blobs) = feed(2);
+            let mut bytes = bundle(&manifests, &blobs);
+            let i = at.index(bytes.len());
+            bytes[i] ^= 1 << bit;
+            let (kept, outcome) = run(&bytes, &key);
+            // What is kept is genuine (run checks every file), and the damage is reported.
+            prop_assert!(kept.iter().all(|k| manifests.contains(k)));
+            prop_assert!(outcome.error.is_some() || outcome.summary.refused > 0, "a flip at {i} went unreported");
+        }
+    }
+}
