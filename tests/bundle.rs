@@ -372,6 +372,23 @@ fn a_revoked_keys_article_is_refused_with_the_revocation_the_bundle_carries() {
     // Its own export now leaves the article out.
     let err = f.newsroom.fails(&["export", "-o", "after.bundle"]);
     assert!(err.contains("revoked"), "{err}");
+    // An old bundle, made before the revocation, still circulates: where
+    // the revocation is known, its articles are refused.
+    let informed = reader(&f.root);
+    let rev_file = f.write("leak.revocation", &revocation);
+    informed.ok(&["key", "import", rev_file.to_str().unwrap()]);
+    let old = f.write("old.bundle", &f.bundle);
+    let (code, out, err) = import(&informed, &old);
+    assert_eq!(code, 1);
+    assert_eq!(
+        out.lines().filter(|l| l.starts_with("refused")).count(),
+        3,
+        "{out}"
+    );
+    assert!(err.contains("revoked"), "{err}");
+    for id in &f.ids {
+        assert!(!hashes(&informed).contains(id));
+    }
     // A bundle made by someone else still carries the article, and the
     // revocation: the importer must apply the one before judging the other.
     let mut w = Writer::new(Vec::new(), &Info::default()).unwrap();
