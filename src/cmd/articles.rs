@@ -262,6 +262,12 @@ pub(super) fn record_local(
 ) -> Result<Hash> {
     trust.accept(verified, now)?;
     state::save(store, trust)?;
+    pin_article(store, verified)
+}
+
+/// Keeps a manifest and its files (which must be in the store) under the
+/// feed's pin; returns the manifest's hash. Changes no feed state.
+pub(super) fn pin_article(store: &Repo, verified: &VerifiedManifest) -> Result<Hash> {
     let m = verified.manifest();
     let added = store.add_bytes(verified.envelope().bytes())?;
     let pin = tamizdat_node::feeds::feed_pin(m);

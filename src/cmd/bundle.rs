@@ -19,7 +19,7 @@ use tamizdat_sign::{
 use tamizdat_store::Hash;
 
 use super::{
-    articles::record_local,
+    articles::{pin_article, record_local},
     keys::{KEYS_PIN, format_time, keep_key_object, now},
     parse_hash,
     repo::Repo,
@@ -42,7 +42,7 @@ pub fn export(_dir: &Path, store: &Repo, args: ExportArgs) -> Result<ExitCode> {
     if let Some(dir) = &args.html {
         problems += html(store, dir, &articles)?;
     } else if let Some(out) = &args.output {
-        write_bundle(store, &trust, &articles, out)?;
+        problems += write_bundle(store, &trust, &articles, out)?;
     }
     Ok(if problems == 0 {
         ExitCode::SUCCESS
@@ -162,15 +162,17 @@ fn parse_date(s: &str) -> Result<u64> {
         .unwrap_or(0))
 }
 
-/// The delegations and revocations of the articles' publishers.
+/// The delegations and revocations of the articles' publishers, and how
+/// many revocations known here had no record to carry.
 fn key_records(
     store: &Repo,
     trust: &TrustState,
     articles: &[VerifiedManifest],
-) -> Result<Vec<Vec<u8>>> {
+) -> Result<(Vec<Vec<u8>>, usize)> {
     let roots: BTreeSet<PublicKey> = articles.iter().map(|m| m.manifest().publisher).collect();
     let mut seen = HashSet::new();
     let mut out = Vec::new();
+    let mut missing = 0;
     // Revocations first: an importer applies them before any article.
     for root in &roots {
         for id in trust.revocations_of(root) {
@@ -182,10 +184,14 @@ fn key_records(
                         out.push(bytes);
                     }
                 }
-                _ => eprintln!(
-                    "warning: revocation {hash} is known here but its record is not in the \
-                     store; the bundle goes without it"
-                ),
+                _ => {
+                    missing += 1;
+                    eprintln!(
+                        "error: revocation {hash} is known here but its record is not in the \
+                         store; the bundle goes without it (`tamizdat key import` the \
+                         .revocation file, then export again)"
+                    );
+                }
             }
         }
     }
@@ -216,7 +222,7 @@ fn key_records(
             }
         }
     }
-    Ok(out)
+    Ok((out, missing))
 }
 
 /// The running node's addresses, as a bootstrap hint.
@@ -260,17 +266,44 @@ impl<W: Write> Write for Tee<W> {
     }
 }
 
+/// Writes the bundle; returns the number of problems (revocations known
+/// here whose records are missing).
 fn write_bundle(
     store: &Repo,
     trust: &TrustState,
     articles: &[VerifiedManifest],
     out: &Path,
-) -> Result<()> {
-    let keys = key_records(store, trust, articles)?;
+) -> Result<usize> {
+    let (keys, missing) = key_records(store, trust, articles)?;
+    // What an importer would refuse is not written.
+    if articles.len() as u64 > bundle::MAX_ARTICLES || keys.len() as u64 > bundle::MAX_KEYS {
+        bail!(
+            "{} articles and {} key records: over what one bundle may hold ({} and {}); \
+             choose fewer with --publisher, --since or --since-seq",
+            articles.len(),
+            keys.len(),
+            bundle::MAX_ARTICLES,
+            bundle::MAX_KEYS
+        );
+    }
     let mut files = BTreeMap::new();
+    let mut bytes = 0u64;
     for m in articles {
+        let mut own = HashSet::new();
         for e in &m.manifest().entries {
+            if e.size > bundle::MAX_BLOB {
+                bail!(
+                    "{} of {:?} is {} bytes, over the {}-byte limit of a file in a bundle",
+                    e.path,
+                    m.manifest().title,
+                    e.size,
+                    bundle::MAX_BLOB
+                );
+            }
             files.insert(Hash::from_bytes(e.hash), e.size);
+            if own.insert(e.hash) {
+                bytes += e.size;
+            }
         }
     }
     let (peer, addrs) = addresses(store);
@@ -280,7 +313,7 @@ fn write_bundle(
         addrs,
         articles: articles.len() as u64,
         keys: keys.len() as u64,
-        bytes: files.values().sum(),
+        bytes,
     };
     let to_stdout = out == Path::new("-");
     let (sink, temp): (Box<dyn Write>, _) = if to_stdout {
@@ -305,9 +338,12 @@ fn write_bundle(
     for k in &keys {
         w.key(k)?;
     }
-    let mut written = HashSet::new();
     for m in articles {
         w.manifest(m.envelope().bytes())?;
+        // Every article carries all its files, even one another article
+        // shares: an importer that skips or refuses one article can still
+        // take the next whole. (An importer that has a file reads past it.)
+        let mut written = HashSet::new();
         for e in &m.manifest().entries {
             let hash = Hash::from_bytes(e.hash);
             if written.insert(hash) {
@@ -349,7 +385,7 @@ fn write_bundle(
             format!(" to {}", out.display())
         }
     );
-    Ok(())
+    Ok(missing)
 }
 
 /// The static HTML export; returns the number of articles left out.
@@ -387,6 +423,25 @@ fn html(store: &Repo, dir: &Path, articles: &[VerifiedManifest]) -> Result<usize
     Ok(0)
 }
 
+/// Staging directories an import killed mid-way left behind (a day old:
+/// another import may be running now).
+fn remove_stale_staging(dir: &Path) {
+    let Ok(entries) = fs::read_dir(dir) else {
+        return;
+    };
+    for e in entries.flatten() {
+        let old = e
+            .metadata()
+            .and_then(|m| m.modified())
+            .ok()
+            .and_then(|t| t.elapsed().ok())
+            .is_some_and(|age| age > std::time::Duration::from_secs(24 * 3600));
+        if old && e.file_name().to_string_lossy().starts_with(".import-") {
+            let _ = fs::remove_dir_all(e.path());
+        }
+    }
+}
+
 pub fn import(dir: &Path, store: &Repo, args: ImportArgs) -> Result<ExitCode> {
     let input: Box<dyn Read> = if args.file == Path::new("-") {
         Box::new(io::stdin().lock())
@@ -412,6 +467,13 @@ pub fn import(dir: &Path, store: &Repo, args: ImportArgs) -> Result<ExitCode> {
         now: now(),
     };
     let local = matches!(store, Repo::Local(_));
+    let policies: BTreeMap<PublicKey, tamizdat_node::retention::Policy> = store
+        .following()?
+        .into_iter()
+        .map(|f| (f.key, f.policy))
+        .collect();
+    let mut node_refused = 0u64;
+    remove_stale_staging(dir);
     let mut unfollowed: BTreeMap<PublicKey, u64> = BTreeMap::new();
     let mut keep = |step: Step| -> Result<()> {
         match step {
@@ -439,14 +501,40 @@ pub fn import(dir: &Path, store: &Repo, args: ImportArgs) -> Result<ExitCode> {
                     }
                 }
                 let m = &staged.manifest;
-                let id = if local {
-                    record_local(store, &mut trust, m, now())?
-                } else {
-                    store
-                        .publish(m.envelope().bytes())
-                        .context("the running node refused it")?
-                };
                 let b = m.manifest();
+                let id = if staged.known {
+                    // Recorded before; the bundle brought its missing files.
+                    pin_article(store, m)?
+                } else if let Repo::Local(s) = store {
+                    let id = record_local(store, &mut trust, m, now())?;
+                    // The publisher's quota and retention, as the node applies them.
+                    let policy = policies.get(&b.publisher).copied().unwrap_or_default();
+                    tamizdat_node::retention::enforce(s, &b.publisher, &policy, 0, now())
+                        .map_err(anyhow::Error::msg)?;
+                    id
+                } else {
+                    // The node judges it again, records and announces it. Its
+                    // state may have moved since the import began (the same
+                    // article by gossip): a refusal costs this article only.
+                    match store.publish(m.envelope().bytes()) {
+                        Ok(id) => id,
+                        Err(e) => {
+                            let id = Hash::of(m.envelope().bytes());
+                            let why = format!("{e:#}");
+                            if why.contains("already have it") {
+                                println!("present   {id}");
+                            } else {
+                                println!("refused   {id}  the running node: {why}");
+                                eprintln!(
+                                    "error: the running node refused {:?} ({id}): {why}",
+                                    b.title
+                                );
+                                node_refused += 1;
+                            }
+                            return Ok(());
+                        }
+                    }
+                };
                 println!(
                     "imported  {id}  {}/{} #{}  {}",
                     b.publisher.fingerprint(),
@@ -505,17 +593,24 @@ pub fn import(dir: &Path, store: &Repo, args: ImportArgs) -> Result<ExitCode> {
     }
     eprintln!(
         "imported {} articles ({} already here, {} skipped, {} refused); {} revocations applied",
-        summary.imported, summary.present, summary.skipped, summary.refused, summary.revocations
+        summary.imported - node_refused,
+        summary.present,
+        summary.skipped,
+        summary.refused + node_refused,
+        summary.revocations
     );
     let hint: Vec<_> = info
         .addrs
         .iter()
         .filter(|a| a.parse::<tamizdat_node::Multiaddr>().is_ok())
         .collect();
-    if !hint.is_empty() {
+    // Unsigned: whoever made or changed the bundle chose these. Shown only
+    // for a bundle that arrived whole.
+    if !hint.is_empty() && summary.complete && error.is_none() {
         eprintln!(
-            "the exporting node listened on (a bootstrap address for when the network is back, \
-             `tamizdat node --bootstrap ADDR`):"
+            "the bundle says the node that made it listened on these addresses (unsigned: use \
+             one with `tamizdat node --bootstrap ADDR` when the network is back, if you trust \
+             whoever gave you the bundle):"
         );
         for a in hint {
             eprintln!("  {a}");
@@ -533,7 +628,7 @@ pub fn import(dir: &Path, store: &Repo, args: ImportArgs) -> Result<ExitCode> {
         }
     }
     Ok(
-        if error.is_none() && summary.refused == 0 && unfollowed.is_empty() {
+        if error.is_none() && summary.refused == 0 && node_refused == 0 && unfollowed.is_empty() {
             ExitCode::SUCCESS
         } else {
             ExitCode::from(1)

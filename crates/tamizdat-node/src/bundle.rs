@@ -565,6 +565,9 @@ pub struct Staged {
     /// Its files read from the bundle, verified, in the staging directory.
     /// Files the caller already held are not here.
     pub files: Vec<(Hash, PathBuf)>,
+    /// The manifest was recorded here before (its feed state already holds
+    /// it): only its missing files came with this bundle.
+    pub known: bool,
 }
 
 /// What [`import`] found, one step at a time, in bundle order.
@@ -682,6 +685,7 @@ struct Pending {
     wanted: BTreeMap<Hash, (String, u64)>,
     files: Vec<(Hash, PathBuf)>,
     problem: Option<String>,
+    known: bool,
 }
 
 /// Reads a bundle from `input`, verifying everything, and hands each
@@ -719,6 +723,15 @@ pub fn import(
                 Some(f) => f,
                 None => return Ok(()),
             };
+            // Out of order before anything is finished: an article
+            // followed by a key record (a revocation placed after what it
+            // revokes) is not kept.
+            if matches!(frame, Frame::Key(_)) && articles > 0 {
+                return Err(BundleError::Damaged {
+                    offset,
+                    why: "a key record after the first manifest".into(),
+                });
+            }
             if !matches!(frame, Frame::Blob { .. })
                 && let Some(p) = pending.take()
             {
@@ -727,12 +740,6 @@ pub fn import(
             match frame {
                 Frame::Info(info) => summary.info = info,
                 Frame::Key(bytes) => {
-                    if articles > 0 {
-                        return Err(BundleError::Damaged {
-                            offset,
-                            why: "a key record after the first manifest".into(),
-                        });
-                    }
                     keys += 1;
                     if keys > MAX_KEYS {
                         return Err(BundleError::TooLarge {
@@ -965,8 +972,15 @@ fn open_article(
             publisher: m.manifest().publisher,
         },
         Ok(m) => match known.trust.check(&m, known.now) {
-            Ok(Verdict::Duplicate) => Skip::Present { id },
-            Ok(_) => {
+            Ok(Verdict::Duplicate)
+                if m.manifest()
+                    .entries
+                    .iter()
+                    .all(|e| (known.have)(&Hash::from_bytes(e.hash))) =>
+            {
+                Skip::Present { id }
+            }
+            Ok(verdict) => {
                 let mut wanted = BTreeMap::new();
                 for e in &m.manifest().entries {
                     let hash = Hash::from_bytes(e.hash);
@@ -980,6 +994,9 @@ fn open_article(
                     wanted,
                     files: Vec::new(),
                     problem: None,
+                    // Recorded here before, but files are missing (a
+                    // download the shutdown cut off): the bundle completes it.
+                    known: verdict == Verdict::Duplicate,
                 }));
             }
             Err(e @ FeedError::Replay { .. }) => Skip::Old {
@@ -1024,6 +1041,7 @@ fn finish(
             .err()
             .map(|e| format!("against the feed rules: {e}"))
     });
+    let completed = p.known;
     let step = match problem {
         Some(why) => {
             for (_, f) in &p.files {
@@ -1042,6 +1060,7 @@ fn finish(
             Step::Article(Box::new(Staged {
                 manifest: p.manifest,
                 files: p.files,
+                known: completed,
             }))
         }
     };
@@ -1229,6 +1248,55 @@ mod tests {
         assert!(kept.is_empty());
         assert!(
             matches!(outcome.error, Some(BundleError::TooLarge { claimed, .. }) if claimed == huge),
+            "{:?}",
+            outcome.error
+        );
+    }
+
+    /// Byte offsets where each frame of `bytes` starts.
+    fn frame_starts(bytes: &[u8]) -> Vec<usize> {
+        let mut r = Reader::new(bytes).unwrap();
+        let mut starts = vec![r.offset() as usize];
+        while let Some(f) = r.next_frame().unwrap() {
+            if matches!(f, Frame::Blob { .. }) {
+                io::copy(&mut r.blob(), &mut io::sink()).unwrap();
+            }
+            starts.push(r.offset() as usize);
+        }
+        starts
+    }
+
+    #[test]
+    fn a_key_record_after_an_article_stops_the_import_before_it_is_kept() {
+        let (key, manifests, blobs) = feed(1);
+        let article = bundle(&manifests, &blobs);
+        let revocation = Signed::sign(
+            Revocation {
+                root: key.public(),
+                target: tamizdat_sign::RevocationTarget::Key(
+                    SecretKey::from_seed(&[8; 32]).public(),
+                ),
+                created: NOW,
+                reason: String::new(),
+            },
+            &key,
+        )
+        .unwrap();
+        let mut w = Writer::new(Vec::new(), &Info::default()).unwrap();
+        w.key(revocation.bytes()).unwrap();
+        let keys = w.finish().unwrap();
+        // The article's frames without its end, then the revocation's frame.
+        let a = frame_starts(&article);
+        let k = frame_starts(&keys);
+        let mut spliced = article[..a[a.len() - 2]].to_vec();
+        spliced.extend(&keys[k[1]..k[2]]);
+        let (kept, outcome) = run(&spliced, &key);
+        assert!(
+            kept.is_empty(),
+            "the article before the revocation is not kept"
+        );
+        assert!(
+            matches!(&outcome.error, Some(BundleError::Damaged { why, .. }) if why.contains("after the first manifest")),
             "{:?}",
             outcome.error
         );
