@@ -557,3 +557,31 @@ fn export_html_writes_pages_a_reader_opens_and_checks_without_a_node() {
         .fails(&["export", "--html", dir.to_str().unwrap()]);
     assert!(err.contains("must be new or empty"), "{err}");
 }
+
+#[test]
+fn a_bundle_streams_through_a_pipe() {
+    use std::process::Stdio;
+    let f = fixture();
+    let home = reader(&f.root);
+    let mut export = f
+        .newsroom
+        .cmd()
+        .args(["export", "-o", "-"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let import = home
+        .cmd()
+        .args(["import", "-"])
+        .stdin(export.stdout.take().unwrap())
+        .output()
+        .unwrap();
+    assert!(export.wait().unwrap().success());
+    assert!(
+        import.status.success(),
+        "{}",
+        String::from_utf8_lossy(&import.stderr)
+    );
+    assert_eq!(hashes(&home), hashes(&f.newsroom));
+}
