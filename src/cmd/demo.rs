@@ -60,8 +60,11 @@ pub fn run(args: &DemoArgs) -> Result<ExitCode> {
         .tempdir()
         .context("cannot create a temporary directory for the demo")?;
     eprintln!(
-        "tamizdat demo: a publisher and {} volunteer(s) on 127.0.0.1",
-        args.volunteers
+        "tamizdat demo: a publisher and {} on 127.0.0.1",
+        match args.volunteers {
+            1 => "1 volunteer".to_owned(),
+            n => format!("{n} volunteers"),
+        }
     );
     eprintln!("demo directory: {} (removed on exit)", dir.path().display());
     let rt = tokio::runtime::Builder::new_multi_thread()
@@ -317,12 +320,12 @@ async fn wait_for_mesh(publisher: &Client, volunteers: &[tamizdat_node::PeerId])
             .filter(|v| peers.iter().any(|p| p.peer == **v && p.in_mesh))
             .count();
         if joined == volunteers.len() {
-            eprintln!("all {joined} volunteer(s) joined the outlet's gossip mesh");
+            eprintln!("every volunteer joined the outlet's gossip mesh");
             return Ok(());
         }
         if Instant::now() >= deadline {
             eprintln!(
-                "{joined} of {} volunteer(s) joined the outlet's gossip mesh within {MESH_LIMIT:?}; \
+                "{joined} of {} volunteers joined the outlet's gossip mesh within {MESH_LIMIT:?}; \
                  the others will catch up",
                 volunteers.len()
             );
@@ -466,10 +469,9 @@ fn sample_text(outlet: &PublicKey, volunteers: u8) -> String {
         "# {TITLE}
 
 This article was signed by **{OUTLET}**, an outlet that exists only for
-this demo, and published from its newsroom's node. {volunteers} volunteer
-node(s) follow the outlet: each fetched the article, checked every byte
-against its BLAKE3 hash and the signature against the outlet's key, and
-keeps a copy. The page you are reading comes from the first volunteer, not
+this demo, and published from its newsroom's node. {followers} the
+outlet: {each} fetched the article, checked every byte against its BLAKE3
+hash and the signature against the outlet's key, and keeps a copy. The page you are reading comes from the first volunteer, not
 from the publisher.
 
 ![The demo network: the publisher's node, in orange, and the volunteers' nodes, in green](network.png)
@@ -493,6 +495,11 @@ In a real network the volunteers run on other machines, in other
 countries, and keep serving the outlet's articles when its own site is
 blocked.
 ",
-        fingerprint = outlet.fingerprint()
+        fingerprint = outlet.fingerprint(),
+        followers = match volunteers {
+            1 => "One volunteer node follows".to_owned(),
+            n => format!("{n} volunteer nodes follow"),
+        },
+        each = if volunteers == 1 { "it" } else { "each" },
     )
 }
