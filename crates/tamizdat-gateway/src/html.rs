@@ -739,23 +739,7 @@ fn badge(item: &Item<'_>, all: &[Item<'_>]) -> Markup {
                 dt { "Publisher" }
                 dd { (a.publisher_name.clone().unwrap_or_else(|| "(no name given)".into()))
                     @if !a.followed { " — not followed by the node that made this export" } }
-                dt { "Fingerprint" } dd.fingerprint #fingerprint { (m.publisher.fingerprint()) }
-                dt { "Public key" } dd { code.key { (m.publisher) } }
-                dt { "Signed by" }
-                dd {
-                    @match v.delegation() {
-                        None => { "the publisher's root key itself" }
-                        Some(d) => {
-                            "signing key " code.key { (m.signer) } " (" (m.signer.fingerprint()) "), delegated by the root key"
-                            " from " (render::time(d.body().not_before)) " to " (render::time(d.body().not_after))
-                            @if let Some(f) = &d.body().feed { " for feed " (f) }
-                            " (delegation " code { (hex::encode(d.id())) } ")"
-                        }
-                    }
-                }
-                dt { "Signed at" } dd { time { (render::time(m.created)) } }
-                dt { "Feed" } dd { (m.feed) ", article #" (m.seq) }
-                dt { "Language" } dd { (m.lang) }
+                (crate::pages::provenance_rows(v))
                 @if let Some(old) = m.supersedes {
                     @let old = Hash::from_bytes(old);
                     dt { "Corrects" }

@@ -435,23 +435,7 @@ fn badge(app: &App, v: &VerifiedManifest, id: Hash, index: Option<&Index>, url: 
                 dt { "Publisher" }
                 dd { a href=(format!("/p/{}", m.publisher)) { (name.unwrap_or_else(|| "(no name given on this node)".into())) }
                     @if !followed { " — not followed by this node" } }
-                dt { "Fingerprint" } dd.fingerprint #fingerprint { (m.publisher.fingerprint()) }
-                dt { "Public key" } dd { code.key { (m.publisher) } }
-                dt { "Signed by" }
-                dd {
-                    @match v.delegation() {
-                        None => { "the publisher's root key itself" }
-                        Some(d) => {
-                            "signing key " code.key { (m.signer) } " (" (m.signer.fingerprint()) "), delegated by the root key"
-                            " from " (render::time(d.body().not_before)) " to " (render::time(d.body().not_after))
-                            @if let Some(f) = &d.body().feed { " for feed " (f) }
-                            " (delegation " code { (hex::encode(d.id())) } ")"
-                        }
-                    }
-                }
-                dt { "Signed at" } dd { time { (render::time(m.created)) } }
-                dt { "Feed" } dd { (m.feed) ", article #" (m.seq) }
-                dt { "Language" } dd { (m.lang) }
+                (provenance_rows(v))
                 @if let Some(old) = m.supersedes {
                     dt { "Corrects" }
                     dd { "This version replaces " a href=(format!("/m/{}", Hash::from_bytes(old))) { "an earlier article" } "." }
@@ -478,5 +462,31 @@ fn badge(app: &App, v: &VerifiedManifest, id: Hash, index: Option<&Index>, url: 
                 figcaption { "This article's link: " code { (url) } }
             }
         }
+    }
+}
+
+/// The badge's rows every provenance box shows, live or exported: the
+/// publisher's fingerprint and key, who signed and under which delegation,
+/// when, where in its feed, and the language.
+pub(crate) fn provenance_rows(v: &VerifiedManifest) -> Markup {
+    let m = v.manifest();
+    html! {
+        dt { "Fingerprint" } dd.fingerprint #fingerprint { (m.publisher.fingerprint()) }
+        dt { "Public key" } dd { code.key { (m.publisher) } }
+        dt { "Signed by" }
+        dd {
+            @match v.delegation() {
+                None => { "the publisher's root key itself" }
+                Some(d) => {
+                    "signing key " code.key { (m.signer) } " (" (m.signer.fingerprint()) "), delegated by the root key"
+                    " from " (render::time(d.body().not_before)) " to " (render::time(d.body().not_after))
+                    @if let Some(f) = &d.body().feed { " for feed " (f) }
+                    " (delegation " code { (hex::encode(d.id())) } ")"
+                }
+            }
+        }
+        dt { "Signed at" } dd { time { (render::time(m.created)) } }
+        dt { "Feed" } dd { (m.feed) ", article #" (m.seq) }
+        dt { "Language" } dd { (m.lang) }
     }
 }
