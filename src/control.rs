@@ -592,7 +592,8 @@ fn dispatch(
             }
             reply(&())
         }
-        Request::Info { hash } => reply(&store.info(&hash).map_err(text)?),
+        // Without pins: one lookup, not a scan of the pins table.
+        Request::Info { hash } => reply(&store.info_without_pins(&hash).map_err(text)?),
         Request::List => reply(&store.list().map_err(text)?),
         Request::Pin { name, hash } => reply(&store.pin(&name, &hash).map_err(text)?),
         Request::Unpin { name, hash } => reply(&store.unpin(&name, hash.as_ref()).map_err(text)?),

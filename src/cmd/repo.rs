@@ -105,9 +105,11 @@ impl Repo {
         }
     }
 
+    /// Size and completeness of a blob; its `pins` are left empty (finding
+    /// them reads the whole pins table: use [`Repo::pins`]).
     pub fn info(&self, hash: &Hash) -> Result<Option<BlobInfo>> {
         match self {
-            Repo::Local(s) => Ok(s.info(hash)?),
+            Repo::Local(s) => Ok(s.info_without_pins(hash)?),
             Repo::Remote(r) => r.call(&Request::Info { hash: *hash }),
         }
     }
