@@ -16,7 +16,7 @@ use super::repo::Repo;
 use crate::cli::AddArgs;
 
 /// Files at least this large get a progress bar (on a terminal).
-const PROGRESS_MIN: u64 = 64 << 20;
+pub(super) const PROGRESS_MIN: u64 = 64 << 20;
 
 /// Formats one output line of `add` exactly as `b3sum` does, including its
 /// escaping of names that hold a backslash or a newline.
@@ -47,17 +47,26 @@ fn add_one(store: &Repo, path: &Path) -> Result<Added> {
     }
     let size = meta.len();
     let reader = BufReader::with_capacity(1 << 20, file);
-    if size >= PROGRESS_MIN && io::stderr().is_terminal() {
-        let bar = ProgressBar::new(size).with_style(
-            ProgressStyle::with_template("{msg} {bar:40} {bytes}/{total_bytes} {bytes_per_sec}")
-                .unwrap_or_else(|_| ProgressStyle::default_bar()),
-        );
-        bar.set_message(path.display().to_string());
+    if let Some(bar) = progress(size, path.display().to_string()) {
         let added = store.add_sized(bar.wrap_read(reader), size, path);
         bar.finish_and_clear();
         return added;
     }
     store.add_sized(reader, size, path)
+}
+
+/// A progress bar on standard error for `size` bytes, when that is worth
+/// it: a terminal, and at least [`PROGRESS_MIN`] bytes.
+pub(super) fn progress(size: u64, message: String) -> Option<ProgressBar> {
+    if size < PROGRESS_MIN || !io::stderr().is_terminal() {
+        return None;
+    }
+    let bar = ProgressBar::new(size).with_style(
+        ProgressStyle::with_template("{msg} {bar:40} {bytes}/{total_bytes} {bytes_per_sec}")
+            .unwrap_or_else(|_| ProgressStyle::default_bar()),
+    );
+    bar.set_message(message);
+    Some(bar)
 }
 
 pub fn add(store: &Repo, args: &AddArgs) -> Result<ExitCode> {

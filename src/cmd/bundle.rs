@@ -330,6 +330,11 @@ fn write_bundle(
         let file = temp.reopen()?;
         (Box::new(file), Some(temp))
     };
+    let bar = super::blobs::progress(bytes, out.display().to_string());
+    let sink: Box<dyn Write> = match &bar {
+        Some(bar) => Box::new(bar.wrap_write(sink)),
+        None => sink,
+    };
     let tee = Tee {
         inner: BufWriter::with_capacity(256 * 1024, sink),
         hasher: blake3::Hasher::new(),
@@ -357,6 +362,9 @@ fn write_bundle(
     tee.flush()?;
     let digest = tee.hasher.finalize();
     drop(tee);
+    if let Some(bar) = bar {
+        bar.finish_and_clear();
+    }
     if let Some(temp) = temp {
         // Meant to be copied and shared, unlike tempfile's private default.
         #[cfg(unix)]
@@ -443,13 +451,16 @@ fn remove_stale_staging(dir: &Path) {
 }
 
 pub fn import(dir: &Path, store: &Repo, args: ImportArgs) -> Result<ExitCode> {
-    let input: Box<dyn Read> = if args.file == Path::new("-") {
-        Box::new(io::stdin().lock())
+    let (input, bar): (Box<dyn Read>, _) = if args.file == Path::new("-") {
+        (Box::new(io::stdin().lock()), None)
     } else {
-        Box::new(
-            fs::File::open(&args.file)
-                .with_context(|| format!("cannot open {}", args.file.display()))?,
-        )
+        let file = fs::File::open(&args.file)
+            .with_context(|| format!("cannot open {}", args.file.display()))?;
+        let size = file.metadata()?.len();
+        match super::blobs::progress(size, args.file.display().to_string()) {
+            Some(bar) => (Box::new(bar.wrap_read(file)), Some(bar)),
+            None => (Box::new(file), None),
+        }
     };
     let input = BufReader::with_capacity(256 * 1024, input);
     let mut trust = state::load(store)?;
@@ -570,8 +581,16 @@ pub fn import(dir: &Path, store: &Repo, args: ImportArgs) -> Result<ExitCode> {
         Ok(())
     };
     let outcome = bundle::import(input, staging.path(), known, &mut |step| {
-        keep(step).map_err(|e| format!("{e:#}"))
+        // Lines printed while a progress bar is drawn go above it.
+        let kept = match &bar {
+            Some(bar) => bar.suspend(|| keep(step)),
+            None => keep(step),
+        };
+        kept.map_err(|e| format!("{e:#}"))
     });
+    if let Some(bar) = bar {
+        bar.finish_and_clear();
+    }
     let bundle::Outcome { summary, error } = outcome;
     let info = &summary.info;
     if info.created > 0 {
