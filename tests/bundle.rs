@@ -425,7 +425,7 @@ fn a_revoked_keys_article_is_refused_with_the_revocation_the_bundle_carries() {
         text.as_bytes(),
     )
     .unwrap();
-    let bad = w.finish().unwrap();
+    let (bad, _) = w.finish().unwrap();
     let (home, out, err) = import_damaged(&f, "revoked.bundle", &bad);
     assert!(err.contains("revoked"), "{err}");
     assert!(!imported(&out, &f.ids[0]));

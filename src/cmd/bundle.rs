@@ -30,9 +30,6 @@ use crate::{
     control::{Request, Status},
 };
 
-/// Largest key record read from the store for a bundle.
-const MAX_KEY_RECORD: u64 = bundle::MAX_KEY_LEN;
-
 pub fn export(_dir: &Path, store: &Repo, args: ExportArgs) -> Result<ExitCode> {
     let trust = state::load(store)?;
     let (articles, mut problems) = select(store, &trust, &args)?;
@@ -144,8 +141,18 @@ fn read_manifest(store: &Repo, hash: &Hash) -> Result<Option<Vec<u8>>> {
     if !info.complete || info.size > MAX_MANIFEST_LEN as u64 {
         return Ok(None);
     }
-    let bytes = store.read_to_vec(hash)?;
-    Ok(bytes.starts_with(b"tamizdat/manifest/").then_some(bytes))
+    // Feed pins hold the articles' files too: only a manifest is read whole.
+    const HEADER: &[u8] = b"tamizdat/manifest/";
+    let mut reader = store.reader(hash)?;
+    let mut bytes = Vec::with_capacity(info.size as usize);
+    (&mut reader)
+        .take(HEADER.len() as u64)
+        .read_to_end(&mut bytes)?;
+    if bytes != HEADER {
+        return Ok(None);
+    }
+    reader.read_to_end(&mut bytes)?;
+    Ok(Some(bytes))
 }
 
 /// `2025-06-01`, or an RFC 3339 time.
@@ -178,7 +185,7 @@ fn key_records(
         for id in trust.revocations_of(root) {
             let hash = Hash::from_bytes(*id);
             match store.info(&hash)? {
-                Some(i) if i.complete && i.size <= MAX_KEY_RECORD => {
+                Some(i) if i.complete && i.size <= bundle::MAX_KEY_LEN => {
                     let bytes = store.read_to_vec(&hash)?;
                     if seen.insert(hash) {
                         out.push(bytes);
@@ -210,7 +217,7 @@ fn key_records(
             let Some(info) = store.info(hash)? else {
                 continue;
             };
-            if !info.complete || info.size > MAX_KEY_RECORD {
+            if !info.complete || info.size > bundle::MAX_KEY_LEN {
                 continue;
             }
             let bytes = store.read_to_vec(hash)?;
@@ -247,23 +254,6 @@ fn addresses(store: &Repo) -> (Option<String>, Vec<String>) {
         .take(bundle::MAX_ADDRS)
         .collect();
     (Some(status.peer_id), addrs)
-}
-
-/// Copies everything written to both a writer and a hasher.
-struct Tee<W> {
-    inner: W,
-    hasher: blake3::Hasher,
-}
-
-impl<W: Write> Write for Tee<W> {
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        let n = self.inner.write(buf)?;
-        self.hasher.update(&buf[..n]);
-        Ok(n)
-    }
-    fn flush(&mut self) -> io::Result<()> {
-        self.inner.flush()
-    }
 }
 
 /// Writes the bundle; returns the number of problems (revocations known
@@ -335,11 +325,7 @@ fn write_bundle(
         Some(bar) => Box::new(bar.wrap_write(sink)),
         None => sink,
     };
-    let tee = Tee {
-        inner: BufWriter::with_capacity(256 * 1024, sink),
-        hasher: blake3::Hasher::new(),
-    };
-    let mut w = Writer::new(tee, &info)?;
+    let mut w = Writer::new(BufWriter::with_capacity(256 * 1024, sink), &info)?;
     for k in &keys {
         w.key(k)?;
     }
@@ -358,10 +344,8 @@ fn write_bundle(
             }
         }
     }
-    let mut tee = w.finish()?;
-    tee.flush()?;
-    let digest = tee.hasher.finalize();
-    drop(tee);
+    let (sink, digest) = w.finish()?;
+    drop(sink);
     if let Some(bar) = bar {
         bar.finish_and_clear();
     }

@@ -402,7 +402,7 @@ async fn holds(store: &Arc<Store>, signed: &Signed<Manifest>) -> Result<bool> {
             return Ok(false);
         };
         for h in &ids {
-            let complete = store.info(h)?.is_some_and(|i| i.complete);
+            let complete = store.info_without_pins(h)?.is_some_and(|i| i.complete);
             if !complete || !pinned.contains(h) {
                 return Ok(false);
             }

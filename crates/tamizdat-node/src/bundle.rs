@@ -144,14 +144,12 @@ fn check_value(kind: u8, len: u64, hash: Option<&Hash>) -> [u8; 8] {
 struct Hashing<W> {
     inner: W,
     hasher: blake3::Hasher,
-    written: u64,
 }
 
 impl<W: Write> Write for Hashing<W> {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
         let n = self.inner.write(buf)?;
         self.hasher.update(&buf[..n]);
-        self.written += n as u64;
         Ok(n)
     }
     fn flush(&mut self) -> io::Result<()> {
@@ -194,7 +192,6 @@ impl<W: Write> Writer<W> {
             out: Hashing {
                 inner: out,
                 hasher: blake3::Hasher::new(),
-                written: 0,
             },
             frames: 0,
             section: Section::Keys,
@@ -267,8 +264,9 @@ impl<W: Write> Writer<W> {
         Ok(())
     }
 
-    /// Writes the end record and returns the output, flushed.
-    pub fn finish(mut self) -> io::Result<W> {
+    /// Writes the end record and returns the output, flushed, with the
+    /// BLAKE3 hash of the whole bundle (what `b3sum` prints for the file).
+    pub fn finish(mut self) -> io::Result<(W, Hash)> {
         let end = EndRecord {
             frames: self.frames,
             digest: *self.out.hasher.finalize().as_bytes(),
@@ -276,7 +274,8 @@ impl<W: Write> Writer<W> {
         let body = postcard::to_stdvec(&end).map_err(io::Error::other)?;
         self.frame(END, &body)?;
         self.out.flush()?;
-        Ok(self.out.inner)
+        let digest = Hash::from_bytes(*self.out.hasher.finalize().as_bytes());
+        Ok((self.out.inner, digest))
     }
 }
 
@@ -618,13 +617,6 @@ pub enum Skip {
         /// What was wrong.
         why: String,
     },
-}
-
-impl Skip {
-    /// True for the kinds that mean damage or forgery, not a harmless skip.
-    pub fn is_problem(&self) -> bool {
-        matches!(self, Skip::Refused { .. })
-    }
 }
 
 /// Totals of an import.
@@ -1141,7 +1133,7 @@ mod tests {
                 }
             }
         }
-        w.finish().unwrap()
+        w.finish().unwrap().0
     }
 
     /// Imports into a simulated store: returns the manifests kept (in
@@ -1182,6 +1174,10 @@ mod tests {
     fn frames_come_back_as_written() {
         let (_, manifests, blobs) = feed(2);
         let bytes = bundle(&manifests, &blobs);
+        let mut w = Writer::new(Vec::new(), &Info::default()).unwrap();
+        w.manifest(&manifests[0]).unwrap();
+        let (out, digest) = w.finish().unwrap();
+        assert_eq!(digest, Hash::of(&out), "the digest is the whole file's");
         let mut r = Reader::new(&bytes[..]).unwrap();
         assert_eq!(r.next_frame().unwrap(), Some(Frame::Info(Info::default())));
         assert_eq!(
@@ -1284,7 +1280,7 @@ mod tests {
         .unwrap();
         let mut w = Writer::new(Vec::new(), &Info::default()).unwrap();
         w.key(revocation.bytes()).unwrap();
-        let keys = w.finish().unwrap();
+        let keys = w.finish().unwrap().0;
         // The article's frames without its end, then the revocation's frame.
         let a = frame_starts(&article);
         let k = frame_starts(&keys);

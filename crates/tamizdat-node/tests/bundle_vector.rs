@@ -47,7 +47,7 @@ fn the_documented_bundle_is_what_the_writer_makes() {
     w.key(&delegation).unwrap();
     w.manifest(&manifest).unwrap();
     w.blob(&Hash::of(file), 8, &file[..]).unwrap();
-    let bundle = w.finish().unwrap();
+    let (bundle, _) = w.finish().unwrap();
     assert_eq!(
         hex(&bundle),
         vector(&doc, "bundle.example"),
