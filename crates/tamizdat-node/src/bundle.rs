@@ -947,12 +947,12 @@ fn open_article(
     keep: &mut dyn FnMut(Step) -> Result<(), String>,
 ) -> Result<Option<Pending>, BundleError> {
     let id = Hash::of(bytes);
-    let title = Signed::<Manifest>::decode(bytes)
-        .ok()
-        .map(|m| m.body().title.clone());
+    // The title, for the message, only when refusing (it may not decode).
     let refuse = |why: String| Skip::Refused {
         id,
-        title: title.clone(),
+        title: Signed::<Manifest>::decode(bytes)
+            .ok()
+            .map(|m| m.body().title.clone()),
         offset,
         why,
     };
