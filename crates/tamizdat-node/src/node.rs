@@ -64,6 +64,11 @@ const SIZE_PROOF_ROUNDS: usize = 12;
 /// How long one provider gets to send a size proof (one 16 KiB group).
 const SIZE_PROOF_TIMEOUT: Duration = Duration::from_secs(5);
 
+/// How often each connection is pinged.
+const PING_EVERY: Duration = Duration::from_secs(5);
+/// A ping unanswered for this long closes the connection.
+const PING_TIMEOUT: Duration = Duration::from_secs(10);
+
 /// Relays this node listens through at once when it is unreachable.
 pub const MAX_RELAYS: usize = 2;
 /// Relay-capable peers remembered as candidates.
@@ -191,7 +196,7 @@ impl Config {
             relay_server: false,
             mdns: false,
             nat: NatConfig::default(),
-            bootstrap_retry: Duration::from_secs(30),
+            bootstrap_retry: Duration::from_secs(5),
         }
     }
 }
@@ -525,7 +530,11 @@ pub fn spawn_with_metrics(
                     identify::Config::new("/tamizdat/id/1.0.0".into(), key.public())
                         .with_push_listen_addr_updates(true),
                 ),
-                ping: ping::Behaviour::new(ping::Config::new()),
+                ping: ping::Behaviour::new(
+                    ping::Config::new()
+                        .with_interval(PING_EVERY)
+                        .with_timeout(PING_TIMEOUT),
+                ),
                 kad: kad::Behaviour::with_config(
                     peer_id,
                     MemoryStore::with_config(peer_id, store_cfg),
@@ -1175,6 +1184,46 @@ impl Client {
         result
     }
 
+    /// Adds the peers of `found` that may be asked: not this node, not
+    /// caught lying (counted in `shunned`), not already there.
+    fn add_candidates(
+        &self,
+        found: impl IntoIterator<Item = PeerId>,
+        candidates: &mut Vec<PeerId>,
+        shunned: &mut usize,
+    ) {
+        for p in found {
+            if self.bad.is_bad(&p) {
+                *shunned += 1;
+            } else if !candidates.contains(&p) && p != self.peer_id {
+                candidates.push(p);
+            }
+        }
+    }
+
+    /// The providers a lookup found: those connected already (no dial, no
+    /// handshake) first, each fetcher ordering them its own way to spread
+    /// the load, then the rest.
+    async fn ordered_providers(
+        &self,
+        lookup: Result<Result<HashSet<PeerId>, NodeError>, tokio::task::JoinError>,
+    ) -> Result<Vec<PeerId>, NodeError> {
+        let found = lookup.map_err(|_| NodeError::Stopped)??;
+        debug!(%self.peer_id, found = found.len(), "providers found");
+        let connected: HashSet<PeerId> = self.connected().await?.into_iter().collect();
+        let (mut near, far): (Vec<PeerId>, Vec<PeerId>) =
+            found.into_iter().partition(|p| connected.contains(p));
+        let me = self.peer_id.to_bytes();
+        near.sort_by_cached_key(|p| {
+            let mut h = blake3::Hasher::new();
+            h.update(&me);
+            h.update(&p.to_bytes());
+            *h.finalize().as_bytes()
+        });
+        near.extend(far);
+        Ok(near)
+    }
+
     async fn fetch_unrecorded(
         &self,
         hash: Hash,
@@ -1192,7 +1241,7 @@ impl Client {
         if let Some(info) = initial
             && info.complete
         {
-            self.provide(hash).await?;
+            self.announce(hash).await;
             return Ok(Fetched {
                 size: info.size,
                 new_bytes: 0,
@@ -1200,31 +1249,21 @@ impl Client {
                 bad: Vec::new(),
             });
         }
+        // Peers known to hold it (the hints) are asked at once. The DHT
+        // lookup runs beside them, and the providers it finds join the fetch
+        // when they come: no fetch waits on a lookup it does not need.
+        let mut lookup = Some({
+            let this = self.clone();
+            tokio::spawn(async move { this.providers(hash).await })
+        });
         let mut candidates: Vec<PeerId> = Vec::new();
         let mut shunned = 0;
-        // Hinted peers first, then providers already connected (no dial, no
-        // handshake), then the rest the DHT found.
-        let connected: HashSet<PeerId> = self.connected().await?.into_iter().collect();
-        let (mut near, far): (Vec<PeerId>, Vec<PeerId>) = self
-            .providers(hash)
-            .await?
-            .into_iter()
-            .partition(|p| connected.contains(p));
-        // Spread the load: each fetcher orders them its own way.
-        let me = self.peer_id.to_bytes();
-        near.sort_by_cached_key(|p| {
-            let mut h = blake3::Hasher::new();
-            h.update(&me);
-            h.update(&p.to_bytes());
-            *h.finalize().as_bytes()
-        });
-        near.extend(far);
-        for p in hint.iter().copied().chain(near) {
-            if self.bad.is_bad(&p) {
-                shunned += 1;
-            } else if !candidates.contains(&p) && p != self.peer_id {
-                candidates.push(p);
-            }
+        self.add_candidates(hint.iter().copied(), &mut candidates, &mut shunned);
+        if candidates.is_empty()
+            && let Some(found) = lookup.take()
+        {
+            let found = self.ordered_providers(found.await).await?;
+            self.add_candidates(found, &mut candidates, &mut shunned);
         }
         if candidates.is_empty() {
             if shunned > 0 {
@@ -1252,12 +1291,28 @@ impl Client {
         };
         let mut wait = Duration::ZERO;
         let mut silent = HashSet::new();
-        for _round in 0..SIZE_PROOF_ROUNDS {
-            if size.is_some() || ask.is_empty() {
+        for round in 0..SIZE_PROOF_ROUNDS {
+            if size.is_some() {
                 break;
             }
-            tokio::time::sleep(wait).await;
-            wait = (wait * 2).clamp(fetch::FIRST_BACKOFF, fetch::MAX_BACKOFF);
+            if let Some(found) = lookup.take_if(|_| round > 0) {
+                // No peer known at first could prove it: those the lookup
+                // finds are asked next, at once, then the busy ones again.
+                let before = candidates.len();
+                let found = self.ordered_providers(found.await).await?;
+                self.add_candidates(found, &mut candidates, &mut shunned);
+                let busy = std::mem::take(&mut ask);
+                ask = candidates[before..].to_vec();
+                ask.extend(busy);
+            } else if ask.is_empty() {
+                break;
+            } else {
+                tokio::time::sleep(wait).await;
+                wait = (wait * 2).clamp(fetch::FIRST_BACKOFF, fetch::MAX_BACKOFF);
+            }
+            if ask.is_empty() {
+                break;
+            }
             let mut busy = Vec::new();
             for p in ask {
                 // One small group: a provider that cannot send it promptly
@@ -1346,10 +1401,22 @@ impl Client {
                     (peer, ranges, r)
                 });
             }
-            let Some(done) = running.join_next().await else {
-                break;
+            let done = tokio::select! {
+                found = async { lookup.as_mut().expect("guarded").await }, if lookup.is_some() => {
+                    // More providers: they share the pieces still to fetch.
+                    lookup = None;
+                    let before = candidates.len();
+                    let found = self.ordered_providers(found).await?;
+                    self.add_candidates(found, &mut candidates, &mut shunned);
+                    for p in &candidates[before..] {
+                        plan.add_provider(*p);
+                    }
+                    continue;
+                }
+                done = running.join_next(), if !running.is_empty() => done,
+                else => break,
             };
-            let Ok((peer, asked, result)) = done else {
+            let Some(Ok((peer, asked, result))) = done else {
                 continue;
             };
             match result {
@@ -1374,6 +1441,9 @@ impl Client {
                 break;
             }
         }
+        if let Some(l) = lookup {
+            l.abort();
+        }
         for p in plan.bad() {
             warn!(peer = %p, %hash, "provider sent bad data; dropped and remembered");
             self.bad.mark(p);
@@ -1397,7 +1467,7 @@ impl Client {
         // A bounded fetch is a manifest still to be judged: announced only
         // once accepted.
         if max.is_none() {
-            self.provide(hash).await?;
+            self.announce(hash).await;
         }
         Ok(Fetched {
             size,
@@ -1450,7 +1520,18 @@ impl EventLoop {
         retry.tick().await;
         loop {
             tokio::select! {
-                ev = self.swarm.select_next_some() => self.on_swarm_event(ev),
+                ev = self.swarm.select_next_some() => {
+                    let lost_last = matches!(
+                        ev,
+                        SwarmEvent::ConnectionClosed { num_established: 0, .. }
+                    );
+                    self.on_swarm_event(ev);
+                    // Alone again (a link cut, pings unanswered): the way
+                    // back in is tried at once, then on the usual beat.
+                    if lost_last && self.swarm.connected_peers().next().is_none() {
+                        retry.reset_after(Duration::from_secs(1));
+                    }
+                }
                 _ = retry.tick() => self.redial_bootstrap(),
                 cmd = self.commands.recv() => match cmd {
                     Some(Command::Shutdown) | None => {
@@ -1745,6 +1826,18 @@ impl EventLoop {
                 Err(e) => debug!(peer = %remote_peer_id, "hole punching failed: {e}"),
             },
             SwarmEvent::Behaviour(BehaviourEvent::Mdns(ev)) => self.on_mdns_event(ev),
+            SwarmEvent::Behaviour(BehaviourEvent::Ping(ping::Event {
+                peer,
+                connection,
+                result: Err(e @ (ping::Failure::Timeout | ping::Failure::Other { .. })),
+            })) => {
+                // A peer that stopped answering (offline, its link cut) would
+                // otherwise keep a connection that only looks alive: nothing
+                // is asked of it, and it gets no fresh connection, hence no
+                // catch-up, when it comes back.
+                debug!(%peer, "ping failed, closing the connection: {e}");
+                self.swarm.close_connection(connection);
+            }
             _ => {}
         }
     }

@@ -51,6 +51,13 @@ const MAX_QUEUED: usize = 100_000;
 pub const MAX_ATTEMPTS: u32 = 30;
 /// Tries at a catch-up with one peer that keeps failing.
 const CATCH_UP_TRIES: u32 = 3;
+/// How often feed heads are compared with a few peers (anti-entropy): a
+/// gossip message lost for any reason is recovered within this.
+pub const ANTI_ENTROPY_EVERY: std::time::Duration = std::time::Duration::from_secs(3);
+/// Peers asked in each anti-entropy round.
+const ANTI_ENTROPY_PEERS: usize = 2;
+/// Gaps in feeds (manifests skipped over) looked for in one round.
+const MAX_GAPS: usize = 16;
 /// How often recorded articles are checked for missing files.
 const REPAIR_EVERY: std::time::Duration = std::time::Duration::from_secs(600);
 
@@ -295,6 +302,11 @@ pub(crate) async fn run(client: Client, mut events: mpsc::Receiver<Event>) {
             }
         });
     }
+    // Anti-entropy: one round at a time, with a few peers in turn.
+    let mut compare = tokio::time::interval(ANTI_ENTROPY_EVERY);
+    compare.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut comparing: Option<tokio::task::JoinHandle<()>> = None;
+    let mut turn: usize = 0;
     loop {
         while fetching.len() < FETCHES {
             let Some(want) = queue.pop() else { break };
@@ -302,13 +314,33 @@ pub(crate) async fn run(client: Client, mut events: mpsc::Receiver<Event>) {
             fetching.spawn(async move { fetch_one(&client, want).await });
         }
         tokio::select! {
+            _ = compare.tick() => {
+                if comparing.as_ref().is_none_or(|t| t.is_finished()) {
+                    let (client, tx) = (client.clone(), found_tx.clone());
+                    turn = turn.wrapping_add(ANTI_ENTROPY_PEERS);
+                    comparing = Some(tokio::spawn(async move {
+                        compare_round(&client, turn, &tx).await;
+                    }));
+                }
+            }
             ev = events.recv() => match ev {
                 None => break,
                 Some(Event::Gossip { source, author, id, topic, data }) => {
-                    let (acceptance, wants) = on_gossip(&client, source, author, &topic, &data).await;
+                    let (acceptance, wants, behind) =
+                        on_gossip(&client, source, author, &topic, &data).await;
                     client.validate(id, source, acceptance).await;
                     for w in wants {
                         queue.push(w);
+                    }
+                    if let Some((publisher, prev)) = behind {
+                        // What the sender accepted, it holds what came
+                        // before, or can find it: walked back at once.
+                        let (client, tx) = (client.clone(), found_tx.clone());
+                        tokio::spawn(async move {
+                            if let Err(e) = walk(&client, source, publisher, prev, &tx).await {
+                                debug!(%source, "walking back from a gossiped manifest: {e}");
+                            }
+                        });
                     }
                 }
                 Some(Event::Connected(peer)) => {
@@ -318,7 +350,7 @@ pub(crate) async fn run(client: Client, mut events: mpsc::Receiver<Event>) {
                         // out) is tried again a few times, unless the peer
                         // lied or is gone.
                         for attempt in 0..CATCH_UP_TRIES {
-                            match catch_up(&client, peer, &tx).await {
+                            match catch_up(&client, peer, &tx, Round::Meet).await {
                                 Ok(()) => return,
                                 Err(e) => debug!(%peer, attempt, "catch-up: {e}"),
                             }
@@ -356,6 +388,27 @@ pub(crate) async fn run(client: Client, mut events: mpsc::Receiver<Event>) {
     }
 }
 
+/// One anti-entropy round: heads compared with [`ANTI_ENTROPY_PEERS`]
+/// connected peers, taken in turn from `turn`, and gaps filled from them.
+async fn compare_round(client: &Client, turn: usize, found: &mpsc::Sender<Vec<Want>>) {
+    let Ok(mut peers) = client.connected().await else {
+        return;
+    };
+    if peers.is_empty() {
+        return;
+    }
+    let bad = client.bad_peers();
+    peers.retain(|p| !bad.contains(p));
+    peers.sort();
+    let n = peers.len();
+    for i in 0..ANTI_ENTROPY_PEERS.min(n) {
+        let peer = peers[(turn + i) % n];
+        if let Err(e) = catch_up(client, peer, found, Round::Compare).await {
+            debug!(%peer, "anti-entropy: {e}");
+        }
+    }
+}
+
 /// Fetches and pins one blob; gives it back when it should be tried again.
 async fn fetch_one(client: &Client, want: Want) -> Option<Want> {
     debug!(hash = %want.hash, attempt = want.attempts, hints = ?want.hints, "replicating");
@@ -384,26 +437,28 @@ async fn on_gossip(
     author: Option<PeerId>,
     topic: &str,
     data: &[u8],
-) -> (MessageAcceptance, Vec<Want>) {
+) -> (MessageAcceptance, Vec<Want>, Option<(PublicKey, Digest)>) {
     let Some(publisher) = topic
         .strip_prefix("tamizdat/feed/1/")
         .and_then(|k| k.parse::<PublicKey>().ok())
     else {
-        return (MessageAcceptance::Reject, Vec::new());
+        return (MessageAcceptance::Reject, Vec::new(), None);
     };
     let mut hints = vec![source];
     if let Some(a) = author.filter(|a| *a != source) {
         hints.push(a);
     }
     match admit(client, data, Some(&publisher), &hints).await {
-        Admitted::New(wants) => (MessageAcceptance::Accept, wants),
-        Admitted::Ignored => (MessageAcceptance::Ignore, Vec::new()),
-        Admitted::Refused => (MessageAcceptance::Reject, Vec::new()),
+        Admitted::New(wants, behind) => (MessageAcceptance::Accept, wants, behind),
+        Admitted::Ignored => (MessageAcceptance::Ignore, Vec::new(), None),
+        Admitted::Refused => (MessageAcceptance::Reject, Vec::new(), None),
     }
 }
 
 enum Admitted {
-    New(Vec<Want>),
+    /// Recorded (or applied): the files to fetch, and for a manifest that
+    /// did not link to what we held, the `prev` to walk back from.
+    New(Vec<Want>, Option<(PublicKey, Digest)>),
     Ignored,
     Refused,
 }
@@ -422,7 +477,15 @@ async fn admit(
         f.judge(data, topic_of, now())
     };
     match judgement {
-        Judgement::Manifest(m, _) => {
+        Judgement::Manifest(m, verdict) => {
+            // A manifest that does not follow on from what we hold leaves a
+            // gap behind it: walked back at once, from whoever sent it.
+            let behind = match verdict {
+                tamizdat_sign::Verdict::First | tamizdat_sign::Verdict::Ahead { .. } => {
+                    m.manifest().prev.map(|prev| (m.manifest().publisher, prev))
+                }
+                _ => None,
+            };
             let accepted = {
                 let mut f = feeds.lock().unwrap_or_else(|p| p.into_inner());
                 f.accept(&m, now())
@@ -465,11 +528,16 @@ async fn admit(
                 if dropped > 0 {
                     info!(dropped, "articles let go under the publisher's quota");
                 }
-                Ok::<_, String>((if kept { wants } else { Vec::new() }, m))
+                Ok::<_, String>((if kept { wants } else { Vec::new() }, m, kept))
             })
             .await;
             match done {
-                Ok(Ok((wants, m))) => {
+                Ok(Ok((wants, m, kept))) => {
+                    // Held now: a reader who knows only this node and the
+                    // article's hash finds it in the DHT.
+                    if kept {
+                        client.announce(Hash::of(m.envelope().bytes())).await;
+                    }
                     let body = m.manifest();
                     info!(
                         publisher = %body.publisher.fingerprint(),
@@ -478,7 +546,7 @@ async fn admit(
                         files = body.entries.len(),
                         "accepted a manifest"
                     );
-                    Admitted::New(wants)
+                    Admitted::New(wants, behind)
                 }
                 Ok(Err(e)) => {
                     warn!("recording a manifest: {e}");
@@ -501,9 +569,9 @@ async fn admit(
             })
             .await;
             info!(root = %rev.body().root.fingerprint(), "applied a revocation");
-            Admitted::New(Vec::new())
+            Admitted::New(Vec::new(), None)
         }
-        Judgement::Delegation => Admitted::New(Vec::new()),
+        Judgement::Delegation => Admitted::New(Vec::new(), None),
         Judgement::Ignore(why) => {
             debug!("ignored: {why}");
             Admitted::Ignored
@@ -533,7 +601,7 @@ pub(crate) async fn admit_own(client: &Client, data: &[u8]) -> Result<(), String
     };
     match judgement {
         Judgement::Manifest(..) => match admit(client, data, None, &[]).await {
-            Admitted::New(_) => Ok(()),
+            Admitted::New(..) => Ok(()),
             _ => Err("the manifest could not be recorded".into()),
         },
         Judgement::Ignore(why) | Judgement::Reject(why) | Judgement::Equivocation(_, why) => {
@@ -541,6 +609,17 @@ pub(crate) async fn admit_own(client: &Client, data: &[u8]) -> Result<(), String
         }
         Judgement::Revocation(_) | Judgement::Delegation => Err("not a manifest".into()),
     }
+}
+
+/// How a catch-up with one peer goes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Round {
+    /// A new connection: walk back from each of its heads, even one we
+    /// hold (a gap may lie behind it).
+    Meet,
+    /// Anti-entropy: walk only from heads newer than ours, then look for
+    /// the manifests our feeds skipped over.
+    Compare,
 }
 
 /// Asks `peer` for the heads of the feeds we follow, then fetches the
@@ -551,6 +630,7 @@ async fn catch_up(
     client: &Client,
     peer: PeerId,
     found: &mpsc::Sender<Vec<Want>>,
+    round: Round,
 ) -> Result<(), String> {
     let asked: Vec<PublicKey> = {
         let f = client.feeds().lock().unwrap_or_else(|p| p.into_inner());
@@ -571,63 +651,101 @@ async fn catch_up(
         if !asked.contains(&head.publisher) {
             continue;
         }
-        // From the peer's head back along `prev`: fetch what is missing,
-        // read what is here (a gap may lie behind it), and stop after a run
-        // of manifests already held, or at the bound.
-        let mut next = Some(head.hash);
-        let mut held_run = 0;
-        for _ in 0..MAX_WALK {
-            let Some(hash) = next.take().map(Hash::from_bytes) else {
+        if round == Round::Compare {
+            let ours = client
+                .trust()
+                .head(&head.publisher, &head.feed)
+                .map(|h| h.seq);
+            if ours.is_some_and(|seq| seq >= head.seq) {
+                continue;
+            }
+        }
+        walk(client, peer, head.publisher, head.hash, found).await?;
+    }
+    if round == Round::Compare {
+        // Manifests our feeds skipped (a gossip message lost, a walk cut
+        // short): asked of this peer, and of any provider the DHT knows.
+        let gaps: Vec<(PublicKey, Digest)> = {
+            let trust = client.trust();
+            trust
+                .feeds()
+                .filter(|(p, _, _)| asked.contains(p))
+                .flat_map(|(p, _, h)| h.gaps().map(|(_, id)| (*p, id)).collect::<Vec<_>>())
+                .take(MAX_GAPS)
+                .collect()
+        };
+        for (publisher, id) in gaps {
+            if let Err(e) = walk(client, peer, publisher, id, found).await {
+                debug!(%peer, "filling a gap: {e}");
+            }
+        }
+    }
+    Ok(())
+}
+
+/// From `start` back along `prev`: fetches what is missing from `peer`,
+/// reads what is here (a gap may lie behind it), and stops after a run of
+/// manifests already held, or at the bound.
+async fn walk(
+    client: &Client,
+    peer: PeerId,
+    publisher: PublicKey,
+    start: Digest,
+    found: &mpsc::Sender<Vec<Want>>,
+) -> Result<(), String> {
+    let mut next = Some(start);
+    let mut held_run = 0;
+    for _ in 0..MAX_WALK {
+        let Some(hash) = next.take().map(Hash::from_bytes) else {
+            break;
+        };
+        let here = client
+            .store()
+            .info_without_pins(&hash)
+            .map_err(|e| e.to_string())?
+            .is_some_and(|i| i.complete);
+        let bytes = if here {
+            held_run += 1;
+            if held_run > HELD_RUN {
                 break;
-            };
-            let here = client
-                .store()
-                .info_without_pins(&hash)
+            }
+            let store = client.store().clone();
+            tokio::task::spawn_blocking(move || store.read_to_vec(&hash))
+                .await
                 .map_err(|e| e.to_string())?
-                .is_some_and(|i| i.complete);
-            let bytes = if here {
-                held_run += 1;
-                if held_run > HELD_RUN {
-                    break;
+                .map_err(|e| e.to_string())?
+        } else {
+            held_run = 0;
+            fetch_manifest(client, hash, peer).await?
+        };
+        match admit(client, &bytes, Some(&publisher), &[peer]).await {
+            Admitted::New(w, _) => {
+                if !w.is_empty() {
+                    let _ = found.send(w).await;
                 }
-                let store = client.store().clone();
-                tokio::task::spawn_blocking(move || store.read_to_vec(&hash))
-                    .await
-                    .map_err(|e| e.to_string())?
-                    .map_err(|e| e.to_string())?
-            } else {
-                held_run = 0;
-                fetch_manifest(client, hash, peer).await?
-            };
-            match admit(client, &bytes, Some(&head.publisher), &[peer]).await {
-                Admitted::New(w) => {
-                    if !w.is_empty() {
-                        let _ = found.send(w).await;
-                    }
-                    next = manifest_prev(&bytes);
-                }
-                // Held already: look behind it.
-                Admitted::Ignored if here => next = manifest_prev(&bytes),
-                // Fetched, and taken meanwhile by a catch-up with another
-                // peer (or gossip): held now, so look behind it too; that
-                // walk may have stopped short.
-                Admitted::Ignored
-                    if recorded_now(client, hash).await || accepted_already(client, &bytes) =>
-                {
-                    next = manifest_prev(&bytes);
-                }
-                // Fetched but of no use (too old to place): not kept.
-                Admitted::Ignored => {
+                next = manifest_prev(&bytes);
+            }
+            // Held already: look behind it.
+            Admitted::Ignored if here => next = manifest_prev(&bytes),
+            // Fetched, and taken meanwhile by a catch-up with another
+            // peer (or gossip): held now, so look behind it too; that
+            // walk may have stopped short.
+            Admitted::Ignored
+                if recorded_now(client, hash).await || accepted_already(client, &bytes) =>
+            {
+                next = manifest_prev(&bytes);
+            }
+            // Fetched but of no use (too old to place): not kept.
+            Admitted::Ignored => {
+                discard(client, hash).await;
+                break;
+            }
+            Admitted::Refused => {
+                if !here {
                     discard(client, hash).await;
-                    break;
                 }
-                Admitted::Refused => {
-                    if !here {
-                        discard(client, hash).await;
-                    }
-                    client.mark_bad(peer);
-                    return Err(format!("{peer} offered a refused manifest"));
-                }
+                client.mark_bad(peer);
+                return Err(format!("{peer} offered a refused manifest"));
             }
         }
     }
@@ -678,7 +796,7 @@ async fn catch_up_revocations(
             .map(|r| r.body().root)
             .ok();
         match admit(client, &bytes, root.as_ref(), &[peer]).await {
-            Admitted::New(_) => {}
+            Admitted::New(..) => {}
             Admitted::Ignored => discard(client, hash).await,
             Admitted::Refused => {
                 discard(client, hash).await;

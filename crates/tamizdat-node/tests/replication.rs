@@ -501,3 +501,149 @@ async fn a_follower_away_during_a_revocation_learns_it_on_return() {
     .await
     .unwrap();
 }
+
+/// A follower that accepted an article whose predecessor it never saw (its
+/// gossip message lost, or published where it could not reach) gets the
+/// predecessor as soon as a peer it is connected to holds it: no new
+/// connection needed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_article_skipped_over_is_fetched_without_a_reconnect() {
+    tokio::time::timeout(Duration::from_secs(120), async {
+        let outlet = SecretKey::generate().unwrap();
+        let newsroom = node().await;
+        // One connection at most: the one to the newsroom's node, so that
+        // what it learns must come over that connection (no peer found
+        // through the DHT meanwhile brings a catch-up of its own).
+        let volunteer = node_with(
+            TempDir::new().unwrap(),
+            identity::Keypair::generate_ed25519(),
+            |c| {
+                c.max_connections = 1;
+            },
+        )
+        .await;
+        volunteer
+            .client
+            .follow(outlet.public(), None)
+            .await
+            .unwrap();
+        newsroom.client.dial(volunteer.addr.clone()).await.unwrap();
+        let first = article(&newsroom, &outlet, 1, None, 1);
+        newsroom.client.publish(first.bytes()).await.unwrap();
+        until("the volunteer holds #1", Duration::from_secs(30), || {
+            holds(&volunteer, &first)
+        })
+        .await;
+        // #2 is signed on a laptop that reaches nobody; #3 follows it on
+        // the newsroom's node, which has never seen #2.
+        let laptop = node().await;
+        let second = article(
+            &laptop,
+            &outlet,
+            2,
+            Some(*Hash::of(first.bytes()).as_bytes()),
+            2,
+        );
+        laptop.client.publish(second.bytes()).await.unwrap();
+        let third = article(
+            &newsroom,
+            &outlet,
+            3,
+            Some(*Hash::of(second.bytes()).as_bytes()),
+            3,
+        );
+        newsroom.client.publish(third.bytes()).await.unwrap();
+        until("the volunteer holds #3", Duration::from_secs(30), || {
+            holds(&volunteer, &third)
+        })
+        .await;
+        assert!(
+            !holds(&volunteer, &second),
+            "nobody it can reach has #2 yet"
+        );
+        // The laptop comes online and reaches the newsroom's node only.
+        laptop.client.dial(newsroom.addr.clone()).await.unwrap();
+        until(
+            "the newsroom's node holds #2",
+            Duration::from_secs(30),
+            || holds(&newsroom, &second),
+        )
+        .await;
+        until(
+            "the volunteer holds #2 over the connection it had",
+            Duration::from_secs(30),
+            || holds(&volunteer, &second),
+        )
+        .await;
+        assert_eq!(
+            volunteer
+                .client
+                .trust()
+                .head(&outlet.public(), "main")
+                .unwrap()
+                .seq,
+            3
+        );
+        assert!(volunteer.client.conflicts().is_empty());
+        for n in [&newsroom.client, &volunteer.client, &laptop.client] {
+            n.shutdown().await;
+        }
+    })
+    .await
+    .expect("finished in time");
+}
+
+/// A manifest a volunteer accepted by gossip is announced in the DHT: once
+/// the outlet is gone, a reader who knows only the volunteer and the
+/// article's hash finds it there.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_manifest_accepted_by_gossip_is_found_in_the_dht_after_the_outlet_left() {
+    tokio::time::timeout(Duration::from_secs(120), async {
+        let outlet = SecretKey::generate().unwrap();
+        let newsroom = node().await;
+        let volunteer = node().await;
+        volunteer
+            .client
+            .follow(outlet.public(), None)
+            .await
+            .unwrap();
+        newsroom.client.dial(volunteer.addr.clone()).await.unwrap();
+        let m = article(&newsroom, &outlet, 1, None, 1);
+        newsroom.client.publish(m.bytes()).await.unwrap();
+        until(
+            "the volunteer holds the article",
+            Duration::from_secs(30),
+            || holds(&volunteer, &m),
+        )
+        .await;
+        newsroom.client.shutdown().await;
+        drop(newsroom);
+
+        let reader = node().await;
+        reader.client.dial(volunteer.addr.clone()).await.unwrap();
+        let id = Hash::of(m.bytes());
+        // The volunteer's announcement needs no reply: the reader asks until
+        // the DHT answers, within a deadline.
+        let start = tokio::time::Instant::now();
+        let found = loop {
+            let providers = reader.client.providers(id).await.unwrap();
+            if providers.contains(&volunteer.client.peer_id()) {
+                break providers;
+            }
+            assert!(
+                start.elapsed() < Duration::from_secs(30),
+                "the volunteer never announced the manifest (providers: {providers:?})"
+            );
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        };
+        assert!(found.contains(&volunteer.client.peer_id()));
+        // And the reader gets it with no hint at all.
+        reader.client.fetch(id, &[]).await.unwrap();
+        assert_eq!(reader.store.read_to_vec(&id).unwrap(), m.bytes());
+        for n in [&volunteer.client, &reader.client] {
+            n.shutdown().await;
+        }
+    })
+    .await
+    .expect("finished in time");
+}

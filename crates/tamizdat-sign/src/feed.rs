@@ -35,6 +35,24 @@ pub struct FeedHead {
     recent: BTreeMap<u64, Recent>,
 }
 
+impl FeedHead {
+    /// The manifests skipped over inside the remembered window: for each
+    /// remembered manifest whose predecessor was never accepted, that
+    /// predecessor's sequence number and id (named by the successor's
+    /// `prev`). What lies before the oldest remembered manifest is history,
+    /// not a gap.
+    pub fn gaps(&self) -> impl Iterator<Item = (u64, Digest)> + '_ {
+        let oldest = self.recent.keys().next().copied();
+        self.recent.iter().filter_map(move |(seq, r)| {
+            let before = seq.checked_sub(1)?;
+            if Some(*seq) == oldest || self.recent.contains_key(&before) {
+                return None;
+            }
+            r.prev.map(|prev| (before, prev))
+        })
+    }
+}
+
 /// One remembered manifest of a feed.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 struct Recent {

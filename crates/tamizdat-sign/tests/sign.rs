@@ -400,7 +400,25 @@ fn forks_time_travel_absurd_jumps_and_the_future_are_refused() {
         accept(&mut state, &m3).unwrap(),
         Verdict::Ahead { missing: 1 }
     );
+    // The gap is known by the id the successor names, until it is filled.
+    let gaps = |state: &TrustState| -> Vec<(u64, [u8; 32])> {
+        state.head(&root.public(), "main").unwrap().gaps().collect()
+    };
+    assert_eq!(gaps(&state), vec![(2, *blake3::hash(&m2).as_bytes())]);
     assert_eq!(accept(&mut state, &m2).unwrap(), Verdict::Backfill);
+    assert!(gaps(&state).is_empty());
+}
+
+#[test]
+fn what_lies_before_the_first_manifest_seen_is_not_a_gap() {
+    let root = key(1);
+    let m4 = signed(&root, &root, 4, Some([7; 32]));
+    let mut state = TrustState::default();
+    assert_eq!(accept(&mut state, &m4).unwrap(), Verdict::First);
+    assert_eq!(
+        state.head(&root.public(), "main").unwrap().gaps().count(),
+        0
+    );
 }
 
 fn delegated_at(window: (u64, u64), created: u64) -> Result<(), VerifyError> {
