@@ -1,0 +1,349 @@
+//! The replication core driven by hand, one input at a time: each rule of
+//! `tamizdat_feed::sync` seen in the outputs of a single call.
+
+use tamizdat_feed::{
+    Acceptance, Config, Feeds, Followed, Hash, Head, Input, MsgId, Output, Policy, Sync,
+};
+use tamizdat_sign::{Entry, Manifest, SecretKey, Signed, TrustState};
+
+const T0: u64 = 1_780_000_000_000;
+
+fn root() -> SecretKey {
+    SecretKey::from_seed(&[7; 32])
+}
+
+fn file(n: u64) -> Hash {
+    *blake3::hash(&n.to_le_bytes()).as_bytes()
+}
+
+/// A chain of root-signed manifests, seq 1..=n, each with the given files.
+fn chain(n: u64, files: &[u64]) -> Vec<(Hash, Vec<u8>)> {
+    let key = root();
+    let mut out: Vec<(Hash, Vec<u8>)> = Vec::new();
+    for seq in 1..=n {
+        let m = Manifest {
+            publisher: key.public(),
+            signer: key.public(),
+            delegation: None,
+            feed: "main".into(),
+            seq,
+            prev: out.last().map(|(id, _)| *id),
+            created: T0 / 1000 + seq,
+            title: format!("Article {seq}"),
+            lang: "en".into(),
+            summary: None,
+            supersedes: None,
+            entries: files
+                .iter()
+                .map(|f| Entry {
+                    path: format!("f{f}"),
+                    hash: file(seq * 100 + f),
+                    size: 1000,
+                    media_type: "text/plain".into(),
+                })
+                .collect(),
+        };
+        let s = Signed::sign(m, &key).unwrap();
+        out.push((s.id(), s.bytes().to_vec()));
+    }
+    out
+}
+
+fn core() -> Sync<u32> {
+    let follows = vec![Followed {
+        key: root().public(),
+        name: None,
+        policy: Policy::default(),
+    }];
+    Sync::new(
+        Feeds::new(TrustState::default(), follows),
+        Config::default(),
+        1,
+    )
+}
+
+fn gossip(from: u32, data: &[u8]) -> Input<u32> {
+    Input::Gossip {
+        from,
+        id: MsgId(data[..8].to_vec()),
+        topic_of: root().public(),
+        data: data.to_vec(),
+    }
+}
+
+fn fetches(outs: &[Output<u32>]) -> Vec<(u32, Hash)> {
+    outs.iter()
+        .filter_map(|o| match o {
+            Output::FetchManifest { peer, hash } => Some((*peer, *hash)),
+            _ => None,
+        })
+        .collect()
+}
+
+fn file_fetches(outs: &[Output<u32>]) -> Vec<(Hash, Vec<u32>)> {
+    outs.iter()
+        .filter_map(|o| match o {
+            Output::FetchFile {
+                hash, providers, ..
+            } => Some((*hash, providers.clone())),
+            _ => None,
+        })
+        .collect()
+}
+
+fn validation(outs: &[Output<u32>]) -> Option<Acceptance> {
+    outs.iter().find_map(|o| match o {
+        Output::Validate { acceptance, .. } => Some(*acceptance),
+        _ => None,
+    })
+}
+
+fn records(outs: &[Output<u32>]) -> usize {
+    outs.iter()
+        .filter(|o| matches!(o, Output::Record(_)))
+        .count()
+}
+
+#[test]
+fn an_ahead_manifest_walks_back_from_its_giver_at_once() {
+    let c = chain(4, &[1]);
+    let mut s = core();
+    let outs = s.handle(gossip(1, &c[0].1), T0);
+    assert_eq!(records(&outs), 1);
+    assert_eq!(validation(&outs), Some(Acceptance::Accept));
+    // Seq 4 while the head is 1: seq 3 is asked of peer 2 in the same call.
+    let outs = s.handle(gossip(2, &c[3].1), T0 + 10);
+    assert_eq!(records(&outs), 1);
+    assert_eq!(fetches(&outs), vec![(2, c[2].0)]);
+    let outs = s.handle(
+        Input::Manifest {
+            from: 2,
+            hash: c[2].0,
+            bytes: c[2].1.clone(),
+        },
+        T0 + 60,
+    );
+    assert_eq!(records(&outs), 1);
+    assert_eq!(fetches(&outs), vec![(2, c[1].0)]);
+    // Seq 2 links to seq 1, which is held: the walk stops.
+    let outs = s.handle(
+        Input::Manifest {
+            from: 2,
+            hash: c[1].0,
+            bytes: c[1].1.clone(),
+        },
+        T0 + 110,
+    );
+    assert_eq!(records(&outs), 1);
+    assert!(fetches(&outs).is_empty());
+    assert_eq!(
+        s.feeds()
+            .trust()
+            .head(&root().public(), "main")
+            .unwrap()
+            .seq,
+        4
+    );
+}
+
+#[test]
+fn a_newer_head_is_fetched_from_its_claimant_and_hedged_to_another_holder() {
+    let c = chain(2, &[1]);
+    let mut s = core();
+    for p in [1, 2] {
+        let outs = s.handle(Input::PeerUp(p), T0);
+        assert!(
+            outs.iter()
+                .any(|o| matches!(o, Output::AskHeads { peer, .. } if *peer == p)),
+            "a new peer is asked for heads at once"
+        );
+    }
+    let head = Head {
+        publisher: root().public(),
+        feed: "main".into(),
+        seq: 2,
+        hash: c[1].0,
+    };
+    let outs = s.handle(
+        Input::Heads {
+            from: 1,
+            heads: vec![head],
+        },
+        T0 + 50,
+    );
+    assert_eq!(fetches(&outs), vec![(1, c[1].0)]);
+    // Peer 2 says it has it too; peer 1 stays silent.
+    s.handle(
+        Input::Have {
+            from: 2,
+            hash: c[1].0,
+        },
+        T0 + 60,
+    );
+    let hedge = T0 + 50 + Config::default().manifest_hedge;
+    assert!(s.next_timer().unwrap() <= hedge);
+    let outs = s.handle(Input::Timer, hedge);
+    assert_eq!(fetches(&outs), vec![(2, c[1].0)]);
+}
+
+#[test]
+fn holders_are_asked_before_the_announcer_and_a_hint_restarts_a_waiting_file() {
+    let c = chain(1, &[1]);
+    let f = file(101);
+    let mut s = core();
+    for p in [1, 5, 6] {
+        s.handle(Input::PeerUp(p), T0);
+    }
+    s.handle(gossip(1, &c[0].1), T0);
+    let outs = s.handle(
+        Input::Stored {
+            manifest: c[0].0,
+            missing: vec![(f, 1000)],
+        },
+        T0,
+    );
+    assert!(
+        outs.iter()
+            .any(|o| matches!(o, Output::Announce(h) if *h == c[0].0))
+    );
+    assert!(
+        outs.iter()
+            .any(|o| matches!(o, Output::LookupProviders(h) if *h == f))
+    );
+    // Only the announcer is known: it is asked at once.
+    assert_eq!(file_fetches(&outs), vec![(f, vec![1])]);
+    let outs = s.handle(
+        Input::FileFailed {
+            hash: f,
+            tried: vec![1],
+            bad: vec![],
+        },
+        T0 + 100,
+    );
+    assert!(file_fetches(&outs).is_empty(), "backs off");
+    // A holder appears: no need to wait for the backoff.
+    let outs = s.handle(Input::Have { from: 5, hash: f }, T0 + 120);
+    assert_eq!(file_fetches(&outs), vec![(f, vec![5])]);
+    let outs = s.handle(
+        Input::FileDone {
+            hash: f,
+            from: vec![5],
+        },
+        T0 + 300,
+    );
+    assert!(
+        outs.iter()
+            .any(|o| matches!(o, Output::Announce(h) if *h == f))
+    );
+    assert_eq!(s.files_wanted(), 0);
+}
+
+#[test]
+fn fetches_are_bounded_and_rarest_first() {
+    let c = chain(1, &[1, 2, 3, 4, 5, 6]);
+    let mut s = core();
+    // File n is held by 7 - n peers: file 6 is the rarest.
+    for n in 1..=6u64 {
+        for p in 0..(7 - n) as u32 {
+            s.handle(
+                Input::Have {
+                    from: 10 + p,
+                    hash: file(100 + n),
+                },
+                T0,
+            );
+        }
+    }
+    s.handle(gossip(1, &c[0].1), T0);
+    let missing = (1..=6).map(|n| (file(100 + n), 1000)).collect();
+    let outs = s.handle(
+        Input::Stored {
+            manifest: c[0].0,
+            missing,
+        },
+        T0,
+    );
+    let started: Vec<Hash> = file_fetches(&outs).into_iter().map(|(h, _)| h).collect();
+    let max = Config::default().max_fetches;
+    assert_eq!(started.len(), max);
+    let rarest: Vec<Hash> = (0..max as u64).map(|i| file(106 - i)).collect();
+    assert_eq!(started, rarest);
+    // One finishes: the next rarest starts.
+    let outs = s.handle(
+        Input::FileDone {
+            hash: file(106),
+            from: vec![10],
+        },
+        T0 + 200,
+    );
+    assert_eq!(
+        file_fetches(&outs)
+            .into_iter()
+            .map(|(h, _)| h)
+            .collect::<Vec<_>>(),
+        vec![file(102)]
+    );
+}
+
+#[test]
+fn forgeries_and_equivocations_are_refused_and_never_recorded() {
+    let c = chain(1, &[1]);
+    let mut s = core();
+    let mut forged = c[0].1.clone();
+    let last = forged.len() - 1;
+    forged[last] ^= 1;
+    let outs = s.handle(gossip(3, &forged), T0);
+    assert_eq!(validation(&outs), Some(Acceptance::Reject));
+    assert_eq!(records(&outs), 0);
+    assert!(
+        outs.iter()
+            .any(|o| matches!(o, Output::Penalise { peer: 3, .. }))
+    );
+
+    s.handle(gossip(1, &c[0].1), T0);
+    // The same key signs another seq 1.
+    let key = root();
+    let mut other = Signed::<Manifest>::decode(&c[0].1).unwrap().body().clone();
+    other.title = "Another".into();
+    let other = Signed::sign(other, &key).unwrap();
+    let outs = s.handle(gossip(4, other.bytes()), T0 + 10);
+    assert_eq!(validation(&outs), Some(Acceptance::Reject));
+    assert_eq!(records(&outs), 0);
+    assert!(outs.iter().any(|o| matches!(o, Output::Conflict(_))));
+    assert_eq!(s.feeds().conflicts().len(), 1);
+    // One equivocation is enough to stop listening.
+    assert!(s.is_banned(&4, T0 + 10));
+}
+
+#[test]
+fn heads_are_asked_of_a_few_peers_every_interval() {
+    let mut s = core();
+    for p in 1..=8 {
+        s.handle(Input::PeerUp(p), T0);
+    }
+    let config = Config::default();
+    let mut now = T0;
+    let mut asked = 0;
+    // Answer nothing: every round asks `heads_fanout` peers anew.
+    while now < T0 + 10 * config.heads_interval {
+        now = s.next_timer().unwrap();
+        let outs = s.handle(Input::Timer, now);
+        for o in &outs {
+            if let Output::AskHeads { peer, .. } = o {
+                asked += 1;
+                s.handle(
+                    Input::Heads {
+                        from: *peer,
+                        heads: vec![],
+                    },
+                    now,
+                );
+            }
+        }
+    }
+    let rounds = 10;
+    assert!(
+        (rounds - 1) * config.heads_fanout <= asked && asked <= (rounds + 1) * config.heads_fanout,
+        "asked {asked}"
+    );
+}
