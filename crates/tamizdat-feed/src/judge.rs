@@ -185,6 +185,17 @@ impl Feeds {
         self.trust = trust;
     }
 
+    /// A copy of the follow list, trust state and conflicts, for readers
+    /// that must not hold up the owner (the verifier's caches start empty).
+    pub fn snapshot(&self) -> Self {
+        Self {
+            follows: self.follows.clone(),
+            trust: self.trust.clone(),
+            verifier: Verifier::new(),
+            conflicts: self.conflicts.clone(),
+        }
+    }
+
     /// Publishers followed, by key.
     pub fn following(&self) -> Vec<Followed> {
         self.follows

@@ -95,6 +95,13 @@ pub const MAX_TRACKED_BLOBS: usize = 8192;
 pub const MAX_HOLDERS: usize = 32;
 /// Peers remembered per wanted manifest as places to fetch it from.
 pub const MAX_CANDIDATES: usize = 16;
+/// Refused object ids remembered, so a resend costs no signature check.
+pub const MAX_REFUSED: usize = 8192;
+/// New manifest wants one heads answer may start: a liar naming many heads
+/// costs no more than one naming a few.
+pub const MAX_CLAIMS: usize = 4;
+/// Gaps in feeds asked about in one anti-entropy round.
+pub const MAX_GAPS: usize = 16;
 /// Longest walk back along `prev` from one accepted manifest.
 pub const MAX_WALK: u32 = 64;
 /// Manifests handed to the driver to record and not yet stored.
@@ -365,6 +372,9 @@ pub enum Output<P> {
     Announce(Hash),
     /// The trust state changed: persist it.
     Persist,
+    /// A key object (a revocation) newly applied: keep its envelope, so
+    /// that it can be handed on (bundles, peers that ask).
+    Keep(Vec<u8>),
     /// Score a peer down.
     Penalise {
         /// The peer.
@@ -488,6 +498,8 @@ pub struct Sync<P> {
     pending: BTreeMap<Hash, Pending<P>>,
     seen: BTreeSet<Hash>,
     seen_order: VecDeque<Hash>,
+    refused: BTreeSet<Hash>,
+    refused_order: VecDeque<Hash>,
     order: u64,
     last_now: u64,
 }
@@ -511,6 +523,8 @@ where
             pending: BTreeMap::new(),
             seen: BTreeSet::new(),
             seen_order: VecDeque::new(),
+            refused: BTreeSet::new(),
+            refused_order: VecDeque::new(),
             order: 0,
             last_now: 0,
         }
@@ -544,6 +558,13 @@ where
     /// Stops following a publisher.
     pub fn unfollow(&mut self, key: &PublicKey) -> bool {
         self.feeds.unfollow(key)
+    }
+
+    /// The feeds, for a change made here rather than learned from peers:
+    /// a revocation signed on this machine, a trust state restored by a
+    /// command. The caller persists the result.
+    pub fn feeds_mut(&mut self) -> &mut Feeds {
+        &mut self.feeds
     }
 
     /// Tells the core which manifests the store already holds (at start),
@@ -612,6 +633,7 @@ where
                 let root = r.body().root;
                 if self.feeds.revoke(&r) {
                     out.push(Output::Persist);
+                    out.push(Output::Keep(data.clone()));
                 }
                 out.push(Output::Broadcast {
                     topic_of: root,
@@ -723,6 +745,10 @@ where
 
     fn peer_up(&mut self, p: P, now: u64, out: &mut Vec<Output<P>>) {
         self.peer_mut(p).connected = true;
+        // Back: what it could not give before, it may give now.
+        for w in self.manifests.values_mut() {
+            w.tried.remove(&p);
+        }
         // A returning peer may hold what we missed, or miss what we hold:
         // ask it at once rather than at the next round.
         self.ask_heads(p, now, out);
@@ -759,16 +785,24 @@ where
             });
             return;
         }
-        // A peer caught cheating is not heard until its ban ends: what it
-        // forwards honestly, others forward too.
-        if self.banned_at(&from, now) {
+        // Known refused: refused again without a signature check.
+        if self.refused.contains(&hash) {
             out.push(Output::Validate {
                 id,
-                acceptance: Acceptance::Ignore,
+                acceptance: Acceptance::Reject,
             });
             return;
         }
+        // A peer caught cheating is not heard until its ban ends: what it
+        // forwards honestly, others forward too. What it forwards is still
+        // judged, so that the pubsub layer keeps scoring its forgeries down.
+        let banned = self.banned_at(&from, now);
         let acceptance = match self.feeds.judge(data, Some(&topic_of), now / 1000) {
+            Judgement::Manifest(_, _) | Judgement::Revocation(_) | Judgement::Delegation
+                if banned =>
+            {
+                Acceptance::Ignore
+            }
             Judgement::Manifest(m, _) => {
                 if self.admit(m, vec![from], MAX_WALK, false, now, out) {
                     Acceptance::Accept
@@ -779,20 +813,24 @@ where
             Judgement::Revocation(r) => {
                 if self.feeds.revoke(&r) {
                     out.push(Output::Persist);
+                    out.push(Output::Keep(data.to_vec()));
                 }
                 Acceptance::Accept
             }
             Judgement::Delegation => Acceptance::Accept,
             Judgement::Ignore(_) => Acceptance::Ignore,
             Judgement::Reject(Refused::Feed(e @ FeedError::Fork { .. })) => {
+                self.refuse(hash);
                 self.fork(topic_of, e, out);
                 Acceptance::Ignore
             }
             Judgement::Reject(r) => {
+                self.refuse(hash);
                 self.penalise(from, Offence::Refused(r), now, out);
                 Acceptance::Reject
             }
             Judgement::Equivocation(publisher, e) => {
+                self.refuse(hash);
                 self.equivocation(from, publisher, e, now, out);
                 Acceptance::Reject
             }
@@ -806,9 +844,25 @@ where
         if self.is_banned(&from, now) {
             return;
         }
+        // One head per feed, the highest, and only a few claims per answer:
+        // a liar naming a thousand heads costs no more than one naming a few.
+        let mut best: BTreeMap<(PublicKey, String), Head> = BTreeMap::new();
         for h in heads.into_iter().take(MAX_HEADS) {
-            if !self.feeds.follows(&h.publisher) || self.seen.contains(&h.hash) {
+            if !self.feeds.follows(&h.publisher)
+                || self.seen.contains(&h.hash)
+                || self.refused.contains(&h.hash)
+            {
                 continue;
+            }
+            let key = (h.publisher, h.feed.clone());
+            if best.get(&key).is_none_or(|b| b.seq < h.seq) {
+                best.insert(key, h);
+            }
+        }
+        let claims_before = self.manifests.len();
+        for h in best.into_values() {
+            if self.manifests.len() >= claims_before + MAX_CLAIMS {
+                break;
             }
             let ours = self
                 .feeds
@@ -844,6 +898,7 @@ where
         }
         match self.feeds.judge(bytes, None, now / 1000) {
             Judgement::Manifest(m, _) => {
+                self.forgive(from);
                 let mut sources = vec![from];
                 sources.extend(w.candidates.iter().copied().filter(|c| *c != from));
                 sources.truncate(MAX_CANDIDATES);
@@ -852,15 +907,18 @@ where
             Judgement::Ignore(Ignored::Duplicate) => self.see(hash),
             Judgement::Ignore(_) | Judgement::Revocation(_) | Judgement::Delegation => {}
             Judgement::Reject(Refused::Feed(e @ FeedError::Fork { .. })) => {
+                self.refuse(hash);
                 if let Ok(s) = tamizdat_sign::Signed::<tamizdat_sign::Manifest>::decode(bytes) {
                     self.fork(s.body().publisher, e, out);
                 }
             }
             Judgement::Reject(r) => {
                 // The bytes are what was named: whoever named them lied.
+                self.refuse(hash);
                 self.penalise(from, Offence::Refused(r), now, out);
             }
             Judgement::Equivocation(publisher, e) => {
+                self.refuse(hash);
                 self.equivocation(from, publisher, e, now, out)
             }
         }
@@ -870,14 +928,14 @@ where
         let Some(w) = self.manifests.get_mut(&hash) else {
             return;
         };
-        if !w.asked.iter().any(|(a, _)| *a == from) && !w.candidates.contains(&from) {
-            // Not a peer we asked: nothing to learn.
+        if !w.asked.iter().any(|(a, _)| *a == from) {
+            // Not asked now (its deadline passed and was counted): nothing
+            // more to learn.
             return;
         }
         w.asked.retain(|(a, _)| *a != from);
         w.tried.insert(from);
-        let claimed = w.claimed.get(&from).copied();
-        if let Some(seq) = claimed {
+        if let Some(seq) = w.claimed.remove(&from) {
             self.penalise(from, Offence::LyingHead { seq }, now, out);
         }
     }
@@ -1199,8 +1257,27 @@ where
             .take(self.config.heads_fanout)
             .map(|(_, p)| p)
             .collect();
-        for p in chosen {
-            self.ask_heads(p, now, out);
+        for p in &chosen {
+            self.ask_heads(*p, now, out);
+        }
+        // Manifests a feed skipped over (a walk that found nobody holding
+        // them then): asked of this round's peers, which may hold them now.
+        let gaps: Vec<Hash> = self
+            .feeds
+            .trust()
+            .feeds()
+            .filter(|(p, _, _)| self.feeds.follows(p))
+            .flat_map(|(_, _, h)| h.gaps().map(|(_, id)| id).collect::<Vec<_>>())
+            .filter(|id| !self.seen.contains(id))
+            .take(MAX_GAPS)
+            .collect();
+        for id in gaps {
+            for p in &chosen {
+                self.want_manifest(id, *p, None, MAX_WALK, now);
+                if let Some(w) = self.manifests.get_mut(&id) {
+                    w.tried.remove(p);
+                }
+            }
         }
     }
 
@@ -1212,8 +1289,8 @@ where
             // cannot deliver it lied.
             for (p, _) in w.asked.iter().filter(|(_, d)| *d <= now) {
                 w.tried.insert(*p);
-                if let Some(seq) = w.claimed.get(p) {
-                    offences.push((*p, Offence::LyingHead { seq: *seq }));
+                if let Some(seq) = w.claimed.remove(p) {
+                    offences.push((*p, Offence::LyingHead { seq }));
                 }
                 if let Some(i) = self.peers.get_mut(p) {
                     i.unanswered += 1;
@@ -1288,7 +1365,7 @@ where
             match w.state {
                 FileState::Fetching { deadline } if deadline <= now => {
                     w.attempts += 1;
-                    w.state = FileState::Waiting { until: now };
+                    w.state = FileState::Queued;
                 }
                 FileState::Fetching { .. } => fetching += 1,
                 FileState::Waiting { until } if until <= now => {
@@ -1382,6 +1459,27 @@ where
 
     // ---- bookkeeping ----
 
+    /// A manifest delivered that the feed rules accept: one strike
+    /// forgiven, so that an honest peer's losses and restarts do not add up
+    /// to a ban over time. (A heads answer proves nothing: a liar answers.)
+    fn forgive(&mut self, p: P) {
+        if let Some(i) = self.peers.get_mut(&p) {
+            i.strikes = i.strikes.saturating_sub(1);
+        }
+    }
+
+    /// Remembers an object refused, so that it costs no second check.
+    fn refuse(&mut self, id: Hash) {
+        if self.refused.insert(id) {
+            self.refused_order.push_back(id);
+            if self.refused_order.len() > MAX_REFUSED
+                && let Some(old) = self.refused_order.pop_front()
+            {
+                self.refused.remove(&old);
+            }
+        }
+    }
+
     fn banned_at(&self, p: &P, now: u64) -> bool {
         self.peers.get(p).is_some_and(|i| i.banned_until > now)
     }
@@ -1389,12 +1487,9 @@ where
     fn penalise(&mut self, peer: P, offence: Offence, now: u64, out: &mut Vec<Output<P>>) {
         let strikes = self.config.ban_strikes;
         let ban_for = self.config.ban_for;
-        // Honest peers never forward an equivocation (they refuse it):
-        // one is enough to ban.
-        let weight = match offence {
-            Offence::Equivocation(_) => strikes,
-            _ => 1,
-        };
+        // One strike each, an equivocation too: an honest peer deceived by
+        // a stolen key (it took the fake first) forwards one in good faith.
+        let weight = 1;
         tracing::debug!(?peer, %offence, "penalised");
         let i = self.peer_mut(peer);
         i.strikes = i.strikes.saturating_add(weight);
@@ -1438,7 +1533,23 @@ where
                 None => return,
             }
         }
+        let peers = &self.peers;
         let set = self.holders.entry(hash).or_default();
+        if set.len() >= MAX_HOLDERS && !set.contains(&p) {
+            // Full: a holder that is gone, or has a record, makes room, so
+            // that claims made once (or by liars) do not crowd out the
+            // holders found since.
+            let victim = set
+                .iter()
+                .max_by_key(|h| {
+                    let i = peers.get(h).copied().unwrap_or_default();
+                    (!i.connected, i.strikes, i.unanswered)
+                })
+                .copied();
+            if let Some(v) = victim {
+                set.remove(&v);
+            }
+        }
         if set.len() < MAX_HOLDERS {
             set.insert(p);
         }

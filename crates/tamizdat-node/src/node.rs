@@ -317,7 +317,11 @@ pub struct Client {
     store: Arc<Store>,
     config: Arc<Config>,
     bad: Arc<BadPeers>,
+    /// The feed state as the replication task last left it: read here,
+    /// changed only there.
     feeds: Arc<Mutex<Feeds>>,
+    /// The replication task, which owns the feed state.
+    repl: mpsc::Sender<replicate::Event>,
     metrics: NodeMetrics,
 }
 
@@ -591,8 +595,9 @@ pub fn spawn_with_metrics(
         .clone()
         .accept(replicate::REVOCATIONS)
         .map_err(|e| NodeError::Start(e.to_string()))?;
-    let feeds = Arc::new(Mutex::new(load_feeds(&store)?));
-    for f in feeds.lock().unwrap_or_else(|p| p.into_inner()).following() {
+    let loaded = load_feeds(&store)?;
+    let feeds = Arc::new(Mutex::new(loaded.snapshot()));
+    for f in loaded.following() {
         subscribe(
             &mut swarm.behaviour_mut().gossipsub,
             &feeds::topic(&f.key),
@@ -615,6 +620,7 @@ pub fn spawn_with_metrics(
         config: config.clone(),
         bad: Arc::default(),
         feeds: feeds.clone(),
+        repl: repl_tx.clone(),
         metrics: metrics.clone(),
     };
     let event_loop = EventLoop {
@@ -651,7 +657,7 @@ pub fn spawn_with_metrics(
         feeds.clone(),
     ));
     tokio::spawn(replicate::serve_heads(heads_incoming, feeds));
-    tokio::spawn(replicate::run(client.clone(), repl_rx));
+    tokio::spawn(replicate::run(client.clone(), loaded, repl_rx));
     // Announce what we hold.
     let announcer = client.clone();
     tokio::spawn(async move {
@@ -933,11 +939,17 @@ impl Client {
         name: Option<String>,
         policy: crate::retention::Policy,
     ) -> Result<bool, NodeError> {
-        let new = self
-            .feeds
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .follow(key, name, policy)
+        let (reply, rx) = oneshot::channel();
+        self.to_replication(replicate::Event::Follow {
+            key,
+            name,
+            policy,
+            reply,
+        })
+        .await?;
+        let new = rx
+            .await
+            .map_err(|_| NodeError::Stopped)?
             .map_err(NodeError::Store)?;
         let store = self.store.clone();
         tokio::task::spawn_blocking(move || {
@@ -946,7 +958,6 @@ impl Client {
         .await
         .map_err(|e| NodeError::Store(e.to_string()))?
         .map_err(NodeError::Store)?;
-        self.save_feeds().await?;
         self.send(Command::Subscribe(feeds::topic(&key), true))
             .await?;
         if new {
@@ -960,15 +971,31 @@ impl Client {
 
     /// Stops following a publisher. What is stored stays until unpinned.
     pub async fn unfollow(&self, key: &tamizdat_sign::PublicKey) -> Result<bool, NodeError> {
-        let was = self
-            .feeds
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .unfollow(key);
-        self.save_feeds().await?;
+        let (reply, rx) = oneshot::channel();
+        self.to_replication(replicate::Event::Unfollow { key: *key, reply })
+            .await?;
+        let was = rx.await.map_err(|_| NodeError::Stopped)?;
         self.send(Command::Subscribe(feeds::topic(key), false))
             .await?;
         Ok(was)
+    }
+
+    /// Resolves once the node has stopped.
+    pub(crate) async fn stopped(&self) {
+        self.tx.closed().await
+    }
+
+    async fn to_replication(&self, ev: replicate::Event) -> Result<(), NodeError> {
+        self.repl.send(ev).await.map_err(|_| NodeError::Stopped)
+    }
+
+    /// Publishes an object on a topic (its validation is the caller's).
+    pub(crate) async fn gossip(&self, topic: String, data: Vec<u8>) -> Result<(), NodeError> {
+        let (tx, rx) = oneshot::channel();
+        self.send(Command::Gossip(topic, data, tx)).await?;
+        rx.await
+            .map_err(|_| NodeError::Stopped)?
+            .map_err(NodeError::Store)
     }
 
     /// The publishers followed.
@@ -998,19 +1025,13 @@ impl Client {
 
     /// Replaces the trust state (a command applied a revocation) and saves it.
     pub async fn set_trust(&self, trust: tamizdat_sign::TrustState) -> Result<(), NodeError> {
-        self.feeds
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .set_trust(trust);
-        self.save_feeds().await
-    }
-
-    async fn save_feeds(&self) -> Result<(), NodeError> {
-        let (store, feeds) = (self.store.clone(), self.feeds.clone());
-        tokio::task::spawn_blocking(move || replicate::persist(&store, &feeds))
-            .await
-            .map_err(|e| NodeError::Store(e.to_string()))?
-            .map_err(NodeError::Store)
+        let (reply, rx) = oneshot::channel();
+        self.to_replication(replicate::Event::SetTrust {
+            trust: Box::new(trust),
+            reply,
+        })
+        .await?;
+        rx.await.map_err(|_| NodeError::Stopped)
     }
 
     /// Publishes a signed manifest made on this machine: checks it with the
@@ -1028,8 +1049,14 @@ impl Client {
         {
             self.follow(publisher, None).await?;
         }
-        replicate::admit_own(self, envelope)
-            .await
+        let (reply, rx) = oneshot::channel();
+        self.to_replication(replicate::Event::Publish {
+            envelope: envelope.to_vec(),
+            reply,
+        })
+        .await?;
+        rx.await
+            .map_err(|_| NodeError::Stopped)?
             .map_err(NodeError::Store)?;
         // Tell the DHT we hold the article, so that followers who missed the
         // announcement (or restart mid-way) find a provider.
@@ -1038,16 +1065,6 @@ impl Client {
         {
             self.announce(h).await;
         }
-        let (tx, rx) = oneshot::channel();
-        self.send(Command::Gossip(
-            feeds::topic(&publisher),
-            envelope.to_vec(),
-            tx,
-        ))
-        .await?;
-        rx.await
-            .map_err(|_| NodeError::Stopped)?
-            .map_err(NodeError::Store)?;
         Ok(Hash::of(envelope))
     }
 
@@ -1063,12 +1080,15 @@ impl Client {
                 tamizdat_sign::TrustState::default()
                     .add_revocation(&rev)
                     .map_err(|e| bad(&e))?;
-                self.feeds
-                    .lock()
-                    .unwrap_or_else(|p| p.into_inner())
-                    .revoke(&rev);
-                self.save_feeds().await?;
-                rev.body().root
+                let root = rev.body().root;
+                let (reply, rx) = oneshot::channel();
+                self.to_replication(replicate::Event::Revoke {
+                    rev: Box::new(rev),
+                    reply,
+                })
+                .await?;
+                rx.await.map_err(|_| NodeError::Stopped)?;
+                root
             } else {
                 tamizdat_sign::verify_delegation(envelope)
                     .map_err(|e| bad(&e))?
@@ -1769,6 +1789,9 @@ impl EventLoop {
             } => {
                 self.relayed.remove(&connection_id);
                 if num_established == 0 {
+                    let _ = self
+                        .repl_tx
+                        .try_send(replicate::Event::Disconnected(peer_id));
                     self.announced.remove(&peer_id);
                     if !self.relay_listeners.values().any(|r| *r == peer_id) {
                         self.relay_candidates.remove(&peer_id);
@@ -1783,7 +1806,6 @@ impl EventLoop {
             })) => {
                 let event = replicate::Event::Gossip {
                     source: propagation_source,
-                    author: message.source,
                     id: message_id.clone(),
                     topic: message.topic.into_string(),
                     data: message.data,

@@ -1,29 +1,35 @@
-//! Replication: what arrives by gossip or feed sync is judged by the feed
-//! rules ([`crate::feeds`]), recorded, and its files fetched, verified and
-//! pinned; feed heads are exchanged with each new peer so that a node that
-//! was away catches up.
+//! Replication: the node's driver of the I/O-less core
+//! ([`tamizdat_feed::Sync`]). The core decides what to accept, forward,
+//! fetch, ask and announce; this task feeds it the swarm's events and the
+//! results of the I/O it asked for, and carries out its outputs: gossip
+//! validation, heads requests (revocations first), manifest and file
+//! fetches, DHT lookups and announcements, recording in the store.
 //!
-//! [`Queue`] is the I/O-less part: which blob to fetch next. The task in
-//! [`run`] does the I/O around it.
+//! It owns the feed state. After each change it replaces the snapshot the
+//! [`Client`] reads (`Client::trust`, `following`, `conflicts`, the heads
+//! and revocations served to peers) and persists it.
 
 use std::{
-    collections::{BTreeMap, HashSet},
+    collections::{HashMap, VecDeque},
     sync::{Arc, Mutex},
-    time::{SystemTime, UNIX_EPOCH},
+    time::{Duration, SystemTime, UNIX_EPOCH},
 };
 
 use futures::{AsyncReadExt, AsyncWriteExt, StreamExt};
 use libp2p::{PeerId, StreamProtocol, gossipsub::MessageAcceptance};
-use serde::{Deserialize, Serialize};
-use tamizdat_sign::{Digest, MAX_MANIFEST_LEN, PublicKey, VerifiedManifest};
+use tamizdat_feed::{Acceptance, Input, MsgId, Offence, Output};
+use tamizdat_sign::{Digest, MAX_MANIFEST_LEN, PublicKey, Revocation, Signed, VerifiedManifest};
 use tamizdat_store::{Hash, Store};
-use tokio::{sync::mpsc, task::JoinSet};
+use tokio::sync::{mpsc, oneshot};
 use tracing::{debug, info, warn};
 
 use crate::{
-    feeds::{self, Feeds, Judgement},
+    feeds::{self, Feeds},
     node::Client,
+    retention::Policy,
 };
+
+pub use tamizdat_feed::Head;
 
 /// Feed heads exchanged when peers meet.
 pub(crate) const HEADS: StreamProtocol = StreamProtocol::new("/tamizdat/heads/1");
@@ -33,33 +39,22 @@ pub(crate) const REVOCATIONS: StreamProtocol = StreamProtocol::new("/tamizdat/re
 const MAX_REVOCATION_IDS: usize = 1024;
 /// Largest revocation envelope fetched.
 const MAX_REVOCATION_LEN: u64 = 4096;
-/// Blob fetches of replication running at once.
-const FETCHES: usize = 4;
 /// Publishers asked about in one heads request.
 const MAX_ASKED: usize = 256;
 /// Heads in one answer.
 const MAX_HEADS: usize = 1024;
 /// Largest heads message.
 const MAX_HEADS_BYTES: usize = 256 * 1024;
-/// Manifests fetched walking back one feed's `prev` links in one catch-up.
-pub const MAX_WALK: usize = 64;
-/// Manifests already held in a row after which a catch-up walk stops.
-const HELD_RUN: usize = 8;
-/// Blobs waiting to be fetched, at most.
-const MAX_QUEUED: usize = 100_000;
-/// Attempts at one blob before it is left to the next repair pass.
-pub const MAX_ATTEMPTS: u32 = 30;
-/// Tries at a catch-up with one peer that keeps failing.
-const CATCH_UP_TRIES: u32 = 3;
-/// How often feed heads are compared with a few peers (anti-entropy): a
-/// gossip message lost for any reason is recovered within this.
-pub const ANTI_ENTROPY_EVERY: std::time::Duration = std::time::Duration::from_secs(3);
-/// Peers asked in each anti-entropy round.
-const ANTI_ENTROPY_PEERS: usize = 2;
-/// Gaps in feeds (manifests skipped over) looked for in one round.
-const MAX_GAPS: usize = 16;
+/// How long a heads or revocations request may take.
+const ASK_TIMEOUT: Duration = Duration::from_secs(10);
 /// How often recorded articles are checked for missing files.
-const REPAIR_EVERY: std::time::Duration = std::time::Duration::from_secs(600);
+const REPAIR_EVERY: Duration = Duration::from_secs(600);
+/// Results of I/O waiting for the replication task.
+const RESULTS: usize = 1024;
+/// Gossip messages awaiting the core's validation, remembered by id.
+const MAX_VALIDATING: usize = 4096;
+/// Files remembered with the feed pins that want them.
+const MAX_PINNED_WANTS: usize = 100_000;
 
 /// A manifest kept under a feed pin.
 #[derive(Debug)]
@@ -69,7 +64,7 @@ pub struct Recorded {
     /// Its id.
     pub id: Hash,
     /// The manifest.
-    pub manifest: tamizdat_sign::Signed<tamizdat_sign::Manifest>,
+    pub manifest: Signed<tamizdat_sign::Manifest>,
 }
 
 /// The manifests kept under pins whose names start with `prefix` (`"feed/"`
@@ -91,7 +86,7 @@ pub fn recorded(store: &Store, prefix: &str) -> Result<Vec<Recorded>, String> {
             let Ok(bytes) = store.read_to_vec(&id) else {
                 continue;
             };
-            if let Ok(manifest) = tamizdat_sign::Signed::<tamizdat_sign::Manifest>::decode(&bytes) {
+            if let Ok(manifest) = Signed::<tamizdat_sign::Manifest>::decode(&bytes) {
                 out.push(Recorded {
                     pin: pin.clone(),
                     id,
@@ -103,10 +98,21 @@ pub fn recorded(store: &Store, prefix: &str) -> Result<Vec<Recorded>, String> {
     Ok(out)
 }
 
-/// The files of recorded articles that are not complete here.
-pub fn missing_files(store: &Store) -> Result<Vec<Want>, String> {
-    let mut wants = Vec::new();
+/// A recorded article with files that are not complete here.
+#[derive(Debug)]
+struct Unfinished {
+    manifest: Hash,
+    pin: String,
+    missing: Vec<(Hash, u64)>,
+}
+
+/// The files of recorded articles that are not complete here, by article.
+fn unfinished(store: &Store) -> Result<(Vec<Unfinished>, Vec<Hash>), String> {
+    let mut out = Vec::new();
+    let mut held = Vec::new();
     for r in recorded(store, "feed/")? {
+        held.push(r.id);
+        let mut missing = Vec::new();
         for e in &r.manifest.body().entries {
             let hash = Hash::from_bytes(e.hash);
             let complete = store
@@ -114,116 +120,28 @@ pub fn missing_files(store: &Store) -> Result<Vec<Want>, String> {
                 .map_err(|e| e.to_string())?
                 .is_some_and(|i| i.complete);
             if !complete {
-                wants.push(Want {
-                    hash,
-                    pin: r.pin.clone(),
-                    hints: Vec::new(),
-                    copies: 0,
-                    attempts: 0,
-                });
+                missing.push((hash, e.size));
             }
         }
-    }
-    Ok(wants)
-}
-
-/// The wait before attempt `n + 1` at a blob: the copies announced in gossip
-/// are often still being fetched by the announcer, so soon, then less often.
-pub fn retry_after(attempts: u32) -> std::time::Duration {
-    let ms = 250u64.saturating_mul(1 << attempts.min(8));
-    std::time::Duration::from_millis(ms.min(30_000))
-}
-
-/// What the swarm task hands to replication.
-#[derive(Debug)]
-pub(crate) enum Event {
-    /// A gossip message to judge.
-    Gossip {
-        /// Who forwarded it.
-        source: PeerId,
-        /// Who first published it (messages are signed by the peer's key).
-        author: Option<PeerId>,
-        /// Gossipsub's id for it (our content hash).
-        id: libp2p::gossipsub::MessageId,
-        /// The topic it came on.
-        topic: String,
-        /// The envelope.
-        data: Vec<u8>,
-    },
-    /// A new connection: exchange heads.
-    Connected(PeerId),
-}
-
-/// One head of a feed, as exchanged.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Head {
-    /// The publisher's root key.
-    pub publisher: PublicKey,
-    /// The feed's name.
-    pub feed: String,
-    /// Its latest sequence number.
-    pub seq: u64,
-    /// The manifest there.
-    pub hash: Digest,
-}
-
-/// A blob to fetch for a feed.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Want {
-    /// The blob.
-    pub hash: Hash,
-    /// The pin that keeps it.
-    pub pin: String,
-    /// Peers likely to have it (the announcer first).
-    pub hints: Vec<PeerId>,
-    /// Copies known on the network: fewer are fetched first.
-    pub copies: usize,
-    /// Failed attempts so far.
-    pub attempts: u32,
-}
-
-/// Blobs waiting to be fetched: fewest known copies first, then in the
-/// order they were asked for. Each blob is queued once.
-#[derive(Debug, Default)]
-pub struct Queue {
-    waiting: BTreeMap<(usize, u64), Want>,
-    queued: HashSet<Hash>,
-    next: u64,
-}
-
-impl Queue {
-    /// Adds a blob; false if it was already waiting or the queue is full.
-    pub fn push(&mut self, want: Want) -> bool {
-        if self.queued.len() >= MAX_QUEUED || !self.queued.insert(want.hash) {
-            return false;
+        if !missing.is_empty() {
+            out.push(Unfinished {
+                manifest: r.id,
+                pin: r.pin,
+                missing,
+            });
         }
-        self.waiting.insert((want.copies, self.next), want);
-        self.next += 1;
-        true
     }
-
-    /// The blob to fetch next.
-    pub fn pop(&mut self) -> Option<Want> {
-        let (_, want) = self.waiting.pop_first()?;
-        self.queued.remove(&want.hash);
-        Some(want)
-    }
-
-    /// Blobs waiting.
-    pub fn len(&self) -> usize {
-        self.waiting.len()
-    }
-
-    /// Whether nothing waits.
-    pub fn is_empty(&self) -> bool {
-        self.waiting.is_empty()
-    }
+    Ok((out, held))
 }
 
 pub(crate) fn now() -> u64 {
+    now_ms() / 1000
+}
+
+fn now_ms() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs())
+        .map(|d| d.as_millis() as u64)
         .unwrap_or(0)
 }
 
@@ -239,19 +157,476 @@ pub(crate) fn persist(store: &Store, feeds: &Mutex<Feeds>) -> Result<(), String>
         .map_err(|e| e.to_string())
 }
 
-/// Stores an accepted manifest under its feed's pin, and returns the files
-/// to fetch.
-pub(crate) fn record(
+/// What the swarm task and the [`Client`] hand to replication.
+#[derive(Debug)]
+pub(crate) enum Event {
+    /// A gossip message to judge.
+    Gossip {
+        /// Who forwarded it.
+        source: PeerId,
+        /// Gossipsub's id for it (our content hash).
+        id: libp2p::gossipsub::MessageId,
+        /// The topic it came on.
+        topic: String,
+        /// The envelope.
+        data: Vec<u8>,
+    },
+    /// A first connection to a peer: exchange heads.
+    Connected(PeerId),
+    /// The last connection to a peer closed.
+    Disconnected(PeerId),
+    /// Follow a publisher; true if it was not followed.
+    Follow {
+        key: PublicKey,
+        name: Option<String>,
+        policy: Policy,
+        reply: oneshot::Sender<Result<bool, String>>,
+    },
+    /// Stop following; true if it was followed.
+    Unfollow {
+        key: PublicKey,
+        reply: oneshot::Sender<bool>,
+    },
+    /// Replace the trust state (a command restored or changed it).
+    SetTrust {
+        trust: Box<tamizdat_sign::TrustState>,
+        reply: oneshot::Sender<()>,
+    },
+    /// Apply a revocation made or imported here, followed or not.
+    Revoke {
+        rev: Box<Signed<Revocation>>,
+        reply: oneshot::Sender<()>,
+    },
+    /// Judge, record and announce a manifest published here; answered
+    /// once it is recorded.
+    Publish {
+        envelope: Vec<u8>,
+        reply: oneshot::Sender<Result<(), String>>,
+    },
+}
+
+/// What the I/O the core asked for came back with.
+#[derive(Debug)]
+enum Done {
+    /// An input for the core.
+    Input(Input<PeerId>),
+    /// A revocation a peer offered in a heads exchange, fetched and read.
+    Revocation { from: PeerId, bytes: Vec<u8> },
+    /// The repair pass: articles with files missing, manifests held.
+    Repair(Vec<Unfinished>, Vec<Hash>),
+}
+
+struct Driver {
+    client: Client,
+    core: tamizdat_feed::Sync<PeerId>,
+    /// The snapshot others read.
+    mirror: Arc<Mutex<Feeds>>,
+    results: mpsc::Sender<Done>,
+    /// Gossip messages handed to the core, by id: who sent each.
+    validating: HashMap<MsgId, PeerId>,
+    /// Files wanted, with the feed pins that keep them.
+    pins: HashMap<Hash, Vec<String>>,
+    /// The feed state changed since it was last saved.
+    dirty: bool,
+}
+
+/// The replication task: builds the core over the feed state the node
+/// loaded and drives it until the node stops.
+pub(crate) async fn run(client: Client, feeds: Feeds, mut events: mpsc::Receiver<Event>) {
+    let seed = u64::from_le_bytes(
+        blake3::hash(&client.peer_id().to_bytes()).as_bytes()[..8]
+            .try_into()
+            .unwrap_or_default(),
+    );
+    let (results, mut done) = mpsc::channel(RESULTS);
+    let mut d = Driver {
+        mirror: client.feeds().clone(),
+        core: tamizdat_feed::Sync::new(feeds, tamizdat_feed::Config::default(), seed),
+        client,
+        results,
+        validating: HashMap::new(),
+        pins: HashMap::new(),
+        dirty: false,
+    };
+    // Files of recorded articles still missing (a restart mid-replication,
+    // or attempts given up): looked for at start and then now and again.
+    {
+        let (client, tx) = (d.client.clone(), d.results.clone());
+        tokio::spawn(async move {
+            loop {
+                let store = client.store().clone();
+                if let Ok(Ok((todo, held))) =
+                    tokio::task::spawn_blocking(move || unfinished(&store)).await
+                {
+                    if !todo.is_empty() {
+                        info!(articles = todo.len(), "resuming files of recorded articles");
+                    }
+                    if tx.send(Done::Repair(todo, held)).await.is_err() {
+                        return;
+                    }
+                }
+                tokio::select! {
+                    () = tokio::time::sleep(REPAIR_EVERY) => {}
+                    () = tx.closed() => return,
+                }
+            }
+        });
+    }
+    loop {
+        let wake = d.core.next_timer().map(|at| {
+            tokio::time::Instant::now() + Duration::from_millis(at.saturating_sub(now_ms()))
+        });
+        let timer = async {
+            match wake {
+                Some(at) => tokio::time::sleep_until(at).await,
+                None => futures::future::pending().await,
+            }
+        };
+        tokio::select! {
+            () = timer => d.input(Input::Timer).await,
+            ev = events.recv() => match ev {
+                None => break,
+                Some(ev) => d.event(ev).await,
+            },
+            Some(r) = done.recv() => d.done(r).await,
+            // The node stopped: its tasks (and their clients) let go.
+            () = d.client.stopped() => break,
+        }
+        d.save().await;
+    }
+}
+
+impl Driver {
+    async fn event(&mut self, ev: Event) {
+        match ev {
+            Event::Gossip {
+                source,
+                id,
+                topic,
+                data,
+            } => {
+                let Some(publisher) = topic
+                    .strip_prefix("tamizdat/feed/1/")
+                    .and_then(|k| k.parse::<PublicKey>().ok())
+                else {
+                    self.client
+                        .validate(id, source, MessageAcceptance::Reject)
+                        .await;
+                    return;
+                };
+                let id = MsgId(id.0);
+                if self.validating.len() >= MAX_VALIDATING {
+                    self.validating.clear();
+                }
+                self.validating.insert(id.clone(), source);
+                self.input(Input::Gossip {
+                    from: source,
+                    id,
+                    topic_of: publisher,
+                    data,
+                })
+                .await;
+            }
+            Event::Connected(peer) => self.input(Input::PeerUp(peer)).await,
+            Event::Disconnected(peer) => self.input(Input::PeerDown(peer)).await,
+            Event::Follow {
+                key,
+                name,
+                policy,
+                reply,
+            } => {
+                let r = self
+                    .core
+                    .follow(key, name, policy)
+                    .map_err(|e| e.to_string());
+                self.changed();
+                let _ = reply.send(r);
+                self.input(Input::Timer).await;
+            }
+            Event::Unfollow { key, reply } => {
+                let was = self.core.unfollow(&key);
+                self.changed();
+                let _ = reply.send(was);
+            }
+            Event::SetTrust { trust, reply } => {
+                self.core.feeds_mut().set_trust(*trust);
+                self.changed();
+                let _ = reply.send(());
+            }
+            Event::Revoke { rev, reply } => {
+                if self.core.feeds_mut().revoke(&rev) {
+                    self.changed();
+                }
+                let _ = reply.send(());
+            }
+            Event::Publish { envelope, reply } => match self.core.publish(envelope, now_ms()) {
+                Ok(outputs) => {
+                    self.carry_out(outputs).await;
+                    let _ = reply.send(Ok(()));
+                }
+                Err(e) => {
+                    let _ = reply.send(Err(e.to_string()));
+                }
+            },
+        }
+    }
+
+    async fn done(&mut self, r: Done) {
+        match r {
+            Done::Input(input) => self.input(input).await,
+            Done::Revocation { from, bytes } => {
+                // Judged by the core like one made here; a forged one
+                // marks the peer that offered it.
+                match self.core.publish(bytes, now_ms()) {
+                    Ok(outputs) => self.carry_out(outputs).await,
+                    Err(tamizdat_feed::PublishError::Refused(why)) => {
+                        warn!(peer = %from, "offered a refused revocation: {why}");
+                        self.client.mark_bad(from);
+                    }
+                    Err(_) => {}
+                }
+            }
+            Done::Repair(todo, held) => {
+                self.core.remember(held.iter().map(|h| *h.as_bytes()));
+                for u in todo {
+                    for (h, _) in &u.missing {
+                        self.want_pin(*h, &u.pin);
+                    }
+                    let missing = u.missing.iter().map(|(h, s)| (*h.as_bytes(), *s)).collect();
+                    self.input(Input::Stored {
+                        manifest: *u.manifest.as_bytes(),
+                        missing,
+                    })
+                    .await;
+                }
+            }
+        }
+    }
+
+    /// One input for the core, and everything that follows from it.
+    async fn input(&mut self, input: Input<PeerId>) {
+        let fetched = match &input {
+            Input::Manifest { hash, .. } => Some(Hash::from_bytes(*hash)),
+            _ => None,
+        };
+        let outputs = self.core.handle(input, now_ms());
+        // A manifest fetched for the core and not taken is not kept.
+        if let Some(hash) = fetched
+            && !outputs
+                .iter()
+                .any(|o| matches!(o, Output::Record(m) if m.id() == *hash.as_bytes()))
+        {
+            discard(&self.client, hash).await;
+        }
+        self.carry_out(outputs).await;
+    }
+
+    /// Carries out the core's outputs, and those that recording them
+    /// brings (a recorded manifest names the files to fetch).
+    async fn carry_out(&mut self, outputs: Vec<Output<PeerId>>) {
+        let mut queue: VecDeque<Output<PeerId>> = outputs.into();
+        while let Some(o) = queue.pop_front() {
+            match o {
+                Output::Validate { id, acceptance } => {
+                    if let Some(source) = self.validating.remove(&id) {
+                        let acceptance = match acceptance {
+                            Acceptance::Accept => MessageAcceptance::Accept,
+                            Acceptance::Ignore => MessageAcceptance::Ignore,
+                            Acceptance::Reject => MessageAcceptance::Reject,
+                        };
+                        let id = libp2p::gossipsub::MessageId(id.0);
+                        self.client.validate(id, source, acceptance).await;
+                    }
+                }
+                Output::Broadcast { topic_of, data } => {
+                    if let Err(e) = self.client.gossip(feeds::topic(&topic_of), data).await {
+                        debug!("gossip: {e}");
+                    }
+                }
+                Output::AskHeads { peer, publishers } => {
+                    let (client, tx) = (self.client.clone(), self.results.clone());
+                    tokio::spawn(async move {
+                        let done = exchange(&client, peer, &publishers, &tx).await;
+                        let _ = tx.send(Done::Input(done)).await;
+                    });
+                }
+                Output::FetchManifest { peer, hash } => {
+                    let (client, tx) = (self.client.clone(), self.results.clone());
+                    tokio::spawn(async move {
+                        let input =
+                            match fetch_manifest(&client, Hash::from_bytes(hash), peer).await {
+                                Ok(bytes) => Input::Manifest {
+                                    from: peer,
+                                    hash,
+                                    bytes,
+                                },
+                                Err(e) => {
+                                    debug!(%peer, "manifest: {e}");
+                                    Input::ManifestFailed { from: peer, hash }
+                                }
+                            };
+                        let _ = tx.send(Done::Input(input)).await;
+                    });
+                }
+                Output::Record(m) => {
+                    let more = self.record(m).await;
+                    queue.extend(more);
+                }
+                Output::FetchFile {
+                    hash,
+                    size: _,
+                    providers,
+                } => {
+                    let (client, tx) = (self.client.clone(), self.results.clone());
+                    let hash = Hash::from_bytes(hash);
+                    let pins = self.pins.get(&hash).cloned().unwrap_or_default();
+                    tokio::spawn(async move {
+                        let input = fetch_file(&client, hash, providers, pins).await;
+                        let _ = tx.send(Done::Input(input)).await;
+                    });
+                }
+                Output::LookupProviders(hash) => {
+                    let (client, tx) = (self.client.clone(), self.results.clone());
+                    tokio::spawn(async move {
+                        let peers = client
+                            .providers(Hash::from_bytes(hash))
+                            .await
+                            .map(|p| p.into_iter().collect())
+                            .unwrap_or_default();
+                        let _ = tx.send(Done::Input(Input::Providers { hash, peers })).await;
+                    });
+                }
+                Output::Announce(hash) => {
+                    let hash = Hash::from_bytes(hash);
+                    self.pins.remove(&hash);
+                    self.client.announce(hash).await;
+                }
+                Output::Persist => self.changed(),
+                Output::Keep(bytes) => {
+                    let store = self.client.store().clone();
+                    let kept = tokio::task::spawn_blocking(move || {
+                        let added = store.add_bytes(&bytes).map_err(|e| e.to_string())?;
+                        store.pin("keys", &added.hash).map_err(|e| e.to_string())
+                    })
+                    .await;
+                    if !matches!(kept, Ok(Ok(()))) {
+                        warn!("could not keep a revocation");
+                    } else {
+                        info!("applied a revocation");
+                    }
+                }
+                Output::Penalise { peer, offence } => {
+                    debug!(%peer, "penalised: {offence}");
+                    if matches!(
+                        offence,
+                        Offence::BadData
+                            | Offence::WrongHash
+                            | Offence::Refused(_)
+                            | Offence::Equivocation(_)
+                    ) {
+                        self.client.mark_bad(peer);
+                    }
+                }
+                Output::Conflict(c) => {
+                    warn!(publisher = %c.publisher.fingerprint(), "EQUIVOCATION: {}", c.detail);
+                    self.changed();
+                }
+                _ => {}
+            }
+        }
+    }
+
+    /// Stores and pins an accepted manifest, applies the publisher's quota
+    /// and retention, and tells the core which files are missing.
+    async fn record(&mut self, m: Box<VerifiedManifest>) -> Vec<Output<PeerId>> {
+        self.changed();
+        self.save().await;
+        let store = self.client.store().clone();
+        let policy = self
+            .core
+            .feeds()
+            .policy(&m.manifest().publisher)
+            .unwrap_or_default();
+        let done = tokio::task::spawn_blocking(move || record(&store, &m, &policy)).await;
+        match done {
+            Ok(Ok((id, pin, missing, m))) => {
+                let body = m.manifest();
+                info!(
+                    publisher = %body.publisher.fingerprint(),
+                    feed = %body.feed,
+                    seq = body.seq,
+                    files = body.entries.len(),
+                    "accepted a manifest"
+                );
+                for (h, _) in &missing {
+                    self.want_pin(*h, &pin);
+                }
+                let missing = missing.iter().map(|(h, s)| (*h.as_bytes(), *s)).collect();
+                self.core.handle(
+                    Input::Stored {
+                        manifest: *id.as_bytes(),
+                        missing,
+                    },
+                    now_ms(),
+                )
+            }
+            Ok(Err(e)) => {
+                warn!("recording a manifest: {e}");
+                Vec::new()
+            }
+            Err(e) => {
+                warn!("recording a manifest: {e}");
+                Vec::new()
+            }
+        }
+    }
+
+    fn want_pin(&mut self, hash: Hash, pin: &str) {
+        if self.pins.len() >= MAX_PINNED_WANTS && !self.pins.contains_key(&hash) {
+            return;
+        }
+        let pins = self.pins.entry(hash).or_default();
+        if !pins.iter().any(|p| p == pin) && pins.len() < 16 {
+            pins.push(pin.to_owned());
+        }
+    }
+
+    /// The feed state changed: the snapshot others read is replaced now,
+    /// and the state saved after this round of work.
+    fn changed(&mut self) {
+        *self.mirror.lock().unwrap_or_else(|p| p.into_inner()) = self.core.feeds().snapshot();
+        self.dirty = true;
+    }
+
+    async fn save(&mut self) {
+        if !std::mem::take(&mut self.dirty) {
+            return;
+        }
+        let (store, mirror) = (self.client.store().clone(), self.mirror.clone());
+        match tokio::task::spawn_blocking(move || persist(&store, &mirror)).await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => warn!("saving the feed state: {e}"),
+            Err(e) => warn!("saving the feed state: {e}"),
+        }
+    }
+}
+
+/// The article's manifest stored and pinned under its feed pin, the
+/// publisher's quota and retention applied (with room for what is about to
+/// be fetched; the new article may itself be the one let go), and its
+/// files not complete here, none if it was let go.
+#[allow(clippy::type_complexity)]
+fn record(
     store: &Store,
     m: &VerifiedManifest,
-    hints: &[PeerId],
-) -> Result<Vec<Want>, String> {
+    policy: &Policy,
+) -> Result<(Hash, String, Vec<(Hash, u64)>, Box<VerifiedManifest>), String> {
     let pin = feeds::feed_pin(m.manifest());
     let added = store
         .add_bytes(m.envelope().bytes())
         .map_err(|e| e.to_string())?;
     store.pin(&pin, &added.hash).map_err(|e| e.to_string())?;
-    let mut wants = Vec::new();
+    let mut missing = Vec::new();
     for e in &m.manifest().entries {
         let hash = Hash::from_bytes(e.hash);
         let complete = store
@@ -260,517 +635,107 @@ pub(crate) fn record(
             .is_some_and(|i| i.complete);
         if complete {
             store.pin(&pin, &hash).map_err(|e| e.to_string())?;
-        } else {
-            wants.push(Want {
-                hash,
-                pin: pin.clone(),
-                hints: hints.to_vec(),
-                copies: hints.len(),
-                attempts: 0,
-            });
+        } else if !missing.iter().any(|(h, _)| *h == hash) {
+            missing.push((hash, e.size));
         }
     }
-    Ok(wants)
+    let incoming = missing.iter().map(|(_, s)| s).sum();
+    let dropped =
+        crate::retention::enforce(store, &m.manifest().publisher, policy, incoming, now())?;
+    if dropped > 0 {
+        info!(dropped, "articles let go under the publisher's quota");
+    }
+    let kept = store
+        .info(&added.hash)
+        .map_err(|e| e.to_string())?
+        .is_some_and(|i| !i.pins.is_empty());
+    if !kept {
+        missing.clear();
+    }
+    Ok((added.hash, pin, missing, Box::new(m.clone())))
 }
 
-/// The replication task: judges what arrives, records it, fetches files.
-pub(crate) async fn run(client: Client, mut events: mpsc::Receiver<Event>) {
-    let mut queue = Queue::default();
-    let mut fetching: JoinSet<Option<Want>> = JoinSet::new();
-    let (found_tx, mut found) = mpsc::channel::<Vec<Want>>(64);
-    // Files of recorded articles still missing (a restart mid-replication,
-    // or attempts given up): looked for at start and then now and again.
-    {
-        let (client, tx) = (client.clone(), found_tx.clone());
-        tokio::spawn(async move {
-            loop {
-                let store = client.store().clone();
-                if let Ok(Ok(wants)) =
-                    tokio::task::spawn_blocking(move || missing_files(&store)).await
-                    && !wants.is_empty()
-                {
-                    info!(count = wants.len(), "resuming files of recorded articles");
-                    if tx.send(wants).await.is_err() {
-                        return;
-                    }
-                }
-                // Ends with the replication task (the node stopped).
-                tokio::select! {
-                    () = tokio::time::sleep(REPAIR_EVERY) => {}
-                    () = tx.closed() => return,
-                }
-            }
-        });
-    }
-    // Anti-entropy: one round at a time, with a few peers in turn.
-    let mut compare = tokio::time::interval(ANTI_ENTROPY_EVERY);
-    compare.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let mut comparing: Option<tokio::task::JoinHandle<()>> = None;
-    let mut turn: usize = 0;
-    loop {
-        while fetching.len() < FETCHES {
-            let Some(want) = queue.pop() else { break };
-            let client = client.clone();
-            fetching.spawn(async move { fetch_one(&client, want).await });
-        }
-        tokio::select! {
-            _ = compare.tick() => {
-                if comparing.as_ref().is_none_or(|t| t.is_finished()) {
-                    let (client, tx) = (client.clone(), found_tx.clone());
-                    turn = turn.wrapping_add(ANTI_ENTROPY_PEERS);
-                    comparing = Some(tokio::spawn(async move {
-                        compare_round(&client, turn, &tx).await;
-                    }));
-                }
-            }
-            ev = events.recv() => match ev {
-                None => break,
-                Some(Event::Gossip { source, author, id, topic, data }) => {
-                    let (acceptance, wants, behind) =
-                        on_gossip(&client, source, author, &topic, &data).await;
-                    client.validate(id, source, acceptance).await;
-                    for w in wants {
-                        queue.push(w);
-                    }
-                    if let Some((publisher, prev)) = behind {
-                        // What the sender accepted, it holds what came
-                        // before, or can find it: walked back at once.
-                        let (client, tx) = (client.clone(), found_tx.clone());
-                        tokio::spawn(async move {
-                            if let Err(e) = walk(&client, source, publisher, prev, &tx).await {
-                                debug!(%source, "walking back from a gossiped manifest: {e}");
-                            }
-                        });
-                    }
-                }
-                Some(Event::Connected(peer)) => {
-                    let (client, tx) = (client.clone(), found_tx.clone());
-                    tokio::spawn(async move {
-                        // A walk cut short (a busy peer, a fetch that timed
-                        // out) is tried again a few times, unless the peer
-                        // lied or is gone.
-                        for attempt in 0..CATCH_UP_TRIES {
-                            match catch_up(&client, peer, &tx, Round::Meet).await {
-                                Ok(()) => return,
-                                Err(e) => debug!(%peer, attempt, "catch-up: {e}"),
-                            }
-                            if client.bad_peers().contains(&peer) {
-                                return;
-                            }
-                            tokio::time::sleep(std::time::Duration::from_secs(2 << attempt)).await;
-                            if !client.connected().await.is_ok_and(|c| c.contains(&peer)) {
-                                return;
-                            }
-                        }
-                    });
-                }
-            },
-            Some(wants) = found.recv() => {
-                for w in wants {
-                    queue.push(w);
-                }
-            }
-            Some(done) = fetching.join_next(), if !fetching.is_empty() => {
-                if let Ok(Some(mut want)) = done {
-                    want.attempts += 1;
-                    if want.attempts < MAX_ATTEMPTS {
-                        let tx = found_tx.clone();
-                        tokio::spawn(async move {
-                            tokio::time::sleep(retry_after(want.attempts)).await;
-                            let _ = tx.send(vec![want]).await;
-                        });
-                    } else {
-                        warn!(hash = %want.hash, "gave up replicating after {MAX_ATTEMPTS} attempts");
-                    }
-                }
-            }
-        }
-    }
-}
-
-/// One anti-entropy round: heads compared with [`ANTI_ENTROPY_PEERS`]
-/// connected peers, taken in turn from `turn`, and gaps filled from them.
-async fn compare_round(client: &Client, turn: usize, found: &mpsc::Sender<Vec<Want>>) {
-    let Ok(mut peers) = client.connected().await else {
-        return;
-    };
-    if peers.is_empty() {
-        return;
-    }
-    let bad = client.bad_peers();
-    peers.retain(|p| !bad.contains(p));
-    peers.sort();
-    let n = peers.len();
-    for i in 0..ANTI_ENTROPY_PEERS.min(n) {
-        let peer = peers[(turn + i) % n];
-        if let Err(e) = catch_up(client, peer, found, Round::Compare).await {
-            debug!(%peer, "anti-entropy: {e}");
-        }
-    }
-}
-
-/// Fetches and pins one blob; gives it back when it should be tried again.
-async fn fetch_one(client: &Client, want: Want) -> Option<Want> {
-    debug!(hash = %want.hash, attempt = want.attempts, hints = ?want.hints, "replicating");
-    match client.fetch(want.hash, &want.hints).await {
-        Ok(_) => {
-            debug!(hash = %want.hash, "replicated");
+/// Fetches a file for the core and pins it under the feed pins that want it.
+async fn fetch_file(
+    client: &Client,
+    hash: Hash,
+    providers: Vec<PeerId>,
+    pins: Vec<String>,
+) -> Input<PeerId> {
+    debug!(%hash, ?providers, "replicating");
+    match client.fetch(hash, &providers).await {
+        Ok(fetched) => {
             let store = client.store().clone();
-            let (hash, pin) = (want.hash, want.pin.clone());
-            let pinned = tokio::task::spawn_blocking(move || store.pin(&pin, &hash)).await;
+            let pinned = tokio::task::spawn_blocking(move || {
+                pins.iter().try_for_each(|p| store.pin(p, &hash))
+            })
+            .await;
             if !matches!(pinned, Ok(Ok(()))) {
-                warn!(hash = %want.hash, "replicated but could not pin");
+                warn!(%hash, "replicated but could not pin");
             }
-            None
+            Input::FileDone {
+                hash: *hash.as_bytes(),
+                from: fetched.providers,
+            }
         }
         Err(e) => {
-            debug!(hash = %want.hash, attempt = want.attempts, "replication fetch failed: {e}");
-            Some(want)
-        }
-    }
-}
-
-/// Judges a gossip message and records what it brings.
-async fn on_gossip(
-    client: &Client,
-    source: PeerId,
-    author: Option<PeerId>,
-    topic: &str,
-    data: &[u8],
-) -> (MessageAcceptance, Vec<Want>, Option<(PublicKey, Digest)>) {
-    let Some(publisher) = topic
-        .strip_prefix("tamizdat/feed/1/")
-        .and_then(|k| k.parse::<PublicKey>().ok())
-    else {
-        return (MessageAcceptance::Reject, Vec::new(), None);
-    };
-    let mut hints = vec![source];
-    if let Some(a) = author.filter(|a| *a != source) {
-        hints.push(a);
-    }
-    match admit(client, data, Some(&publisher), &hints).await {
-        Admitted::New(wants, behind) => (MessageAcceptance::Accept, wants, behind),
-        Admitted::Ignored => (MessageAcceptance::Ignore, Vec::new(), None),
-        Admitted::Refused => (MessageAcceptance::Reject, Vec::new(), None),
-    }
-}
-
-enum Admitted {
-    /// Recorded (or applied): the files to fetch, and for a manifest that
-    /// did not link to what we held, the `prev` to walk back from.
-    New(Vec<Want>, Option<(PublicKey, Digest)>),
-    Ignored,
-    Refused,
-}
-
-/// Judges an envelope and, when it is new, records it: the one door every
-/// signed object comes in by (gossip, catch-up, a local publish).
-async fn admit(
-    client: &Client,
-    data: &[u8],
-    topic_of: Option<&PublicKey>,
-    hints: &[PeerId],
-) -> Admitted {
-    let feeds = client.feeds().clone();
-    let judgement = {
-        let f = feeds.lock().unwrap_or_else(|p| p.into_inner());
-        f.judge(data, topic_of, now())
-    };
-    match judgement {
-        Judgement::Manifest(m, verdict) => {
-            // A manifest that does not follow on from what we hold leaves a
-            // gap behind it: walked back at once, from whoever sent it.
-            let behind = match verdict {
-                tamizdat_sign::Verdict::First | tamizdat_sign::Verdict::Ahead { .. } => {
-                    m.manifest().prev.map(|prev| (m.manifest().publisher, prev))
-                }
-                _ => None,
-            };
-            let accepted = {
-                let mut f = feeds.lock().unwrap_or_else(|p| p.into_inner());
-                f.accept(&m, now())
-            };
-            if let Err(e) = accepted {
-                warn!("manifest refused: {e}");
-                return Admitted::Refused;
-            }
-            let store = client.store().clone();
-            let hints = hints.to_vec();
-            let policy = {
-                let f = feeds.lock().unwrap_or_else(|p| p.into_inner());
-                f.policy(&m.manifest().publisher).unwrap_or_default()
-            };
-            let done = tokio::task::spawn_blocking(move || {
-                persist(&store, &feeds)?;
-                let wants = record(&store, &m, &hints)?;
-                // The publisher's quota and retention, with room for what
-                // is about to be fetched; the new article may itself be
-                // the one let go (too old, or larger than the quota).
-                let incoming = m
-                    .manifest()
-                    .entries
+            debug!(%hash, "replication fetch failed: {e}");
+            let bad = client.bad_peers();
+            Input::FileFailed {
+                hash: *hash.as_bytes(),
+                bad: providers
                     .iter()
-                    .filter(|e| wants.iter().any(|w| w.hash.as_bytes() == &e.hash))
-                    .map(|e| e.size)
-                    .sum();
-                let id = Hash::of(m.envelope().bytes());
-                let dropped = crate::retention::enforce(
-                    &store,
-                    &m.manifest().publisher,
-                    &policy,
-                    incoming,
-                    now(),
-                )?;
-                let kept = store
-                    .info(&id)
-                    .map_err(|e| e.to_string())?
-                    .is_some_and(|i| !i.pins.is_empty());
-                if dropped > 0 {
-                    info!(dropped, "articles let go under the publisher's quota");
-                }
-                Ok::<_, String>((if kept { wants } else { Vec::new() }, m, kept))
-            })
-            .await;
-            match done {
-                Ok(Ok((wants, m, kept))) => {
-                    // Held now: a reader who knows only this node and the
-                    // article's hash finds it in the DHT.
-                    if kept {
-                        client.announce(Hash::of(m.envelope().bytes())).await;
-                    }
-                    let body = m.manifest();
-                    info!(
-                        publisher = %body.publisher.fingerprint(),
-                        feed = %body.feed,
-                        seq = body.seq,
-                        files = body.entries.len(),
-                        "accepted a manifest"
-                    );
-                    Admitted::New(wants, behind)
-                }
-                Ok(Err(e)) => {
-                    warn!("recording a manifest: {e}");
-                    Admitted::Ignored
-                }
-                Err(e) => {
-                    warn!("recording a manifest: {e}");
-                    Admitted::Ignored
-                }
+                    .copied()
+                    .filter(|p| bad.contains(p))
+                    .collect(),
+                tried: providers,
             }
         }
-        Judgement::Revocation(rev) => {
-            feeds.lock().unwrap_or_else(|p| p.into_inner()).revoke(&rev);
-            let store = client.store().clone();
-            let bytes = rev.bytes().to_vec();
-            let _ = tokio::task::spawn_blocking(move || {
-                persist(&store, &feeds)?;
-                let added = store.add_bytes(&bytes).map_err(|e| e.to_string())?;
-                store.pin("keys", &added.hash).map_err(|e| e.to_string())
-            })
-            .await;
-            info!(root = %rev.body().root.fingerprint(), "applied a revocation");
-            Admitted::New(Vec::new(), None)
-        }
-        Judgement::Delegation => Admitted::New(Vec::new(), None),
-        Judgement::Ignore(why) => {
-            debug!("ignored: {why}");
-            Admitted::Ignored
-        }
-        Judgement::Reject(why) => {
-            debug!("rejected: {why}");
-            Admitted::Refused
-        }
-        Judgement::Equivocation(publisher, why) => {
-            warn!(publisher = %publisher.fingerprint(), "EQUIVOCATION: {why}");
-            feeds
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .report(publisher, why);
-            Admitted::Refused
-        }
     }
 }
 
-/// Records a manifest published on this node and returns the files it
-/// names that are not here (normally none).
-pub(crate) async fn admit_own(client: &Client, data: &[u8]) -> Result<(), String> {
-    let feeds = client.feeds().clone();
-    let judgement = {
-        let f = feeds.lock().unwrap_or_else(|p| p.into_inner());
-        f.judge(data, None, now())
-    };
-    match judgement {
-        Judgement::Manifest(..) => match admit(client, data, None, &[]).await {
-            Admitted::New(..) => Ok(()),
-            _ => Err("the manifest could not be recorded".into()),
-        },
-        Judgement::Ignore(why) | Judgement::Reject(why) | Judgement::Equivocation(_, why) => {
-            Err(why)
-        }
-        Judgement::Revocation(_) | Judgement::Delegation => Err("not a manifest".into()),
-    }
-}
-
-/// How a catch-up with one peer goes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Round {
-    /// A new connection: walk back from each of its heads, even one we
-    /// hold (a gap may lie behind it).
-    Meet,
-    /// Anti-entropy: walk only from heads newer than ours, then look for
-    /// the manifests our feeds skipped over.
-    Compare,
-}
-
-/// Asks `peer` for the heads of the feeds we follow, then fetches the
-/// manifests we miss, walking back each feed's `prev` links (bounded).
-/// Files found by a catch-up are handed over as each manifest is accepted,
-/// so a walk cut short loses none of them.
-async fn catch_up(
+/// A heads exchange with `peer`: the revocations it knows that we lack
+/// first (handed to the core before its heads, so that an article signed
+/// by a key revoked while we were away is not accepted on the way), then
+/// its heads.
+async fn exchange(
     client: &Client,
     peer: PeerId,
-    found: &mpsc::Sender<Vec<Want>>,
-    round: Round,
-) -> Result<(), String> {
-    let asked: Vec<PublicKey> = {
-        let f = client.feeds().lock().unwrap_or_else(|p| p.into_inner());
-        f.following()
-            .into_iter()
-            .map(|f| f.key)
-            .take(MAX_ASKED)
-            .collect()
-    };
-    if asked.is_empty() {
-        return Ok(());
-    }
-    // Revocations first: an article signed by a key revoked while we were
-    // away must not be accepted on the way.
-    catch_up_revocations(client, peer, &asked).await?;
-    let heads = ask_heads(client, peer, &asked).await?;
-    for head in heads {
-        if !asked.contains(&head.publisher) {
-            continue;
-        }
-        if round == Round::Compare {
-            let ours = client
-                .trust()
-                .head(&head.publisher, &head.feed)
-                .map(|h| h.seq);
-            if ours.is_some_and(|seq| seq >= head.seq) {
-                continue;
-            }
-        }
-        walk(client, peer, head.publisher, head.hash, found).await?;
-    }
-    if round == Round::Compare {
-        // Manifests our feeds skipped (a gossip message lost, a walk cut
-        // short): asked of this peer, and of any provider the DHT knows.
-        let gaps: Vec<(PublicKey, Digest)> = {
-            let trust = client.trust();
-            trust
-                .feeds()
-                .filter(|(p, _, _)| asked.contains(p))
-                .flat_map(|(p, _, h)| h.gaps().map(|(_, id)| (*p, id)).collect::<Vec<_>>())
-                .take(MAX_GAPS)
-                .collect()
-        };
-        for (publisher, id) in gaps {
-            if let Err(e) = walk(client, peer, publisher, id, found).await {
-                debug!(%peer, "filling a gap: {e}");
-            }
+    asked: &[PublicKey],
+    tx: &mpsc::Sender<Done>,
+) -> Input<PeerId> {
+    let asked: Vec<PublicKey> = asked.iter().take(MAX_ASKED).copied().collect();
+    catch_up_revocations(client, peer, &asked, tx).await;
+    match ask::<Vec<Head>>(client, peer, HEADS, &asked).await {
+        Ok(heads) if heads.len() <= MAX_HEADS => Input::Heads { from: peer, heads },
+        Ok(_) => Input::HeadsFailed { from: peer },
+        Err(e) => {
+            debug!(%peer, "heads: {e}");
+            Input::HeadsFailed { from: peer }
         }
     }
-    Ok(())
-}
-
-/// From `start` back along `prev`: fetches what is missing from `peer`,
-/// reads what is here (a gap may lie behind it), and stops after a run of
-/// manifests already held, or at the bound.
-async fn walk(
-    client: &Client,
-    peer: PeerId,
-    publisher: PublicKey,
-    start: Digest,
-    found: &mpsc::Sender<Vec<Want>>,
-) -> Result<(), String> {
-    let mut next = Some(start);
-    let mut held_run = 0;
-    for _ in 0..MAX_WALK {
-        let Some(hash) = next.take().map(Hash::from_bytes) else {
-            break;
-        };
-        let here = client
-            .store()
-            .info_without_pins(&hash)
-            .map_err(|e| e.to_string())?
-            .is_some_and(|i| i.complete);
-        let bytes = if here {
-            held_run += 1;
-            if held_run > HELD_RUN {
-                break;
-            }
-            let store = client.store().clone();
-            tokio::task::spawn_blocking(move || store.read_to_vec(&hash))
-                .await
-                .map_err(|e| e.to_string())?
-                .map_err(|e| e.to_string())?
-        } else {
-            held_run = 0;
-            fetch_manifest(client, hash, peer).await?
-        };
-        match admit(client, &bytes, Some(&publisher), &[peer]).await {
-            Admitted::New(w, _) => {
-                if !w.is_empty() {
-                    let _ = found.send(w).await;
-                }
-                next = manifest_prev(&bytes);
-            }
-            // Held already: look behind it.
-            Admitted::Ignored if here => next = manifest_prev(&bytes),
-            // Fetched, and taken meanwhile by a catch-up with another
-            // peer (or gossip): held now, so look behind it too; that
-            // walk may have stopped short.
-            Admitted::Ignored
-                if recorded_now(client, hash).await || accepted_already(client, &bytes) =>
-            {
-                next = manifest_prev(&bytes);
-            }
-            // Fetched but of no use (too old to place): not kept.
-            Admitted::Ignored => {
-                discard(client, hash).await;
-                break;
-            }
-            Admitted::Refused => {
-                if !here {
-                    discard(client, hash).await;
-                }
-                client.mark_bad(peer);
-                return Err(format!("{peer} offered a refused manifest"));
-            }
-        }
-    }
-    Ok(())
 }
 
 /// Asks `peer` which revocations it holds for the publishers we follow, and
-/// fetches, checks and applies those we lack.
+/// fetches those we lack for the core to judge.
 async fn catch_up_revocations(
     client: &Client,
     peer: PeerId,
     asked: &[PublicKey],
-) -> Result<(), String> {
+    tx: &mpsc::Sender<Done>,
+) {
     // A peer that does not answer (or not this protocol) still has its
-    // heads asked for: only a forged revocation ends the exchange.
+    // heads asked for.
     let ids: Vec<Digest> = match ask(client, peer, REVOCATIONS, asked).await {
         Ok(ids) => ids,
         Err(e) => {
             debug!(%peer, "revocations: {e}");
-            return Ok(());
+            return;
         }
     };
     if ids.len() > MAX_REVOCATION_IDS {
         debug!(%peer, "revocations: too many ids");
-        return Ok(());
+        return;
     }
     let trust = client.trust();
     let known = |id: &Digest| {
@@ -788,53 +753,13 @@ async fn catch_up_revocations(
             continue;
         }
         let store = client.store().clone();
-        let Ok(Ok(bytes)) = tokio::task::spawn_blocking(move || store.read_to_vec(&hash)).await
-        else {
-            continue;
-        };
-        let root = tamizdat_sign::Signed::<tamizdat_sign::Revocation>::decode(&bytes)
-            .map(|r| r.body().root)
-            .ok();
-        match admit(client, &bytes, root.as_ref(), &[peer]).await {
-            Admitted::New(..) => {}
-            Admitted::Ignored => discard(client, hash).await,
-            Admitted::Refused => {
-                discard(client, hash).await;
-                client.mark_bad(peer);
-                return Err(format!("{peer} offered a refused revocation"));
-            }
+        let read = tokio::task::spawn_blocking(move || store.read_to_vec(&hash)).await;
+        // Kept under the `keys` pin by the core's decision, or let go.
+        discard(client, hash).await;
+        if let Ok(Ok(bytes)) = read {
+            let _ = tx.send(Done::Revocation { from: peer, bytes }).await;
         }
     }
-    Ok(())
-}
-
-/// Whether the feed state holds this manifest already: another walk or
-/// gossip accepted it and may not have pinned it yet, so it must not be
-/// deleted here.
-fn accepted_already(client: &Client, bytes: &[u8]) -> bool {
-    let trust = client.trust();
-    tamizdat_sign::Verifier::new()
-        .verify(bytes, &trust)
-        .is_ok_and(|v| {
-            matches!(
-                trust.check(&v, now()),
-                Ok(tamizdat_sign::Verdict::Duplicate)
-            )
-        })
-}
-
-/// Whether a manifest is kept under a pin now.
-async fn recorded_now(client: &Client, hash: Hash) -> bool {
-    let store = client.store().clone();
-    tokio::task::spawn_blocking(move || {
-        store
-            .info(&hash)
-            .ok()
-            .flatten()
-            .is_some_and(|i| i.complete && !i.pins.is_empty())
-    })
-    .await
-    .unwrap_or(false)
 }
 
 /// Deletes a fetched object that was not accepted, unless something pins it.
@@ -853,12 +778,6 @@ async fn discard(client: &Client, hash: Hash) {
     .await;
 }
 
-fn manifest_prev(bytes: &[u8]) -> Option<Digest> {
-    tamizdat_sign::Signed::<tamizdat_sign::Manifest>::decode(bytes)
-        .ok()
-        .and_then(|m| m.body().prev)
-}
-
 /// Fetches a manifest-sized blob from `peer` and reads it back.
 async fn fetch_manifest(client: &Client, hash: Hash, peer: PeerId) -> Result<Vec<u8>, String> {
     client
@@ -870,18 +789,6 @@ async fn fetch_manifest(client: &Client, hash: Hash, peer: PeerId) -> Result<Vec
         .await
         .map_err(|e| e.to_string())?
         .map_err(|e| e.to_string())
-}
-
-async fn ask_heads(
-    client: &Client,
-    peer: PeerId,
-    asked: &[PublicKey],
-) -> Result<Vec<Head>, String> {
-    let heads: Vec<Head> = ask(client, peer, HEADS, asked).await?;
-    if heads.len() > MAX_HEADS {
-        return Err("too many heads".into());
-    }
-    Ok(heads)
 }
 
 /// One request of the publishers `asked` about on `protocol`, and its
@@ -911,7 +818,7 @@ async fn ask<T: serde::de::DeserializeOwned>(
         stream.read_exact(&mut buf).await?;
         Ok::<_, std::io::Error>(buf)
     };
-    let buf = tokio::time::timeout(std::time::Duration::from_secs(20), io)
+    let buf = tokio::time::timeout(ASK_TIMEOUT, io)
         .await
         .map_err(|_| "heads: timed out".to_string())?
         .map_err(|e| e.to_string())?;
@@ -998,48 +905,5 @@ async fn serve_asked(
             }
             drop(slot);
         });
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn want(n: u8, copies: usize) -> Want {
-        Want {
-            hash: Hash::of(&[n]),
-            pin: "p".into(),
-            hints: vec![],
-            copies,
-            attempts: 0,
-        }
-    }
-
-    #[test]
-    fn fewest_copies_first_then_in_order_and_once_each() {
-        let mut q = Queue::default();
-        assert!(q.push(want(1, 3)));
-        assert!(q.push(want(2, 1)));
-        assert!(q.push(want(3, 1)));
-        assert!(!q.push(want(2, 0)), "queued once");
-        assert!(q.push(want(4, 2)));
-        let order: Vec<Hash> = std::iter::from_fn(|| q.pop()).map(|w| w.hash).collect();
-        assert_eq!(
-            order,
-            vec![
-                Hash::of(&[2]),
-                Hash::of(&[3]),
-                Hash::of(&[4]),
-                Hash::of(&[1])
-            ]
-        );
-        assert!(q.is_empty());
-        assert!(q.push(want(2, 0)), "may be queued again once taken");
-    }
-
-    #[test]
-    fn retries_come_soon_then_seldom() {
-        assert!(retry_after(1) < retry_after(3));
-        assert_eq!(retry_after(20), std::time::Duration::from_secs(30));
     }
 }

@@ -10,27 +10,12 @@
 
 use std::collections::HashSet;
 
-use serde::{Deserialize, Serialize};
 use tamizdat_sign::PublicKey;
 use tamizdat_store::{Hash, Store};
 
 use crate::replicate::recorded;
 
-/// How much of one publisher to keep. `None` means no limit.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Policy {
-    /// Most bytes of its articles (manifests and files).
-    pub max_bytes: Option<u64>,
-    /// Articles signed longer ago than this many seconds are let go.
-    pub max_age: Option<u64>,
-}
-
-impl Policy {
-    /// Whether it limits anything.
-    pub fn is_unlimited(&self) -> bool {
-        self.max_bytes.is_none() && self.max_age.is_none()
-    }
-}
+pub use tamizdat_feed::Policy;
 
 /// One stored article of a publisher, as retention sees it.
 #[derive(Debug, Clone, PartialEq, Eq)]

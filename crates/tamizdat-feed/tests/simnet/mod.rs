@@ -998,7 +998,7 @@ impl Sim {
                         self.send(n, m, Msg::Have { hash }, false);
                     }
                 }
-                Output::Persist => {}
+                Output::Persist | Output::Keep(_) => {}
                 Output::Penalise { peer, offence } => {
                     let _: Offence = offence;
                     if matches!(self.nodes[peer as usize].role, Role::Hostile(_)) {
