@@ -537,3 +537,45 @@ mod tests {
         }
     }
 }
+
+/// Where a manifest whose signature verified stands with this node's feed
+/// rules: what a reader may be shown of it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Standing {
+    /// Accepted into its feed here: the manifest this node holds at its
+    /// place.
+    Accepted,
+    /// Not recorded here, but it fits the feed as this node knows it (a
+    /// first, next, later or missing article of the feed).
+    Fits(Verdict),
+    /// Older than what this node remembers of its feed, and not recorded
+    /// here: genuinely signed, but its place in the feed cannot be checked.
+    Unplaced(FeedError),
+    /// The feed rules refuse it: a second version of an article, a fork, an
+    /// absurd jump, a signing time in the future or before its predecessor.
+    Refused(FeedError),
+}
+
+impl Standing {
+    /// Whether it may be shown as a checked article.
+    pub fn is_genuine(&self) -> bool {
+        matches!(self, Standing::Accepted | Standing::Fits(_))
+    }
+}
+
+/// The standing of `m` (its signature and delegation already verified
+/// against `trust`) under the feed rules, at `now` (Unix seconds).
+/// `recorded` says whether the node holds it under its feed pin (it was
+/// accepted when it arrived).
+pub fn standing(trust: &TrustState, m: &VerifiedManifest, recorded: bool, now: u64) -> Standing {
+    match trust.check(m, now) {
+        Ok(Verdict::Duplicate) => Standing::Accepted,
+        // Recorded, and fits or lies before the remembered window: it was
+        // accepted when it arrived.
+        Ok(_) | Err(FeedError::Replay { .. }) if recorded => Standing::Accepted,
+        Ok(v) => Standing::Fits(v),
+        Err(e @ FeedError::Replay { .. }) => Standing::Unplaced(e),
+        Err(e) => Standing::Refused(e),
+    }
+}

@@ -20,7 +20,7 @@ pub mod sync;
 
 pub use judge::{
     Conflict, FOLLOWS, Feeds, Followed, FollowsError, Ignored, Judgement, MAX_CONFLICTS,
-    MAX_FOLLOWS, Refused, TRUST, feed_pin, topic,
+    MAX_FOLLOWS, Refused, Standing, TRUST, feed_pin, standing, topic,
 };
 pub use policy::Policy;
 pub use sync::{Acceptance, Config, Hash, Head, Input, MsgId, Offence, Output, PublishError, Sync};

@@ -8,7 +8,7 @@ use axum::Json;
 use axum::extract::{Extension, Path, State};
 use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
-use tamizdat_node::feeds::Followed;
+use tamizdat_node::feeds::{Followed, Standing};
 use tamizdat_sign::{PublicKey, TrustState};
 use tamizdat_store::Hash;
 
@@ -135,11 +135,16 @@ pub(crate) async fn manifest(
         }
         Err(Err(f)) => return error(f),
     };
-    let v = match crate::pages::load_verified(&app, ip, id).await {
+    let (v, standing) = match crate::pages::load_verified(&app, ip, id).await {
         Ok(v) => v,
         Err(f) => return error(f),
     };
     let m = v.manifest();
+    let placed = match &standing {
+        Standing::Accepted => "accepted",
+        Standing::Fits(_) => "fits",
+        _ => "unplaced",
+    };
     let superseded_by = app
         .index
         .get(&app)
@@ -149,6 +154,7 @@ pub(crate) async fn manifest(
     Json(json!({
         "id": id.to_string(),
         "verified": true,
+        "feed_standing": placed,
         "publisher": m.publisher.to_string(),
         "fingerprint": m.publisher.fingerprint(),
         "signer": m.signer.to_string(),

@@ -7,7 +7,7 @@ use axum::extract::{Extension, Path, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Redirect, Response};
 use maud::{DOCTYPE, Markup, PreEscaped, html};
-use tamizdat_node::feeds::Followed;
+use tamizdat_node::feeds::{self, Followed, Standing};
 use tamizdat_sign::{MAX_MANIFEST_LEN, PublicKey, VerifiedManifest, Verifier, VerifyError};
 use tamizdat_store::Hash;
 
@@ -272,10 +272,11 @@ pub(crate) async fn article(
         }
         Err(Err(f)) => return failure_page(f),
     };
-    let verified = match load_verified(&app, ip, id).await {
+    let (verified, standing) = match load_verified(&app, ip, id).await {
         Ok(v) => v,
         Err(f) => return failure_page(f),
     };
+    let placed = standing.is_genuine();
     let index = app.index.get(&app).await.ok();
     let (text, status) = match body(&app, ip, &verified, id).await {
         Ok(t) => (t, StatusCode::OK),
@@ -289,7 +290,9 @@ pub(crate) async fn article(
     let (name, followed) = name_of(&app, &m.publisher);
     let main = html! {
         p.provenance {
-            @if followed { "✔ Signed by " } @else { "⚠ Signed by an unknown publisher, " }
+            @if followed && placed { "✔ Signed by " }
+            @else if followed { "⚠ Signed by, but not placed in its feed: " }
+            @else { "⚠ Signed by an unknown publisher, " }
             strong { (name.unwrap_or_else(|| m.publisher.fingerprint())) }
             " · " time { (render::time(m.created)) } " · "
             a href="#provenance" { "who signed this" }
@@ -299,15 +302,49 @@ pub(crate) async fn article(
             @if let Some(t) = text { div.body { (t) } }
         }
         (attachments(m, id))
-        (badge(&app, &verified, id, index.as_deref(), &url))
+        (badge(&app, &verified, &standing, id, index.as_deref(), &url))
     };
     page(status, &m.title, &m.lang, main)
 }
 
-/// The manifest `id`, fetched if need be, and verified against what this
-/// node knows of keys and revocations. Not a manifest, forged, or signed by
-/// a revoked key: 422, and nothing of it is shown.
+/// The manifest `id`, fetched if need be, verified against what this node
+/// knows of keys and revocations, and judged by its feed rules. Not a
+/// manifest, forged, signed by a revoked key, or refused by the feed rules
+/// (a second version of an article, a fork, a jump, a date that cannot be):
+/// 422, and nothing of it is shown. Otherwise its standing says whether it
+/// may be shown as checked.
 pub(crate) async fn load_verified(
+    app: &Arc<App>,
+    ip: std::net::IpAddr,
+    id: Hash,
+) -> Result<(VerifiedManifest, Standing), Failure> {
+    let v = load_signed(app, ip, id).await?;
+    let pin = feeds::feed_pin(v.manifest());
+    let recorded = app
+        .blocking(move |s| s.info(&id))
+        .await?
+        .ok()
+        .flatten()
+        .is_some_and(|i| i.pins.contains(&pin));
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    match feeds::standing(&app.node.trust(), &v, recorded, now) {
+        Standing::Refused(e) => Err(Failure::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            format!(
+                "REFUSED: {id} is signed with the publisher's key, but this node's feed rules refuse it: {e}. \
+                 It may have been made with a stolen key. Do not trust it."
+            ),
+        )),
+        standing => Ok((v, standing)),
+    }
+}
+
+/// The manifest `id`, fetched if need be, with its signature, delegation
+/// and revocations checked.
+async fn load_signed(
     app: &Arc<App>,
     ip: std::net::IpAddr,
     id: Hash,
@@ -417,7 +454,14 @@ fn attachments(m: &tamizdat_sign::Manifest, id: Hash) -> Markup {
     }
 }
 
-fn badge(app: &App, v: &VerifiedManifest, id: Hash, index: Option<&Index>, url: &str) -> Markup {
+fn badge(
+    app: &App,
+    v: &VerifiedManifest,
+    standing: &Standing,
+    id: Hash,
+    index: Option<&Index>,
+    url: &str,
+) -> Markup {
     let m = v.manifest();
     let (name, followed) = name_of(app, &m.publisher);
     let head = app.node.trust().head(&m.publisher, &m.feed).cloned();
@@ -426,7 +470,9 @@ fn badge(app: &App, v: &VerifiedManifest, id: Hash, index: Option<&Index>, url: 
     html! {
         section.badge #provenance {
             h2 { "Who signed this" }
-            @if followed {
+            @if let Standing::Unplaced(why) = standing {
+                p.warning { "⚠ The signature is valid, but this article is older than what this node remembers of its feed, so it cannot check that it is the article the publisher placed there (" (why) "). Compare it with another copy before you rely on it." }
+            } @else if followed {
                 p.verified { "✔ This node checked this article's signature, its signing key's delegation from the publisher's root key, and the revocations it knows of, when serving this page." }
             } @else {
                 p.warning { "⚠ Unknown publisher. The signature is valid: this article is exactly what the holder of this key signed. But this node does not follow this key, so it cannot tell you who holds it, and it may not know of its revocations. Compare the fingerprint with one you trust." }

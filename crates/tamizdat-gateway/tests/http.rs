@@ -485,6 +485,113 @@ async fn forged_and_corrupt_content_is_never_served() {
     site.gateway.shutdown().await;
 }
 
+/// Manifests signed with the publisher's real key that its feed rules
+/// refuse (a second version of an article, a jump past the limit, a date two
+/// hours ahead) are never shown as checked articles, on the page or in the
+/// API: a thief of a signing key gains nothing by handing one to a gateway.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn manifests_the_feed_rules_refuse_are_not_shown_as_genuine() {
+    let site = site(|_| {}).await;
+    let outlet = Outlet::new();
+    let body = |words: &str| {
+        vec![(
+            "index.md",
+            format!("# A\n\n{words}").into_bytes(),
+            "text/markdown",
+        )]
+    };
+    let (first, _) = publish(
+        &site,
+        &outlet,
+        Draft {
+            seq: 1,
+            prev: None,
+            title: "Genuine",
+            lang: "en",
+            files: body("the genuine first article"),
+            supersedes: None,
+        },
+    )
+    .await;
+    let (status, _, page) = get(&site.url(&format!("/m/{first}"))).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(text(&page).contains("✔ This node checked"));
+
+    // Each is kept in the store directly, as a blob fetched from a peer
+    // would be, and asked for by hash.
+    let refused = [
+        (
+            "a second version of #1",
+            sign(
+                &site.store,
+                &outlet,
+                Draft {
+                    seq: 1,
+                    prev: None,
+                    title: "Second version",
+                    lang: "en",
+                    files: body("words put in the outlet's mouth"),
+                    supersedes: None,
+                },
+            ),
+        ),
+        (
+            "a jump past the limit",
+            sign(
+                &site.store,
+                &outlet,
+                Draft {
+                    seq: u64::MAX,
+                    prev: Some(first),
+                    title: "Far ahead",
+                    lang: "en",
+                    files: body("words put in the outlet's mouth"),
+                    supersedes: None,
+                },
+            ),
+        ),
+    ];
+    let mut future = sign(
+        &site.store,
+        &outlet,
+        Draft {
+            seq: 2,
+            prev: Some(first),
+            title: "From the future",
+            lang: "en",
+            files: body("words put in the outlet's mouth"),
+            supersedes: None,
+        },
+    )
+    .body()
+    .clone();
+    future.created = now() + 2 * 3600;
+    let future = tamizdat_sign::Signed::sign(future, &outlet.signing).unwrap();
+    for (what, m) in refused
+        .iter()
+        .map(|(w, m)| (*w, m))
+        .chain([("dated two hours ahead", &future)])
+    {
+        let id = site.store.add_bytes(m.bytes()).unwrap().hash;
+        let (status, _, page) = get(&site.url(&format!("/m/{id}"))).await;
+        let page = text(&page);
+        assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{what}: {page}");
+        assert!(page.contains("REFUSED"), "{what}: {page}");
+        assert!(!page.contains("✔"), "{what}: {page}");
+        assert!(!page.contains("put in the outlet"), "{what}: {page}");
+        let (status, _, json) = get(&site.url(&format!("/api/v1/manifests/{id}"))).await;
+        assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{what}");
+        let err: serde_json::Value = serde_json::from_slice(&json).unwrap();
+        assert!(err["error"].as_str().unwrap().contains("REFUSED"), "{what}");
+    }
+    // The genuine one is untouched.
+    let (status, _, json) = get(&site.url(&format!("/api/v1/manifests/{first}"))).await;
+    assert_eq!(status, StatusCode::OK);
+    let v: serde_json::Value = serde_json::from_slice(&json).unwrap();
+    assert_eq!(v["feed_standing"], "accepted");
+    site.gateway.shutdown().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_missing_blob_is_fetched_from_the_network() {
     let holder = site(|_| {}).await;

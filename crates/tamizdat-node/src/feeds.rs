@@ -6,5 +6,5 @@
 
 pub use tamizdat_feed::{
     Conflict, FOLLOWS, Feeds, Followed, FollowsError, Ignored, Judgement, MAX_FOLLOWS, Refused,
-    TRUST, feed_pin, topic,
+    Standing, TRUST, feed_pin, standing, topic,
 };
