@@ -9,11 +9,15 @@
 //!   out the [`Output`]s (`handle(input, now) -> outputs`). The module docs
 //!   of [`sync`] map every input and output to a node operation.
 //!
+//! - [`bundle`] is the bundle format (articles carried by hand) and its
+//!   import, which judges every record through [`Feeds`] as gossip does.
+//!
 //! This crate is synchronous and knows nothing of tokio, libp2p or HTTP.
 //! `tests/sim.rs` drives many [`Sync`]s over a seeded, modelled network.
 
 #![warn(missing_docs)]
 
+pub mod bundle;
 mod judge;
 mod policy;
 pub mod sync;

@@ -4,12 +4,12 @@
 //! - [`wire`]: the `/tamizdat/blob/1` request and response framing.
 //! - [`fetch`]: the IO-less plan of what to fetch from whom.
 //! - [`transfer`]: both ends of one transfer over any byte stream.
-//! - [`bundle`]: articles carried by hand, checked before they are kept.
+//! - [`bundle`]: articles carried by hand, checked before they are kept
+//!   (re-exported from `tamizdat-feed`).
 //!
 //! Knows nothing of HTTP or the command line.
 
 mod bans;
-pub mod bundle;
 pub mod feeds;
 pub mod fetch;
 mod idle;
@@ -29,3 +29,5 @@ pub use node::{
 /// The metrics library the node registers into: the gateway encodes the
 /// same [`prometheus_client::registry::Registry`] with it.
 pub use prometheus_client;
+/// Bundles: the format and its import live in `tamizdat-feed`.
+pub use tamizdat_feed::bundle;

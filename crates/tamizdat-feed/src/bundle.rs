@@ -22,10 +22,12 @@ use std::{
 
 use serde::{Deserialize, Serialize};
 use tamizdat_sign::{
-    Delegation, FeedError, MAX_MANIFEST_LEN, Manifest, PublicKey, Revocation, Signed, TrustState,
-    Verdict, VerifiedManifest, Verifier, VerifyError,
+    Delegation, MAX_MANIFEST_LEN, Manifest, PublicKey, Revocation, Signed, TrustState,
+    VerifiedManifest, Verifier,
 };
 use tamizdat_store::Hash;
+
+use crate::judge::{Feeds, Followed, Ignored, Judgement, Refused};
 
 /// The first 16 bytes of every bundle.
 pub const MAGIC: &[u8; 16] = b"TAMIZDAT-BUNDLE\n";
@@ -703,6 +705,20 @@ pub fn import(
             };
         }
     };
+    // Every object is judged by the same door as gossip: the feed rules
+    // of `tamizdat-feed`, over what the importer knows.
+    let mut feeds = Feeds::new(
+        std::mem::take(&mut known.trust),
+        known
+            .follows
+            .iter()
+            .map(|key| Followed {
+                key: *key,
+                name: None,
+                policy: Default::default(),
+            })
+            .collect(),
+    );
     let verifier = Verifier::new();
     let mut pending: Option<Pending> = None;
     let mut keys = 0u64;
@@ -727,7 +743,7 @@ pub fn import(
             if !matches!(frame, Frame::Blob { .. })
                 && let Some(p) = pending.take()
             {
-                finish(p, &mut known, &mut summary, keep)?;
+                finish(p, &mut feeds, &known, &mut summary, keep)?;
             }
             match frame {
                 Frame::Info(info) => summary.info = info,
@@ -741,7 +757,7 @@ pub fn import(
                             limit: MAX_KEYS,
                         });
                     }
-                    key_record(&bytes, offset, &mut known, &mut summary, keep)?;
+                    key_record(&bytes, offset, &mut feeds, &known, &mut summary, keep)?;
                 }
                 Frame::Manifest(bytes) => {
                     articles += 1;
@@ -753,7 +769,15 @@ pub fn import(
                             limit: MAX_ARTICLES,
                         });
                     }
-                    pending = open_article(&bytes, offset, &verifier, &known, &mut summary, keep)?;
+                    pending = open_article(
+                        &bytes,
+                        offset,
+                        &verifier,
+                        &feeds,
+                        &known,
+                        &mut summary,
+                        keep,
+                    )?;
                 }
                 Frame::Blob { hash, size } => {
                     let Some(p) = pending.as_mut() else {
@@ -836,7 +860,8 @@ pub fn import(
         (Err(BundleError::Truncated { offset }), Some(p))
             if p.problem.is_none() && p.wanted.is_empty() =>
         {
-            finish(p, &mut known, &mut summary, keep).and(Err(BundleError::Truncated { offset }))
+            finish(p, &mut feeds, &known, &mut summary, keep)
+                .and(Err(BundleError::Truncated { offset }))
         }
         (r, p) => {
             pending = p;
@@ -897,7 +922,8 @@ fn stage<R: Read>(
 fn key_record(
     bytes: &[u8],
     offset: u64,
-    known: &mut Known<'_>,
+    feeds: &mut Feeds,
+    known: &Known<'_>,
     summary: &mut Summary,
     keep: &mut dyn FnMut(Step) -> Result<(), String>,
 ) -> Result<(), BundleError> {
@@ -907,29 +933,31 @@ fn key_record(
         offset,
         why,
     };
-    let step = if bytes.starts_with(b"tamizdat/revocation/") {
-        match Signed::<Revocation>::decode(bytes) {
-            Err(e) => Step::Skipped(refuse(format!("a revocation that does not decode: {e}"))),
-            Ok(rev) if !known.follows.contains(&rev.body().root) => return Ok(()),
-            Ok(rev) => match known.trust.add_revocation(&rev) {
-                Ok(true) => {
-                    summary.revocations += 1;
-                    Step::Revocation(Box::new(rev))
-                }
-                Ok(false) => return Ok(()),
-                Err(e) => Step::Skipped(refuse(format!("a revocation that does not verify: {e}"))),
-            },
+    let revocation = bytes.starts_with(b"tamizdat/revocation/");
+    let step = match feeds.judge(bytes, None, known.now) {
+        Judgement::Revocation(rev) => {
+            feeds.revoke(&rev);
+            summary.revocations += 1;
+            Step::Revocation(rev)
         }
-    } else if bytes.starts_with(b"tamizdat/delegation/") {
-        match tamizdat_sign::verify_delegation(bytes) {
-            Ok(d) if known.follows.contains(&d.body().root) => Step::Delegation(Box::new(d)),
-            Ok(_) => return Ok(()),
+        Judgement::Delegation => match tamizdat_sign::verify_delegation(bytes) {
+            Ok(d) => Step::Delegation(Box::new(d)),
             Err(e) => Step::Skipped(refuse(format!("a delegation that does not verify: {e}"))),
-        }
-    } else {
-        Step::Skipped(refuse(
+        },
+        // Not followed here, or known already: nothing to do.
+        Judgement::Ignore(_) => return Ok(()),
+        Judgement::Reject(Refused::NotTamizdat) | Judgement::Manifest(..) => Step::Skipped(refuse(
             "a key record that is neither a delegation nor a revocation".into(),
-        ))
+        )),
+        Judgement::Reject(why) if revocation => {
+            Step::Skipped(refuse(format!("a revocation that does not verify: {why}")))
+        }
+        Judgement::Reject(why) => {
+            Step::Skipped(refuse(format!("a delegation that does not verify: {why}")))
+        }
+        Judgement::Equivocation(_, e) => {
+            Step::Skipped(refuse(format!("against the feed rules: {e}")))
+        }
     };
     if matches!(step, Step::Skipped(_)) {
         summary.refused += 1;
@@ -942,6 +970,7 @@ fn open_article(
     bytes: &[u8],
     offset: u64,
     verifier: &Verifier,
+    feeds: &Feeds,
     known: &Known<'_>,
     summary: &mut Summary,
     keep: &mut dyn FnMut(Step) -> Result<(), String>,
@@ -956,15 +985,33 @@ fn open_article(
         offset,
         why,
     };
-    let skip = match verifier.verify(bytes, &known.trust) {
-        Err(e @ VerifyError::Revoked { .. }) => refuse(format!("signed by a revoked key: {e}")),
-        Err(e) => refuse(format!("the manifest does not verify: {e}")),
-        Ok(m) if !known.follows.contains(&m.manifest().publisher) => Skip::Unfollowed {
-            id,
-            publisher: m.manifest().publisher,
-        },
-        Ok(m) => match known.trust.check(&m, known.now) {
-            Ok(Verdict::Duplicate)
+    let open = |m: VerifiedManifest, recorded: bool| {
+        let mut wanted = BTreeMap::new();
+        for e in &m.manifest().entries {
+            let hash = Hash::from_bytes(e.hash);
+            if !(known.have)(&hash) {
+                wanted.insert(hash, (e.path.clone(), e.size));
+            }
+        }
+        Pending {
+            manifest: m,
+            offset,
+            wanted,
+            files: Vec::new(),
+            problem: None,
+            known: recorded,
+        }
+    };
+    if !bytes.starts_with(b"tamizdat/manifest/") {
+        let skip = refuse("the manifest does not verify: not a manifest".into());
+        summary.refused += 1;
+        keep(Step::Skipped(skip)).map_err(BundleError::Commit)?;
+        return Ok(None);
+    }
+    let skip = match feeds.judge(bytes, None, known.now) {
+        Judgement::Manifest(m, _) => return Ok(Some(open(*m, false))),
+        Judgement::Ignore(Ignored::Duplicate) => match verifier.verify(bytes, feeds.trust()) {
+            Ok(m)
                 if m.manifest()
                     .entries
                     .iter()
@@ -972,31 +1019,24 @@ fn open_article(
             {
                 Skip::Present { id }
             }
-            Ok(verdict) => {
-                let mut wanted = BTreeMap::new();
-                for e in &m.manifest().entries {
-                    let hash = Hash::from_bytes(e.hash);
-                    if !(known.have)(&hash) {
-                        wanted.insert(hash, (e.path.clone(), e.size));
-                    }
-                }
-                return Ok(Some(Pending {
-                    manifest: m,
-                    offset,
-                    wanted,
-                    files: Vec::new(),
-                    problem: None,
-                    // Recorded here before, but files are missing (a
-                    // download the shutdown cut off): the bundle completes it.
-                    known: verdict == Verdict::Duplicate,
-                }));
-            }
-            Err(e @ FeedError::Replay { .. }) => Skip::Old {
-                id,
-                why: e.to_string(),
-            },
-            Err(e) => refuse(format!("against the feed rules: {e}")),
+            // Recorded here before, but files are missing (a download the
+            // shutdown cut off): the bundle completes it.
+            Ok(m) => return Ok(Some(open(m, true))),
+            Err(e) => refuse(format!("the manifest does not verify: {e}")),
         },
+        Judgement::Ignore(Ignored::NotFollowed(publisher)) => Skip::Unfollowed { id, publisher },
+        Judgement::Ignore(Ignored::Revoked(e)) => refuse(format!("signed by a revoked key: {e}")),
+        Judgement::Ignore(Ignored::Replay(e)) => Skip::Old {
+            id,
+            why: e.to_string(),
+        },
+        Judgement::Reject(Refused::Feed(e)) | Judgement::Equivocation(_, e) => {
+            refuse(format!("against the feed rules: {e}"))
+        }
+        Judgement::Reject(why) => refuse(format!("the manifest does not verify: {why}")),
+        Judgement::Revocation(_) | Judgement::Delegation => {
+            refuse("the manifest does not verify: not a manifest".into())
+        }
     };
     match &skip {
         Skip::Present { .. } => summary.present += 1,
@@ -1010,7 +1050,8 @@ fn open_article(
 /// An article's records are all read: hand it over if all of it holds.
 fn finish(
     p: Pending,
-    known: &mut Known<'_>,
+    feeds: &mut Feeds,
+    known: &Known<'_>,
     summary: &mut Summary,
     keep: &mut dyn FnMut(Step) -> Result<(), String>,
 ) -> Result<(), BundleError> {
@@ -1027,8 +1068,7 @@ fn finish(
         (!missing.is_empty()).then(|| format!("files not in the bundle: {}", missing.join(", ")))
     });
     let problem = problem.or_else(|| {
-        known
-            .trust
+        feeds
             .accept(&p.manifest, known.now)
             .err()
             .map(|e| format!("against the feed rules: {e}"))
