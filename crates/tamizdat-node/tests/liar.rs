@@ -155,3 +155,75 @@ async fn a_liar_is_caught_dropped_and_not_asked_again() {
     .await
     .expect("finished in time");
 }
+
+/// A peer whose connection looks alive but that answers nothing (offline
+/// behind a NAT that still holds the mapping, a link cut without a reset):
+/// a bare swarm that accepts ping streams and never answers. The node
+/// closes the connection once pings time out, so it is not asked for
+/// anything meanwhile, and a fresh connection (with its catch-up) follows
+/// when the peer comes back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_peer_that_stops_answering_pings_is_disconnected() {
+    tokio::time::timeout(Duration::from_secs(60), async {
+        let mut swarm = SwarmBuilder::with_new_identity()
+            .with_tokio()
+            .with_tcp(
+                tcp::Config::default(),
+                noise::Config::new,
+                yamux::Config::default,
+            )
+            .unwrap()
+            .with_behaviour(|_| libp2p_stream::Behaviour::new())
+            .unwrap()
+            .with_swarm_config(|c| c.with_idle_connection_timeout(Duration::from_secs(300)))
+            .build();
+        swarm
+            .listen_on("/ip4/127.0.0.1/tcp/0".parse().unwrap())
+            .unwrap();
+        let addr = loop {
+            if let SwarmEvent::NewListenAddr { address, .. } = swarm.select_next_some().await {
+                break address;
+            }
+        };
+        let peer = *swarm.local_peer_id();
+        let mut pings = swarm
+            .behaviour()
+            .new_control()
+            .accept(StreamProtocol::new("/ipfs/ping/1.0.0"))
+            .unwrap();
+        let held = Arc::new(AtomicUsize::new(0));
+        let count = held.clone();
+        tokio::spawn(async move {
+            let mut kept = Vec::new();
+            while let Some((_, stream)) = pings.next().await {
+                // Held open, never answered.
+                count.fetch_add(1, Ordering::SeqCst);
+                kept.push(stream);
+            }
+        });
+        tokio::spawn(async move {
+            loop {
+                swarm.select_next_some().await;
+            }
+        });
+        let me = node().await;
+        me.client
+            .dial(addr.with(Protocol::P2p(peer)))
+            .await
+            .unwrap();
+        assert!(me.client.connected().await.unwrap().contains(&peer));
+        let start = tokio::time::Instant::now();
+        while me.client.connected().await.unwrap().contains(&peer) {
+            assert!(
+                start.elapsed() < Duration::from_secs(40),
+                "still connected to a peer that answered none of {} pings",
+                held.load(Ordering::SeqCst)
+            );
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        assert!(held.load(Ordering::SeqCst) >= 1, "it was pinged");
+        me.client.shutdown().await;
+    })
+    .await
+    .expect("finished in time");
+}
