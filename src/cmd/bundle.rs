@@ -1,7 +1,8 @@
 //! `tamizdat export` and `tamizdat import`: bundles that carry articles
 //! across a shutdown, and the folder of plain HTML pages for readers with
-//! no tamizdat. The format and its checks live in `tamizdat_feed::bundle` (re-exported by the node);
-//! this module chooses what to export and keeps what an import verified.
+//! no tamizdat. The format and its checks live in `tamizdat_feed::bundle`
+//! (re-exported by the node); this module chooses what to export and keeps
+//! what an import verified.
 
 use std::{
     collections::{BTreeMap, BTreeSet, HashSet},
