@@ -31,10 +31,9 @@ struct Liar {
     _dir: TempDir,
 }
 
-/// A bare swarm that answers `/tamizdat/blob/1` from its store, corrupted.
-async fn liar() -> Liar {
-    let dir = TempDir::new().unwrap();
-    let store = Arc::new(Store::open(dir.path(), Options::default()).unwrap());
+/// A bare libp2p swarm on loopback (TCP, noise, yamux) speaking only the
+/// protocols a test gives it, and its address.
+async fn bare_swarm() -> (libp2p::Swarm<libp2p_stream::Behaviour>, Multiaddr) {
     let mut swarm = SwarmBuilder::with_new_identity()
         .with_tokio()
         .with_tcp(
@@ -45,7 +44,7 @@ async fn liar() -> Liar {
         .unwrap()
         .with_behaviour(|_| libp2p_stream::Behaviour::new())
         .unwrap()
-        .with_swarm_config(|c| c.with_idle_connection_timeout(Duration::from_secs(60)))
+        .with_swarm_config(|c| c.with_idle_connection_timeout(Duration::from_secs(300)))
         .build();
     swarm
         .listen_on("/ip4/127.0.0.1/tcp/0".parse().unwrap())
@@ -55,6 +54,14 @@ async fn liar() -> Liar {
             break address;
         }
     };
+    (swarm, addr)
+}
+
+/// A bare swarm that answers `/tamizdat/blob/1` from its store, corrupted.
+async fn liar() -> Liar {
+    let dir = TempDir::new().unwrap();
+    let store = Arc::new(Store::open(dir.path(), Options::default()).unwrap());
+    let (mut swarm, addr) = bare_swarm().await;
     let peer = *swarm.local_peer_id();
     let mut incoming = swarm
         .behaviour()
@@ -165,26 +172,7 @@ async fn a_liar_is_caught_dropped_and_not_asked_again() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_peer_that_stops_answering_pings_is_disconnected() {
     tokio::time::timeout(Duration::from_secs(60), async {
-        let mut swarm = SwarmBuilder::with_new_identity()
-            .with_tokio()
-            .with_tcp(
-                tcp::Config::default(),
-                noise::Config::new,
-                yamux::Config::default,
-            )
-            .unwrap()
-            .with_behaviour(|_| libp2p_stream::Behaviour::new())
-            .unwrap()
-            .with_swarm_config(|c| c.with_idle_connection_timeout(Duration::from_secs(300)))
-            .build();
-        swarm
-            .listen_on("/ip4/127.0.0.1/tcp/0".parse().unwrap())
-            .unwrap();
-        let addr = loop {
-            if let SwarmEvent::NewListenAddr { address, .. } = swarm.select_next_some().await {
-                break address;
-            }
-        };
+        let (mut swarm, addr) = bare_swarm().await;
         let peer = *swarm.local_peer_id();
         let mut pings = swarm
             .behaviour()
