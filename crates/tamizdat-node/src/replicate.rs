@@ -239,9 +239,15 @@ pub(crate) async fn run(client: Client, feeds: Feeds, mut events: mpsc::Receiver
             .unwrap_or_default(),
     );
     let (results, mut done) = mpsc::channel(RESULTS);
+    let config = tamizdat_feed::Config {
+        // A heads exchange asks for revocation ids (and fetches those it
+        // lacks) before the heads themselves.
+        heads_timeout: 2 * ASK_TIMEOUT.as_millis() as u64,
+        ..Default::default()
+    };
     let mut d = Driver {
         mirror: client.feeds().clone(),
-        core: tamizdat_feed::Sync::new(feeds, tamizdat_feed::Config::default(), seed),
+        core: tamizdat_feed::Sync::new(feeds, config, seed),
         client,
         results,
         validating: HashMap::new(),
@@ -445,26 +451,36 @@ impl Driver {
                 }
                 Output::AskHeads { peer, publishers } => {
                     let (client, tx) = (self.client.clone(), self.results.clone());
+                    let limit = Duration::from_millis(self.core.config().heads_timeout);
                     tokio::spawn(async move {
-                        let done = exchange(&client, peer, &publishers, &tx).await;
+                        let exchanged = exchange(&client, peer, &publishers, &tx);
+                        let done = tokio::time::timeout(limit, exchanged)
+                            .await
+                            .unwrap_or(Input::HeadsFailed { from: peer });
                         let _ = tx.send(Done::Input(done)).await;
                     });
                 }
                 Output::FetchManifest { peer, hash } => {
                     let (client, tx) = (self.client.clone(), self.results.clone());
+                    // The core asks someone else after this long: no use
+                    // going on beyond it.
+                    let limit = Duration::from_millis(self.core.config().manifest_timeout);
                     tokio::spawn(async move {
-                        let input =
-                            match fetch_manifest(&client, Hash::from_bytes(hash), peer).await {
-                                Ok(bytes) => Input::Manifest {
-                                    from: peer,
-                                    hash,
-                                    bytes,
-                                },
-                                Err(e) => {
-                                    debug!(%peer, "manifest: {e}");
-                                    Input::ManifestFailed { from: peer, hash }
-                                }
-                            };
+                        let fetched = fetch_manifest(&client, Hash::from_bytes(hash), peer);
+                        let fetched = tokio::time::timeout(limit, fetched)
+                            .await
+                            .unwrap_or_else(|_| Err("timed out".into()));
+                        let input = match fetched {
+                            Ok(bytes) => Input::Manifest {
+                                from: peer,
+                                hash,
+                                bytes,
+                            },
+                            Err(e) => {
+                                debug!(%peer, "manifest: {e}");
+                                Input::ManifestFailed { from: peer, hash }
+                            }
+                        };
                         let _ = tx.send(Done::Input(input)).await;
                     });
                 }
@@ -480,8 +496,17 @@ impl Driver {
                     let (client, tx) = (self.client.clone(), self.results.clone());
                     let hash = Hash::from_bytes(hash);
                     let pins = self.pins.get(&hash).cloned().unwrap_or_default();
+                    let limit = Duration::from_millis(self.core.config().file_timeout);
                     tokio::spawn(async move {
-                        let input = fetch_file(&client, hash, providers, pins).await;
+                        let tried = providers.clone();
+                        let fetched = fetch_file(&client, hash, providers, pins);
+                        let input = tokio::time::timeout(limit, fetched).await.unwrap_or(
+                            Input::FileFailed {
+                                hash: *hash.as_bytes(),
+                                tried,
+                                bad: Vec::new(),
+                            },
+                        );
                         let _ = tx.send(Done::Input(input)).await;
                     });
                 }
