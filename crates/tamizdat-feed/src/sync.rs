@@ -869,7 +869,12 @@ where
                 .trust()
                 .head(&h.publisher, &h.feed)
                 .map(|x| x.seq);
-            if ours.is_some_and(|s| h.seq <= s) {
+            // A head at our head's place with another hash (neither seen
+            // nor refused, filtered above) is a second manifest for that
+            // place: fetched, so that the equivocation is reported. Without
+            // this, a node that took a stolen-key fake of the newest
+            // article never learns of the genuine one from anti-entropy.
+            if ours.is_some_and(|s| h.seq < s) {
                 continue;
             }
             self.want_manifest(h.hash, from, Some(h.seq), MAX_WALK, now);
@@ -984,6 +989,21 @@ where
         let Some(w) = self.files.get_mut(&hash) else {
             return;
         };
+        if !bad.is_empty() {
+            // The attempt broke on bytes proven bad: those peers are out
+            // (tried, penalised, no longer holders). That says nothing of
+            // the others asked nor of the blob's availability, so it is
+            // retried at once with them, without a backoff step. (Found by
+            // the simulator: corrupting DHT poisoners drove honest files
+            // into 30 s backoffs and marked honest servers as tried.)
+            for b in bad {
+                if w.tried.len() < MAX_TRIED {
+                    w.tried.insert(b);
+                }
+            }
+            w.state = FileState::Queued;
+            return;
+        }
         for p in tried.into_iter().chain(bad) {
             if w.tried.len() >= MAX_TRIED {
                 break;

@@ -45,7 +45,13 @@ fn three_hundred_nodes_with_loss_churn_and_hostiles() {
     println!("{r}");
     assert_complete(&r);
     assert_safe(&r);
-    assert!(r.p99_ms < 2_000, "p99 {} ms\n{r}", r.p99_ms);
+    // Stalling poisoners cost 5 s per attempt they are part of, and failed
+    // rounds back off (250 ms doubling); the upload cap queues the first
+    // fetchers at the publisher. Without anti-entropy or the walk, nodes
+    // that lost gossip wait far longer or never complete.
+    assert!(r.p99_ms < 20_000, "p99 {} ms\n{r}", r.p99_ms);
+    assert!(r.max_ms < 25_000, "max {} ms\n{r}", r.max_ms);
+    assert!(r.failed_transfers > 0 && r.bad_data_penalties > 0, "{r}");
     // Followers serve each other: the publisher is not everyone's source.
     assert!(r.publisher_served_share < 0.35, "{r}");
     assert!(r.penalised_hostile > 0, "{r}");
@@ -67,8 +73,9 @@ fn a_gap_is_filled_at_once_by_walking_back() {
     });
     println!("{r}");
     assert_complete(&r);
-    // Seq 2 waits for seq 3 (2 s later), then one round trip or two.
-    assert!(r.max_ms < 2_000 + 1_000, "{r}");
+    // Seq 2 waits for seq 3 (2 s later), then one round trip or two, and
+    // the files queue at the publisher's upload (29 fetchers, 20 MiB/s).
+    assert!(r.max_ms < 2_000 + 4_000, "{r}");
 }
 
 /// The last article's gossip is lost everywhere: nothing comes after it
@@ -94,8 +101,9 @@ fn a_returning_peer_catches_up() {
     let r = run(p);
     println!("{r}");
     assert_complete(&r);
-    // Latency counts from the return: a few round trips and the files.
-    assert!(r.max_ms < 2_000, "{r}");
+    // Latency counts from the return: reconnecting (up to 5 s), a few
+    // round trips and the files.
+    assert!(r.max_ms < 5_000 + 2_000, "{r}");
 }
 
 /// The publisher writes while cut off and then reconnects: its neighbours
@@ -107,7 +115,9 @@ fn a_returning_peer_is_asked_at_once() {
     let r = run(p);
     println!("{r}");
     assert_complete(&r);
-    assert!(r.p50_ms < 1_000 && r.max_ms < 1_500, "{r}");
+    // Its links come back within 5 s; then 29 nodes fetch three articles
+    // through its 20 MiB/s upload (about 6 s of queue) and from each other.
+    assert!(r.p50_ms < 5_000 && r.max_ms < 16_000, "{r}");
 }
 
 /// Peers that claim heads they cannot deliver are penalised, then left
@@ -252,4 +262,33 @@ fn the_same_seed_gives_the_same_report() {
         ..Params::full(60, 10)
     });
     assert_ne!(a, c, "another seed, another run");
+}
+
+/// The stolen key signs a second manifest for the newest place the moment
+/// the publisher gossips it: the two race, and nodes that see the fake
+/// first cannot tell it from the genuine one. What can be guaranteed:
+/// nobody records both, every deceived node that the genuine history can
+/// reach (an honest link holds it) reports the conflict, and the other
+/// articles still arrive. Faking the last article leaves every other one
+/// intact; faking one in the middle costs a deceived node at most its
+/// successor, whose `prev` names the genuine manifest (a fork, reported).
+#[test]
+fn a_stolen_key_on_the_newest_place_is_reported_never_shown() {
+    for seq in [10, 5] {
+        let mut p = Params::full(300, 7);
+        p.strategies.push(Strategy::EquivocateNewest);
+        p.equivocate_seq = seq;
+        let r = run(p);
+        println!("fake of seq {seq}\n{r}");
+        assert_eq!(r.refused_recorded, 0, "{r}");
+        assert_eq!(r.double_shown, 0, "{r}");
+        assert_eq!(r.deceived_silent_reachable, 0, "{r}");
+        assert!(r.deceived > 0, "the race was never lost\n{r}");
+        let lost = r.expected_unfaked - r.delivered_unfaked;
+        if seq == 10 {
+            assert_eq!(lost, 0, "{r}");
+        } else {
+            assert!(lost <= r.deceived, "{r}");
+        }
+    }
 }

@@ -4,10 +4,23 @@
 //!
 //! Every honest node runs a real `Sync<u32>`; the simulator plays the
 //! libp2p node around it: gossipsub with validation (a message is forwarded
-//! only after its core says Accept, deduplicated by id, never
-//! retransmitted), the heads protocol, manifest and file fetches (latency +
-//! size / bandwidth per link; only a holder of the complete blob serves
-//! it), a modelled DHT, churn, and hostile nodes.
+//! only after its core says Accept, to a mesh of `MESH_D` connected peers
+//! redrawn every `MESH_EVERY`, deduplicated by id, never retransmitted; a
+//! node's own broadcasts flood every connected peer), the heads protocol,
+//! manifest and file fetches (latency + size / bandwidth per link, each
+//! node's uploads queued behind one `UPLOAD` capacity, a share of transfers
+//! broken part-way; only a holder of the complete blob serves it), a DHT
+//! whose records show after 1-3 s, outlive their provider, and whose
+//! lookups take 0.5-3 s and find a bounded random subset, churn with
+//! reconnection taking 0.5-5 s per link, and hostile nodes (forgers,
+//! replayers, withholders, head liars, stolen-key equivocators, and DHT
+//! poisoners that announce what they lack and serve corrupted bytes or
+//! stall).
+//!
+//! Simplifications left: the mesh is drawn by each node for itself (not
+//! grafted both ways), there is no IHAVE/IWANT lazy gossip, upload is a
+//! FIFO queue (no fair sharing, no choking), loss does not slow transfers
+//! (it breaks some), and hostile nodes never churn.
 //!
 //! Latency is counted from the later of an article's publication and the
 //! node's last return to the network: how long a reachable node takes to
@@ -39,6 +52,23 @@ const DHT_ANSWER: usize = 20;
 const DHT_MSGS: u64 = 8;
 /// How often hostile nodes act, ms.
 const HOSTILE_EVERY: u64 = 4_000;
+/// How long the fetcher waits on a provider that accepted a request and
+/// then sends nothing, before its pieces go elsewhere, ms.
+const STALL_TIMEOUT: u64 = 5_000;
+/// What one node can upload, shared by all its transfers, bytes/s.
+const UPLOAD: u64 = 20 << 20;
+/// How long a provider record takes to become visible to lookups, ms.
+const ANNOUNCE_DELAY: (u64, u64) = (1_000, 3_000);
+/// How long a DHT lookup takes, ms.
+const LOOKUP_TIME: (u64, u64) = (500, 3_000);
+/// A lookup finds each visible record with this chance, per thousand.
+const LOOKUP_FINDS: u64 = 800;
+/// Gossipsub's mesh degree.
+const MESH_D: usize = 6;
+/// How often a node redraws its mesh, ms.
+const MESH_EVERY: u64 = 30_000;
+/// How long a returning node takes to reconnect to each link, ms.
+const RECONNECT: (u64, u64) = (500, 5_000);
 
 /// What a hostile node does.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -55,6 +85,16 @@ pub enum Strategy {
     /// Holds the publisher's stolen root key and signs a second manifest
     /// for a place already taken.
     Equivocate,
+    /// Holds the stolen root key and signs a second manifest for the
+    /// newest place right after the publisher gossips it (once per run,
+    /// for `Params::equivocate_seq`).
+    EquivocateNewest,
+    /// Announces every blob it hears of in the DHT (and to its
+    /// neighbours) without holding it, and serves corrupted bytes.
+    PoisonCorrupt,
+    /// Announces like `PoisonCorrupt`, accepts fetches and then sends
+    /// nothing until the fetcher gives up on it.
+    PoisonStall,
 }
 
 /// The shape of one run.
@@ -82,6 +122,14 @@ pub struct Params {
     pub loss_per_mille: u64,
     /// Bytes per second per link.
     pub bandwidth: u64,
+    /// File transfers that break part-way (a reset connection), per
+    /// thousand.
+    pub transfer_fail_per_mille: u64,
+    /// Gossip forwarded along a mesh of `MESH_D` peers (gossipsub), not
+    /// every link.
+    pub mesh: bool,
+    /// The article (seq) an `EquivocateNewest` node fakes.
+    pub equivocate_seq: u64,
     /// Share of hostile nodes, percent.
     pub hostile_percent: u64,
     /// Their strategies, dealt out in turn.
@@ -121,6 +169,9 @@ impl Params {
             jitter: 20,
             loss_per_mille: 10,
             bandwidth: 10 << 20,
+            transfer_fail_per_mille: 20,
+            mesh: true,
+            equivocate_seq: 5,
             hostile_percent: 30,
             strategies: vec![
                 Strategy::Forge,
@@ -128,6 +179,8 @@ impl Params {
                 Strategy::Withhold,
                 Strategy::LieHeads,
                 Strategy::Equivocate,
+                Strategy::PoisonCorrupt,
+                Strategy::PoisonStall,
             ],
             churn_percent_per_min: 10,
             offline_for: (5_000, 20_000),
@@ -145,6 +198,7 @@ impl Params {
         Self {
             articles: 3,
             loss_per_mille: 0,
+            transfer_fail_per_mille: 0,
             hostile_percent: 0,
             churn_percent_per_min: 0,
             duration: 30_000,
@@ -186,8 +240,12 @@ pub struct Report {
     /// place whose genuine manifest they had not seen yet, nor its
     /// successor): no rule can tell it from the genuine one.
     pub deceived: usize,
-    /// Of those, the ones that never reported the conflict: must be 0.
+    /// Of those, the ones that never reported the conflict.
     pub deceived_silent: usize,
+    /// Of those, the ones with an honest link that recorded the genuine
+    /// manifest for the faked place (the genuine history could reach
+    /// them): must be 0.
+    pub deceived_silent_reachable: usize,
     /// Honest nodes that recorded two manifests for one place: must be 0.
     pub double_shown: usize,
     /// Honest nodes that reported an equivocation.
@@ -207,6 +265,16 @@ pub struct Report {
     /// The publisher's share of all file bytes served: low when the load
     /// spreads.
     pub publisher_served_share: f64,
+    /// File transfers that failed (broken, corrupted, stalled, gone).
+    pub failed_transfers: u64,
+    /// Penalties for bad file data or wrong manifest bytes given to
+    /// hostile peers.
+    pub bad_data_penalties: u64,
+    /// (node, article) pairs delivered, of articles no `EquivocateNewest`
+    /// node faked.
+    pub delivered_unfaked: usize,
+    /// Those expected.
+    pub expected_unfaked: usize,
     /// Events processed.
     pub events: u64,
 }
@@ -230,10 +298,11 @@ impl fmt::Display for Report {
         )?;
         writeln!(
             f,
-            "refused recorded {}, deceived by a stolen key {} (silent {}), double shown {}, conflict reporters {}, penalties hostile {} honest {}",
+            "refused recorded {}, deceived by a stolen key {} (silent {}, of which reachable {}), double shown {}, conflict reporters {}, penalties hostile {} honest {}",
             self.refused_recorded,
             self.deceived,
             self.deceived_silent,
+            self.deceived_silent_reachable,
             self.double_shown,
             self.conflict_reporters,
             self.penalised_hostile,
@@ -248,6 +317,14 @@ impl fmt::Display for Report {
             self.max_served_share * 100.0,
             self.publisher_served_share * 100.0,
             self.events
+        )?;
+        write!(
+            f,
+            "\nfailed transfers {}, bad-data penalties {}, unfaked delivered {}/{}",
+            self.failed_transfers,
+            self.bad_data_penalties,
+            self.delivered_unfaked,
+            self.expected_unfaked
         )
     }
 }
@@ -298,6 +375,13 @@ struct Node {
     epoch: u32,
     online_since: u64,
     links: Vec<u32>,
+    /// Links with a live connection now.
+    linked: BTreeSet<u32>,
+    /// When its uploader has sent everything queued so far.
+    busy_until: u64,
+    /// Gossipsub mesh peers, and when they were drawn.
+    mesh: Vec<u32>,
+    mesh_at: u64,
     held: HashMap<Hash, Held>,
     seen_gossip: HashSet<MsgId>,
     pending_gossip: HashMap<MsgId, (u32, Vec<u8>)>,
@@ -373,6 +457,14 @@ enum Ev {
     Down(u32),
     Up(u32),
     Hostile,
+    /// A returning node's connection to one link comes up.
+    Connect {
+        a: u32,
+        b: u32,
+        epoch: u32,
+    },
+    /// `EquivocateNewest` nodes fake article `k` right after its gossip.
+    Fake(usize),
 }
 
 struct Queued {
@@ -425,7 +517,11 @@ pub struct Sim {
     bad_ids: HashSet<Hash>,
     /// Ids of the stolen-key fakes.
     fake_ids: HashSet<Hash>,
-    dht: HashMap<Hash, BTreeSet<u32>>,
+    /// Provider records: provider → when lookups start to see it. Records
+    /// outlive their provider's presence (stale).
+    dht: HashMap<Hash, BTreeMap<u32, u64>>,
+    failed_transfers: u64,
+    bad_data_penalties: u64,
     work: VecDeque<(u32, Input<u32>)>,
     penalised_hostile: u64,
     penalised_honest: u64,
@@ -492,6 +588,10 @@ impl Sim {
                 epoch: 0,
                 online_since: 0,
                 links: Vec::new(),
+                linked: BTreeSet::new(),
+                busy_until: 0,
+                mesh: Vec::new(),
+                mesh_at: 0,
                 held: HashMap::new(),
                 seen_gossip: HashSet::new(),
                 pending_gossip: HashMap::new(),
@@ -529,6 +629,8 @@ impl Sim {
         for (a, b) in &edges {
             nodes[*a as usize].links.push(*b);
             nodes[*b as usize].links.push(*a);
+            nodes[*a as usize].linked.insert(*b);
+            nodes[*b as usize].linked.insert(*a);
         }
         let mut sim = Sim {
             now: 0,
@@ -545,6 +647,8 @@ impl Sim {
             bad_ids: HashSet::new(),
             fake_ids: HashSet::new(),
             dht: HashMap::new(),
+            failed_transfers: 0,
+            bad_data_penalties: 0,
             work: VecDeque::new(),
             penalised_hostile: 0,
             penalised_honest: 0,
@@ -614,7 +718,52 @@ impl Sim {
     fn connected(&self, a: u32, b: u32) -> bool {
         self.nodes[a as usize].online
             && self.nodes[b as usize].online
-            && self.nodes[a as usize].links.contains(&b)
+            && self.nodes[a as usize].linked.contains(&b)
+    }
+
+    /// Links connected now.
+    fn live_links(&self, n: u32) -> Vec<u32> {
+        self.nodes[n as usize]
+            .linked
+            .iter()
+            .copied()
+            .filter(|m| self.connected(n, *m))
+            .collect()
+    }
+
+    /// Where `n` forwards gossip: its mesh (redrawn every `MESH_EVERY`, or
+    /// when fewer than 4 of its members are still connected), or every
+    /// link without a mesh.
+    fn forward_to(&mut self, n: u32) -> Vec<u32> {
+        let live = self.live_links(n);
+        if !self.p.mesh {
+            return live;
+        }
+        let node = &self.nodes[n as usize];
+        let alive = node.mesh.iter().filter(|m| live.contains(m)).count();
+        if self.now >= node.mesh_at + MESH_EVERY || alive < 4.min(live.len()) {
+            let mut pick = live.clone();
+            shuffle(&mut self.rng, &mut pick);
+            pick.truncate(MESH_D);
+            let node = &mut self.nodes[n as usize];
+            node.mesh = pick;
+            node.mesh_at = self.now;
+        }
+        let node = &self.nodes[n as usize];
+        node.mesh
+            .iter()
+            .copied()
+            .filter(|m| live.contains(m))
+            .collect()
+    }
+
+    /// Records `n` as a provider of `hash`, visible after a delay.
+    fn provide(&mut self, n: u32, hash: Hash) {
+        let at = self.now + self.rng.range(ANNOUNCE_DELAY);
+        let e = self.dht.entry(hash).or_default().entry(n).or_insert(at);
+        *e = (*e).min(at);
+        self.nodes[n as usize].sent_msgs += DHT_MSGS;
+        self.nodes[n as usize].sent_bytes += DHT_MSGS * 100;
     }
 
     /// Sends a message over the link (or a dialled connection when `dial`).
@@ -688,16 +837,25 @@ impl Sim {
                 tried,
             } => self.file_end(to, epoch, hash, size, from, tried),
             Ev::Lookup { to, epoch, hash } => {
-                let mut peers: Vec<u32> = self
+                // Records already visible, whether or not their provider is
+                // still there (stale), each found with some chance: a
+                // lookup reaches only some of the closest nodes.
+                let visible: Vec<u32> = self
                     .dht
                     .get(&hash)
                     .map(|s| {
                         s.iter()
-                            .copied()
-                            .filter(|p| self.nodes[*p as usize].online && *p != to)
+                            .filter(|(p, at)| **at <= self.now && **p != to)
+                            .map(|(p, _)| *p)
                             .collect()
                     })
                     .unwrap_or_default();
+                let mut peers = Vec::new();
+                for p in visible {
+                    if self.rng.per_mille(LOOKUP_FINDS) {
+                        peers.push(p);
+                    }
+                }
                 shuffle(&mut self.rng, &mut peers);
                 peers.truncate(DHT_ANSWER);
                 let node = &self.nodes[to as usize];
@@ -732,6 +890,22 @@ impl Sim {
             }
             Ev::Down(i) => self.down(i),
             Ev::Up(i) => self.up(i),
+            Ev::Connect { a, b, epoch } => {
+                let (na, nb) = (&self.nodes[a as usize], &self.nodes[b as usize]);
+                if na.epoch == epoch && na.online && nb.online && !na.linked.contains(&b) {
+                    self.nodes[a as usize].linked.insert(b);
+                    self.nodes[b as usize].linked.insert(a);
+                    self.work.push_back((b, Input::PeerUp(a)));
+                    self.work.push_back((a, Input::PeerUp(b)));
+                }
+            }
+            Ev::Fake(k) => {
+                for i in 0..self.nodes.len() as u32 {
+                    if self.nodes[i as usize].role == Role::Hostile(Strategy::EquivocateNewest) {
+                        self.fake(i, k);
+                    }
+                }
+            }
             Ev::Hostile => {
                 for i in 0..self.nodes.len() as u32 {
                     if let Role::Hostile(s) = self.nodes[i as usize].role {
@@ -747,17 +921,18 @@ impl Sim {
         if !self.nodes[i as usize].online {
             return;
         }
-        let links = self.nodes[i as usize].links.clone();
-        for m in links {
-            if self.connected(i, m) {
-                self.work.push_back((m, Input::PeerDown(i)));
-                self.work.push_back((i, Input::PeerDown(m)));
-            }
+        for m in self.live_links(i) {
+            self.work.push_back((m, Input::PeerDown(i)));
+            self.work.push_back((i, Input::PeerDown(m)));
         }
         // The node's own PeerDowns are taken before it goes.
         self.drain();
+        for m in std::mem::take(&mut self.nodes[i as usize].linked) {
+            self.nodes[m as usize].linked.remove(&i);
+        }
         let n = &mut self.nodes[i as usize];
         n.online = false;
+        n.mesh.clear();
         n.epoch += 1;
         n.pending_gossip.clear();
     }
@@ -777,12 +952,11 @@ impl Sim {
         n.online_since = self.now;
         n.timer_at = u64::MAX;
         let backlog = std::mem::take(&mut n.backlog);
-        let links = n.links.clone();
-        for m in links {
-            if self.connected(i, m) {
-                self.work.push_back((m, Input::PeerUp(i)));
-                self.work.push_back((i, Input::PeerUp(m)));
-            }
+        let (links, epoch) = (n.links.clone(), n.epoch);
+        // Each link is dialled again, and comes up after a while.
+        for b in links {
+            let after = self.rng.range(RECONNECT);
+            self.at(self.now + after, Ev::Connect { a: i, b, epoch });
         }
         for input in backlog {
             self.work.push_back((i, input));
@@ -851,6 +1025,12 @@ impl Sim {
                 self.work.push_back((to, Input::Heads { from, heads }));
             }
             Msg::ManifestReq { hash } => {
+                if role == Role::Hostile(Strategy::PoisonCorrupt) {
+                    // Announced it, does not hold it: sends garbage.
+                    let bytes = Some(hash.iter().rev().copied().collect());
+                    self.send(to, from, Msg::ManifestResp { hash, bytes }, true);
+                    return;
+                }
                 if matches!(role, Role::Hostile(_)) {
                     return;
                 }
@@ -913,7 +1093,7 @@ impl Sim {
                         continue;
                     };
                     if acceptance == Acceptance::Accept {
-                        for m in self.nodes[n as usize].links.clone() {
+                        for m in self.forward_to(n) {
                             if m != from {
                                 let msg = Msg::Gossip {
                                     id: id.clone(),
@@ -927,7 +1107,9 @@ impl Sim {
                 Output::Broadcast { data, .. } => {
                     let id = MsgId(blake3::hash(&data).as_bytes().to_vec());
                     self.nodes[n as usize].seen_gossip.insert(id.clone());
-                    for m in self.nodes[n as usize].links.clone() {
+                    // Flood publish (gossipsub's default): every connected
+                    // peer, not only the mesh.
+                    for m in self.live_links(n) {
                         let msg = Msg::Gossip {
                             id: id.clone(),
                             data: data.clone(),
@@ -986,22 +1168,23 @@ impl Sim {
                 Output::LookupProviders(hash) => {
                     self.nodes[n as usize].sent_msgs += DHT_MSGS;
                     self.nodes[n as usize].sent_bytes += DHT_MSGS * 100;
-                    let delay = 3 * self.link_delay();
+                    let delay = self.rng.range(LOOKUP_TIME);
                     let epoch = self.nodes[n as usize].epoch;
                     self.at(self.now + delay, Ev::Lookup { to: n, epoch, hash });
                 }
                 Output::Announce(hash) => {
-                    self.dht.entry(hash).or_default().insert(n);
-                    self.nodes[n as usize].sent_msgs += DHT_MSGS;
-                    self.nodes[n as usize].sent_bytes += DHT_MSGS * 100;
-                    for m in self.nodes[n as usize].links.clone() {
+                    self.provide(n, hash);
+                    for m in self.live_links(n) {
                         self.send(n, m, Msg::Have { hash }, false);
                     }
                 }
                 Output::Persist | Output::Keep(_) => {}
                 Output::Penalise { peer, offence } => {
-                    let _: Offence = offence;
-                    if matches!(self.nodes[peer as usize].role, Role::Hostile(_)) {
+                    let hostile = matches!(self.nodes[peer as usize].role, Role::Hostile(_));
+                    if hostile && matches!(offence, Offence::BadData | Offence::WrongHash) {
+                        self.bad_data_penalties += 1;
+                    }
+                    if hostile {
                         self.penalised_hostile += 1;
                     } else {
                         self.penalised_honest += 1;
@@ -1016,19 +1199,44 @@ impl Sim {
     fn fetch_file(&mut self, n: u32, hash: Hash, size: u64, providers: Vec<u32>) {
         let mut serving = Vec::new();
         let mut silent = false;
+        let mut stalled = false;
+        let mut bad = Vec::new();
         for &p in &providers {
             self.nodes[n as usize].sent_msgs += 1;
             self.nodes[n as usize].sent_bytes += 48;
             let node = &self.nodes[p as usize];
-            // Offline and hostile providers never answer.
-            if !node.online || matches!(node.role, Role::Hostile(_)) {
+            if !node.online {
+                // A stale record: the dial times out.
                 silent = true;
-            } else if matches!(node.held.get(&hash), Some(Held::File)) {
-                serving.push(p);
+                continue;
+            }
+            match node.role {
+                Role::Hostile(Strategy::PoisonCorrupt) => bad.push(p),
+                Role::Hostile(Strategy::PoisonStall) => stalled = true,
+                Role::Hostile(_) => silent = true,
+                _ if matches!(node.held.get(&hash), Some(Held::File)) => serving.push(p),
+                // Answers "not here" at once.
+                _ => {}
             }
         }
+        if !bad.is_empty() {
+            // The first chunk group from a corrupting provider fails
+            // verification: the fetcher drops the attempt and names it.
+            self.failed_transfers += 1;
+            let after = 2 * self.link_delay() + (16 << 10) * 1000 / self.p.bandwidth + 1;
+            let input = Input::FileFailed {
+                hash,
+                tried: providers,
+                bad,
+            };
+            self.local(n, after, input);
+            return;
+        }
         if serving.is_empty() {
-            let after = if silent {
+            let after = if stalled {
+                self.failed_transfers += 1;
+                STALL_TIMEOUT
+            } else if silent {
                 PIECE_TIMEOUT
             } else {
                 2 * self.p.latency
@@ -1041,17 +1249,37 @@ impl Sim {
             self.local(n, after.max(1), input);
             return;
         }
-        // Pieces split evenly; a silent provider's share goes to the others
-        // after the piece timeout.
+        // Pieces split evenly. Each server's uploader is shared by all its
+        // transfers (a queue at `UPLOAD`), and each link is capped at the
+        // link bandwidth. A silent or stalling provider's share goes to the
+        // others after the fetcher's timeout.
         let k = serving.len() as u64;
         let share = size.div_ceil(k);
         let mut finish = 0;
-        for _ in &serving {
-            let t = 2 * self.link_delay() + share * 1000 / self.p.bandwidth;
+        for &p in &serving {
+            let up_ms = share * 1000 / UPLOAD;
+            let link_ms = share * 1000 / self.p.bandwidth;
+            let start = self.nodes[p as usize].busy_until.max(self.now);
+            self.nodes[p as usize].busy_until = start + up_ms;
+            let t = 2 * self.link_delay() + (start - self.now + up_ms).max(link_ms);
             finish = finish.max(t);
         }
-        if silent {
+        if stalled {
+            finish += STALL_TIMEOUT + share * 1000 / self.p.bandwidth;
+        } else if silent {
             finish += PIECE_TIMEOUT + share * 1000 / self.p.bandwidth;
+        }
+        if self.rng.per_mille(self.p.transfer_fail_per_mille) {
+            // A connection reset part-way: the fetcher gives up this round.
+            self.failed_transfers += 1;
+            let at = 1 + self.rng.below(finish.max(1));
+            let input = Input::FileFailed {
+                hash,
+                tried: providers,
+                bad: Vec::new(),
+            };
+            self.local(n, at, input);
+            return;
         }
         let from = serving
             .iter()
@@ -1099,6 +1327,7 @@ impl Sim {
         }
         if alive.len() < from.len() {
             // A server left mid-transfer: the fetcher tries again.
+            self.failed_transfers += 1;
             self.work.push_back((
                 to,
                 Input::FileFailed {
@@ -1200,6 +1429,9 @@ impl Sim {
             .expect("the publisher accepts its own");
         self.apply(0, outs);
         self.schedule_timer(0);
+        if seq == self.p.equivocate_seq && self.faked() {
+            self.at(self.now + 1, Ev::Fake(k));
+        }
     }
 
     /// One move of a hostile node.
@@ -1249,7 +1481,28 @@ impl Sim {
                 self.fake_ids.insert(fake.id());
                 fake.bytes().to_vec()
             }
-            Strategy::Withhold | Strategy::LieHeads => return,
+            Strategy::PoisonCorrupt | Strategy::PoisonStall => {
+                // Claims every new blob: in the DHT and to its neighbours.
+                for k in 0..self.articles.len() {
+                    let seq = self.articles[k].seq;
+                    if !self.nodes[i as usize].acted.insert(seq) {
+                        continue;
+                    }
+                    let a = &self.articles[k];
+                    let mut blobs = vec![a.id];
+                    blobs.extend(a.files.iter().map(|(h, _)| *h));
+                    for hash in blobs {
+                        self.provide(i, hash);
+                        for m in self.live_links(i) {
+                            if self.send(i, m, Msg::Have { hash }, false) {
+                                self.hostile_sent += 1;
+                            }
+                        }
+                    }
+                }
+                return;
+            }
+            Strategy::Withhold | Strategy::LieHeads | Strategy::EquivocateNewest => return,
         };
         if s == Strategy::Forge {
             self.bad_ids.insert(*blake3::hash(&data).as_bytes());
@@ -1268,6 +1521,40 @@ impl Sim {
         }
     }
 
+    /// An `EquivocateNewest` move: a second manifest for article `k`,
+    /// gossiped the moment the genuine one is.
+    fn fake(&mut self, i: u32, k: usize) {
+        if !self.nodes[i as usize].online || !self.nodes[i as usize].acted.insert(k as u64) {
+            return;
+        }
+        let a = &self.articles[k];
+        let genuine = Signed::<Manifest>::decode(&a.bytes).expect("genuine decodes");
+        let mut body = genuine.body().clone();
+        body.title = format!("FAKE {} by {i}", a.seq);
+        body.signer = self.root.public();
+        body.delegation = None;
+        let fake = Signed::sign(body, &self.root).expect("fake signs");
+        self.fake_ids.insert(fake.id());
+        let data = fake.bytes().to_vec();
+        self.counter += 1;
+        let id = MsgId(blake3::hash(&data).as_bytes().to_vec());
+        for m in self.live_links(i) {
+            let msg = Msg::Gossip {
+                id: id.clone(),
+                data: data.clone(),
+            };
+            if self.send(i, m, msg, false) {
+                self.hostile_sent += 1;
+            }
+        }
+    }
+
+    fn faked(&self) -> bool {
+        self.nodes
+            .iter()
+            .any(|n| n.role == Role::Hostile(Strategy::EquivocateNewest))
+    }
+
     fn report(&self) -> Report {
         let mut lat = Vec::new();
         let mut honest = 0;
@@ -1275,8 +1562,11 @@ impl Sim {
         let mut refused_recorded = 0;
         let mut deceived = 0;
         let mut deceived_silent = 0;
+        let mut deceived_silent_reachable = 0;
         let mut double_shown = 0;
         let mut conflict_reporters = 0;
+        let mut delivered_unfaked = 0;
+        let faked = self.faked();
         let served_total: u64 = self.nodes.iter().map(|n| n.served).sum();
         let mut served_max = 0;
         for node in &self.nodes {
@@ -1292,10 +1582,26 @@ impl Sim {
                         || !self.by_id.contains_key(*id) && !self.fake_ids.contains(*id)
                 })
                 .count();
-            if node.recorded.values().any(|id| self.fake_ids.contains(id)) {
+            let fakes: Vec<u64> = node
+                .recorded
+                .iter()
+                .filter(|(_, id)| self.fake_ids.contains(*id))
+                .map(|(seq, _)| *seq)
+                .collect();
+            if !fakes.is_empty() {
                 deceived += 1;
                 if node.conflicts == 0 {
                     deceived_silent += 1;
+                    let reachable = node.links.iter().any(|m| {
+                        let m = &self.nodes[*m as usize];
+                        !matches!(m.role, Role::Hostile(_))
+                            && fakes.iter().any(|seq| {
+                                m.recorded.get(seq) == Some(&self.articles[(*seq - 1) as usize].id)
+                            })
+                    });
+                    if reachable {
+                        deceived_silent_reachable += 1;
+                    }
                 }
             }
             if node.double_shown {
@@ -1309,6 +1615,11 @@ impl Sim {
             }
             honest += 1;
             delivered += node.delivered.len();
+            delivered_unfaked += node
+                .delivered
+                .keys()
+                .filter(|k| !(faked && self.articles[**k].seq == self.p.equivocate_seq))
+                .count();
             lat.extend(node.delivered.values().copied());
         }
         lat.sort_unstable();
@@ -1342,6 +1653,7 @@ impl Sim {
             refused_recorded,
             deceived,
             deceived_silent,
+            deceived_silent_reachable,
             double_shown,
             conflict_reporters,
             penalised_hostile: self.penalised_hostile,
@@ -1359,6 +1671,15 @@ impl Sim {
             } else {
                 self.nodes[0].served as f64 / served_total as f64
             },
+            failed_transfers: self.failed_transfers,
+            bad_data_penalties: self.bad_data_penalties,
+            delivered_unfaked,
+            expected_unfaked: honest
+                * self
+                    .articles
+                    .iter()
+                    .filter(|a| !(faked && a.seq == self.p.equivocate_seq))
+                    .count(),
             events: self.events,
         }
     }
