@@ -149,6 +149,13 @@ pub struct Params {
     pub lose_gossip_of: Vec<u64>,
     /// Planned outages: (node, from, until), ms since the start.
     pub outages: Vec<(u32, u64, u64)>,
+    /// Whether a node tells its neighbours of each blob it completes (the
+    /// core's `Announce` as an `Input::Have` hint), as the core expects.
+    /// The node has no protocol for this yet: it announces in the DHT only.
+    /// Without the hints the core does much worse (at 300 nodes delivery
+    /// fell to about 0.90 and p50 to 24 s in this model), so the full model
+    /// keeps them and the bench prints both.
+    pub have_hints: bool,
     /// The cores' configuration.
     pub config: Config,
 }
@@ -189,6 +196,7 @@ impl Params {
             calm_before_end: 30_000,
             lose_gossip_of: Vec::new(),
             outages: Vec::new(),
+            have_hints: true,
             config: Config::default(),
         }
     }
@@ -1174,8 +1182,10 @@ impl Sim {
                 }
                 Output::Announce(hash) => {
                     self.provide(n, hash);
-                    for m in self.live_links(n) {
-                        self.send(n, m, Msg::Have { hash }, false);
+                    if self.p.have_hints {
+                        for m in self.live_links(n) {
+                            self.send(n, m, Msg::Have { hash }, false);
+                        }
                     }
                 }
                 Output::Persist | Output::Keep(_) => {}
@@ -1493,6 +1503,9 @@ impl Sim {
                     blobs.extend(a.files.iter().map(|(h, _)| *h));
                     for hash in blobs {
                         self.provide(i, hash);
+                        if !self.p.have_hints {
+                            continue;
+                        }
                         for m in self.live_links(i) {
                             if self.send(i, m, Msg::Have { hash }, false) {
                                 self.hostile_sent += 1;
