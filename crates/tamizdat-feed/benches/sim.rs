@@ -5,8 +5,8 @@
 //! reconnection, the publisher leaving. Prints delivery, latency, cost per
 //! node per article, failed transfers, bad-data penalties and the
 //! publisher's upload share, then the same without the "have" hints
-//! between neighbours that the model sends (a protocol the node lacks so
-//! far), then a stolen key used on the newest article. `cargo bench -p tamizdat-feed --bench sim`
+//! between neighbours (`/tamizdat/have/1`), then a stolen key used on the
+//! newest article. `cargo bench -p tamizdat-feed --bench sim`
 //! (`-- NODES` for another size).
 
 #[path = "../tests/simnet/mod.rs"]
@@ -35,12 +35,12 @@ fn main() {
         assert_eq!(report.refused_recorded, 0);
         assert_eq!(report.double_shown, 0);
 
-        // Without "have" hints to neighbours, as the node is today (it
-        // announces in the DHT only).
+        // Without "have" hints to neighbours (peers that do not speak
+        // `/tamizdat/have/1`: the DHT alone).
         let mut p = simnet::Params::full(nodes, 7);
         p.have_hints = false;
         let report = simnet::run(p);
-        println!("-- {nodes} nodes, without have hints (the node does not send them yet)");
+        println!("-- {nodes} nodes, without have hints (the DHT alone)");
         println!("{report}");
 
         // The stolen key used on the newest place right after its gossip.

@@ -595,6 +595,10 @@ pub fn spawn_with_metrics(
         .clone()
         .accept(replicate::REVOCATIONS)
         .map_err(|e| NodeError::Start(e.to_string()))?;
+    let have_incoming = control
+        .clone()
+        .accept(replicate::HAVE)
+        .map_err(|e| NodeError::Start(e.to_string()))?;
     let loaded = load_feeds(&store)?;
     let feeds = Arc::new(Mutex::new(loaded.snapshot()));
     for f in loaded.following() {
@@ -657,6 +661,7 @@ pub fn spawn_with_metrics(
         feeds.clone(),
     ));
     tokio::spawn(replicate::serve_heads(heads_incoming, feeds));
+    tokio::spawn(replicate::serve_have(have_incoming, client.repl.clone()));
     tokio::spawn(replicate::run(client.clone(), loaded, repl_rx));
     // Announce what we hold.
     let announcer = client.clone();

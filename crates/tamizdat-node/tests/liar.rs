@@ -13,15 +13,13 @@ use std::{
 mod common;
 
 use futures::StreamExt;
-use libp2p::{
-    StreamProtocol, SwarmBuilder, multiaddr::Protocol, noise, swarm::SwarmEvent, tcp, yamux,
-};
+use libp2p::{StreamProtocol, multiaddr::Protocol};
 use tamizdat_node::{Multiaddr, PeerId, transfer, wire};
 use tamizdat_store::{Options, Store};
 use tempfile::TempDir;
 use tokio_util::{compat::FuturesAsyncReadCompatExt, io::SyncIoBridge};
 
-use common::{Flip, data, node};
+use common::{Flip, bare_swarm, data, node};
 
 struct Liar {
     peer: PeerId,
@@ -29,32 +27,6 @@ struct Liar {
     store: Arc<Store>,
     asked: Arc<AtomicUsize>,
     _dir: TempDir,
-}
-
-/// A bare libp2p swarm on loopback (TCP, noise, yamux) speaking only the
-/// protocols a test gives it, and its address.
-async fn bare_swarm() -> (libp2p::Swarm<libp2p_stream::Behaviour>, Multiaddr) {
-    let mut swarm = SwarmBuilder::with_new_identity()
-        .with_tokio()
-        .with_tcp(
-            tcp::Config::default(),
-            noise::Config::new,
-            yamux::Config::default,
-        )
-        .unwrap()
-        .with_behaviour(|_| libp2p_stream::Behaviour::new())
-        .unwrap()
-        .with_swarm_config(|c| c.with_idle_connection_timeout(Duration::from_secs(300)))
-        .build();
-    swarm
-        .listen_on("/ip4/127.0.0.1/tcp/0".parse().unwrap())
-        .unwrap();
-    let addr = loop {
-        if let SwarmEvent::NewListenAddr { address, .. } = swarm.select_next_some().await {
-            break address;
-        }
-    };
-    (swarm, addr)
 }
 
 /// A bare swarm that answers `/tamizdat/blob/1` from its store, corrupted.

@@ -647,3 +647,74 @@ async fn a_manifest_accepted_by_gossip_is_found_in_the_dht_after_the_outlet_left
     .await
     .expect("finished in time");
 }
+
+/// A follower tells the peers it is connected to of each blob it now holds
+/// (`/tamizdat/have/1`): the manifest as soon as it is recorded, each file
+/// as soon as it is complete, so neighbours fetch from it rather than all
+/// from the outlet. The listener is a bare libp2p peer that reads what it
+/// is told.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_follower_tells_its_peers_what_it_now_holds() {
+    use futures::{AsyncReadExt, StreamExt};
+    tokio::time::timeout(Duration::from_secs(60), async {
+        let (swarm, listener_addr) = common::bare_swarm().await;
+        let listener = *swarm.local_peer_id();
+        let mut haves = swarm
+            .behaviour()
+            .new_control()
+            .accept(libp2p::StreamProtocol::new("/tamizdat/have/1"))
+            .unwrap();
+        let (told_tx, mut told) = tokio::sync::mpsc::channel::<(libp2p::PeerId, Vec<[u8; 32]>)>(64);
+        tokio::spawn(async move {
+            while let Some((from, mut stream)) = haves.next().await {
+                let mut len = [0u8; 4];
+                stream.read_exact(&mut len).await.unwrap();
+                let mut buf = vec![0u8; u32::from_be_bytes(len) as usize];
+                stream.read_exact(&mut buf).await.unwrap();
+                let _ = told_tx
+                    .send((from, postcard::from_bytes(&buf).unwrap()))
+                    .await;
+            }
+        });
+        let mut swarm = swarm;
+        tokio::spawn(async move {
+            loop {
+                swarm.select_next_some().await;
+            }
+        });
+
+        let outlet = SecretKey::generate().unwrap();
+        let newsroom = node().await;
+        let volunteer = node().await;
+        volunteer
+            .client
+            .follow(outlet.public(), None)
+            .await
+            .unwrap();
+        newsroom.client.dial(volunteer.addr.clone()).await.unwrap();
+        volunteer
+            .client
+            .dial(listener_addr.with(libp2p::multiaddr::Protocol::P2p(listener)))
+            .await
+            .unwrap();
+        let m = article(&newsroom, &outlet, 1, None, 1);
+        newsroom.client.publish(m.bytes()).await.unwrap();
+        let mut wanted: std::collections::HashSet<[u8; 32]> =
+            std::iter::once(*Hash::of(m.bytes()).as_bytes())
+                .chain(m.body().entries.iter().map(|e| e.hash))
+                .collect();
+        while !wanted.is_empty() {
+            let (from, hashes) = told.recv().await.unwrap();
+            assert_eq!(from, volunteer.client.peer_id());
+            for h in hashes {
+                wanted.remove(&h);
+            }
+        }
+        assert!(holds(&volunteer, &m));
+        for n in [&newsroom.client, &volunteer.client] {
+            n.shutdown().await;
+        }
+    })
+    .await
+    .expect("every blob the follower took was told of in time");
+}

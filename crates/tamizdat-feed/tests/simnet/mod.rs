@@ -150,11 +150,10 @@ pub struct Params {
     /// Planned outages: (node, from, until), ms since the start.
     pub outages: Vec<(u32, u64, u64)>,
     /// Whether a node tells its neighbours of each blob it completes (the
-    /// core's `Announce` as an `Input::Have` hint), as the core expects.
-    /// The node has no protocol for this yet: it announces in the DHT only.
-    /// Without the hints the core does much worse (at 300 nodes delivery
-    /// fell to about 0.90 and p50 to 24 s in this model), so the full model
-    /// keeps them and the bench prints both.
+    /// core's `Announce` as an `Input::Have` hint), as the node does with
+    /// `/tamizdat/have/1`. Without the hints the core does much worse (at
+    /// 300 nodes delivery fell to about 0.90 and p50 to 24 s in this
+    /// model): the bench prints both.
     pub have_hints: bool,
     /// The cores' configuration.
     pub config: Config,

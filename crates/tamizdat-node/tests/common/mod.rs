@@ -1,5 +1,5 @@
-//! Shared by the node's integration tests: real nodes on loopback, test
-//! data, and a writer that corrupts what passes through it.
+//! Shared by the node's integration tests: real nodes on loopback, a bare
+//! libp2p peer, test data, and a writer that corrupts what passes through it.
 #![allow(dead_code)]
 
 use std::{
@@ -7,7 +7,8 @@ use std::{
     sync::Arc,
 };
 
-use libp2p::multiaddr::Protocol;
+use futures::StreamExt;
+use libp2p::{SwarmBuilder, multiaddr::Protocol, noise, swarm::SwarmEvent, tcp, yamux};
 use rand::{Rng, SeedableRng, rngs::StdRng};
 use tamizdat_node::{
     Client, Config, Multiaddr, NodeError, identity, prometheus_client::registry::Registry, spawn,
@@ -129,4 +130,30 @@ impl<S: Write> Write for Flip<S> {
     fn flush(&mut self) -> io::Result<()> {
         self.inner.flush()
     }
+}
+
+/// A bare libp2p swarm on loopback (TCP, noise, yamux) speaking only the
+/// protocols a test gives it, and its address.
+pub async fn bare_swarm() -> (libp2p::Swarm<libp2p_stream::Behaviour>, Multiaddr) {
+    let mut swarm = SwarmBuilder::with_new_identity()
+        .with_tokio()
+        .with_tcp(
+            tcp::Config::default(),
+            noise::Config::new,
+            yamux::Config::default,
+        )
+        .unwrap()
+        .with_behaviour(|_| libp2p_stream::Behaviour::new())
+        .unwrap()
+        .with_swarm_config(|c| c.with_idle_connection_timeout(std::time::Duration::from_secs(300)))
+        .build();
+    swarm
+        .listen_on("/ip4/127.0.0.1/tcp/0".parse().unwrap())
+        .unwrap();
+    let addr = loop {
+        if let SwarmEvent::NewListenAddr { address, .. } = swarm.select_next_some().await {
+            break address;
+        }
+    };
+    (swarm, addr)
 }
