@@ -62,6 +62,7 @@ pub struct Plan<P: Ord + Clone> {
     per_provider: usize,
     /// "Busy" answers in a row, per provider.
     busy: BTreeMap<P, u32>,
+    max_busy: u32,
     providers: BTreeMap<P, (usize, Standing)>,
     next_order: usize,
     piece_chunks: u64,
@@ -78,6 +79,7 @@ impl<P: Ord + Clone> Plan<P> {
             in_flight: Vec::new(),
             per_provider: 1,
             busy: BTreeMap::new(),
+            max_busy: MAX_BUSY,
             providers: BTreeMap::new(),
             next_order: 0,
             piece_chunks: groups * GROUP_CHUNKS,
@@ -161,6 +163,14 @@ impl<P: Ord + Clone> Plan<P> {
             .collect();
         idle.sort();
         idle.into_iter().map(|(_, _, _, p)| p).collect()
+    }
+
+    /// Gives up on a provider after `n` "busy" answers in a row rather than
+    /// [`MAX_BUSY`]: for a caller that has other providers to turn to (the
+    /// replication core learns of new holders while this fetch waits).
+    pub fn with_max_busy(mut self, n: u32) -> Self {
+        self.max_busy = n;
+        self
     }
 
     /// Lets each provider have up to `n` pieces in flight (streams are
@@ -253,7 +263,7 @@ impl<P: Ord + Clone> Plan<P> {
             // Busy is not misbehaviour: retry, up to a bound.
             let busy = self.busy.entry(p.clone()).or_default();
             *busy += 1;
-            if *busy > MAX_BUSY {
+            if *busy > self.max_busy {
                 *standing = Standing::Exhausted;
             }
             return;
@@ -396,6 +406,24 @@ mod tests {
         assert_eq!(work[2], (1, chunks(2048..3072)));
         plan.done(&1, &work[1].1, &work[1].1);
         assert_eq!(plan.assign(), vec![(1, chunks(3072..4096))]);
+    }
+
+    #[test]
+    fn an_impatient_plan_leaves_a_busy_provider_for_the_others() {
+        let mut plan = Plan::new(10 * GROUP_BYTES, ChunkRanges::empty(), GROUP_BYTES)
+            .with_per_provider(1)
+            .with_max_busy(2);
+        plan.add_provider(1u8);
+        for _ in 0..3 {
+            let (p, piece) = plan.assign().pop().unwrap();
+            assert_eq!(p, 1);
+            plan.failed(&p, &piece, &ChunkRanges::empty(), Failure::Busy);
+        }
+        assert_eq!(plan.standing(&1), Some(&Standing::Exhausted));
+        assert!(
+            plan.is_stuck(),
+            "nobody left to ask: the caller turns elsewhere"
+        );
     }
 
     #[test]

@@ -64,6 +64,28 @@ const SIZE_PROOF_ROUNDS: usize = 12;
 /// How long one provider gets to send a size proof (one 16 KiB group).
 const SIZE_PROOF_TIMEOUT: Duration = Duration::from_secs(5);
 
+/// "Busy" answers after which a replication fetch leaves a provider.
+const REPLICA_MAX_BUSY: u32 = 2;
+
+/// How a fetch goes.
+#[derive(Debug, Clone, Copy)]
+struct How {
+    /// The largest size accepted (checked on the size proof), and no
+    /// announcement: an object still to be judged.
+    max: Option<u64>,
+    /// "Busy" answers in a row after which a provider is left.
+    max_busy: u32,
+}
+
+impl Default for How {
+    fn default() -> Self {
+        Self {
+            max: None,
+            max_busy: fetch::MAX_BUSY,
+        }
+    }
+}
+
 /// How often each connection is pinged.
 const PING_EVERY: Duration = Duration::from_secs(5);
 /// A ping unanswered for this long closes the connection.
@@ -153,6 +175,10 @@ pub struct Config {
     pub max_streams: usize,
     /// Blob streams served at once to one peer.
     pub max_streams_per_peer: usize,
+    /// Streams sending ranges of one blob at once; more are told "busy"
+    /// (size proofs are always answered). A new article's followers then
+    /// fetch from the first few to hold it, not all from the outlet.
+    pub max_streams_per_blob: usize,
     /// A stream that makes no progress for this long is dropped.
     pub idle_timeout: Duration,
     /// Requests in flight at once while fetching one blob.
@@ -187,6 +213,7 @@ impl Config {
             bootstrap: Vec::new(),
             max_streams: 32,
             max_streams_per_peer: 4,
+            max_streams_per_blob: 8,
             idle_timeout: Duration::from_secs(20),
             fetch_parallel: 2,
             piece_bytes: 4 << 20,
@@ -697,6 +724,7 @@ async fn serve_incoming(
 ) {
     let total = Arc::new(Semaphore::new(config.max_streams));
     let per_peer: Arc<Mutex<HashMap<PeerId, usize>>> = Arc::default();
+    let per_blob: Arc<Mutex<HashMap<Hash, usize>>> = Arc::default();
     while let Some((peer, stream)) = incoming.next().await {
         let stream = Idle::new(stream.compat(), config.idle_timeout);
         let slot = total.clone().try_acquire_owned();
@@ -712,6 +740,8 @@ async fn serve_incoming(
         };
         let store = store.clone();
         let per_peer = per_peer.clone();
+        let per_blob = per_blob.clone();
+        let blob_limit = config.max_streams_per_blob;
         let served = served.clone();
         tokio::spawn(async move {
             let Ok(permit) = slot
@@ -733,7 +763,13 @@ async fn serve_incoming(
                 inner: SyncIoBridge::new(stream),
                 sent: served,
             };
-            let result = tokio::task::spawn_blocking(move || transfer::serve(&store, bridge)).await;
+            let gate = move |hash: &Hash| -> Option<transfer::Ticket> {
+                BlobTicket::take(&per_blob, *hash, blob_limit)
+                    .map(|t| Box::new(t) as transfer::Ticket)
+            };
+            let result =
+                tokio::task::spawn_blocking(move || transfer::serve_gated(&store, bridge, &gate))
+                    .await;
             match result {
                 Ok(Ok(served)) => debug!(%peer, ?served, "served"),
                 Ok(Err(e)) => debug!(%peer, "serving failed: {e}"),
@@ -742,6 +778,39 @@ async fn serve_incoming(
             drop(permit);
             release(&per_peer, &peer);
         });
+    }
+}
+
+/// One stream's claim on serving a blob; released when dropped.
+struct BlobTicket {
+    map: Arc<Mutex<HashMap<Hash, usize>>>,
+    hash: Hash,
+}
+
+impl BlobTicket {
+    fn take(map: &Arc<Mutex<HashMap<Hash, usize>>>, hash: Hash, limit: usize) -> Option<Self> {
+        let mut m = map.lock().unwrap_or_else(|p| p.into_inner());
+        let n = m.entry(hash).or_default();
+        if *n >= limit {
+            return None;
+        }
+        *n += 1;
+        Some(Self {
+            map: map.clone(),
+            hash,
+        })
+    }
+}
+
+impl Drop for BlobTicket {
+    fn drop(&mut self) {
+        let mut m = self.map.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(n) = m.get_mut(&self.hash) {
+            *n -= 1;
+            if *n == 0 {
+                m.remove(&self.hash);
+            }
+        }
     }
 }
 
@@ -1131,7 +1200,11 @@ impl Client {
         hint: &[PeerId],
         max: u64,
     ) -> Result<Fetched, NodeError> {
-        self.fetch_inner(hash, hint, None, Some(max)).await
+        let how = How {
+            max: Some(max),
+            ..How::default()
+        };
+        self.fetch_inner(hash, hint, None, how).await
     }
 
     /// Blob bytes this node has sent to peers since it started.
@@ -1193,7 +1266,22 @@ impl Client {
         hint: &[PeerId],
         progress: Option<watch::Sender<Progress>>,
     ) -> Result<Fetched, NodeError> {
-        self.fetch_inner(hash, hint, progress, None).await
+        self.fetch_inner(hash, hint, progress, How::default()).await
+    }
+
+    /// [`Client::fetch`] for replication: a provider that answers "busy"
+    /// twice is left, and the fetch fails rather than wait, so that the
+    /// replication core can turn to the holders it has learned of since.
+    pub(crate) async fn fetch_replica(
+        &self,
+        hash: Hash,
+        providers: &[PeerId],
+    ) -> Result<Fetched, NodeError> {
+        let how = How {
+            max_busy: REPLICA_MAX_BUSY,
+            ..How::default()
+        };
+        self.fetch_inner(hash, providers, None, how).await
     }
 
     /// Every fetch goes through here, to be counted once.
@@ -1202,9 +1290,9 @@ impl Client {
         hash: Hash,
         hint: &[PeerId],
         progress: Option<watch::Sender<Progress>>,
-        max: Option<u64>,
+        how: How,
     ) -> Result<Fetched, NodeError> {
-        let result = self.fetch_unrecorded(hash, hint, progress, max).await;
+        let result = self.fetch_unrecorded(hash, hint, progress, how).await;
         self.metrics.fetched(&result);
         result
     }
@@ -1254,8 +1342,9 @@ impl Client {
         hash: Hash,
         hint: &[PeerId],
         progress: Option<watch::Sender<Progress>>,
-        max: Option<u64>,
+        how: How,
     ) -> Result<Fetched, NodeError> {
+        let max = how.max;
         let store_err = |e: &dyn std::fmt::Display| NodeError::Store(e.to_string());
         let initial = self
             .store
@@ -1394,7 +1483,8 @@ impl Client {
             .verified_ranges(&hash)
             .map_err(|e| store_err(&e))?;
         let mut plan = Plan::new(size, have, self.config.piece_bytes)
-            .with_per_provider(self.config.fetch_parallel);
+            .with_per_provider(self.config.fetch_parallel)
+            .with_max_busy(how.max_busy);
         // Providers that stayed silent on the size proof come last, and only
         // if nobody else is left.
         let mut added = 0;

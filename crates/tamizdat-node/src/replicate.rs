@@ -747,7 +747,7 @@ async fn fetch_file(
     pins: Vec<String>,
 ) -> Input<PeerId> {
     debug!(%hash, ?providers, "replicating");
-    match client.fetch(hash, &providers).await {
+    match client.fetch_replica(hash, &providers).await {
         Ok(fetched) => {
             let store = client.store().clone();
             let pinned = tokio::task::spawn_blocking(move || {

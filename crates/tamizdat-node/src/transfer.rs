@@ -26,7 +26,22 @@ pub enum Served {
 
 /// Answers one request read from `stream` from `store`. Only verified
 /// bytes leave: the store checks every group before it is written.
-pub fn serve(store: &Store, mut stream: impl Read + Write) -> Result<Served, WireError> {
+pub fn serve(store: &Store, stream: impl Read + Write) -> Result<Served, WireError> {
+    serve_gated(store, stream, &|_| Some(Box::new(())))
+}
+
+/// A claim on serving one blob, released when dropped.
+pub type Ticket = Box<dyn Send>;
+
+/// [`serve`], asking `gate` before sending ranges of a blob (a size proof is
+/// always answered): `None` answers "busy". A node uses it to serve one
+/// blob to a few peers at a time, so that the others fetch from those as
+/// soon as they hold it rather than all from the first provider.
+pub fn serve_gated(
+    store: &Store,
+    mut stream: impl Read + Write,
+    gate: &dyn Fn(&Hash) -> Option<Ticket>,
+) -> Result<Served, WireError> {
     let req = match Request::read(&mut stream) {
         Ok(r) => r,
         Err(e @ (WireError::Malformed(_) | WireError::TooLarge(_))) => {
@@ -49,9 +64,15 @@ pub fn serve(store: &Store, mut stream: impl Read + Write) -> Result<Served, Wir
             return refuse(&mut stream, Status::NotFound);
         }
     };
-    let ranges = req
-        .chunk_ranges()?
-        .unwrap_or_else(|| size_proof_ranges(info.size));
+    let asked = req.chunk_ranges()?;
+    let _ticket = match &asked {
+        None => None,
+        Some(_) => match gate(&hash) {
+            Some(t) => Some(t),
+            None => return refuse(&mut stream, Status::Busy),
+        },
+    };
+    let ranges = asked.unwrap_or_else(|| size_proof_ranges(info.size));
     if !info.complete {
         let have = store
             .verified_ranges(&hash)

@@ -216,3 +216,34 @@ fn an_interrupted_provider_costs_only_its_unsent_groups() {
     assert!(plan.is_complete());
     assert_eq!(dst.read_to_vec(&hash).unwrap(), bytes);
 }
+
+/// A provider that gates a blob (it serves it to a few peers at a time)
+/// still proves its size to anyone, but answers "busy" to a request for its
+/// ranges while the gate is shut, and serves them once it opens.
+#[test]
+fn a_gated_blob_proves_its_size_but_its_ranges_wait_for_the_gate() {
+    let bytes = data(600_000, 9);
+    let hash = Hash::of(&bytes);
+    let (_d, source) = store();
+    source.add_bytes(&bytes).unwrap();
+    let source = leak(source);
+    let gated = |open: bool| {
+        let (a, b) = UnixStream::pair().unwrap();
+        thread::spawn(move || {
+            let gate = move |_: &Hash| -> Option<tamizdat_node::transfer::Ticket> {
+                open.then(|| Box::new(()) as tamizdat_node::transfer::Ticket)
+            };
+            let _ = tamizdat_node::transfer::serve_gated(source, a, &gate);
+        });
+        b
+    };
+    let (_d2, here) = store();
+    let piece =
+        fetch(&here, &hash, None, None, gated(false)).expect("a size proof passes the gate");
+    assert_eq!(piece.size, bytes.len() as u64);
+    let all = ChunkRanges::all();
+    let err = fetch(&here, &hash, Some(piece.size), Some(&all), gated(false)).unwrap_err();
+    assert_eq!(err.0, Failure::Busy, "{}", err.2);
+    fetch(&here, &hash, Some(piece.size), Some(&all), gated(true)).unwrap();
+    assert_eq!(here.read_to_vec(&hash).unwrap(), bytes);
+}
