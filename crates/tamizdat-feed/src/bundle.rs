@@ -940,10 +940,7 @@ fn key_record(
             summary.revocations += 1;
             Step::Revocation(rev)
         }
-        Judgement::Delegation => match tamizdat_sign::verify_delegation(bytes) {
-            Ok(d) => Step::Delegation(Box::new(d)),
-            Err(e) => Step::Skipped(refuse(format!("a delegation that does not verify: {e}"))),
-        },
+        Judgement::Delegation(d) => Step::Delegation(d),
         // Not followed here, or known already: nothing to do.
         Judgement::Ignore(_) => return Ok(()),
         Judgement::Reject(Refused::NotTamizdat) | Judgement::Manifest(..) => Step::Skipped(refuse(
@@ -1034,7 +1031,7 @@ fn open_article(
             refuse(format!("against the feed rules: {e}"))
         }
         Judgement::Reject(why) => refuse(format!("the manifest does not verify: {why}")),
-        Judgement::Revocation(_) | Judgement::Delegation => {
+        Judgement::Revocation(_) | Judgement::Delegation(_) => {
             refuse("the manifest does not verify: not a manifest".into())
         }
     };

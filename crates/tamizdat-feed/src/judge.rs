@@ -104,7 +104,7 @@ pub enum Judgement {
     /// A new revocation by a followed publisher: apply and forward.
     Revocation(Box<Signed<Revocation>>),
     /// A valid delegation of a followed publisher: forward.
-    Delegation,
+    Delegation(Box<Signed<Delegation>>),
     /// Genuine perhaps, but nothing to do.
     Ignore(Ignored),
     /// Invalid: the sender is penalised.
@@ -183,6 +183,25 @@ impl Feeds {
     /// Replaces the trust state (a command applied a revocation, say).
     pub fn set_trust(&mut self, trust: TrustState) {
         self.trust = trust;
+    }
+
+    /// The heads this node holds of the feeds of `publishers` (at most
+    /// [`MAX_FOLLOWS`] publishers asked, [`MAX_FOLLOWS`] heads answered):
+    /// the answer to a peer's heads request.
+    pub fn heads(&self, publishers: &[PublicKey]) -> Vec<crate::Head> {
+        let wanted: std::collections::BTreeSet<&PublicKey> =
+            publishers.iter().take(MAX_FOLLOWS).collect();
+        self.trust
+            .feeds()
+            .filter(|(p, _, _)| wanted.contains(p))
+            .take(MAX_FOLLOWS)
+            .map(|(p, f, h)| crate::Head {
+                publisher: *p,
+                feed: f.to_owned(),
+                seq: h.seq,
+                hash: h.hash,
+            })
+            .collect()
     }
 
     /// A copy of the follow list, trust state and conflicts, for readers
@@ -294,7 +313,7 @@ impl Feeds {
             }
         } else if bytes.starts_with(b"tamizdat/delegation/") {
             match tamizdat_sign::verify_delegation(bytes) {
-                Ok(d) => delegation_judgement(&d, topic_of, |k| self.follows(k)),
+                Ok(d) => delegation_judgement(d, topic_of, |k| self.follows(k)),
                 Err(e) => Judgement::Reject(Refused::Invalid(e)),
             }
         } else {
@@ -329,7 +348,7 @@ impl Feeds {
 }
 
 fn delegation_judgement(
-    d: &Signed<Delegation>,
+    d: Signed<Delegation>,
     topic_of: Option<&PublicKey>,
     follows: impl Fn(&PublicKey) -> bool,
 ) -> Judgement {
@@ -338,7 +357,7 @@ fn delegation_judgement(
         return Judgement::Reject(Refused::WrongTopic { kind: "delegation" });
     }
     if follows(&root) {
-        Judgement::Delegation
+        Judgement::Delegation(Box::new(d))
     } else {
         Judgement::Ignore(Ignored::NotFollowed(root))
     }

@@ -577,19 +577,7 @@ where
 
     /// The answer to a peer's heads request for `publishers`.
     pub fn heads(&self, publishers: &[PublicKey]) -> Vec<Head> {
-        let wanted: BTreeSet<&PublicKey> = publishers.iter().take(MAX_HEADS).collect();
-        self.feeds
-            .trust()
-            .feeds()
-            .filter(|(p, _, _)| wanted.contains(p))
-            .take(MAX_HEADS)
-            .map(|(p, f, h)| Head {
-                publisher: *p,
-                feed: f.to_owned(),
-                seq: h.seq,
-                hash: h.hash,
-            })
-            .collect()
+        self.feeds.heads(publishers)
     }
 
     /// Whether the core leaves `peer` alone for now (too many offences).
@@ -640,13 +628,11 @@ where
                     data,
                 });
             }
-            Judgement::Delegation => {
-                if let Ok(d) = tamizdat_sign::verify_delegation(&data) {
-                    out.push(Output::Broadcast {
-                        topic_of: d.body().root,
-                        data,
-                    });
-                }
+            Judgement::Delegation(d) => {
+                out.push(Output::Broadcast {
+                    topic_of: d.body().root,
+                    data,
+                });
             }
             Judgement::Ignore(i) => return Err(PublishError::Ignored(i)),
             Judgement::Reject(r) => return Err(PublishError::Refused(r)),
@@ -798,7 +784,7 @@ where
         // judged, so that the pubsub layer keeps scoring its forgeries down.
         let banned = self.banned_at(&from, now);
         let acceptance = match self.feeds.judge(data, Some(&topic_of), now / 1000) {
-            Judgement::Manifest(_, _) | Judgement::Revocation(_) | Judgement::Delegation
+            Judgement::Manifest(_, _) | Judgement::Revocation(_) | Judgement::Delegation(_)
                 if banned =>
             {
                 Acceptance::Ignore
@@ -817,7 +803,7 @@ where
                 }
                 Acceptance::Accept
             }
-            Judgement::Delegation => Acceptance::Accept,
+            Judgement::Delegation(_) => Acceptance::Accept,
             Judgement::Ignore(_) => Acceptance::Ignore,
             Judgement::Reject(Refused::Feed(e @ FeedError::Fork { .. })) => {
                 self.refuse(hash);
@@ -910,7 +896,7 @@ where
                 self.admit(m, sources, w.walk, true, now, out);
             }
             Judgement::Ignore(Ignored::Duplicate) => self.see(hash),
-            Judgement::Ignore(_) | Judgement::Revocation(_) | Judgement::Delegation => {}
+            Judgement::Ignore(_) | Judgement::Revocation(_) | Judgement::Delegation(_) => {}
             Judgement::Reject(Refused::Feed(e @ FeedError::Fork { .. })) => {
                 self.refuse(hash);
                 if let Ok(s) = tamizdat_sign::Signed::<tamizdat_sign::Manifest>::decode(bytes) {

@@ -933,20 +933,7 @@ pub(crate) async fn serve_heads(
     feeds: Arc<Mutex<Feeds>>,
 ) {
     serve_asked(incoming, move |asked| {
-        let heads: Vec<Head> = {
-            let f = feeds.lock().unwrap_or_else(|p| p.into_inner());
-            f.trust()
-                .feeds()
-                .filter(|(p, _, _)| asked.contains(p))
-                .take(MAX_HEADS)
-                .map(|(p, feed, h)| Head {
-                    publisher: *p,
-                    feed: feed.to_owned(),
-                    seq: h.seq,
-                    hash: h.hash,
-                })
-                .collect()
-        };
+        let heads = feeds.lock().unwrap_or_else(|p| p.into_inner()).heads(asked);
         postcard::to_stdvec(&heads)
     })
     .await
