@@ -171,10 +171,23 @@ pub fn gc(store: &Repo, dry_run: bool) -> Result<ExitCode> {
             if dry_run { "would remove" } else { "removed" }
         )?;
     }
+    for path in &report.orphan_files {
+        writeln!(
+            out,
+            "{}  {}",
+            if dry_run {
+                "would remove orphan"
+            } else {
+                "removed orphan"
+            },
+            path.display()
+        )?;
+    }
     eprintln!(
-        "{} {} blobs, {bytes} bytes; {} orphan files swept",
+        "{} {} blobs, {bytes} bytes; {} {} orphan files (named like blobs, in no index entry)",
         if dry_run { "would remove" } else { "removed" },
         report.removed.len(),
+        if dry_run { "would sweep" } else { "swept" },
         report.orphans
     );
     Ok(ExitCode::SUCCESS)

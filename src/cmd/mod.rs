@@ -8,13 +8,14 @@ mod feeds;
 mod keys;
 mod net;
 mod ops;
+mod recover;
 mod repo;
 mod state;
 
 use std::{path::Path, process::ExitCode};
 
 use anyhow::{Context, Result};
-use tamizdat_store::{Hash, Options, Store};
+use tamizdat_store::{Hash, OpenError, Options, Store};
 
 use crate::{
     cli::{Cli, Command, ConfigCommand},
@@ -54,6 +55,7 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         Command::Pins => blobs::pins(&store()?),
         Command::Gc { dry_run } => blobs::gc(&store()?, dry_run),
         Command::Scrub => blobs::scrub(&store()?),
+        Command::Recover { force } => recover::recover(&dir, &cfg, force),
         Command::Key(cmd) => keys::run(&dir, store, cmd),
         Command::Publish(args) => articles::publish(&dir, &store()?, args),
         Command::Verify { target } => articles::verify(&store()?, &target),
@@ -88,9 +90,20 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
     }
 }
 
+fn store_options(cfg: &config::Config) -> Options {
+    Options::default().with_quota(cfg.store.quota.map(|q| q.as_u64()))
+}
+
 fn open_store(dir: &Path, cfg: &config::Config) -> Result<Store> {
-    let opts = Options::default().with_quota(cfg.store.quota.map(|q| q.as_u64()));
-    Ok(Store::open(dir.join("store"), opts)?)
+    match Store::open(dir.join("store"), store_options(cfg)) {
+        Ok(store) => Ok(store),
+        Err(e @ (OpenError::Damaged { .. } | OpenError::IndexLost { .. })) => {
+            Err(anyhow::Error::new(e).context(
+                "the store cannot be opened safely: run `tamizdat recover` (with the node stopped)",
+            ))
+        }
+        Err(e) => Err(e.into()),
+    }
 }
 
 pub(crate) fn parse_hash(s: &str) -> Result<Hash> {

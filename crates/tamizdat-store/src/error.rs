@@ -68,6 +68,30 @@ pub enum OpenError {
         #[source]
         source: redb::Error,
     },
+    /// The index is damaged. Nothing was changed; [`crate::Store::recover`]
+    /// rebuilds it from the blob files.
+    #[error(
+        "the store index {path} is damaged ({reason}); nothing was changed: \
+         recovery rebuilds it from the blob files, re-verifying each"
+    )]
+    Damaged {
+        /// The index file.
+        path: PathBuf,
+        /// What the database said.
+        reason: String,
+    },
+    /// The index is missing or empty while blob files exist: opening it as a
+    /// new store would lose track of them (and `gc` would delete them).
+    #[error(
+        "the store index {path} is missing or empty, but {dir} holds blob files; \
+         refusing to open it as a new store: recovery rebuilds the index from the files"
+    )]
+    IndexLost {
+        /// The index file.
+        path: PathBuf,
+        /// The store's `blobs/` directory.
+        dir: PathBuf,
+    },
 }
 
 /// Why a blob could not be written (by `add` or by receiving verified ranges).
@@ -217,6 +241,9 @@ pub enum Error {
     /// The index failed.
     #[error(transparent)]
     Index(#[from] IndexError),
+    /// The store could not be opened (during recovery).
+    #[error(transparent)]
+    Open(#[from] OpenError),
 }
 
 /// Builds an [`IoError`] for `path`.

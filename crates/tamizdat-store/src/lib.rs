@@ -26,7 +26,8 @@ pub use error::{Error, IndexError, IoError, OpenError, ReadError, WriteError};
 pub use hash::{Hash, ParseHashError};
 pub use record::RecordError;
 pub use store::{
-    Added, BlobInfo, GcReport, MAX_PIN_NAME, MAX_STATE_LEN, Options, Received, ScrubReport, Store,
-    Usage, corrupt_of, range_bytes, request_ranges, size_proof_ranges,
+    Added, BlobInfo, GcReport, MAX_PIN_NAME, MAX_STATE_LEN, Options, RECOVERED_PIN, Received,
+    RecoverReport, ScrubReport, Store, Usage, corrupt_of, range_bytes, request_ranges,
+    size_proof_ranges,
 };
 pub use verify::{BlobReader, CorruptBlob, GROUP_BYTES, chunks as chunk_count, outboard_size};

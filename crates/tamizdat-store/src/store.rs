@@ -31,6 +31,9 @@ use redb::{
 };
 use tracing::{debug, info, warn};
 
+mod recover;
+pub use recover::{RECOVERED_PIN, RecoverReport};
+
 use crate::{
     ChunkRanges, Hash,
     error::{Error, IndexError, IoError, OpenError, ReadError, WriteError, io_err, is_disk_full},
@@ -133,8 +136,11 @@ pub struct Received {
 pub struct GcReport {
     /// Blobs removed (or, in a dry run, that would be), with their sizes.
     pub removed: Vec<(Hash, u64)>,
-    /// Files found on disk with no index entry (left by a crash) and removed.
+    /// Files found on disk with no index entry (left by a crash) and
+    /// removed (or, in a dry run, that would be).
     pub orphans: u64,
+    /// Those files.
+    pub orphan_files: Vec<PathBuf>,
 }
 
 /// What `scrub` did.
@@ -167,7 +173,7 @@ pub struct Usage {
 #[derive(Debug)]
 pub struct Store {
     dir: PathBuf,
-    db: Database,
+    db: Db,
     opts: Options,
     /// Bytes promised to writes in progress, not yet in `USED`.
     reserved: Mutex<u64>,
@@ -175,6 +181,29 @@ pub struct Store {
     locks: Vec<Mutex<()>>,
     tmp_seq: AtomicU64,
     written: AtomicU64,
+}
+
+/// The index database, closed without a panic even when its file is damaged.
+#[derive(Debug)]
+struct Db(Option<Database>);
+
+impl std::ops::Deref for Db {
+    type Target = Database;
+    fn deref(&self) -> &Database {
+        self.0
+            .as_ref()
+            .expect("the index is open until the store is dropped")
+    }
+}
+
+impl Drop for Db {
+    fn drop(&mut self) {
+        if let Some(db) = self.0.take()
+            && let Err(why) = quietly(move || drop(db))
+        {
+            warn!("closing the store index failed: {why}");
+        }
+    }
 }
 
 fn now() -> u64 {
@@ -193,6 +222,111 @@ fn sync_dir(dir: &Path) -> Result<(), IoError> {
     File::open(dir)
         .and_then(|d| d.sync_all())
         .map_err(io_err(dir))
+}
+
+/// True when the index file is absent or empty: a store made afresh.
+fn index_is_blank(index: &Path) -> Result<bool, IoError> {
+    match fs::metadata(index) {
+        Ok(m) => Ok(m.len() == 0),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(true),
+        Err(e) => Err(io_err(index)(e)),
+    }
+}
+
+/// True when any shard of `blobs/` holds a file. Stops at the first one.
+fn holds_blob_files(dir: &Path) -> Result<bool, IoError> {
+    let blobs = dir.join("blobs");
+    for shard in fs::read_dir(&blobs).map_err(io_err(&blobs))? {
+        let shard = shard.map_err(io_err(&blobs))?.path();
+        if !shard.is_dir() {
+            continue;
+        }
+        let mut files = fs::read_dir(&shard).map_err(io_err(&shard))?;
+        if files.next().is_some() {
+            return Ok(true);
+        }
+    }
+    Ok(false)
+}
+
+/// Opens (or creates) the redb index. A damaged file is reported as such,
+/// including the damage that makes redb panic instead of returning an error.
+fn open_db(index: &Path, dir: &Path) -> Result<Database, OpenError> {
+    let damaged = |reason: String| OpenError::Damaged {
+        path: index.to_owned(),
+        reason,
+    };
+    let mut db = match quietly(|| Database::create(index)) {
+        Err(panic) => return Err(damaged(panic)),
+        Ok(Ok(db)) => db,
+        Ok(Err(redb::DatabaseError::DatabaseAlreadyOpen)) => {
+            return Err(OpenError::InUse(dir.to_owned()));
+        }
+        Ok(Err(redb::DatabaseError::Storage(redb::StorageError::Corrupted(why)))) => {
+            return Err(damaged(why));
+        }
+        Ok(Err(e)) => {
+            return Err(OpenError::Index {
+                path: index.to_owned(),
+                source: e.into(),
+            });
+        }
+    };
+    // redb checks page checksums only when it repairs after a crash; damage
+    // to a cleanly closed file (a flipped bit, a bad sector) would otherwise
+    // surface later as a panic in the middle of a command. Checking costs
+    // about 0.14 s for an index of a million blobs (`docs/store.md`). A
+    // check that had to repair is damage too: what the repair dropped may
+    // name blob files that gc would then delete.
+    match quietly(|| db.check_integrity()) {
+        Ok(Ok(true)) => Ok(db),
+        Ok(Ok(false)) => Err(damaged(
+            "its checksums failed; the database rolled it back to an earlier state".into(),
+        )),
+        Ok(Err(e)) => Err(damaged(e.to_string())),
+        Err(panic) => Err(damaged(panic)),
+    }
+}
+
+thread_local! {
+    /// Set while [`quietly`] runs: a panic then is reported as a value.
+    static QUIET: std::cell::RefCell<Option<String>> = const { std::cell::RefCell::new(None) };
+}
+
+/// Runs `f`, turning a panic into `Err(message)` without printing it. redb
+/// panics on some damaged files (it asserts what a torn or flipped page
+/// breaks); the store reports that as damage instead of crashing.
+fn quietly<T>(f: impl FnOnce() -> T) -> Result<T, String> {
+    static HOOK: std::sync::Once = std::sync::Once::new();
+    HOOK.call_once(|| {
+        let previous = std::panic::take_hook();
+        std::panic::set_hook(Box::new(move |info| {
+            let quiet = QUIET.with(|q| {
+                let mut q = q.borrow_mut();
+                match q.as_mut() {
+                    Some(msg) => {
+                        *msg = info.to_string();
+                        true
+                    }
+                    None => false,
+                }
+            });
+            if !quiet {
+                previous(info);
+            }
+        }));
+    });
+    QUIET.with(|q| *q.borrow_mut() = Some(String::new()));
+    let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(f));
+    let msg = QUIET.with(|q| q.borrow_mut().take()).unwrap_or_default();
+    r.map_err(|_| {
+        let msg = msg.lines().last().unwrap_or("").to_owned();
+        if msg.is_empty() {
+            "the database library failed on it".to_owned()
+        } else {
+            msg
+        }
+    })
 }
 
 fn write_err(path: &Path) -> impl FnOnce(io::Error) -> WriteError + '_ {
@@ -384,23 +518,30 @@ impl Store {
     ///
     /// Opening reads no blob: its cost does not grow with the number of blobs.
     /// Temporary files left by a crashed writer are removed.
+    ///
+    /// A store whose index is missing, empty or damaged while blob files
+    /// exist is not opened ([`OpenError::IndexLost`], [`OpenError::Damaged`]):
+    /// opened as new, it would lose track of every blob, and `gc` would
+    /// delete them. [`Store::recover`] rebuilds such an index.
     pub fn open(dir: impl AsRef<Path>, opts: Options) -> Result<Self, OpenError> {
-        let dir = dir.as_ref().to_owned();
+        Self::open_checked(dir.as_ref(), opts, true)
+    }
+
+    fn open_checked(dir: &Path, opts: Options, guard_lost: bool) -> Result<Self, OpenError> {
+        let dir = dir.to_owned();
         for sub in ["", "blobs", "tmp", "quarantine"] {
             let p = dir.join(sub);
             fs::create_dir_all(&p).map_err(io_err(&p))?;
         }
         let index = dir.join("index.redb");
-        let db = match Database::create(&index) {
-            Ok(db) => db,
-            Err(redb::DatabaseError::DatabaseAlreadyOpen) => return Err(OpenError::InUse(dir)),
-            Err(e) => {
-                return Err(OpenError::Index {
-                    path: index,
-                    source: e.into(),
-                });
-            }
+        let lost = {
+            let (path, blobs) = (index.clone(), dir.join("blobs"));
+            move || OpenError::IndexLost { path, dir: blobs }
         };
+        if guard_lost && index_is_blank(&index)? && holds_blob_files(&dir)? {
+            return Err(lost());
+        }
+        let db = open_db(&index, &dir)?;
         // Make the directories themselves durable before anything is put in them.
         for d in [
             dir.join("blobs"),
@@ -429,7 +570,7 @@ impl Store {
         }
         let store = Self {
             dir,
-            db,
+            db: Db(Some(db)),
             opts,
             reserved: Mutex::new(0),
             locks: (0..LOCK_STRIPES).map(|_| Mutex::new(())).collect(),
@@ -443,7 +584,17 @@ impl Store {
                 other => redb::Error::Corrupted(other.to_string()),
             },
         })?;
+        // An index made afresh (by a version that did not check) beside
+        // blob files that nothing names is a lost index too.
+        if guard_lost && store.index_is_empty().unwrap_or(false) && holds_blob_files(&store.dir)? {
+            return Err(lost());
+        }
         Ok(store)
+    }
+
+    fn index_is_empty(&self) -> Result<bool, IndexError> {
+        let txn = self.db.begin_read()?;
+        Ok(txn.open_table(BLOBS)?.first()?.is_none())
     }
 
     /// Every commit is two-phase with the allocator state saved
@@ -1602,6 +1753,8 @@ impl Store {
                     report.removed.push((h, e.size));
                 }
             }
+            report.orphan_files = self.sweep_orphans(true)?;
+            report.orphans = report.orphan_files.len() as u64;
             return Ok(report);
         }
         let removed = {
@@ -1609,14 +1762,21 @@ impl Store {
             let _all: Vec<_> = self.locks.iter().map(lock).collect();
             self.remove_entries(&victims, true)?
         };
-        let orphans = self.sweep_orphans()?;
+        let orphan_files = self.sweep_orphans(false)?;
+        let orphans = orphan_files.len() as u64;
         info!(removed = removed.len(), orphans, "gc finished");
-        Ok(GcReport { removed, orphans })
+        Ok(GcReport {
+            removed,
+            orphans,
+            orphan_files,
+        })
     }
 
-    fn sweep_orphans(&self) -> Result<u64, Error> {
+    /// Files under `blobs/` named like a blob that no index entry names:
+    /// removed unless `dry_run`.
+    fn sweep_orphans(&self, dry_run: bool) -> Result<Vec<PathBuf>, Error> {
         let blobs = self.dir.join("blobs");
-        let mut n = 0;
+        let mut n = Vec::new();
         for shard in fs::read_dir(&blobs).map_err(io_err(&blobs))? {
             let shard = shard.map_err(io_err(&blobs))?.path();
             let Ok(files) = fs::read_dir(&shard) else {
@@ -1630,8 +1790,10 @@ impl Store {
                 };
                 let _guard = self.hash_lock(&hash);
                 if self.entry(&hash)?.is_none() {
-                    let _ = fs::remove_file(&path);
-                    n += 1;
+                    if !dry_run {
+                        let _ = fs::remove_file(&path);
+                    }
+                    n.push(path);
                 }
             }
         }
@@ -1802,6 +1964,28 @@ impl Store {
         report: &mut ScrubReport,
     ) -> Result<(), Error> {
         let have = e.state.verified().unwrap_or_default();
+        let keep = self.verified_groups(hash, e, &have)?;
+        if keep != have {
+            warn!(%hash, "partial blob had damaged ranges; they will be fetched again");
+            let rec = EntryRecord {
+                size: e.size,
+                added: e.added,
+                state: StateRecord::partial(&keep),
+            };
+            self.commit_entry(hash, &rec, 0)?;
+            report.partials_trimmed.push(*hash);
+        }
+        Ok(())
+    }
+
+    /// The chunk groups of `have` whose bytes still verify against `hash`
+    /// (checked group by group, so one bad group costs only itself).
+    fn verified_groups(
+        &self,
+        hash: &Hash,
+        e: &EntryRecord,
+        have: &ChunkRanges,
+    ) -> Result<ChunkRanges, Error> {
         let mut keep = ChunkRanges::empty();
         for range in have.iter() {
             let (start, end) = match range {
@@ -1810,7 +1994,6 @@ impl Store {
                     (r.start.0, chunks(e.size))
                 }
             };
-            // Check group by group so one bad group costs only itself.
             let per = verify::GROUP_BYTES / 1024;
             let mut g = start;
             while g < end {
@@ -1839,17 +2022,7 @@ impl Store {
                 g = g_end;
             }
         }
-        if keep != have {
-            warn!(%hash, "partial blob had damaged ranges; they will be fetched again");
-            let rec = EntryRecord {
-                size: e.size,
-                added: e.added,
-                state: StateRecord::partial(&keep),
-            };
-            self.commit_entry(hash, &rec, 0)?;
-            report.partials_trimmed.push(*hash);
-        }
-        Ok(())
+        Ok(keep)
     }
 
     /// A named state record (opaque bytes a higher layer keeps here so it

@@ -1,0 +1,113 @@
+//! A lost store index through the real binary: nothing opens it as an empty
+//! store, `gc` deletes nothing, and `recover` brings back the blobs, the
+//! articles under their feeds, the feed position and the revocations.
+
+mod common;
+
+use std::fs;
+
+use common::{Env, random};
+
+fn signing_key(env: &Env, name: &str) {
+    env.ok(&[
+        "key",
+        "delegate",
+        "--root",
+        "outlet",
+        "--name",
+        name,
+        "--valid-for",
+        "30d",
+        "--no-passphrase",
+    ]);
+}
+
+fn publish(env: &Env, title: &str, key: &str) -> String {
+    let dir = env.work().join(title);
+    fs::create_dir_all(&dir).unwrap();
+    fs::write(dir.join("index.md"), format!("# {title}\n\nText.\n")).unwrap();
+    fs::write(dir.join("photo.jpg"), random(40_000, title.len() as u64)).unwrap();
+    let out = env.ok(&[
+        "publish",
+        dir.to_str().unwrap(),
+        "--key",
+        key,
+        "--no-passphrase",
+    ]);
+    out.trim().to_owned()
+}
+
+#[test]
+fn a_lost_index_is_refused_and_recover_brings_back_articles_and_feed_position() {
+    let env = Env::new();
+    let root = env.ok(&["key", "new", "--name", "outlet", "--no-passphrase"]);
+    let root = root.trim();
+    signing_key(&env, "desk");
+    signing_key(&env, "old");
+    let first = publish(&env, "first", "desk");
+    let stolen = publish(&env, "stolen", "old");
+    env.ok(&[
+        "key",
+        "revoke",
+        "--root",
+        "outlet",
+        "old",
+        "--reason",
+        "laptop seized",
+        "--no-passphrase",
+    ]);
+    let note = env.write("note.txt", b"kept by hand");
+    let added = env.ok(&["add", note.to_str().unwrap(), "--pin", "mine"]);
+    let note_hash = &added[..64];
+    let before = env.ok(&["ls"]);
+
+    let index = env.data().join("store").join("index.redb");
+    fs::remove_file(&index).unwrap();
+    for cmd in [&["ls"][..], &["gc"], &["gc", "--dry-run"], &["following"]] {
+        let err = env.fails(cmd);
+        assert!(err.contains("tamizdat recover"), "{cmd:?}: {err}");
+    }
+    assert!(!index.exists(), "refusing made no empty index");
+
+    let out = env.run(&["recover"]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stdout}\n{stderr}");
+    assert!(
+        stdout.contains(&format!("following  {root}  1 article(s)")),
+        "{stdout}"
+    );
+    assert!(stderr.contains("1 revocation(s)"), "{stderr}");
+    // Every blob is back, complete.
+    let blobs = |ls: &str| {
+        ls.lines()
+            .map(|l| (l[..64].to_owned(), l.contains("complete")))
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(blobs(&env.ok(&["ls"])), blobs(&before));
+    // The article verifies and its feed pin holds it again; the revoked
+    // key's article is refused, as before the loss.
+    env.ok(&["verify", &first]);
+    let out = env.run(&["verify", &stolen]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("revoked"));
+    let pins = env.ok(&["pins"]);
+    assert!(
+        pins.lines()
+            .any(|l| l.starts_with("feed/") && l.ends_with(&first)),
+        "{pins}"
+    );
+    // What no article names stays kept until its owner says otherwise.
+    assert!(pins.contains(&format!("recovered  {note_hash}")), "{pins}");
+    let dry = env.ok(&["gc", "--dry-run"]);
+    assert!(!dry.contains("would remove"), "{dry}");
+    assert!(env.ok(&["following"]).contains(root));
+    // The feed position came back from the articles on disk: the next
+    // article continues the feed instead of signing seq 1 again.
+    let next = publish(&env, "next", "desk");
+    let shown = env.ok(&["show", &next]);
+    assert!(shown.contains("\"seq\": 2"), "{shown}");
+    // A healthy index is left alone.
+    let again = env.ok(&["recover"]);
+    assert!(again.contains("nothing to recover"), "{again}");
+}
