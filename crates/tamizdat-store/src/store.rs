@@ -542,6 +542,13 @@ impl Store {
             return Err(lost());
         }
         let db = open_db(&index, &dir)?;
+        // The index says which outlets this machine keeps: its owner's alone.
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            fs::set_permissions(&index, fs::Permissions::from_mode(0o600))
+                .map_err(io_err(&index))?;
+        }
         // Make the directories themselves durable before anything is put in them.
         for d in [
             dir.join("blobs"),

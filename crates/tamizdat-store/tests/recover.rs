@@ -251,3 +251,16 @@ fn recovery_refuses_a_store_in_use() {
     assert!(err.to_string().contains("in use"), "{err}");
     assert_eq!(held.list().unwrap().len(), 6, "the open store is untouched");
 }
+
+#[cfg(unix)]
+#[test]
+fn the_index_is_readable_by_its_owner_alone() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = TempDir::new().unwrap();
+    let index = dir.path().join("index.redb");
+    drop(Store::open(dir.path(), Options::default()).unwrap());
+    fs::set_permissions(&index, fs::Permissions::from_mode(0o644)).unwrap();
+    drop(Store::open(dir.path(), Options::default()).unwrap());
+    let mode = fs::metadata(&index).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o600, "{mode:o}");
+}
