@@ -636,6 +636,8 @@ pub struct Summary {
     pub refused: u64,
     /// Revocations applied.
     pub revocations: u64,
+    /// Key records read past as copies of one earlier in the bundle.
+    pub duplicates: u64,
     /// Whether the whole bundle was read to its end record.
     pub complete: bool,
 }
@@ -722,6 +724,8 @@ pub fn import(
     let verifier = Verifier::new();
     let mut pending: Option<Pending> = None;
     let mut keys = 0u64;
+    // Ids of the key records read so far.
+    let mut key_ids: HashSet<Hash> = HashSet::new();
     let mut articles = 0u64;
     let mut serial = 0u64;
     let result = (|| -> Result<(), BundleError> {
@@ -752,10 +756,21 @@ pub fn import(
                     if keys > MAX_KEYS {
                         return Err(BundleError::TooLarge {
                             offset,
-                            what: "the number of key records",
+                            what: if summary.duplicates > 0 {
+                                "the number of key records, copies of earlier ones included"
+                            } else {
+                                "the number of key records"
+                            },
                             claimed: keys,
                             limit: MAX_KEYS,
                         });
+                    }
+                    // A copy of a record already read was judged, and handed
+                    // over if good, the first time: it costs a hash, not a
+                    // signature check and a store write. At most MAX_KEYS ids.
+                    if !key_ids.insert(Hash::of(&bytes)) {
+                        summary.duplicates += 1;
+                        continue;
                     }
                     key_record(&bytes, offset, &mut feeds, &known, &mut summary, keep)?;
                 }
