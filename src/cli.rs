@@ -315,6 +315,15 @@ pub struct PublishArgs {
     /// Hash of an earlier article this one corrects or retracts.
     #[arg(long, value_name = "HASH")]
     pub supersedes: Option<String>,
+    /// Continue the feed after this article (its latest), when this machine
+    /// does not know where the feed stands. The article must be in the store.
+    #[arg(long, value_name = "HASH", conflicts_with = "first")]
+    pub after: Option<String>,
+    /// This is the feed's first article. Only for a feed that no machine has
+    /// published to: a second article at the same place in a feed is seen by
+    /// every reader as a sign that the key was stolen.
+    #[arg(long)]
+    pub first: bool,
     #[command(flatten)]
     pub pass: PassArgs,
 }

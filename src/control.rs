@@ -123,6 +123,24 @@ pub enum Request {
         /// Also write the blob here (an absolute path), as it arrives.
         output: Option<PathBuf>,
     },
+    /// Ask every peer for a publisher's feed heads, wait (at most
+    /// `wait_secs`) until what they claim is proven, answer [`FeedHeads`].
+    LearnHeads {
+        publisher: PublicKey,
+        wait_secs: u64,
+    },
+}
+
+/// The heads of a publisher's feeds the running node knows after asking
+/// its peers: only heads whose signed manifests it fetched and accepted.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct FeedHeads {
+    /// Feed name, sequence number, manifest id.
+    pub heads: Vec<(String, u64, Hash)>,
+    /// Peers asked.
+    pub asked: usize,
+    /// Every peer asked answered before the wait ran out.
+    pub settled: bool,
 }
 
 /// The running node, as `status` reports it.
@@ -634,6 +652,25 @@ fn dispatch(
                 .block_on(ctx.node.announce_key_object(&envelope))
                 .map_err(text)?,
         ),
+        Request::LearnHeads {
+            publisher,
+            wait_secs,
+        } => {
+            let wait = Duration::from_secs(wait_secs.min(60));
+            let learned = ctx
+                .runtime
+                .block_on(ctx.node.learn_heads(publisher, wait))
+                .map_err(text)?;
+            reply(&FeedHeads {
+                heads: learned
+                    .heads
+                    .into_iter()
+                    .map(|h| (h.feed, h.seq, Hash::from_bytes(h.hash)))
+                    .collect(),
+                asked: learned.asked,
+                settled: learned.settled,
+            })
+        }
         Request::Publish { envelope } => reply(
             &ctx.runtime
                 .block_on(ctx.node.publish(&envelope))

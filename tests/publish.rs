@@ -430,11 +430,12 @@ fn the_terminal_asks_twice_for_a_new_passphrase() {
 #[test]
 fn a_revocation_made_offline_takes_effect_where_it_is_imported() {
     let n = Newsroom::new();
-    // The newsroom's online node: only the signing key and its delegation.
+    // The newsroom's online node: only the signing key, its delegation, and
+    // the record of where the feeds stand.
     let online = Env::new();
     let keys = online.data().join("keys");
     fs::create_dir_all(&keys).unwrap();
-    for f in ["laptop.key", "laptop.delegation"] {
+    for f in ["laptop.key", "laptop.delegation", "heads.json"] {
         fs::copy(n.env.data().join("keys").join(f), keys.join(f)).unwrap();
     }
     fs::create_dir_all(online.work().join("article")).unwrap();

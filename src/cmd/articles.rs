@@ -189,8 +189,16 @@ pub fn publish(data: &Path, store: &Repo, args: PublishArgs) -> Result<ExitCode>
             media_type: media_type(rel),
         });
     }
+    let place = place_in_feed(
+        store,
+        &keys,
+        &publisher,
+        &feed,
+        args.after.as_deref(),
+        args.first,
+    )?;
     let mut trust = state::load(store)?;
-    let (seq, prev) = match trust.head(&publisher, &feed) {
+    let (seq, prev) = match &place {
         Some(h) => {
             // Never sign "before" the feed's head, even if this clock is behind.
             created = created.max(h.created);
@@ -198,7 +206,7 @@ pub fn publish(data: &Path, store: &Repo, args: PublishArgs) -> Result<ExitCode>
                 .seq
                 .checked_add(1)
                 .with_context(|| format!("feed {feed:?} is at the largest sequence number"))?;
-            (seq, Some(h.hash))
+            (seq, Some(*h.id.as_bytes()))
         }
         None => (1, None),
     };
@@ -221,6 +229,18 @@ pub fn publish(data: &Path, store: &Repo, args: PublishArgs) -> Result<ExitCode>
     let verified = Verifier::new()
         .verify(signed.bytes(), &trust)
         .context("the new manifest does not verify")?;
+    // This place in the feed is taken from now on, whatever happens next:
+    // recorded beside the keys before the article can leave this machine.
+    super::heads::record(
+        keys.dir(),
+        super::heads::FeedRecord {
+            publisher: publisher.to_string(),
+            feed: signed.body().feed.clone(),
+            seq,
+            id: Hash::of(signed.bytes()).to_string(),
+            created,
+        },
+    )?;
     if let Repo::Remote(_) = store {
         // The running node records it (feed rules, store, pin) and tells
         // the publisher's followers.
@@ -247,6 +267,143 @@ pub fn publish(data: &Path, store: &Repo, args: PublishArgs) -> Result<ExitCode>
         signed.body().entries.len()
     );
     Ok(ExitCode::SUCCESS)
+}
+
+/// The latest article of a feed, as far as it could be learned.
+struct Place {
+    seq: u64,
+    id: Hash,
+    created: u64,
+    /// Where it was learned, for messages.
+    from: &'static str,
+}
+
+/// How long a publish waits for the running node's peers to say where the
+/// feed stands.
+const LEARN_WAIT_SECS: u64 = 10;
+
+/// Where the feed stands, from every witness this machine has: the feed
+/// state in the store, `keys/heads.json`, and (with a node running) the
+/// node's peers, whose claims count only once the node has fetched and
+/// judged the signed manifest they name. `None` means the next article is
+/// the feed's first, which must be shown (a root key created here, or
+/// `--first`); a feed whose place cannot be known is refused.
+fn place_in_feed(
+    store: &Repo,
+    keys: &KeyDir,
+    publisher: &tamizdat_sign::PublicKey,
+    feed: &str,
+    after: Option<&str>,
+    first: bool,
+) -> Result<Option<Place>> {
+    let mut peers = None;
+    if let Repo::Remote(remote) = store {
+        let learned: crate::control::FeedHeads =
+            remote.call(&crate::control::Request::LearnHeads {
+                publisher: *publisher,
+                wait_secs: LEARN_WAIT_SECS,
+            })?;
+        if !learned.settled {
+            eprintln!(
+                "tamizdat: warning: not every peer answered within {LEARN_WAIT_SECS} s; \
+                 the feed's place is taken from those that did"
+            );
+        }
+        peers = Some(learned.asked);
+    }
+    // Read after the peers were asked: the node records what they proved.
+    let trust = state::load(store)?;
+    let mut known: Vec<Place> = Vec::new();
+    if let Some(h) = trust.head(publisher, feed) {
+        known.push(Place {
+            seq: h.seq,
+            id: Hash::from_bytes(h.hash),
+            created: h.created,
+            from: if peers.is_some() {
+                "the running node (its store and its peers)"
+            } else {
+                "this store's feed state"
+            },
+        });
+    }
+    let heads = super::heads::load(keys.dir())?;
+    if let Some(r) = heads.feed(publisher, feed) {
+        known.push(Place {
+            seq: r.seq,
+            id: r.hash()?,
+            created: r.created,
+            from: "keys/heads.json",
+        });
+    }
+    if let Some(after) = after {
+        let id = parse_hash(after)?;
+        let bytes = store.read_to_vec(&id).with_context(|| {
+            format!("--after {id}: not in the store (fetch it with `tamizdat get`)")
+        })?;
+        let m = Signed::<Manifest>::decode(&bytes)
+            .with_context(|| format!("--after {id}: not a signed manifest"))?;
+        let b = m.body();
+        if b.publisher != *publisher || b.feed != feed {
+            bail!(
+                "--after {id}: an article of another feed ({} {:?})",
+                b.publisher,
+                b.feed
+            );
+        }
+        known.push(Place {
+            seq: b.seq,
+            id,
+            created: b.created,
+            from: "--after",
+        });
+    }
+    known.sort_by_key(|p| std::cmp::Reverse(p.seq));
+    if let [a, b, ..] = &known[..]
+        && a.seq == b.seq
+        && a.id != b.id
+    {
+        bail!(
+            "feed {feed:?} has two different articles at seq {}: {} (from {}) and {} (from \
+             {}). The feed has forked already; publish to a new feed (--feed NAME) and tell \
+             readers",
+            a.seq,
+            a.id,
+            a.from,
+            b.id,
+            b.from
+        );
+    }
+    if let Some(p) = known.into_iter().next() {
+        if first {
+            bail!(
+                "--first, but feed {feed:?} already has articles: seq {} ({}) is known from {}",
+                p.seq,
+                p.id,
+                p.from
+            );
+        }
+        return Ok(Some(p));
+    }
+    if first || heads.created_here(publisher) {
+        return Ok(None);
+    }
+    let asked = match peers {
+        Some(0) => "the running node has no peers to ask".to_owned(),
+        Some(n) => format!("none of the running node's {n} peer(s) holds an article of it"),
+        None => "no node is running to ask its peers".to_owned(),
+    };
+    bail!(
+        "cannot tell where feed {feed:?} stands: this machine has no record of it (no feed \
+         state in the store, nothing in keys/{}), and {asked}. Signing seq 1 could give the \
+         feed a second first article, which every reader would see as a stolen key. Either:\n  \
+         - copy keys/{} from the machine that published last, or import a bundle of the feed \
+         (`tamizdat import`), or start the node so that it asks its peers;\n  \
+         - or give the feed's latest article: --after HASH;\n  \
+         - or, if no machine ever published to this feed: --first;\n  \
+         - or start a new feed: --feed NAME --first",
+        super::heads::FILE,
+        super::heads::FILE
+    )
 }
 
 /// Records a verified manifest whose files are in the store, with no node

@@ -5,6 +5,7 @@ mod blobs;
 mod bundle;
 mod demo;
 mod feeds;
+mod heads;
 mod keys;
 mod net;
 mod ops;

@@ -491,6 +491,8 @@ pub struct Sync<P> {
     rng: Rng,
     peers: BTreeMap<P, Peer>,
     heads_out: BTreeMap<P, u64>,
+    /// The peers [`Sync::ask_every_peer`] asked last.
+    asked_all: BTreeSet<P>,
     next_round: Option<u64>,
     manifests: BTreeMap<Hash, ManifestWant<P>>,
     files: BTreeMap<Hash, FileWant<P>>,
@@ -516,6 +518,7 @@ where
             rng: Rng::new(seed),
             peers: BTreeMap::new(),
             heads_out: BTreeMap::new(),
+            asked_all: BTreeSet::new(),
             next_round: None,
             manifests: BTreeMap::new(),
             files: BTreeMap::new(),
@@ -588,6 +591,44 @@ where
     /// Offences counted against `peer`.
     pub fn strikes(&self, peer: &P) -> u32 {
         self.peers.get(peer).map_or(0, |p| p.strikes)
+    }
+
+    /// Asks every connected peer (not banned, not asked already, at most
+    /// [`MAX_HEADS_OUT`] in flight) for its heads at once, and says how many
+    /// were asked. A publisher about to sign learns where its feed stands
+    /// this way; what the answers prove arrives as usual (manifests fetched,
+    /// judged, recorded) and [`Sync::is_settled`] says when it has.
+    pub fn ask_every_peer(&mut self, now: u64) -> (usize, Vec<Output<P>>) {
+        let mut out = Vec::new();
+        let peers: Vec<P> = self
+            .peers
+            .iter()
+            .filter(|(p, i)| {
+                i.connected && i.banned_until <= now && !self.heads_out.contains_key(p)
+            })
+            .map(|(p, _)| *p)
+            .collect();
+        self.asked_all.clear();
+        for p in peers {
+            self.ask_heads(p, now, &mut out);
+            if self.heads_out.contains_key(&p) {
+                self.asked_all.insert(p);
+            }
+        }
+        let asked = self.asked_all.len();
+        self.tick(now, &mut out);
+        (asked, out)
+    }
+
+    /// True once every peer [`Sync::ask_every_peer`] asked has answered
+    /// (or timed out) and no head a peer claimed is still unproven: what
+    /// the feeds' heads say now is all those peers could show.
+    pub fn is_settled(&self) -> bool {
+        !self
+            .asked_all
+            .iter()
+            .any(|p| self.heads_out.contains_key(p))
+            && self.manifests.values().all(|w| w.claimed.is_empty())
     }
 
     /// Files waiting or being fetched.

@@ -353,3 +353,81 @@ fn heads_are_asked_of_a_few_peers_every_interval() {
         "asked {asked}"
     );
 }
+
+#[test]
+fn a_publisher_asks_every_peer_and_is_settled_once_the_head_they_claim_is_proven() {
+    let c = chain(2, &[1]);
+    let mut s = core();
+    for p in [1, 2, 3] {
+        s.handle(Input::PeerUp(p), T0);
+        s.handle(
+            Input::Heads {
+                from: p,
+                heads: vec![],
+            },
+            T0 + 10,
+        );
+    }
+    assert!(s.is_settled());
+    let (asked, outs) = s.ask_every_peer(T0 + 100);
+    assert_eq!(asked, 3);
+    let mut peers: Vec<u32> = outs
+        .iter()
+        .filter_map(|o| match o {
+            Output::AskHeads { peer, .. } => Some(*peer),
+            _ => None,
+        })
+        .collect();
+    peers.sort();
+    assert_eq!(peers, vec![1, 2, 3]);
+    assert!(!s.is_settled(), "answers are awaited");
+    // Asking again while they are out asks nobody twice.
+    assert_eq!(s.ask_every_peer(T0 + 110).0, 0);
+    for p in [2, 3] {
+        s.handle(
+            Input::Heads {
+                from: p,
+                heads: vec![],
+            },
+            T0 + 150,
+        );
+    }
+    let claim = Head {
+        publisher: root().public(),
+        feed: "main".into(),
+        seq: 2,
+        hash: c[1].0,
+    };
+    let outs = s.handle(
+        Input::Heads {
+            from: 1,
+            heads: vec![claim],
+        },
+        T0 + 200,
+    );
+    assert_eq!(fetches(&outs), vec![(1, c[1].0)]);
+    assert!(!s.is_settled(), "a claimed head is not proven yet");
+    assert!(s.heads(&[root().public()]).is_empty());
+    s.handle(
+        Input::Manifest {
+            from: 1,
+            hash: c[1].0,
+            bytes: c[1].1.clone(),
+        },
+        T0 + 250,
+    );
+    assert!(s.is_settled(), "the claimed head is proven and recorded");
+    // The walk back fetches seq 1 too.
+    s.handle(
+        Input::Manifest {
+            from: 1,
+            hash: c[0].0,
+            bytes: c[0].1.clone(),
+        },
+        T0 + 300,
+    );
+    assert!(s.is_settled());
+    let heads = s.heads(&[root().public()]);
+    assert_eq!(heads.len(), 1);
+    assert_eq!((heads[0].seq, heads[0].hash), (2, c[1].0));
+}

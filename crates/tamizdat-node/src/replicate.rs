@@ -216,6 +216,35 @@ pub(crate) enum Event {
         envelope: Vec<u8>,
         reply: oneshot::Sender<Result<(), String>>,
     },
+    /// Ask every peer for its heads now and answer, once what they claim is
+    /// proven (or at `deadline_ms`), with the heads of `publisher` known here.
+    LearnHeads {
+        publisher: PublicKey,
+        deadline_ms: u64,
+        reply: oneshot::Sender<LearnedHeads>,
+    },
+}
+
+/// What asking every peer for a feed's heads found (see
+/// [`crate::Client::learn_heads`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct LearnedHeads {
+    /// The publisher's feeds as known here afterwards: only heads whose
+    /// signed manifests were fetched and accepted.
+    pub heads: Vec<tamizdat_feed::Head>,
+    /// Peers asked.
+    pub asked: usize,
+    /// Whether every peer asked answered (or gave up) before the deadline.
+    pub settled: bool,
+}
+
+/// A [`Event::LearnHeads`] waiting for its answer.
+struct HeadsWaiter {
+    publisher: PublicKey,
+    deadline_ms: u64,
+    asked: usize,
+    reply: oneshot::Sender<LearnedHeads>,
 }
 
 /// What the I/O the core asked for came back with.
@@ -241,6 +270,8 @@ struct Driver {
     pins: HashMap<Hash, Vec<String>>,
     /// The feed state changed since it was last saved.
     dirty: bool,
+    /// Publishers waiting to learn their feeds' heads.
+    waiters: Vec<HeadsWaiter>,
 }
 
 /// The replication task: builds the core over the feed state the node
@@ -266,6 +297,7 @@ pub(crate) async fn run(client: Client, feeds: Feeds, mut events: mpsc::Receiver
         validating: HashMap::new(),
         pins: HashMap::new(),
         dirty: false,
+        waiters: Vec::new(),
     };
     // Files of recorded articles still missing (a restart mid-replication,
     // or attempts given up): looked for at start and then now and again.
@@ -292,7 +324,13 @@ pub(crate) async fn run(client: Client, feeds: Feeds, mut events: mpsc::Receiver
         });
     }
     loop {
-        let wake = d.core.next_timer().map(|at| {
+        let next = d
+            .waiters
+            .iter()
+            .map(|w| w.deadline_ms)
+            .chain(d.core.next_timer())
+            .min();
+        let wake = next.map(|at| {
             tokio::time::Instant::now() + Duration::from_millis(at.saturating_sub(now_ms()))
         });
         let timer = async {
@@ -312,6 +350,7 @@ pub(crate) async fn run(client: Client, feeds: Feeds, mut events: mpsc::Receiver
             () = d.client.stopped() => break,
         }
         d.save().await;
+        d.answer_waiters();
     }
 }
 
@@ -383,6 +422,30 @@ impl Driver {
                 }
                 let _ = reply.send(());
             }
+            Event::LearnHeads {
+                publisher,
+                deadline_ms,
+                reply,
+            } => {
+                const MAX_WAITERS: usize = 64;
+                if self.waiters.len() >= MAX_WAITERS {
+                    // Answered at once with what is known.
+                    let _ = reply.send(LearnedHeads {
+                        heads: self.core.heads(&[publisher]),
+                        asked: 0,
+                        settled: false,
+                    });
+                    return;
+                }
+                let (asked, outputs) = self.core.ask_every_peer(now_ms());
+                self.carry_out(outputs).await;
+                self.waiters.push(HeadsWaiter {
+                    publisher,
+                    deadline_ms,
+                    asked,
+                    reply,
+                });
+            }
             Event::Publish { envelope, reply } => match self.core.publish(envelope, now_ms()) {
                 Ok(outputs) => {
                     self.carry_out(outputs).await;
@@ -392,6 +455,27 @@ impl Driver {
                     let _ = reply.send(Err(e.to_string()));
                 }
             },
+        }
+    }
+
+    /// Answers the publishers whose peers have all answered, or whose
+    /// deadline passed.
+    fn answer_waiters(&mut self) {
+        if self.waiters.is_empty() {
+            return;
+        }
+        let (now, settled) = (now_ms(), self.core.is_settled());
+        let waiting = std::mem::take(&mut self.waiters);
+        for w in waiting {
+            if settled || now >= w.deadline_ms || w.reply.is_closed() {
+                let _ = w.reply.send(LearnedHeads {
+                    heads: self.core.heads(&[w.publisher]),
+                    asked: w.asked,
+                    settled,
+                });
+            } else {
+                self.waiters.push(w);
+            }
         }
     }
 
