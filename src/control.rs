@@ -143,6 +143,20 @@ pub struct FeedHeads {
     pub settled: bool,
 }
 
+/// What [`Remote::probe`] found.
+#[derive(Debug)]
+pub enum Probe {
+    /// A node answers.
+    Running(Remote),
+    /// A node may run, but does not let this user in: why.
+    Refused(String),
+    /// No node answers.
+    Absent,
+}
+
+/// The start of the answer to a caller of another user.
+const REFUSED: &str = "refused: this node's control socket answers only its owner";
+
 /// The running node, as `status` reports it.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Status {
@@ -276,6 +290,14 @@ pub struct Remote {
 impl Remote {
     /// The node serving `dir`, if one answers on its socket.
     pub fn find(dir: &Path) -> Option<Remote> {
+        match Self::probe(dir) {
+            Probe::Running(remote) => Some(remote),
+            Probe::Refused(_) | Probe::Absent => None,
+        }
+    }
+
+    /// Whether a node runs on `dir`, and whether it lets this user in.
+    pub fn probe(dir: &Path) -> Probe {
         let remote = Remote {
             path: dir.join(SOCKET),
         };
@@ -283,12 +305,24 @@ impl Remote {
             .open(&Request::Ping)
             .and_then(|s| Self::answer::<()>(&mut BufReader::new(s), |_| {}));
         match once {
-            Ok(()) => Some(remote),
+            Ok(()) => Probe::Running(remote),
             // There, but busy: commands will say so.
-            Err(e) if e.to_string() == BUSY => Some(remote),
+            Err(e) if e.to_string() == BUSY => Probe::Running(remote),
+            Err(e) if e.to_string().starts_with(REFUSED) => Probe::Refused(e.to_string()),
             Err(e) => {
+                let denied = e.chain().any(|c| {
+                    c.downcast_ref::<io::Error>()
+                        .is_some_and(|io| io.kind() == io::ErrorKind::PermissionDenied)
+                });
+                if denied {
+                    return Probe::Refused(format!(
+                        "{}: permission denied (the node's data directory and control \
+                         socket belong to another user)",
+                        remote.path.display()
+                    ));
+                }
                 debug!("no node on {}: {e:#}", remote.path.display());
-                None
+                Probe::Absent
             }
         }
     }
@@ -485,6 +519,11 @@ async fn accept(listener: UnixListener, owner: u32, ctx: Served) {
             Ok(c) if c.uid() == owner || c.uid() == 0 => {}
             Ok(c) => {
                 warn!("control socket: refused a connection from uid {}", c.uid());
+                // Said, so that the caller does not think no node runs.
+                if let Ok(s) = stream.into_std() {
+                    let why = format!("{REFUSED} (uid {owner}) and root");
+                    tokio::task::spawn_blocking(move || refuse(s, &why));
+                }
                 continue;
             }
             Err(e) => {

@@ -91,6 +91,11 @@ impl KeyDir {
         Ok(Self { dir })
     }
 
+    /// The directory itself.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
     fn path(&self, name: &str, ext: &str) -> PathBuf {
         self.dir.join(format!("{name}.{ext}"))
     }
@@ -237,6 +242,8 @@ pub fn run(data: &Path, store: impl Fn() -> Result<Repo>, cmd: KeyCommand) -> Re
                 passphrase.as_deref().map(String::as_str),
             )?;
             let pk = key.public();
+            // Its feeds start here: the first article needs no proof of place.
+            super::heads::mark_created(&keys.dir, &pk)?;
             println!("{pk}");
             eprintln!(
                 "root key {name:?} created, fingerprint {}. Give readers the public key above; keep {} offline.",

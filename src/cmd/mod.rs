@@ -33,13 +33,24 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         Command::Demo(args) => return demo::run(args),
         _ => {}
     }
-    let dir = config::data_dir(cli.global.data_dir.as_deref())?;
+    let dir = match config::data_dir(cli.global.data_dir.as_deref()) {
+        Ok(dir) => dir,
+        // Another user's data directory: `status` says it cannot tell.
+        Err(e) if matches!(cli.command, Command::Status { .. }) && denied(&e) => {
+            let Command::Status { json } = cli.command else {
+                unreachable!()
+            };
+            return net::status_refused(&format!("{e:#}"), json);
+        }
+        Err(e) => return Err(e),
+    };
     // Commands that must run whatever the config says.
     match &cli.command {
         Command::Init { profile } => return ops::init(&dir, *profile),
         Command::Config(ConfigCommand::Check { file }) => {
             return ops::config_check(&dir, file.as_deref());
         }
+        Command::Status { json } => return net::status(&dir, *json),
         Command::Node(args) if args.init && !config::path(&dir).exists() => {
             ops::init(&dir, args.profile.unwrap_or_default())?;
         }
@@ -79,9 +90,9 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         Command::Get(args) => net::get(&dir, &cfg, store()?, args),
         Command::Export(args) => bundle::export(&dir, &store()?, args),
         Command::Import(args) => bundle::import(&dir, &store()?, args),
-        Command::Status { json } => net::status(&dir, json),
         Command::Health => ops::health(&dir),
         Command::Init { .. }
+        | Command::Status { .. }
         | Command::Config(_)
         | Command::Completions { .. }
         | Command::Man
@@ -89,6 +100,14 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
             unreachable!("handled above")
         }
     }
+}
+
+/// Whether an error comes from a permission the system refused.
+fn denied(e: &anyhow::Error) -> bool {
+    e.chain().any(|c| {
+        c.downcast_ref::<std::io::Error>()
+            .is_some_and(|io| io.kind() == std::io::ErrorKind::PermissionDenied)
+    })
 }
 
 fn store_options(cfg: &config::Config) -> Options {

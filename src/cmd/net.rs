@@ -363,8 +363,25 @@ fn fetch_alone(
     }
 }
 
+/// `status` for a user the node does not let in: it cannot tell (exit 4).
+pub fn status_refused(why: &str, json_out: bool) -> Result<ExitCode> {
+    if json_out {
+        let out = json!({ "running": "unknown", "refused": why });
+        println!("{}", serde_json::to_string_pretty(&out)?);
+    } else {
+        println!("node       cannot tell: {why}");
+        println!("           (run `tamizdat status` as the node's user)");
+    }
+    Ok(ExitCode::from(4))
+}
+
 pub fn status(dir: &Path, json_out: bool) -> Result<ExitCode> {
-    let status = Remote::find(dir)
+    let remote = match Remote::probe(dir) {
+        control::Probe::Running(r) => Some(r),
+        control::Probe::Refused(why) => return status_refused(&why, json_out),
+        control::Probe::Absent => None,
+    };
+    let status = remote
         .map(|r| r.call::<control::Status>(&Request::Status))
         .transpose()?;
     if json_out {

@@ -1142,6 +1142,40 @@ impl Client {
         Ok(Hash::of(envelope))
     }
 
+    /// Asks every connected peer for its heads now, follows up what they
+    /// claim (fetching and judging the manifests), and answers with the
+    /// publisher's heads as known here once all have answered, or after
+    /// `wait`. A publisher calls this before signing the next article of a
+    /// feed, so that it never signs a place in the feed that is taken.
+    /// Follows the publisher first when it is not followed.
+    pub async fn learn_heads(
+        &self,
+        publisher: tamizdat_sign::PublicKey,
+        wait: Duration,
+    ) -> Result<replicate::LearnedHeads, NodeError> {
+        if !self
+            .feeds
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .follows(&publisher)
+        {
+            self.follow(publisher, None).await?;
+        }
+        let (reply, rx) = oneshot::channel();
+        let deadline_ms = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_millis() as u64)
+            .unwrap_or(0)
+            .saturating_add(wait.as_millis() as u64);
+        self.to_replication(replicate::Event::LearnHeads {
+            publisher,
+            deadline_ms,
+            reply,
+        })
+        .await?;
+        rx.await.map_err(|_| NodeError::Stopped)
+    }
+
     /// Applies a revocation (to the feed state this node holds) or keeps a
     /// delegation made or imported here, and tells the publisher's
     /// followers; they apply a revocation as soon as it arrives. The
