@@ -111,3 +111,36 @@ fn a_lost_index_is_refused_and_recover_brings_back_articles_and_feed_position() 
     let again = env.ok(&["recover"]);
     assert!(again.contains("nothing to recover"), "{again}");
 }
+
+#[test]
+fn a_flipped_bit_in_the_index_gives_a_clear_error_never_a_crash() {
+    let env = Env::new();
+    let note = env.write("note.txt", &random(50_000, 3));
+    env.ok(&["add", note.to_str().unwrap(), "--pin", "mine"]);
+    let index = env.data().join("store").join("index.redb");
+    let good = fs::read(&index).unwrap();
+    let mut refused = 0;
+    // Sixty bytes spread over the whole file, one bit each.
+    for (n, at) in (0..good.len()).step_by(good.len() / 60).enumerate() {
+        let mut bytes = good.clone();
+        bytes[at] ^= 1 << (n % 8);
+        fs::write(&index, &bytes).unwrap();
+        for cmd in [&["ls"][..], &["pins"]] {
+            let out = env.run(cmd);
+            let err = String::from_utf8_lossy(&out.stderr);
+            assert_ne!(
+                out.status.code(),
+                Some(101),
+                "flip at {at}: {cmd:?} panicked: {err}"
+            );
+            assert!(!err.contains("panicked"), "flip at {at}: {err}");
+            if !out.status.success() {
+                assert!(err.contains("index.redb"), "flip at {at}: {err}");
+                refused += 1;
+            }
+        }
+    }
+    assert!(refused > 0, "some flips must be seen");
+    fs::write(&index, &good).unwrap();
+    assert!(env.ok(&["ls"]).contains("mine"));
+}
