@@ -10,6 +10,83 @@ use serde::Deserialize;
 /// Largest config file read.
 const MAX_CONFIG_BYTES: u64 = 1 << 20;
 
+/// The values a numeric key may take. `parse` refuses any other, naming the
+/// key, the value and the range; nothing is clamped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Range {
+    pub section: &'static str,
+    pub key: &'static str,
+    pub min: u64,
+    pub max: u64,
+    /// What the number counts, as the error shows it (`" bytes"`), or `""`.
+    pub unit: &'static str,
+}
+
+impl Range {
+    fn check(&self, value: Option<u64>) -> Result<(), (&'static str, &'static str, String)> {
+        match value {
+            Some(v) if v < self.min || v > self.max => Err((
+                self.section,
+                self.key,
+                format!("{v} is out of range ({})", self.describe()),
+            )),
+            _ => Ok(()),
+        }
+    }
+
+    fn describe(&self) -> String {
+        if self.max == u64::MAX {
+            format!("at least {}{}", self.min, self.unit)
+        } else {
+            format!("{} to {}{}", self.min, self.max, self.unit)
+        }
+    }
+}
+
+/// `[node] max_connections`.
+pub const NODE_MAX_CONNECTIONS: Range = Range {
+    section: "node",
+    key: "max_connections",
+    min: 1,
+    max: 16_384,
+    unit: "",
+};
+/// `[gateway] max_connections`.
+pub const GATEWAY_MAX_CONNECTIONS: Range = Range {
+    section: "gateway",
+    key: "max_connections",
+    min: 1,
+    max: 65_536,
+    unit: "",
+};
+/// `[gateway] max_connections_per_ip`.
+pub const GATEWAY_MAX_CONNECTIONS_PER_IP: Range = Range {
+    section: "gateway",
+    key: "max_connections_per_ip",
+    min: 1,
+    max: 65_536,
+    unit: "",
+};
+/// `[gateway] fetches_per_client`: no more than the gateway's fetches in
+/// all (`tamizdat_gateway::Config::fetches_total`, 32).
+pub const GATEWAY_FETCHES_PER_CLIENT: Range = Range {
+    section: "gateway",
+    key: "fetches_per_client",
+    min: 1,
+    max: 32,
+    unit: "",
+};
+/// `[store] quota`, in bytes: at least 64 KiB.
+pub const STORE_QUOTA: Range = Range {
+    section: "store",
+    key: "quota",
+    min: 64 << 10,
+    max: u64::MAX,
+    unit: " bytes",
+};
+/// Most publishers `[node] follow` may list: as many as a node follows.
+pub const MAX_FOLLOWS: usize = tamizdat_node::feeds::MAX_FOLLOWS;
+
 /// The contents of `DIR/config.toml`. Every field is optional.
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -34,13 +111,14 @@ pub struct GatewayConfig {
     /// explicit choice: anyone reaching it can read what the node holds and
     /// make it fetch blobs (within the limits below).
     pub addr: Option<String>,
-    /// Most HTTP connections at once. Default 1024.
-    pub max_connections: Option<usize>,
-    /// Most HTTP connections at once from one IP address (one /64 for IPv6).
-    /// Default 64.
-    pub max_connections_per_ip: Option<usize>,
-    /// Most network fetches at once for one reader's address. Default 4.
-    pub fetches_per_client: Option<usize>,
+    /// Most HTTP connections at once: 1 to 65536. Default 1024.
+    pub max_connections: Option<u64>,
+    /// Most HTTP connections at once from one IP address (one /64 for IPv6):
+    /// 1 to 65536. Default 64.
+    pub max_connections_per_ip: Option<u64>,
+    /// Most network fetches at once for one reader's address: 1 to 32 (the
+    /// gateway's fetches in all). Default 4.
+    pub fetches_per_client: Option<u64>,
     /// The address readers reach the gateway by, when it is behind a
     /// reverse proxy (`"https://news.example.org"`): article links and QR
     /// codes use it. Default: the address each request was made to.
@@ -66,15 +144,31 @@ impl GatewayConfig {
             format!("gateway address {addr:?} is not IP:PORT (e.g. 127.0.0.1:8080) or \"off\"")
         })?;
         let mut c = tamizdat_gateway::Config::new(addr);
-        if let Some(n) = self.max_connections {
-            c.max_connections = n.max(1);
-        }
-        if let Some(n) = self.max_connections_per_ip {
-            c.max_connections_per_ip = n.max(1);
-        }
-        if let Some(n) = self.fetches_per_client {
-            c.fetches_per_client = n.max(1);
-        }
+        let set = |range: Range, value: Option<u64>, field: &mut usize| {
+            range
+                .check(value)
+                .map_err(|(s, k, problem)| anyhow::anyhow!("{s}.{k}: {problem}"))?;
+            if let Some(n) = value {
+                // Within the range, which fits any usize.
+                *field = usize::try_from(n)?;
+            }
+            anyhow::Ok(())
+        };
+        set(
+            GATEWAY_MAX_CONNECTIONS,
+            self.max_connections,
+            &mut c.max_connections,
+        )?;
+        set(
+            GATEWAY_MAX_CONNECTIONS_PER_IP,
+            self.max_connections_per_ip,
+            &mut c.max_connections_per_ip,
+        )?;
+        set(
+            GATEWAY_FETCHES_PER_CLIENT,
+            self.fetches_per_client,
+            &mut c.fetches_per_client,
+        )?;
         if let Some(url) = &self.public_url {
             let ok = (url.starts_with("https://") || url.starts_with("http://"))
                 && url.len() <= 200
@@ -115,11 +209,12 @@ pub struct NodeConfig {
     /// address; off unless set.
     #[serde(default)]
     pub relay_server: bool,
-    /// Most connections held at once. Default by profile: 256 (desktop),
-    /// 1024 (server), 64 (lowpower).
-    pub max_connections: Option<u32>,
+    /// Most connections held at once: 1 to 16384. Default by profile: 256
+    /// (desktop), 1024 (server), 64 (lowpower).
+    pub max_connections: Option<u64>,
     /// Publishers to follow (root public keys), besides those followed with
-    /// `tamizdat follow`.
+    /// `tamizdat follow`. At most [`MAX_FOLLOWS`] (1024), as many as a node
+    /// follows in all.
     #[serde(default)]
     pub follow: Vec<String>,
 }
@@ -160,7 +255,10 @@ impl NodeConfig {
         NodeTuning {
             mdns: self.mdns.unwrap_or(mdns),
             relay_server: self.relay_server,
-            max_connections: self.max_connections.unwrap_or(max_connections),
+            // `parse` refused anything over 16384.
+            max_connections: self
+                .max_connections
+                .map_or(max_connections, |n| u32::try_from(n).unwrap_or(u32::MAX)),
             max_streams,
             fetch_parallel,
         }
@@ -172,7 +270,8 @@ impl NodeConfig {
 #[serde(deny_unknown_fields)]
 pub struct StoreConfig {
     /// Most bytes the store may hold, data and proofs together: `"20 GiB"`,
-    /// `"500 MB"` or a plain number of bytes. No limit when absent.
+    /// `"500 MB"` or a plain number of bytes, at least 64 KiB. No limit when
+    /// absent.
     pub quota: Option<bytesize::ByteSize>,
 }
 
@@ -227,20 +326,23 @@ fn read(path: &Path) -> Result<Option<String>> {
 /// the first problem: `FILE:LINE:COL: ...`.
 pub fn parse(path: &Path, text: &str) -> Result<Config> {
     let cfg: Config = toml::from_str(text).map_err(|e| {
-        let at = e
+        let (at, key) = e
             .span()
             .map(|s| {
                 let (line, col) = line_col(text, s.start);
-                format!(":{line}:{col}")
+                let key = key_at(text, line)
+                    .map(|k| format!("{k}: "))
+                    .unwrap_or_default();
+                (format!(":{line}:{col}"), key)
             })
             .unwrap_or_default();
-        anyhow::anyhow!("{}{at}: {}", path.display(), e.message())
+        anyhow::anyhow!("{}{at}: {key}{}", path.display(), e.message())
     })?;
     if let Err((section, key, problem)) = cfg.validate() {
         let line = line_of(text, section, key)
             .map(|l| format!(":{l}"))
             .unwrap_or_default();
-        anyhow::bail!("{}{line}: [{section}] {key}: {problem}", path.display());
+        anyhow::bail!("{}{line}: {section}.{key}: {problem}", path.display());
     }
     Ok(cfg)
 }
@@ -257,6 +359,31 @@ fn line_col(text: &str, at: usize) -> (usize, usize) {
     let line = before.matches('\n').count() + 1;
     let col = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
     (line, col)
+}
+
+/// `section.key` set on 1-based `line`, if that line sets one.
+fn key_at(text: &str, line: usize) -> Option<String> {
+    let mut section = String::new();
+    for (i, l) in text.lines().enumerate() {
+        let t = l.trim();
+        if let Some(name) = t.strip_prefix('[').and_then(|r| r.split(']').next()) {
+            section = name.trim().to_owned();
+        } else if i + 1 == line {
+            let key = t.split_once('=')?.0.trim();
+            let plain = !key.is_empty()
+                && key
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
+            return plain.then(|| {
+                if section.is_empty() {
+                    key.to_owned()
+                } else {
+                    format!("{section}.{key}")
+                }
+            });
+        }
+    }
+    None
 }
 
 /// The line where `key` is set in `[section]`, if it can be found.
@@ -289,17 +416,38 @@ impl Config {
         };
         addrs("listen", self.node.listen.as_deref().unwrap_or_default())?;
         addrs("bootstrap", &self.node.bootstrap)?;
+        let mut follow = std::collections::HashSet::new();
         for k in &self.node.follow {
-            k.parse::<tamizdat_sign::PublicKey>().map_err(|e| {
+            let key = k.parse::<tamizdat_sign::PublicKey>().map_err(|e| {
                 (
                     "node",
                     "follow",
                     format!("{k:?} is not a publisher key: {e}"),
                 )
             })?;
+            follow.insert(key);
         }
-        if self.node.max_connections == Some(0) {
-            return Err(("node", "max_connections", "must be at least 1".into()));
+        if follow.len() > MAX_FOLLOWS {
+            return Err((
+                "node",
+                "follow",
+                format!(
+                    "{} publishers listed, over the limit of {MAX_FOLLOWS} a node can follow",
+                    follow.len()
+                ),
+            ));
+        }
+        NODE_MAX_CONNECTIONS.check(self.node.max_connections)?;
+        STORE_QUOTA.check(self.store.quota.map(|q| q.as_u64()))?;
+        for range in [
+            (GATEWAY_MAX_CONNECTIONS, self.gateway.max_connections),
+            (
+                GATEWAY_MAX_CONNECTIONS_PER_IP,
+                self.gateway.max_connections_per_ip,
+            ),
+            (GATEWAY_FETCHES_PER_CLIENT, self.gateway.fetches_per_client),
+        ] {
+            range.0.check(range.1)?;
         }
         self.gateway.resolve(None).map_err(|e| {
             let text = format!("{e:#}");

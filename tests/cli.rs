@@ -365,3 +365,197 @@ fn the_committed_example_config_is_valid() {
     env.ok(&["add", "a"]);
     assert_eq!(env.ok(&["ls"]).lines().count(), 1);
 }
+
+/// `config check` on `text`: Ok(stdout) or Err(stderr).
+fn config_check(env: &Env, name: &str, text: &str) -> Result<String, String> {
+    let file = env.write(name, text.as_bytes());
+    let out = env.run(&["config", "check", file.to_str().unwrap()]);
+    let (stdout, stderr) = (
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    );
+    if out.status.success() {
+        Ok(stdout)
+    } else {
+        Err(stderr)
+    }
+}
+
+#[test]
+fn config_check_refuses_numbers_out_of_range_naming_key_value_and_range() {
+    let env = Env::new();
+    for (text, key, value, range) in [
+        (
+            "[gateway]\nmax_connections = 18446744073709551615\n",
+            "gateway.max_connections",
+            "18446744073709551615",
+            "1 to 65536",
+        ),
+        (
+            "[gateway]\nmax_connections_per_ip = 0\n",
+            "gateway.max_connections_per_ip",
+            "0",
+            "1 to 65536",
+        ),
+        (
+            "[gateway]\nfetches_per_client = 1000000\n",
+            "gateway.fetches_per_client",
+            "1000000",
+            "1 to 32",
+        ),
+        (
+            "[node]\nmax_connections = 4294967296\n",
+            "node.max_connections",
+            "4294967296",
+            "1 to 16384",
+        ),
+        (
+            "[store]\nquota = 0\n",
+            "store.quota",
+            "0",
+            "at least 65536 bytes",
+        ),
+    ] {
+        let err = config_check(&env, "range.toml", text).expect_err(text);
+        assert!(err.contains("range.toml:2:"), "{err}");
+        for want in [key, value, range] {
+            assert!(err.contains(want), "{text}: {want:?} missing from {err}");
+        }
+    }
+    // A node refuses to start on such a file the same way.
+    fs::create_dir_all(env.data()).unwrap();
+    fs::write(
+        env.data().join("config.toml"),
+        "[gateway]\nmax_connections = 18446744073709551615\n",
+    )
+    .unwrap();
+    let err = env.fails(&["node", "--listen", "/ip4/127.0.0.1/tcp/0"]);
+    assert!(err.contains("gateway.max_connections"), "{err}");
+    // A value no number type holds names its key too.
+    let err = config_check(&env, "neg.toml", "[node]\nmax_connections = -1\n").unwrap_err();
+    assert!(err.contains("node.max_connections"), "{err}");
+}
+
+/// Every numeric key the committed configs document (set or commented
+/// out), with values inside its range and values outside it.
+const NUMERIC_KEYS: &[(&str, &str, &[&str], &[&str])] = &[
+    (
+        "node",
+        "max_connections",
+        &["1", "64", "16384"],
+        &["0", "16385", "18446744073709551615"],
+    ),
+    (
+        "gateway",
+        "max_connections",
+        &["1", "1024", "65536"],
+        &["0", "65537", "18446744073709551615"],
+    ),
+    (
+        "gateway",
+        "max_connections_per_ip",
+        &["1", "64", "65536"],
+        &["0", "65537", "9223372036854775807"],
+    ),
+    (
+        "gateway",
+        "fetches_per_client",
+        &["1", "4", "32"],
+        &["0", "33", "4294967296"],
+    ),
+    (
+        "store",
+        "quota",
+        &["65536", "\"64 KiB\"", "\"20 GiB\"", "18446744073709551615"],
+        &["0", "\"0 B\"", "65535", "\"1 KiB\""],
+    ),
+];
+
+/// `(section, key, value)` of every `key = NUMBER` or `key = "N UNIT"` line
+/// in `text`, commented out or not.
+fn documented_numbers(text: &str) -> Vec<(String, String, String)> {
+    let mut section = String::new();
+    let mut found = Vec::new();
+    for line in text.lines() {
+        let t = line.trim().trim_start_matches('#').trim();
+        if let Some(name) = t.strip_prefix('[').and_then(|r| r.strip_suffix(']')) {
+            section = name.to_owned();
+            continue;
+        }
+        let Some((key, value)) = t.split_once('=') else {
+            continue;
+        };
+        let (key, value) = (key.trim(), value.trim());
+        let plain = value.trim_matches('"');
+        let numeric = plain.starts_with(|c: char| c.is_ascii_digit())
+            && plain
+                .split(' ')
+                .next()
+                .unwrap()
+                .bytes()
+                .all(|b| b.is_ascii_digit())
+            && (plain == value || plain.contains(' '));
+        if !key.contains(' ') && numeric {
+            found.push((section.clone(), key.to_owned(), value.to_owned()));
+        }
+    }
+    found
+}
+
+#[test]
+fn every_numeric_key_in_the_example_configs_has_a_range_that_is_enforced() {
+    let env = Env::new();
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy/config");
+    let mut seen = 0;
+    for file in fs::read_dir(&dir).unwrap() {
+        let file = file.unwrap().path();
+        let text = fs::read_to_string(&file).unwrap();
+        for (section, key, value) in documented_numbers(&text) {
+            seen += 1;
+            assert!(
+                NUMERIC_KEYS
+                    .iter()
+                    .any(|(s, k, _, _)| *s == section && *k == key),
+                "{}: {section}.{key} is not in the table of ranges",
+                file.display()
+            );
+            // The documented value itself is accepted.
+            let doc = format!("[{section}]\n{key} = {value}\n");
+            config_check(&env, "doc.toml", &doc)
+                .unwrap_or_else(|e| panic!("{}: {doc}: {e}", file.display()));
+        }
+    }
+    assert!(
+        seen >= 5,
+        "found only {seen} numeric keys in {}",
+        dir.display()
+    );
+    for (section, key, good, bad) in NUMERIC_KEYS {
+        for v in *good {
+            let text = format!("[{section}]\n{key} = {v}\n");
+            config_check(&env, "good.toml", &text).unwrap_or_else(|e| panic!("{text}: {e}"));
+        }
+        for v in *bad {
+            let text = format!("[{section}]\n{key} = {v}\n");
+            let err = config_check(&env, "bad.toml", &text)
+                .err()
+                .unwrap_or_else(|| panic!("accepted {text}"));
+            assert!(err.contains(&format!("{section}.{key}")), "{text}: {err}");
+        }
+    }
+}
+
+#[test]
+fn config_check_refuses_more_publishers_than_a_node_can_follow() {
+    let env = Env::new();
+    let list = |n: usize| {
+        let keys: Vec<String> = (1..=n).map(|i| format!("\"{i:064x}\"")).collect();
+        format!("[node]\nfollow = [{}]\n", keys.join(", "))
+    };
+    config_check(&env, "most.toml", &list(1024)).expect("1024 publishers");
+    let err = config_check(&env, "over.toml", &list(1025)).expect_err("1025 publishers");
+    assert!(
+        err.contains("node.follow") && err.contains("1025") && err.contains("1024"),
+        "{err}"
+    );
+}
