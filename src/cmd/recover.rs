@@ -136,12 +136,12 @@ fn restore(repo: &Repo, store: &Store) -> Result<Restored> {
                     .refused
                     .push(format!("{}  revocation: {e}", info.hash)),
             }
-        } else if bytes.starts_with(b"tamizdat/delegation/") {
-            if tamizdat_sign::verify_delegation(&bytes).is_ok() {
-                store.pin("keys", &info.hash)?;
-                unrecover(store, &info.hash)?;
-                restored.keys += 1;
-            }
+        } else if bytes.starts_with(b"tamizdat/delegation/")
+            && tamizdat_sign::verify_delegation(&bytes).is_ok()
+        {
+            store.pin("keys", &info.hash)?;
+            unrecover(store, &info.hash)?;
+            restored.keys += 1;
         }
     }
     // Every publisher whose signed articles are here was followed (or
