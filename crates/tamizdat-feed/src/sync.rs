@@ -851,6 +851,10 @@ where
                 self.fork(topic_of, e, out);
                 Acceptance::Ignore
             }
+            // Dated ahead of our clock: the publisher's clock or ours is
+            // wrong, not the forwarder. Neither remembered nor blamed: it
+            // fits once the clocks agree.
+            Judgement::Reject(Refused::Feed(FeedError::FromFuture { .. })) => Acceptance::Ignore,
             Judgement::Reject(r) => {
                 self.refuse(hash);
                 self.penalise(from, Offence::Refused(r), now, out);
@@ -944,6 +948,8 @@ where
                     self.fork(s.body().publisher, e, out);
                 }
             }
+            // See the same case in gossip: nobody's fault we can tell.
+            Judgement::Reject(Refused::Feed(FeedError::FromFuture { .. })) => {}
             Judgement::Reject(r) => {
                 // The bytes are what was named: whoever named them lied.
                 self.refuse(hash);

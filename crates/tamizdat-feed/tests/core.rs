@@ -431,3 +431,30 @@ fn a_publisher_asks_every_peer_and_is_settled_once_the_head_they_claim_is_proven
     assert_eq!(heads.len(), 1);
     assert_eq!((heads[0].seq, heads[0].hash), (2, c[1].0));
 }
+
+#[test]
+fn an_article_dated_ahead_of_our_clock_blames_nobody_and_fits_once_clocks_agree() {
+    let c = chain(1, &[1]);
+    let mut s = core();
+    s.handle(Input::PeerUp(1), T0);
+    // Our clock is two hours behind the publisher's.
+    let behind = T0 - 2 * 3600 * 1000;
+    let outs = s.handle(gossip(1, &c[0].1), behind);
+    assert_eq!(validation(&outs), Some(Acceptance::Ignore));
+    assert_eq!(records(&outs), 0);
+    assert_eq!(s.strikes(&1), 0, "the forwarder did nothing wrong");
+    let outs = s.handle(
+        Input::Manifest {
+            from: 1,
+            hash: c[0].0,
+            bytes: c[0].1.clone(),
+        },
+        behind + 10,
+    );
+    assert_eq!(records(&outs), 0);
+    assert_eq!(s.strikes(&1), 0);
+    // Once the clocks agree, the same article is taken.
+    let outs = s.handle(gossip(1, &c[0].1), T0 + 1000);
+    assert_eq!(validation(&outs), Some(Acceptance::Accept));
+    assert_eq!(records(&outs), 1);
+}
