@@ -486,9 +486,11 @@ async fn forged_and_corrupt_content_is_never_served() {
 }
 
 /// Manifests signed with the publisher's real key that its feed rules
-/// refuse (a second version of an article, a jump past the limit, a date two
-/// hours ahead) are never shown as checked articles, on the page or in the
-/// API: a thief of a signing key gains nothing by handing one to a gateway.
+/// refuse (a second version of an article, a fork, a jump past the limit, a
+/// date two hours ahead, one backdated into an expired key's time) are never
+/// shown as checked articles, on the page or in the API: a thief of a
+/// signing key, even an expired one, gains nothing by handing one to a
+/// gateway.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn manifests_the_feed_rules_refuse_are_not_shown_as_genuine() {
     let site = site(|_| {}).await;
@@ -536,7 +538,37 @@ async fn manifests_the_feed_rules_refuse_are_not_shown_as_genuine() {
             ),
         ),
         (
-            "a jump past the limit",
+            "a fork: #2 after another #1",
+            sign(
+                &site.store,
+                &outlet,
+                Draft {
+                    seq: 2,
+                    prev: Some(Hash::of(b"an article the node never had")),
+                    title: "Fork",
+                    lang: "en",
+                    files: body("words put in the outlet's mouth"),
+                    supersedes: None,
+                },
+            ),
+        ),
+        (
+            "a jump just past the limit",
+            sign(
+                &site.store,
+                &outlet,
+                Draft {
+                    seq: 1 + tamizdat_sign::MAX_JUMP + 1,
+                    prev: Some(first),
+                    title: "Far ahead",
+                    lang: "en",
+                    files: body("words put in the outlet's mouth"),
+                    supersedes: None,
+                },
+            ),
+        ),
+        (
+            "a jump to the last sequence number",
             sign(
                 &site.store,
                 &outlet,
@@ -567,11 +599,32 @@ async fn manifests_the_feed_rules_refuse_are_not_shown_as_genuine() {
     .clone();
     future.created = now() + 2 * 3600;
     let future = tamizdat_sign::Signed::sign(future, &outlet.signing).unwrap();
-    for (what, m) in refused
-        .iter()
-        .map(|(w, m)| (*w, m))
-        .chain([("dated two hours ahead", &future)])
-    {
+    // A signing key whose delegation ended days ago, and an article dated
+    // within its time: it verifies, but comes after the feed's head while
+    // claiming to be older.
+    let old_key = tamizdat_sign::SecretKey::generate().unwrap();
+    let day = 86400;
+    let expired = tamizdat_sign::Signed::sign(
+        tamizdat_sign::Delegation {
+            root: outlet.root.public(),
+            key: old_key.public(),
+            not_before: now() - 10 * day,
+            not_after: now() - 5 * day,
+            feed: None,
+        },
+        &outlet.root,
+    )
+    .unwrap();
+    let mut backdated = future.body().clone();
+    backdated.title = "Backdated".into();
+    backdated.created = now() - 6 * day;
+    backdated.signer = old_key.public();
+    backdated.delegation = Some(expired.bytes().to_vec());
+    let backdated = tamizdat_sign::Signed::sign(backdated, &old_key).unwrap();
+    for (what, m) in refused.iter().map(|(w, m)| (*w, m)).chain([
+        ("dated two hours ahead", &future),
+        ("backdated into an expired key's time", &backdated),
+    ]) {
         let id = site.store.add_bytes(m.bytes()).unwrap().hash;
         let (status, _, page) = get(&site.url(&format!("/m/{id}"))).await;
         let page = text(&page);
