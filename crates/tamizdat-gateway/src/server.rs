@@ -18,6 +18,9 @@ use tower::ServiceExt;
 
 use crate::app::App;
 
+/// Largest request head (request line and headers) accepted: more is a 431.
+const MAX_HEADERS: usize = 64 * 1024;
+
 /// How the gateway listens and what it allows each client.
 #[derive(Debug, Clone)]
 #[non_exhaustive]
@@ -264,7 +267,10 @@ async fn serve_conn(
     let conn = hyper::server::conn::http1::Builder::new()
         .timer(TokioTimer::new())
         .header_read_timeout(config.header_timeout)
-        .max_buf_size(64 * 1024)
+        // The buffer alone would let a little more through: hyper reads
+        // into whatever room the buffer has.
+        .max_buf_size(MAX_HEADERS)
+        .max_header_size(MAX_HEADERS)
         .serve_connection(io, service);
     tokio::pin!(conn);
     tokio::select! {

@@ -922,3 +922,46 @@ async fn lists_show_only_what_verifies_here_and_revocations_take_effect() {
     assert!(text(&body).contains("revoked"), "{}", text(&body));
     site.gateway.shutdown().await;
 }
+
+/// A raw request with `pad` bytes of extra headers; the status line answered.
+fn with_headers(base: &str, pad: usize) -> String {
+    let addr = base.strip_prefix("http://").unwrap();
+    let mut s = TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let mut req = String::from("GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n");
+    let line = 1024;
+    let mut n = 0;
+    while n < pad {
+        let name = format!("x-pad-{n}: ");
+        let value = "a".repeat((line - name.len() - 2).min(pad - n));
+        req.push_str(&name);
+        req.push_str(&value);
+        req.push_str("\r\n");
+        n += line;
+    }
+    req.push_str("\r\n");
+    s.write_all(req.as_bytes()).unwrap();
+    let mut out = Vec::new();
+    let _ = s.read_to_end(&mut out);
+    String::from_utf8_lossy(&out)
+        .lines()
+        .next()
+        .unwrap_or("")
+        .to_owned()
+}
+
+/// Request headers are capped at 64 KiB in all: more is a 431.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn request_headers_are_capped_at_64_kib() {
+    let site = site(|_| {}).await;
+    let base = site.base.clone();
+    tokio::task::block_in_place(|| {
+        let ok = with_headers(&base, 60 << 10);
+        assert!(ok.starts_with("HTTP/1.1 200"), "60 KiB: {ok}");
+        for pad in [65 << 10, 80 << 10, 100 << 10] {
+            let big = with_headers(&base, pad);
+            assert!(big.starts_with("HTTP/1.1 431"), "{pad} bytes: {big}");
+        }
+    });
+    site.gateway.shutdown().await;
+}
