@@ -108,9 +108,9 @@ pub(crate) async fn publishers(State(app): State<Arc<App>>) -> Response {
 }
 
 pub(crate) async fn publisher(State(app): State<Arc<App>>, Path(raw): Path<String>) -> Response {
-    let key = match raw.parse::<PublicKey>() {
+    let key = match crate::app::parse_key(&raw) {
         Ok(k) => k,
-        Err(e) => return error(Failure::bad_request(format!("not a publisher key: {e}"))),
+        Err(f) => return error(f),
     };
     let index = match app.index.get(&app).await {
         Ok(i) => i,

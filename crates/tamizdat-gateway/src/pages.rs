@@ -11,7 +11,7 @@ use tamizdat_node::feeds::{self, Followed, Standing};
 use tamizdat_sign::{MAX_MANIFEST_LEN, PublicKey, VerifiedManifest, Verifier, VerifyError};
 use tamizdat_store::Hash;
 
-use crate::app::{App, Failure, SMALL_BLOB, parse_hash};
+use crate::app::{App, Failure, SMALL_BLOB, parse_hash, parse_key};
 use crate::index::{Article, Index};
 use crate::render;
 use crate::server::ClientIp;
@@ -192,13 +192,9 @@ pub(crate) async fn front(State(app): State<Arc<App>>) -> Response {
 }
 
 pub(crate) async fn publisher(State(app): State<Arc<App>>, Path(raw): Path<String>) -> Response {
-    let key = match raw.parse::<PublicKey>() {
+    let key = match parse_key(&raw) {
         Ok(k) => k,
-        Err(e) => {
-            return failure_page(Failure::bad_request(format!(
-                "not a publisher key (64 hex digits, as `tamizdat key show` prints it): {e}"
-            )));
-        }
+        Err(f) => return failure_page(f),
     };
     let index = match app.index.get(&app).await {
         Ok(i) => i,

@@ -965,3 +965,24 @@ async fn request_headers_are_capped_at_64_kib() {
     });
     site.gateway.shutdown().await;
 }
+
+/// A key that is no Ed25519 public key anyone could sign with (the
+/// all-zero key is a small-order point) is refused with a 400, on the page
+/// and in the API.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unusable_publisher_key_is_a_400() {
+    let site = site(|_| {}).await;
+    let zero = "0".repeat(64);
+    // The identity, and the point of order two.
+    let identity = format!("01{}", "0".repeat(62));
+    let order_two = format!("ec{}7f", "f".repeat(60));
+    for key in [&zero, &identity, &order_two] {
+        for route in ["/p/", "/api/v1/publishers/"] {
+            let (status, _, body) = get(&site.url(&format!("{route}{key}"))).await;
+            let page = text(&body);
+            assert_eq!(status, StatusCode::BAD_REQUEST, "{route}{key}: {page}");
+            assert!(page.contains("not a usable publisher key"), "{page}");
+        }
+    }
+    site.gateway.shutdown().await;
+}
