@@ -17,7 +17,10 @@
 //! path when a browser opening it can run nothing (images, audio, video,
 //! plain text); any other file gets `.txt` added to its name, so a click
 //! shows its text and never runs it. Its bytes are unchanged: its hash in
-//! `B3SUMS` is the one in the signed manifest.
+//! `B3SUMS` is the one in the signed manifest. A path that cannot be a file
+//! name on every disk, or holds a character that reorders text (which a file
+//! manager would obey), is saved under the file's hash. On the pages, titles
+//! and names show such characters as `<U+202E>` and the like.
 //!
 //! Every file is written under a temporary name, synced, then renamed into
 //! place. `index.html` and `B3SUMS` come last: a folder without them is an
@@ -311,7 +314,9 @@ fn portable(seg: &str) -> bool {
         && seg != ".."
         && !seg.ends_with(['.', ' '])
         && !seg.chars().any(|c| {
-            c.is_control() || matches!(c, '<' | '>' | ':' | '"' | '|' | '?' | '*' | '\\' | '/')
+            c.is_control()
+                || render::is_bidi_control(c)
+                || matches!(c, '<' | '>' | ':' | '"' | '|' | '?' | '*' | '\\' | '/')
         })
         && !RESERVED.contains(&stem.trim_end())
 }
@@ -556,7 +561,7 @@ fn page(title: &str, lang: &str, root: &str, main: Markup) -> Markup {
                 meta name="viewport" content="width=device-width, initial-scale=1";
                 meta name="referrer" content="no-referrer";
                 meta http-equiv="x-dns-prefetch-control" content="off";
-                title { (title) }
+                title { (render::visible(title)) }
                 link rel="stylesheet" href=(format!("{root}style.css"));
             }
             body {
@@ -608,7 +613,7 @@ fn index_page(items: &[Item<'_>]) -> (Markup, usize) {
             section.publisher {
                 h2 {
                     @if first.followed { "✔ " } @else { "⚠ " }
-                    (first.publisher_name.clone().unwrap_or_else(|| format!("Publisher {}", key.fingerprint())))
+                    (render::shown(&first.publisher_name.clone().unwrap_or_else(|| format!("Publisher {}", key.fingerprint()))))
                 }
                 dl.keyinfo {
                     dt { "Fingerprint" } dd.fingerprint { (key.fingerprint()) }
@@ -623,13 +628,13 @@ fn index_page(items: &[Item<'_>]) -> (Markup, usize) {
                     @for item in list {
                         @let m = item.a.manifest.manifest();
                         li.article {
-                            a href=(format!("articles/{}.html", item.id)) lang=(m.lang) dir=[render::is_rtl(&m.lang).then_some("rtl")] { (m.title) }
+                            a href=(format!("articles/{}.html", item.id)) lang=(m.lang) dir=[render::is_rtl(&m.lang).then_some("rtl")] { (render::shown(&m.title)) }
                             div.meta {
                                 time { (render::time(m.created)) }
-                                " · " (m.lang) " · " (m.feed) " #" (m.seq)
+                                " · " (render::shown(&m.lang)) " · " (render::shown(&m.feed)) " #" (m.seq)
                             }
                             @if let Some(s) = &m.summary {
-                                p.summary lang=(m.lang) dir=[render::is_rtl(&m.lang).then_some("rtl")] { (s) }
+                                p.summary lang=(m.lang) dir=[render::is_rtl(&m.lang).then_some("rtl")] { (render::shown(s)) }
                             }
                         }
                     }
@@ -673,12 +678,12 @@ fn article_page(
     let main = html! {
         p.provenance {
             @if a.followed { "✔ Signed by " } @else { "⚠ Signed by an unknown publisher, " }
-            strong { (publisher_label(a)) }
+            strong { (render::shown(&publisher_label(a))) }
             " · " time { (render::time(m.created)) } " · "
             a href="#provenance" { "who signed this" }
         }
         article lang=(m.lang) dir=[render::is_rtl(&m.lang).then_some("rtl")] {
-            h1 { (m.title) }
+            h1 { (render::shown(&m.title)) }
             @if let Some(t) = rendered { div.body { (t) } }
         }
         section.files {
@@ -686,11 +691,11 @@ fn article_page(
             ul {
                 @for (e, f) in m.entries.iter().zip(files) {
                     li {
-                        a href=(format!("{id}/{}", href(f))) { (e.path) }
-                        " · " (e.media_type) " · " (e.size) " bytes · BLAKE3 " code.key { (Hash::from_bytes(e.hash)) }
+                        a href=(format!("{id}/{}", href(f))) { (render::shown(&e.path)) }
+                        " · " (render::shown(&e.media_type)) " · " (e.size) " bytes · BLAKE3 " code.key { (Hash::from_bytes(e.hash)) }
                         @if *f != e.path {
                             br;
-                            small { "saved as " code { (f) } (renamed_note(f)) }
+                            small { "saved as " code { (render::shown(f)) } (renamed_note(f)) }
                         }
                     }
                 }
@@ -737,7 +742,7 @@ fn badge(item: &Item<'_>, all: &[Item<'_>]) -> Markup {
             }
             dl {
                 dt { "Publisher" }
-                dd { (a.publisher_name.clone().unwrap_or_else(|| "(no name given)".into()))
+                dd { (render::shown(&a.publisher_name.clone().unwrap_or_else(|| "(no name given)".into())))
                     @if !a.followed { " — not followed by the node that made this export" } }
                 (crate::pages::provenance_rows(v))
                 @if let Some(old) = m.supersedes {

@@ -23,6 +23,7 @@ mod blob;
 pub mod html;
 mod index;
 mod metrics;
+mod nesting;
 mod pages;
 mod render;
 mod server;

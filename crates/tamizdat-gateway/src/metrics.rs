@@ -43,6 +43,7 @@ struct PublisherLabels {
 pub(crate) struct Metrics {
     requests: Family<RequestLabels, Counter>,
     network_fetches: Family<OutcomeLabels, Counter>,
+    renders: Family<OutcomeLabels, Counter>,
     blobs: Gauge,
     stored_bytes: Gauge,
     feed_lag: Family<FeedLabels, Gauge>,
@@ -55,6 +56,7 @@ impl Metrics {
         let m = Self {
             requests: Family::default(),
             network_fetches: Family::default(),
+            renders: Family::default(),
             blobs: Gauge::default(),
             stored_bytes: Gauge::default(),
             feed_lag: Family::default(),
@@ -70,6 +72,11 @@ impl Metrics {
             "gateway_network_fetches",
             "Blobs the gateway asked the network for on behalf of readers, by outcome",
             m.network_fetches.clone(),
+        );
+        r.register(
+            "gateway_renders",
+            "Article texts rendered into pages, by outcome (rendered, too_complex, failed); each once, then kept",
+            m.renders.clone(),
         );
         r.register(
             "store_blobs",
@@ -104,6 +111,14 @@ impl Metrics {
             .get_or_create(&RequestLabels {
                 route: route.to_owned(),
                 status: status.to_string(),
+            })
+            .inc();
+    }
+
+    pub fn render(&self, outcome: &str) {
+        self.renders
+            .get_or_create(&OutcomeLabels {
+                outcome: outcome.to_owned(),
             })
             .inc();
     }

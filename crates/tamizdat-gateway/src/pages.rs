@@ -23,31 +23,68 @@ const RENDERING: usize = 2;
 /// Memory kept for rendered article texts.
 const RENDERED_BYTES: u64 = 16 << 20;
 
-/// Rendered article texts by manifest id (an id's text never changes), and
-/// the bound on how many are rendered at once.
+/// Rendered article texts by manifest id (an id's text never changes),
+/// those that could not be rendered included, and the bound on how many are
+/// rendered at once.
 #[derive(Debug)]
 pub(crate) struct Renders {
-    done: quick_cache::sync::Cache<Hash, Arc<str>, StrWeight>,
-    slots: tokio::sync::Semaphore,
+    done: quick_cache::sync::Cache<Hash, Rendered, RenderedWeight>,
+    /// Held by the render itself, so that one that runs past its time still
+    /// counts until it really ends (a blocking thread cannot be stopped).
+    slots: Arc<tokio::sync::Semaphore>,
+    /// Makes "recorded yet?" and "record" one step.
+    record: std::sync::Mutex<()>,
+}
+
+/// What became of rendering an article's text.
+#[derive(Debug, Clone)]
+pub(crate) enum Rendered {
+    Html(Arc<str>),
+    /// It took longer than `render_timeout`, or the renderer failed.
+    TooComplex,
 }
 
 #[derive(Debug, Clone, Copy)]
-pub(crate) struct StrWeight;
+pub(crate) struct RenderedWeight;
 
-impl quick_cache::Weighter<Hash, Arc<str>> for StrWeight {
-    fn weight(&self, _: &Hash, v: &Arc<str>) -> u64 {
-        v.len() as u64 + 64
+impl quick_cache::Weighter<Hash, Rendered> for RenderedWeight {
+    fn weight(&self, _: &Hash, v: &Rendered) -> u64 {
+        match v {
+            Rendered::Html(h) => h.len() as u64 + 64,
+            Rendered::TooComplex => 64,
+        }
     }
 }
 
 impl Renders {
     pub fn new() -> Self {
         Self {
-            done: quick_cache::sync::Cache::with_weighter(1024, RENDERED_BYTES, StrWeight),
-            slots: tokio::sync::Semaphore::new(RENDERING),
+            done: quick_cache::sync::Cache::with_weighter(1024, RENDERED_BYTES, RenderedWeight),
+            slots: Arc::new(tokio::sync::Semaphore::new(RENDERING)),
+            record: std::sync::Mutex::new(()),
         }
     }
+
+    /// Keeps the outcome for `id` unless one is kept already (the first
+    /// word stands: a late render does not undo a "too complex"), and counts
+    /// it. Returns the outcome kept.
+    fn record(
+        &self,
+        metrics: &crate::metrics::Metrics,
+        id: Hash,
+        r: Rendered,
+        outcome: &str,
+    ) -> Rendered {
+        let _one = self.record.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(kept) = self.done.get(&id) {
+            return kept;
+        }
+        metrics.render(outcome);
+        self.done.insert(id, r.clone());
+        r
+    }
 }
+
 /// Articles on the front page.
 const FRONT: usize = 50;
 /// Articles on a publisher's page.
@@ -81,7 +118,7 @@ fn page(status: StatusCode, title: &str, lang: &str, main: Markup) -> Response {
                 meta name="viewport" content="width=device-width, initial-scale=1";
                 meta name="referrer" content="no-referrer";
                 meta http-equiv="x-dns-prefetch-control" content="off";
-                title { (title) }
+                title { (render::visible(title)) }
                 link rel="stylesheet" href="/assets/style.css";
             }
             body {
@@ -131,14 +168,14 @@ fn article_row(following: &[Followed], a: &Article) -> Markup {
         .and_then(|f| f.name.clone());
     html! {
         li.article {
-            a href=(format!("/m/{}", a.id)) lang=(m.lang) dir=[render::is_rtl(&m.lang).then_some("rtl")] { (m.title) }
+            a href=(format!("/m/{}", a.id)) lang=(m.lang) dir=[render::is_rtl(&m.lang).then_some("rtl")] { (render::shown(&m.title)) }
             div.meta {
-                a href=(format!("/p/{}", m.publisher)) { (name.unwrap_or_else(|| m.publisher.fingerprint())) }
+                a href=(format!("/p/{}", m.publisher)) { (render::shown(&name.unwrap_or_else(|| m.publisher.fingerprint()))) }
                 " · " time { (render::time(m.created)) }
-                " · " (m.lang) " · " (m.feed) " #" (m.seq)
+                " · " (render::shown(&m.lang)) " · " (render::shown(&m.feed)) " #" (m.seq)
             }
             @if let Some(s) = &m.summary {
-                p.summary lang=(m.lang) { (s) }
+                p.summary lang=(m.lang) { (render::shown(s)) }
             }
         }
     }
@@ -163,7 +200,7 @@ pub(crate) async fn front(State(app): State<Arc<App>>) -> Response {
                     @for f in &following {
                         li {
                             a href=(format!("/p/{}", f.key)) {
-                                (f.name.clone().unwrap_or_else(|| f.key.fingerprint()))
+                                (render::shown(&f.name.clone().unwrap_or_else(|| f.key.fingerprint())))
                             }
                             " · " span.fingerprint { (f.key.fingerprint()) }
                             " · " (counts.get(&f.key).copied().unwrap_or(0)) " article(s)"
@@ -209,7 +246,7 @@ pub(crate) async fn publisher(State(app): State<Arc<App>>, Path(raw): Path<Strin
         .unwrap_or_else(|| format!("Publisher {}", key.fingerprint()));
     let articles: Vec<_> = index.of(&key).take(FEED).collect();
     let main = html! {
-        h1 { (shown) }
+        h1 { (render::shown(&shown)) }
         dl.keyinfo {
             dt { "Fingerprint" } dd.fingerprint { (key.fingerprint()) }
             dt { "Public key" } dd { code.key { (key) } }
@@ -219,7 +256,7 @@ pub(crate) async fn publisher(State(app): State<Arc<App>>, Path(raw): Path<Strin
             h2 { "Feeds" }
             ul {
                 @for (_, feed, head) in &feeds {
-                    li { (feed) ": latest " a href=(format!("/m/{}", Hash::from_bytes(head.hash))) { "#" (head.seq) }
+                    li { (render::shown(feed)) ": latest " a href=(format!("/m/{}", Hash::from_bytes(head.hash))) { "#" (head.seq) }
                         " signed " (render::time(head.created)) }
                 }
             }
@@ -289,12 +326,12 @@ pub(crate) async fn article(
             @if followed && placed { "✔ Signed by " }
             @else if followed { "⚠ Signed by, but not placed in its feed: " }
             @else { "⚠ Signed by an unknown publisher, " }
-            strong { (name.unwrap_or_else(|| m.publisher.fingerprint())) }
+            strong { (render::shown(&name.unwrap_or_else(|| m.publisher.fingerprint()))) }
             " · " time { (render::time(m.created)) } " · "
             a href="#provenance" { "who signed this" }
         }
         article lang=(m.lang) dir=[render::is_rtl(&m.lang).then_some("rtl")] {
-            h1 { (m.title) }
+            h1 { (render::shown(&m.title)) }
             @if let Some(t) = text { div.body { (t) } }
         }
         (attachments(m, id))
@@ -381,12 +418,21 @@ async fn body(
     let Some(entry) = render::body_entry(m) else {
         return Ok(None);
     };
-    if let Some(html) = app.renders.done.get(&id) {
-        return Ok(Some(PreEscaped(html.to_string())));
+    let file = html! {
+        a href=(format!("/b/{}?m={id}", Hash::from_bytes(entry.hash))) { (render::shown(&entry.path)) }
+    };
+    let shown = |r: Rendered| match r {
+        Rendered::Html(html) => PreEscaped(html.to_string()),
+        Rendered::TooComplex => html! {
+            p.note { "The article's text is too complex to show here. Its file: " (file) "." }
+        },
+    };
+    if let Some(r) = app.renders.done.get(&id) {
+        return Ok(Some(shown(r)));
     }
     if entry.size > MAX_BODY {
         return Ok(Some(
-            html! { p.note { "The article's text is too large to show here; it is listed below." } },
+            html! { p.note { "The article's text is too large to show here. Its file: " (file) "." } },
         ));
     }
     let hash = Hash::from_bytes(entry.hash);
@@ -409,21 +455,42 @@ async fn body(
     };
     let kind = render::kind_of(entry);
     let manifest = m.clone();
-    let _slot = app
+    let slot = app
         .renders
         .slots
-        .acquire()
+        .clone()
+        .acquire_owned()
         .await
         .map_err(|e| Failure::internal(e.to_string()))?;
-    let html: Arc<str> = tokio::task::spawn_blocking(move || {
-        let text = String::from_utf8_lossy(&bytes);
-        render::article_html(&manifest, id, &text, kind)
-    })
-    .await
-    .map_err(|e| Failure::internal(e.to_string()))?
-    .into();
-    app.renders.done.insert(id, html.clone());
-    Ok(Some(PreEscaped(html.to_string())))
+    // Another request may have rendered it meanwhile.
+    if let Some(r) = app.renders.done.get(&id) {
+        return Ok(Some(shown(r)));
+    }
+    let limit = app.config.render_timeout;
+    let task_app = app.clone();
+    let task = tokio::task::spawn_blocking(move || {
+        let _slot = slot;
+        let started = std::time::Instant::now();
+        let html = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            let text = String::from_utf8_lossy(&bytes);
+            render::article_html(&manifest, id, &text, kind)
+        }));
+        let (r, outcome) = match html {
+            Ok(_) if started.elapsed() >= limit => (Rendered::TooComplex, "too_complex"),
+            Ok(html) => (Rendered::Html(html.into()), "rendered"),
+            Err(_) => (Rendered::TooComplex, "failed"),
+        };
+        task_app.renders.record(&task_app.metrics, id, r, outcome)
+    });
+    let r = match tokio::time::timeout(limit, task).await {
+        Ok(Ok(r)) => r,
+        Ok(Err(e)) => return Err(Failure::internal(e.to_string())),
+        // It goes on in its thread, holding its slot, and is not tried again.
+        Err(_) => app
+            .renders
+            .record(&app.metrics, id, Rendered::TooComplex, "too_complex"),
+    };
+    Ok(Some(shown(r)))
 }
 
 fn attachments(m: &tamizdat_sign::Manifest, id: Hash) -> Markup {
@@ -440,8 +507,8 @@ fn attachments(m: &tamizdat_sign::Manifest, id: Hash) -> Markup {
                 ul {
                     @for e in rest {
                         li {
-                            a href=(format!("/b/{}?m={id}", Hash::from_bytes(e.hash))) { (e.path) }
-                            " · " (e.media_type) " · " (e.size) " bytes"
+                            a href=(format!("/b/{}?m={id}", Hash::from_bytes(e.hash))) { (render::shown(&e.path)) }
+                            " · " (render::shown(&e.media_type)) " · " (e.size) " bytes"
                         }
                     }
                 }
@@ -475,7 +542,7 @@ fn badge(
             }
             dl {
                 dt { "Publisher" }
-                dd { a href=(format!("/p/{}", m.publisher)) { (name.unwrap_or_else(|| "(no name given on this node)".into())) }
+                dd { a href=(format!("/p/{}", m.publisher)) { (render::shown(&name.unwrap_or_else(|| "(no name given on this node)".into()))) }
                     @if !followed { " — not followed by this node" } }
                 (provenance_rows(v))
                 @if let Some(old) = m.supersedes {
@@ -522,13 +589,13 @@ pub(crate) fn provenance_rows(v: &VerifiedManifest) -> Markup {
                 Some(d) => {
                     "signing key " code.key { (m.signer) } " (" (m.signer.fingerprint()) "), delegated by the root key"
                     " from " (render::time(d.body().not_before)) " to " (render::time(d.body().not_after))
-                    @if let Some(f) = &d.body().feed { " for feed " (f) }
+                    @if let Some(f) = &d.body().feed { " for feed " (render::shown(f)) }
                     " (delegation " code { (hex::encode(d.id())) } ")"
                 }
             }
         }
         dt { "Signed at" } dd { time { (render::time(m.created)) } }
-        dt { "Feed" } dd { (m.feed) ", article #" (m.seq) }
-        dt { "Language" } dd { (m.lang) }
+        dt { "Feed" } dd { (render::shown(&m.feed)) ", article #" (m.seq) }
+        dt { "Language" } dd { (render::shown(&m.lang)) }
     }
 }

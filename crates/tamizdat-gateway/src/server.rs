@@ -45,6 +45,9 @@ pub struct Config {
     pub fetches_total: usize,
     /// Largest blob fetched from the network for a reader.
     pub fetch_max_bytes: u64,
+    /// Longest an article's text is rendered for: past it, the page says
+    /// the text is too complex to show and links its file.
+    pub render_timeout: Duration,
     /// Memory kept for small verified blobs served often.
     pub cache_bytes: u64,
     /// The address readers use, when it is not this one (behind a TLS
@@ -69,6 +72,7 @@ impl Config {
             fetches_per_client: 4,
             fetches_total: 32,
             fetch_max_bytes: 256 << 20,
+            render_timeout: Duration::from_secs(10),
             cache_bytes: 64 << 20,
             public_url: None,
             trusted_proxies: Vec::new(),

@@ -114,11 +114,8 @@ async fn article_page_renders_sanitized_with_its_provenance() {
     assert_eq!(h["x-dns-prefetch-control"], "off");
     // The article, in its language.
     assert!(page.contains("<html lang=\"ru\">"), "{page}");
-    assert_eq!(
-        page.matches("<h1>Свобода слова</h1>").count(),
-        1,
-        "one heading"
-    );
+    assert!(page.contains("<h1><bdi>Свобода слова</bdi></h1>"), "{page}");
+    assert_eq!(page.matches("<h1>").count(), 1, "one heading");
     assert!(page.contains("Текст статьи по-русски."));
     // Its image comes from /b/, the tracker's and the script do not come at all.
     assert!(page.contains(&format!("src=\"/b/{png}?m={id}\"")), "{page}");
@@ -134,7 +131,7 @@ async fn article_page_renders_sanitized_with_its_provenance() {
     assert!(page.contains(&outlet.signing.public().to_string()));
     assert!(page.contains("delegated by the root key"));
     assert!(page.contains(&hex::encode(outlet.delegation.id())));
-    assert!(page.contains("main, article #1"));
+    assert!(page.contains("<bdi>main</bdi>, article #1"), "{page}");
     assert!(page.contains("this is the feed's latest"));
     assert!(page.contains("This node checked this article's signature"));
     assert!(page.contains(&format!("href=\"/b/{id}\"")));
@@ -923,6 +920,158 @@ async fn lists_show_only_what_verifies_here_and_revocations_take_effect() {
     site.gateway.shutdown().await;
 }
 
+/// What a reader sees of a page: its text with the markup taken out and
+/// the entities decoded, the way a browser shows it.
+fn visible_text(page: &str) -> String {
+    let mut out = String::new();
+    let mut in_tag = false;
+    for c in page.chars() {
+        match c {
+            '<' => in_tag = true,
+            '>' if in_tag => in_tag = false,
+            c if !in_tag => out.push(c),
+            _ => {}
+        }
+    }
+    out.replace("&lt;", "<")
+        .replace("&gt;", ">")
+        .replace("&quot;", "\"")
+        .replace("&#39;", "'")
+        .replace("&amp;", "&")
+}
+
+/// A metric's samples in a scrape, summed over the lines that carry `labels`.
+fn metric(scrape: &str, name: &str, labels: &str) -> f64 {
+    scrape
+        .lines()
+        .filter(|l| l.starts_with(name) && l.contains(labels))
+        .map(|l| l.rsplit(' ').next().unwrap().parse::<f64>().unwrap())
+        .sum()
+}
+
+/// Articles built to make a renderer work for minutes (tens of thousands
+/// of nested quotes, lists or `<div>`s) render with their nesting cut short,
+/// at a normal status, and a second request for one costs no render at all.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn render_bombs_are_cut_short_and_remembered() {
+    let site = site(|_| {}).await;
+    let bombs: Vec<(&str, &str, String, &str, &str)> = vec![
+        (
+            "quotes",
+            "index.md",
+            ">".repeat(32 * 1024) + " deep words\n",
+            "text/markdown",
+            "<blockquote",
+        ),
+        (
+            "spaced quotes",
+            "index.md",
+            "> ".repeat(32 * 1024) + "deep words\n",
+            "text/markdown",
+            "<blockquote",
+        ),
+        (
+            "lists",
+            "index.md",
+            "- ".repeat(16 * 1024) + "deep words\n",
+            "text/markdown",
+            "<li",
+        ),
+        (
+            "divs in markdown",
+            "index.md",
+            "<div>".repeat(32 * 1024) + "\ndeep words\n",
+            "text/markdown",
+            "<div",
+        ),
+        (
+            "divs",
+            "index.html",
+            "<div class=x>".repeat(32 * 1024) + "deep words",
+            "text/html",
+            "<div",
+        ),
+    ];
+    let mut pages = Vec::new();
+    for (what, path, input, media, tag) in &bombs {
+        let outlet = Outlet::new();
+        let (id, _) = publish(
+            &site,
+            &outlet,
+            Draft {
+                seq: 1,
+                prev: None,
+                title: "Bomb",
+                lang: "en",
+                files: vec![(path, input.clone().into_bytes(), media)],
+                supersedes: None,
+            },
+        )
+        .await;
+        let (status, _, body) = get(&site.url(&format!("/m/{id}"))).await;
+        let page = text(&body);
+        assert_eq!(status, StatusCode::OK, "{what}");
+        assert!(page.contains("deep words"), "{what}: the words are shown");
+        let nested = page.matches(tag).count();
+        assert!(nested <= 64, "{what}: {nested} {tag} elements on the page");
+        assert!(page.len() < 64 << 10, "{what}: {} bytes", page.len());
+        pages.push((*what, id, page));
+    }
+    // Asked again: the same page, from what was rendered the first time.
+    for (what, id, first) in &pages {
+        let (status, _, body) = get(&site.url(&format!("/m/{id}"))).await;
+        assert_eq!(status, StatusCode::OK, "{what}");
+        assert_eq!(&text(&body), first, "{what}");
+    }
+    let (_, _, body) = get(&site.url("/metrics")).await;
+    let scrape = text(&body);
+    assert_eq!(
+        metric(&scrape, "tamizdat_gateway_renders_total", ""),
+        bombs.len() as f64,
+        "one render per article:\n{scrape}"
+    );
+    site.gateway.shutdown().await;
+}
+
+/// A render that runs past its time gives a page that says so and lists
+/// the article's files, and is not tried again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_render_past_its_time_is_too_complex_and_remembered() {
+    let site = site(|c| c.render_timeout = Duration::ZERO).await;
+    let outlet = Outlet::new();
+    let (id, _) = article(&site, &outlet).await;
+    for _ in 0..2 {
+        let (status, _, body) = get(&site.url(&format!("/m/{id}"))).await;
+        let page = text(&body);
+        assert_eq!(status, StatusCode::OK, "{page}");
+        assert!(page.contains("too complex"), "{page}");
+        assert!(!page.contains("Текст статьи"), "{page}");
+        let text = Hash::of(ARTICLE_MD.as_bytes());
+        assert!(
+            page.contains(&format!("href=\"/b/{text}?m={id}\"")),
+            "{page}"
+        );
+        assert!(page.contains("✔ Signed by"), "still checked: {page}");
+    }
+    let (_, _, body) = get(&site.url("/metrics")).await;
+    let scrape = text(&body);
+    assert_eq!(
+        metric(
+            &scrape,
+            "tamizdat_gateway_renders_total",
+            "outcome=\"too_complex\""
+        ),
+        1.0,
+        "{scrape}"
+    );
+    assert_eq!(
+        metric(&scrape, "tamizdat_gateway_renders_total", ""),
+        1.0,
+        "{scrape}"
+    );
+    site.gateway.shutdown().await;
+}
+
 /// A raw request with `pad` bytes of extra headers; the status line answered.
 fn with_headers(base: &str, pad: usize) -> String {
     let addr = base.strip_prefix("http://").unwrap();
@@ -963,6 +1112,61 @@ async fn request_headers_are_capped_at_64_kib() {
             assert!(big.starts_with("HTTP/1.1 431"), "{pad} bytes: {big}");
         }
     });
+    site.gateway.shutdown().await;
+}
+
+/// Characters that reorder text (right-to-left overrides, isolates, marks)
+/// in a title or a file name are shown as what they are, never obeyed:
+/// `photo<U+202E>gnp.exe` cannot pass for `photoexe.png`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bidi_controls_in_titles_and_file_names_are_shown_not_obeyed() {
+    let site = site(|_| {}).await;
+    let outlet = Outlet::new();
+    let (id, _) = publish(
+        &site,
+        &outlet,
+        Draft {
+            seq: 1,
+            prev: None,
+            title: "Report\u{202E}txet\u{2066} \u{200F}done",
+            lang: "en",
+            files: vec![
+                ("index.md", b"# Report\n\nwords".to_vec(), "text/markdown"),
+                ("photo\u{202E}gnp.exe", PNG.to_vec(), "image/png"),
+            ],
+            supersedes: None,
+        },
+    )
+    .await;
+    let root = outlet.root.public();
+    let controls = [
+        '\u{202A}', '\u{202B}', '\u{202C}', '\u{202D}', '\u{202E}', '\u{2066}', '\u{2067}',
+        '\u{2068}', '\u{2069}', '\u{200E}', '\u{200F}', '\u{061C}',
+    ];
+    // The lists are rebuilt from the store every two seconds at most.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let (_, _, body) = get(&site.url("/")).await;
+        if text(&body).contains(&format!("/m/{id}")) || std::time::Instant::now() > deadline {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    for path in [format!("/m/{id}"), "/".into(), format!("/p/{root}")] {
+        let (status, _, body) = get(&site.url(&path)).await;
+        assert_eq!(status, StatusCode::OK, "{path}");
+        let page = text(&body);
+        let shown = visible_text(&page);
+        assert!(
+            shown.contains("Report<U+202E>txet<U+2066> <U+200F>done"),
+            "{path}: {shown}"
+        );
+        assert!(!page.contains(controls), "{path}: a raw control in {page}");
+        if path.starts_with("/m/") {
+            assert!(shown.contains("photo<U+202E>gnp.exe"), "{shown}");
+            assert!(page.contains("<bdi>"), "{page}");
+        }
+    }
     site.gateway.shutdown().await;
 }
 

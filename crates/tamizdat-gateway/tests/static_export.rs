@@ -771,3 +771,142 @@ fn pages_show_provenance_corrections_and_right_to_left_text() {
     assert!(verify.contains("b3sum --check B3SUMS"));
     assert!(verify.contains("fingerprint"));
 }
+
+/// Characters that reorder text in a title or a file name are shown as
+/// what they are on the pages, and never make it into a file name on the
+/// stick, where a file manager would obey them.
+#[test]
+fn bidi_controls_are_shown_and_kept_out_of_file_names() {
+    let (_s, store) = store();
+    let outlet = Outlet::new();
+    let signed = sign(
+        &store,
+        &outlet,
+        Draft {
+            seq: 1,
+            prev: None,
+            title: "Report\u{202E}txet\u{2066} done",
+            lang: "en",
+            files: vec![
+                ("index.md", b"words".to_vec(), "text/markdown"),
+                ("photo\u{202E}gnp.exe", PNG.to_vec(), "image/png"),
+            ],
+            supersedes: None,
+        },
+    );
+    let out = TempDir::new().unwrap();
+    let dir = out.path().join("export");
+    html::export(
+        &dir,
+        &[article(&signed, Some("Outlet\u{202E}xim"), true)],
+        &reader_of(&store),
+    )
+    .unwrap();
+    let id = id_of(&signed);
+    let controls = |c: char| matches!(c, '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}' | '\u{200E}' | '\u{200F}' | '\u{061C}');
+    for page in [format!("articles/{id}.html"), "index.html".into()] {
+        let html = std::fs::read_to_string(dir.join(&page)).unwrap();
+        assert!(!html.contains(controls), "{page}: a raw control in {html}");
+        let shown = visible_text(&html);
+        assert!(
+            shown.contains("Report<U+202E>txet<U+2066> done"),
+            "{page}: {shown}"
+        );
+        assert!(shown.contains("Outlet<U+202E>xim"), "{page}: {shown}");
+        if page.starts_with("articles/") {
+            assert!(shown.contains("photo<U+202E>gnp.exe"), "{shown}");
+            assert!(html.contains("<bdi>"), "{html}");
+        }
+    }
+    for f in files_under(&dir) {
+        assert!(!f.contains(controls), "{f:?} written");
+    }
+}
+
+/// What a reader sees of a page: its text with the markup taken out and
+/// the entities decoded.
+fn visible_text(page: &str) -> String {
+    let mut out = String::new();
+    let mut in_tag = false;
+    for c in page.chars() {
+        match c {
+            '<' => in_tag = true,
+            '>' if in_tag => in_tag = false,
+            c if !in_tag => out.push(c),
+            _ => {}
+        }
+    }
+    out.replace("&lt;", "<")
+        .replace("&gt;", ">")
+        .replace("&quot;", "\"")
+        .replace("&#39;", "'")
+        .replace("&amp;", "&")
+}
+
+/// Everything written to a subscriber set up as the binary sets up its own
+/// (`warn`, with `log` records taken in).
+#[derive(Clone, Default)]
+struct Captured(Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl io::Write for Captured {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for Captured {
+    type Writer = Captured;
+    fn make_writer(&'a self) -> Captured {
+        self.clone()
+    }
+}
+
+/// Markup the HTML parser mends (table parts outside a table, text inside
+/// one) exports without a word on stderr at the default log level: the
+/// parser's notes are about the article's markup, nothing the user can act on.
+#[test]
+fn misnested_markup_exports_quietly() {
+    let captured = Captured::default();
+    let subscriber = tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::new("warn"))
+        .with_writer(captured.clone())
+        .finish();
+    let _guard = tracing_subscriber::util::SubscriberInitExt::set_default(subscriber);
+    let (_s, store) = store();
+    let md = "# Table\n\n<tr><td>x</td></tr>\n\n<table>loose words<tr><td>y</td></tr></table>\n\n\
+              <table><div>z</div></table>\n";
+    let html_doc = "<html><body><table>stray<tr><td>w</td></tr></table></body></html>";
+    let articles: Vec<_> = [
+        ("index.md", md, "text/markdown"),
+        ("index.html", html_doc, "text/html"),
+    ]
+    .into_iter()
+    .map(|(path, text, media)| {
+        let o = Outlet::new();
+        let s = sign(
+            &store,
+            &o,
+            Draft {
+                seq: 1,
+                prev: None,
+                title: "Table",
+                lang: "en",
+                files: vec![(path, text.as_bytes().to_vec(), media)],
+                supersedes: None,
+            },
+        );
+        article(&s, None, false)
+    })
+    .collect();
+    let out = TempDir::new().unwrap();
+    html::export(&out.path().join("export"), &articles, &reader_of(&store)).unwrap();
+    // The subscriber itself works: a warning of our own is printed.
+    tracing::warn!("canary");
+    let printed = String::from_utf8_lossy(&captured.0.lock().unwrap()).into_owned();
+    assert!(printed.contains("canary"), "{printed}");
+    assert_eq!(printed.lines().count(), 1, "{printed}");
+}
