@@ -559,3 +559,88 @@ fn config_check_refuses_more_publishers_than_a_node_can_follow() {
         "{err}"
     );
 }
+
+/// Waits for `child` to exit, for at most `secs`; kills it if it has not.
+fn exit_within(mut child: std::process::Child, secs: u64) -> Option<std::process::Output> {
+    let pid = child.id();
+    let (tx, rx) = std::sync::mpsc::sync_channel(1);
+    let stderr = child.stderr.take();
+    std::thread::spawn(move || {
+        let mut err = Vec::new();
+        if let Some(mut s) = stderr {
+            let _ = std::io::Read::read_to_end(&mut s, &mut err);
+        }
+        let status = child.wait();
+        let _ = tx.send((status, err));
+    });
+    match rx.recv_timeout(std::time::Duration::from_secs(secs)) {
+        Ok((status, stderr)) => Some(std::process::Output {
+            status: status.unwrap(),
+            stdout: Vec::new(),
+            stderr,
+        }),
+        Err(_) => {
+            let _ = Command::new("kill")
+                .args(["-KILL", &pid.to_string()])
+                .status();
+            None
+        }
+    }
+}
+
+#[test]
+fn a_key_file_replaced_by_a_fifo_is_refused_at_once() {
+    let env = Env::new();
+    env.ok(&["key", "new", "--name", "outlet", "--no-passphrase"]);
+    env.write("note.md", b"# Title\n\nText.\n");
+    let key = env.data().join("keys/outlet.key");
+    fs::remove_file(&key).unwrap();
+    let made = Command::new("mkfifo").arg(&key).status().unwrap();
+    assert!(made.success(), "mkfifo");
+    let child = env
+        .cmd()
+        .args(["publish", "note.md", "--key", "outlet", "--no-passphrase"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let out = exit_within(child, 30).expect("publish hung on a FIFO key file");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("outlet.key") && err.contains("not a regular file"),
+        "{err}"
+    );
+}
+
+#[test]
+fn a_key_file_others_can_read_is_used_with_a_warning() {
+    use std::os::unix::fs::PermissionsExt;
+    let env = Env::new();
+    env.ok(&["key", "new", "--name", "outlet", "--no-passphrase"]);
+    env.write("note.md", b"# Title\n\nText.\n");
+    let key = env.data().join("keys/outlet.key");
+    let publish = || {
+        env.cmd()
+            .args(["publish", "note.md", "--key", "outlet", "--no-passphrase"])
+            .output()
+            .unwrap()
+    };
+    let quiet = publish();
+    assert!(quiet.status.success());
+    assert!(
+        !String::from_utf8_lossy(&quiet.stderr).contains("chmod"),
+        "no warning for mode 0600"
+    );
+    fs::set_permissions(&key, fs::Permissions::from_mode(0o644)).unwrap();
+    let out = publish();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    assert!(
+        err.contains("warning")
+            && err.contains(&key.display().to_string())
+            && err.contains("chmod 600"),
+        "{err}"
+    );
+}

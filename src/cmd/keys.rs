@@ -4,7 +4,7 @@
 use std::{
     fs::{self, File, OpenOptions},
     io::{Read, Write},
-    os::unix::fs::{OpenOptionsExt, PermissionsExt},
+    os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt},
     path::{Path, PathBuf},
     process::ExitCode,
     time::{Duration, SystemTime, UNIX_EPOCH},
@@ -53,14 +53,59 @@ fn check_name(name: &str) -> Result<()> {
     Ok(())
 }
 
-fn read_bounded(path: &Path, max: u64) -> Result<Vec<u8>> {
-    let file = File::open(path).with_context(|| format!("cannot read {}", path.display()))?;
-    let mut bytes = Vec::new();
+/// Reads a file of at most `max` bytes. It is opened without blocking, so a
+/// FIFO or a device put in its place cannot hang the command, and it must be
+/// a regular file within the limit, both judged on the opened descriptor
+/// (what was checked is what is read).
+fn read_checked(path: &Path, max: u64) -> Result<(Vec<u8>, fs::Metadata)> {
+    let file = OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK | libc::O_NOCTTY)
+        .open(path)
+        .with_context(|| format!("cannot read {}", path.display()))?;
+    let meta = file
+        .metadata()
+        .with_context(|| format!("cannot read {}", path.display()))?;
+    if !meta.file_type().is_file() {
+        bail!("{} is not a regular file", path.display());
+    }
+    if meta.len() > max {
+        bail!(
+            "{} is {} bytes, over the {max}-byte limit",
+            path.display(),
+            meta.len()
+        );
+    }
+    // Room for all of it at once: a secret is never left behind in a
+    // smaller buffer that grew.
+    let mut bytes = Vec::with_capacity(usize::try_from(max)?.saturating_add(1));
     file.take(max + 1)
         .read_to_end(&mut bytes)
         .with_context(|| format!("cannot read {}", path.display()))?;
     if bytes.len() as u64 > max {
         bail!("{} is over the {max}-byte limit", path.display());
+    }
+    Ok((bytes, meta))
+}
+
+/// [`read_checked`], for a file that is not secret.
+pub(super) fn read_bounded(path: &Path, max: u64) -> Result<Vec<u8>> {
+    Ok(read_checked(path, max)?.0)
+}
+
+/// [`read_checked`], for a secret (a key, a passphrase): a warning on stderr
+/// when group or others may read it.
+pub(super) fn read_secret(path: &Path, max: u64) -> Result<Zeroizing<Vec<u8>>> {
+    let (bytes, meta) = read_checked(path, max)?;
+    let bytes = Zeroizing::new(bytes);
+    if meta.mode() & 0o077 != 0 {
+        eprintln!(
+            "tamizdat: warning: {} is a secret readable by others (mode {:03o}): \
+             run `chmod 600 {}`",
+            path.display(),
+            meta.mode() & 0o777,
+            path.display()
+        );
     }
     Ok(bytes)
 }
@@ -107,7 +152,7 @@ impl KeyDir {
         if !path.exists() {
             bail!("no key named {name:?} (see `tamizdat key list`)");
         }
-        let bytes = Zeroizing::new(read_bounded(&path, 1024)?);
+        let bytes = read_secret(&path, 1024)?;
         let info = key_file_info(&bytes).with_context(|| format!("key file {}", path.display()))?;
         Ok((bytes, info))
     }
@@ -168,7 +213,7 @@ impl KeyDir {
 }
 
 fn read_passphrase_file(path: &Path) -> Result<Zeroizing<String>> {
-    let bytes = Zeroizing::new(read_bounded(path, MAX_PASSPHRASE_FILE)?);
+    let bytes = read_secret(path, MAX_PASSPHRASE_FILE)?;
     let text = std::str::from_utf8(&bytes)
         .with_context(|| format!("passphrase file {} is not UTF-8", path.display()))?;
     let line = text.lines().next().unwrap_or("");

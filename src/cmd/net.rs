@@ -63,15 +63,18 @@ fn parse_addrs(list: &[String]) -> Result<Vec<Multiaddr>> {
         .collect()
 }
 
-/// Loads the node key, creating it (mode 0600) on first use.
+/// Largest node key file read (an ed25519 key in protobuf is 68 bytes).
+const MAX_NODE_KEY: u64 = 4096;
+
+/// Loads the node key, creating it (mode 0600) on first use. It is read as
+/// any secret is: a regular file, bounded, and a warning when others may
+/// read it.
 pub(super) fn node_key(dir: &Path) -> Result<identity::Keypair> {
     let path = dir.join(NODE_KEY);
-    match fs::read(&path) {
-        Ok(bytes) => identity::Keypair::from_protobuf_encoding(&bytes)
-            .with_context(|| format!("node key {} is damaged", path.display())),
+    match fs::symlink_metadata(&path) {
         Err(e) if e.kind() == io::ErrorKind::NotFound => {
             let key = identity::Keypair::generate_ed25519();
-            let bytes = key.to_protobuf_encoding()?;
+            let bytes = zeroize::Zeroizing::new(key.to_protobuf_encoding()?);
             let mut f = fs::OpenOptions::new()
                 .write(true)
                 .create_new(true)
@@ -82,7 +85,11 @@ pub(super) fn node_key(dir: &Path) -> Result<identity::Keypair> {
             f.sync_all()?;
             Ok(key)
         }
-        Err(e) => Err(e).with_context(|| format!("cannot read {}", path.display())),
+        _ => {
+            let bytes = super::keys::read_secret(&path, MAX_NODE_KEY)?;
+            identity::Keypair::from_protobuf_encoding(&bytes)
+                .with_context(|| format!("node key {} is damaged", path.display()))
+        }
     }
 }
 
