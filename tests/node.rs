@@ -350,3 +350,110 @@ fn a_revocation_made_on_the_newsroom_node_reaches_its_followers() {
     sigterm(&mut home);
     sigterm(&mut desk);
 }
+
+/// Idle TCP connections from 127.0.0.2 to `to`: `count` are kept open, and
+/// each one the node closes is opened again (after a short pause, as a
+/// patient attacker would) until the runtime is dropped. `held` counts the
+/// connections the node closed after they had been open at least `HELD`: the
+/// ones it accepted and then gave up on because they never spoke.
+struct Flood {
+    rt: tokio::runtime::Runtime,
+    opened: tokio::sync::watch::Receiver<usize>,
+    held: tokio::sync::watch::Receiver<usize>,
+}
+
+/// Longer than it takes a node to refuse a connection outright, shorter than
+/// its handshake timeout.
+const HELD: std::time::Duration = std::time::Duration::from_secs(2);
+
+impl Flood {
+    fn start(to: std::net::SocketAddr, count: usize) -> Self {
+        use tokio::io::AsyncReadExt;
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()
+            .unwrap();
+        let (opened_tx, opened) = tokio::sync::watch::channel(0);
+        let (held_tx, held) = tokio::sync::watch::channel(0);
+        let (opened_tx, held_tx) = (std::sync::Arc::new(opened_tx), std::sync::Arc::new(held_tx));
+        for _ in 0..count {
+            let (opened_tx, held_tx) = (opened_tx.clone(), held_tx.clone());
+            rt.spawn(async move {
+                loop {
+                    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+                    socket.bind("127.0.0.2:0".parse().unwrap()).unwrap();
+                    if let Ok(mut s) = socket.connect(to).await {
+                        opened_tx.send_modify(|n| *n += 1);
+                        let since = std::time::Instant::now();
+                        let mut buf = [0u8; 512];
+                        // Never a byte sent; read until the node hangs up.
+                        while matches!(s.read(&mut buf).await, Ok(n) if n > 0) {}
+                        if since.elapsed() >= HELD {
+                            held_tx.send_modify(|n| *n += 1);
+                        }
+                    }
+                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                }
+            });
+        }
+        Self { rt, opened, held }
+    }
+
+    /// Waits until `rx` (one of the counters) reaches `at_least`, or fails
+    /// after `secs`.
+    fn wait(&self, rx: &tokio::sync::watch::Receiver<usize>, at_least: usize, secs: u64) {
+        let mut rx = rx.clone();
+        let reached = self.rt.block_on(async {
+            let wait = rx.wait_for(|n| *n >= at_least);
+            matches!(
+                tokio::time::timeout(std::time::Duration::from_secs(secs), wait).await,
+                Ok(Ok(_))
+            )
+        });
+        assert!(reached, "{} of {at_least} after {secs} s", *rx.borrow());
+    }
+}
+
+#[test]
+fn idle_sockets_from_one_address_do_not_lock_others_out() {
+    let provider = Env::new();
+    let bytes = random(300_000, 44);
+    provider.write("a.bin", &bytes);
+    let hash = provider.ok(&["add", "a.bin"])[..64].to_owned();
+    let node = start(&provider, None);
+    let port: u16 = node
+        .addr
+        .split('/')
+        .nth(4)
+        .and_then(|p| p.parse().ok())
+        .expect("/ip4/127.0.0.1/tcp/PORT/p2p/ID");
+    // 100 connections that never say a word, all from one address.
+    let flood = Flood::start(([127, 0, 0, 1], port).into(), 100);
+    flood.wait(&flood.opened, 100, 60);
+    // A reader from another address still gets through, every time.
+    for round in 0..3 {
+        let reader = Env::new();
+        let out = reader.work().join("got.bin");
+        let got = reader.run(&[
+            "get",
+            &hash,
+            "--peer",
+            &node.addr,
+            "-o",
+            out.to_str().unwrap(),
+            "--timeout",
+            "30",
+        ]);
+        assert!(
+            got.status.success(),
+            "round {round}: {}",
+            String::from_utf8_lossy(&got.stderr)
+        );
+        assert_eq!(std::fs::read(&out).unwrap(), bytes);
+    }
+    // And the silent connections the node took on are closed in time.
+    flood.wait(&flood.held, 1, 60);
+    drop(flood);
+    drop(node);
+}

@@ -15,11 +15,11 @@ use std::{
     time::Duration,
 };
 
-use futures::{FutureExt, StreamExt};
+use futures::StreamExt;
 use libp2p::{
-    Multiaddr, PeerId, StreamProtocol, Swarm, SwarmBuilder, autonat, connection_limits,
-    core::transport::ListenerId,
-    dcutr, gossipsub, identify, identity,
+    Multiaddr, PeerId, StreamProtocol, Swarm, SwarmBuilder, Transport, autonat, connection_limits,
+    core::{muxing::StreamMuxerBox, transport::ListenerId, upgrade},
+    dcutr, dns, gossipsub, identify, identity,
     kad::{
         self, Mode, StoreInserts,
         store::{MemoryStore, MemoryStoreConfig, RecordStore},
@@ -27,11 +27,11 @@ use libp2p::{
     mdns, memory_connection_limits,
     metrics::{Metrics as Libp2pMetrics, Recorder},
     multiaddr::Protocol,
-    noise, ping, relay,
+    noise, ping, quic, relay,
     swarm::{
         ConnectionId, NetworkBehaviour, SwarmEvent, behaviour::toggle::Toggle, dial_opts::DialOpts,
     },
-    tcp, yamux,
+    tcp, websocket, yamux,
 };
 use prometheus_client::{metrics::counter::Counter, registry::Registry};
 use tamizdat_store::{ChunkRanges, Hash, Store};
@@ -46,7 +46,7 @@ use crate::{
     bans::BadPeers,
     feeds::{self, Conflict, Feeds, Followed},
     fetch::{self, Failure, Plan},
-    idle::Idle,
+    idle::{Idle, PendingPerIp},
     metrics::NodeMetrics,
     replicate, transfer, wire,
 };
@@ -63,6 +63,16 @@ const MAX_GOSSIP: usize = tamizdat_sign::MAX_MANIFEST_LEN + 16 * 1024;
 const SIZE_PROOF_ROUNDS: usize = 12;
 /// How long one provider gets to send a size proof (one 16 KiB group).
 const SIZE_PROOF_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Longest an incoming or outgoing TCP or WebSocket connection may take to
+/// agree on protocols, authenticate and set up multiplexing: a socket that
+/// stays silent is closed after this instead of holding a pending slot.
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(5);
+/// Incoming connections still in their handshake, in all.
+const MAX_PENDING: u32 = 64;
+/// Of those, from one IP address (one /64 for IPv6): one address cannot
+/// take them all and lock everyone else out.
+const MAX_PENDING_PER_IP: usize = 8;
 
 /// "Busy" answers after which a replication fetch leaves a provider.
 const REPLICA_MAX_BUSY: u32 = 2;
@@ -271,6 +281,7 @@ pub enum NodeError {
 #[derive(NetworkBehaviour)]
 struct Behaviour {
     limits: connection_limits::Behaviour,
+    pending: PendingPerIp,
     memory: memory_connection_limits::Behaviour,
     identify: identify::Behaviour,
     ping: ping::Behaviour,
@@ -495,20 +506,32 @@ pub fn spawn_with_metrics(
     let (relay_server, use_mdns, nat) = (config.relay_server, config.mdns, config.nat.clone());
     let mut swarm = SwarmBuilder::with_existing_identity(config.keypair.clone())
         .with_tokio()
-        .with_tcp(
-            tcp::Config::default().nodelay(true),
-            noise::Config::new,
-            yamux::Config::default,
-        )
+        // `/tcp/PORT/ws`, e.g. port 443 behind a CDN. It resolves names
+        // itself, so that the name reaches the request's Host header.
+        .with_other_transport(|key| {
+            let tcp = tcp::tokio::Transport::new(tcp::Config::default().nodelay(true));
+            let ws = websocket::Config::new(dns::tokio::Transport::system(tcp)?);
+            Ok::<_, Box<dyn std::error::Error + Send + Sync>>(
+                ws.upgrade(upgrade::Version::V1Lazy)
+                    .authenticate(noise::Config::new(key)?)
+                    .multiplex(yamux::Config::default())
+                    .timeout(HANDSHAKE_TIMEOUT),
+            )
+        })
         .map_err(|e| start(&e))?
-        .with_quic()
-        .with_dns()
-        .map_err(|e| start(&e))?
-        // `/tcp/PORT/ws`, e.g. port 443 behind a CDN. The tokio flavour is
-        // ready at once: its `async` only mirrors other runtimes'.
-        .with_websocket(noise::Config::new, yamux::Config::default)
-        .now_or_never()
-        .ok_or_else(|| NodeError::Start("the WebSocket transport did not build at once".into()))?
+        // TCP and QUIC (whose own handshake timeout is 5 s), behind DNS.
+        .with_other_transport(|key| {
+            let tcp = tcp::tokio::Transport::new(tcp::Config::default().nodelay(true))
+                .upgrade(upgrade::Version::V1Lazy)
+                .authenticate(noise::Config::new(key)?)
+                .multiplex(yamux::Config::default())
+                .timeout(HANDSHAKE_TIMEOUT)
+                .map(|(peer, conn), _| (peer, StreamMuxerBox::new(conn)));
+            let quic = quic::tokio::Transport::new(quic::Config::new(key))
+                .map(|(peer, conn), _| (peer, StreamMuxerBox::new(conn)));
+            let both = quic.or_transport(tcp).map(|either, _| either.into_inner());
+            Ok::<_, Box<dyn std::error::Error + Send + Sync>>(dns::tokio::Transport::system(both)?)
+        })
         .map_err(|e| start(&e))?
         .with_relay_client(noise::Config::new, yamux::Config::default)
         .map_err(|e| start(&e))?
@@ -525,7 +548,7 @@ pub fn spawn_with_metrics(
                 .set_record_filtering(StoreInserts::FilterBoth)
                 .set_query_timeout(Duration::from_secs(30));
             let limits = connection_limits::ConnectionLimits::default()
-                .with_max_pending_incoming(Some(64))
+                .with_max_pending_incoming(Some(MAX_PENDING))
                 .with_max_established(Some(max_conn))
                 .with_max_established_per_peer(Some(4));
             let autonat_cfg = autonat::Config {
@@ -555,6 +578,7 @@ pub fn spawn_with_metrics(
             };
             Ok::<_, Box<dyn std::error::Error + Send + Sync>>(Behaviour {
                 limits: connection_limits::Behaviour::new(limits),
+                pending: PendingPerIp::new(MAX_PENDING_PER_IP),
                 memory: memory_connection_limits::Behaviour::with_max_percentage(0.9),
                 identify: identify::Behaviour::new(
                     // Peers learn a relayed address as soon as there is one.
