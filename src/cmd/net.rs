@@ -147,7 +147,15 @@ pub fn node(dir: &Path, cfg: &config::Config, args: NodeArgs) -> Result<ExitCode
     let store = Arc::new(store);
     let info_path = dir.join(NODE_INFO);
     let rt = runtime()?;
-    rt.block_on(async {
+    let panicked = stop_on_panic();
+    let result = rt.block_on(async {
+        // Before anything can report ready: a SIGTERM right after it must
+        // stop the node cleanly, not kill it.
+        use tokio::signal::unix::{SignalKind, signal};
+        let (mut term, mut int) = (
+            signal(SignalKind::terminate())?,
+            signal(SignalKind::interrupt())?,
+        );
         let mut registry = prometheus_client::registry::Registry::default();
         let client = tamizdat_node::spawn_with_metrics(config, store.clone(), &mut registry)?;
         // Keys in the config are followed too; one already followed keeps
@@ -216,12 +224,22 @@ pub fn node(dir: &Path, cfg: &config::Config, args: NodeArgs) -> Result<ExitCode
         if let Err(e) = sd_notify::notify(false, &[sd_notify::NotifyState::Ready]) {
             tracing::warn!("cannot tell systemd the node is ready: {e}");
         }
-        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
-        tokio::select! {
-            _ = tokio::signal::ctrl_c() => {}
-            _ = term.recv() => {}
+        // Until asked to stop, or until a part of the node fails: then it
+        // stops all the same and exits 1, rather than run on half alive.
+        let mut panicked = panicked;
+        let failed = tokio::select! {
+            _ = int.recv() => None,
+            _ = term.recv() => None,
+            e = client.failed() => Some(anyhow::Error::new(e)),
+            p = panicked.wait_for(Option::is_some) => Some(match p {
+                Ok(why) => anyhow::anyhow!("the node failed: {}", why.clone().unwrap_or_default()),
+                Err(_) => anyhow::anyhow!("the node failed: its panic watch is gone"),
+            }),
+        };
+        match &failed {
+            Some(e) => eprintln!("tamizdat: {e:#}; stopping"),
+            None => eprintln!("stopping"),
         }
-        eprintln!("stopping");
         let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Stopping]);
         drop(server);
         if let Some(g) = gateway {
@@ -238,13 +256,51 @@ pub fn node(dir: &Path, cfg: &config::Config, args: NodeArgs) -> Result<ExitCode
             }
         }
         client.shutdown().await;
-        anyhow::Ok(())
-    })?;
+        match failed {
+            Some(e) => Err(e),
+            None => anyhow::Ok(()),
+        }
+    });
     // Commands still connected (a paused `cat | less`) must not hold up
     // the stop: every store write is atomic, so cutting them off is safe.
     rt.shutdown_timeout(Duration::from_secs(2));
     let _ = fs::remove_file(&info_path);
-    Ok(ExitCode::SUCCESS)
+    result.map(|()| ExitCode::SUCCESS)
+}
+
+/// A panic anywhere while the node runs stops it (exit status 1, the panic
+/// named). The node's own tasks are supervised (`Client::failed`), but the
+/// gateway's and the control socket's accept loops run in tasks whose
+/// handles this binary does not hold: a panic there would otherwise leave a
+/// node that runs on without them. A panic is a bug, and a node that stops
+/// and is restarted (systemd's `Restart=on-failure`) serves its readers
+/// better than one half alive.
+fn stop_on_panic() -> tokio::sync::watch::Receiver<Option<String>> {
+    let (tx, rx) = tokio::sync::watch::channel(None);
+    let default = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        default(info);
+        let payload = info.payload();
+        let message = payload
+            .downcast_ref::<&str>()
+            .map(|s| (*s).to_owned())
+            .or_else(|| payload.downcast_ref::<String>().cloned())
+            .unwrap_or_else(|| "(no message)".into());
+        let at = info
+            .location()
+            .map(|l| format!(" at {}:{}", l.file(), l.line()))
+            .unwrap_or_default();
+        let thread = std::thread::current();
+        let thread = thread.name().unwrap_or("unnamed");
+        tx.send_if_modified(|first| {
+            let new = first.is_none();
+            if new {
+                *first = Some(format!("a task panicked on thread {thread}{at}: {message}"));
+            }
+            new
+        });
+    }));
+    rx
 }
 
 pub fn get(dir: &Path, cfg: &config::Config, repo: Repo, args: GetArgs) -> Result<ExitCode> {

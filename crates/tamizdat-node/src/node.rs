@@ -11,7 +11,10 @@
 use std::{
     collections::{HashMap, HashSet},
     net::{Ipv4Addr, Ipv6Addr},
-    sync::{Arc, Mutex},
+    sync::{
+        Arc, Mutex,
+        atomic::{AtomicBool, Ordering},
+    },
     time::Duration,
 };
 
@@ -248,6 +251,10 @@ pub enum NodeError {
     /// The node has stopped.
     #[error("the node has stopped")]
     Stopped,
+    /// One of the node's tasks panicked or ended while the node was meant
+    /// to run; the node is down (see [`Client::failed`]).
+    #[error("the node failed: {0}")]
+    Failed(String),
     /// Nobody could be found who has the blob.
     #[error("no provider of {0} answered")]
     NoProviders(Hash),
@@ -361,6 +368,8 @@ pub struct Client {
     /// The replication task, which owns the feed state.
     repl: mpsc::Sender<replicate::Event>,
     metrics: NodeMetrics,
+    /// Why the node failed, once it has (see [`Supervisor`]).
+    failure: watch::Receiver<Option<String>>,
 }
 
 impl std::fmt::Debug for Client {
@@ -665,6 +674,8 @@ pub fn spawn_with_metrics(
     let (nat_tx, nat) = watch::channel(NatStatus::Unknown);
     let config = Arc::new(config);
     let metrics = NodeMetrics::register(registry);
+    let (failure_tx, failure) = watch::channel(None);
+    let stopping = Arc::new(AtomicBool::new(false));
     let client = Client {
         tx,
         peer_id,
@@ -677,6 +688,7 @@ pub fn spawn_with_metrics(
         feeds: feeds.clone(),
         repl: repl_tx.clone(),
         metrics: metrics.clone(),
+        failure,
     };
     let event_loop = EventLoop {
         swarm,
@@ -699,21 +711,36 @@ pub fn spawn_with_metrics(
         repl_tx,
         libp2p_metrics: Libp2pMetrics::new(registry),
         metrics,
+        stopping: stopping.clone(),
     };
-    tokio::spawn(event_loop.run());
-    tokio::spawn(serve_incoming(
-        incoming,
-        store.clone(),
-        config.clone(),
-        client.metrics.served_bytes().clone(),
-    ));
-    tokio::spawn(replicate::serve_revocations(
-        revocations_incoming,
-        feeds.clone(),
-    ));
-    tokio::spawn(replicate::serve_heads(heads_incoming, feeds));
-    tokio::spawn(replicate::serve_have(have_incoming, client.repl.clone()));
-    tokio::spawn(replicate::run(client.clone(), loaded, repl_rx));
+    let mut tasks = Supervisor::default();
+    tasks.spawn("event loop", event_loop.run());
+    tasks.spawn(
+        "blob server",
+        serve_incoming(
+            incoming,
+            store.clone(),
+            config.clone(),
+            client.metrics.served_bytes().clone(),
+        ),
+    );
+    tasks.spawn(
+        "revocations server",
+        replicate::serve_revocations(revocations_incoming, feeds.clone()),
+    );
+    tasks.spawn(
+        "heads server",
+        replicate::serve_heads(heads_incoming, feeds),
+    );
+    tasks.spawn(
+        "have reader",
+        replicate::serve_have(have_incoming, client.repl.clone()),
+    );
+    tasks.spawn(
+        "replication",
+        replicate::run(client.clone(), loaded, repl_rx),
+    );
+    tokio::spawn(tasks.run(stopping, failure_tx));
     // Announce what we hold.
     let announcer = client.clone();
     tokio::spawn(async move {
@@ -737,6 +764,57 @@ pub fn spawn_with_metrics(
     });
     info!(%peer_id, "node started");
     Ok(client)
+}
+
+/// The node's long-running tasks. One that panics, or ends before the node
+/// is stopped, takes the node down: the others are aborted (so every
+/// [`Client`] call then fails with [`NodeError::Stopped`]) and
+/// [`Client::failed`] says which task and why. A node is never left running
+/// without its swarm, its blob server or its replication.
+#[derive(Default)]
+struct Supervisor {
+    tasks: JoinSet<()>,
+    names: HashMap<tokio::task::Id, &'static str>,
+}
+
+impl Supervisor {
+    fn spawn(&mut self, name: &'static str, task: impl Future<Output = ()> + Send + 'static) {
+        let id = self.tasks.spawn(task).id();
+        self.names.insert(id, name);
+    }
+
+    /// Watches the tasks until the node stops (`stopping` is set by the
+    /// event loop as it returns) or one of them fails.
+    async fn run(mut self, stopping: Arc<AtomicBool>, failure: watch::Sender<Option<String>>) {
+        // The first task to end decides.
+        let Some(done) = self.tasks.join_next_with_id().await else {
+            return;
+        };
+        let (id, what) = match done {
+            Ok((id, ())) if stopping.load(Ordering::SeqCst) => {
+                debug!(task = self.names.get(&id).copied(), "ended with the node");
+                // The rest end with the swarm, on their own.
+                self.tasks.detach_all();
+                return;
+            }
+            Ok((id, ())) => (id, "ended while the node was running".to_owned()),
+            Err(e) if e.is_panic() => {
+                let id = e.id();
+                let payload = e.into_panic();
+                let message = payload
+                    .downcast_ref::<&str>()
+                    .map(|s| (*s).to_owned())
+                    .or_else(|| payload.downcast_ref::<String>().cloned())
+                    .unwrap_or_else(|| "(no message)".into());
+                (id, format!("panicked: {message}"))
+            }
+            Err(e) => (e.id(), "was cancelled".to_owned()),
+        };
+        let name = self.names.get(&id).copied().unwrap_or("unnamed");
+        tracing::error!("the node's {name} task {what}: stopping the node");
+        failure.send_replace(Some(format!("its {name} task {what}")));
+        self.tasks.shutdown().await;
+    }
 }
 
 /// Serves incoming blob streams within the configured bounds.
@@ -1076,6 +1154,19 @@ impl Client {
         self.send(Command::Subscribe(feeds::topic(key), false))
             .await?;
         Ok(was)
+    }
+
+    /// Resolves if the node fails: one of its tasks (the event loop that
+    /// owns the swarm, the blob server, replication, ...) panicked or ended
+    /// while the node was meant to run. By then the node is down, its other
+    /// tasks stopped, and the error names the task and what happened. Never
+    /// resolves while the node runs well, nor after [`Client::shutdown`].
+    pub async fn failed(&self) -> NodeError {
+        let mut failure = self.failure.clone();
+        match failure.wait_for(Option::is_some).await {
+            Ok(why) => NodeError::Failed(why.clone().unwrap_or_default()),
+            Err(_) => futures::future::pending().await,
+        }
     }
 
     /// Resolves once the node has stopped.
@@ -1653,6 +1744,8 @@ impl Client {
 
 struct EventLoop {
     swarm: Swarm<Behaviour>,
+    /// Set when it stops as asked (see [`Supervisor`]).
+    stopping: Arc<AtomicBool>,
     /// `Config::bootstrap`, dialled again while the node is alone.
     bootstrap: Vec<Multiaddr>,
     bootstrap_retry: Duration,
@@ -1709,6 +1802,9 @@ impl EventLoop {
                 cmd = self.commands.recv() => match cmd {
                     Some(Command::Shutdown) | None => {
                         info!("node stopping");
+                        // Before the swarm goes: the tasks that end with it
+                        // are not failures.
+                        self.stopping.store(true, Ordering::SeqCst);
                         return;
                     }
                     Some(cmd) => self.on_command(cmd),
@@ -2198,6 +2294,71 @@ impl EventLoop {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A node whose tasks are `tasks`, watched as `spawn` watches them.
+    fn supervised(
+        tasks: Vec<(&'static str, futures::future::BoxFuture<'static, ()>)>,
+    ) -> (Arc<AtomicBool>, watch::Receiver<Option<String>>) {
+        let mut s = Supervisor::default();
+        for (name, task) in tasks {
+            s.spawn(name, task);
+        }
+        let stopping = Arc::new(AtomicBool::new(false));
+        let (tx, rx) = watch::channel(None);
+        tokio::spawn(s.run(stopping.clone(), tx));
+        (stopping, rx)
+    }
+
+    #[tokio::test]
+    async fn a_task_that_panics_or_ends_early_takes_the_node_down() {
+        let (alive_tx, mut alive_rx) = mpsc::channel::<()>(1);
+        let (_stopping, mut failure) = supervised(vec![
+            (
+                "event loop",
+                Box::pin(async move {
+                    // Holds the channel open until it is aborted.
+                    let _alive = alive_tx;
+                    futures::future::pending::<()>().await
+                }),
+            ),
+            ("blob server", Box::pin(async { panic!("bad request") })),
+        ]);
+        let why = failure.wait_for(Option::is_some).await.unwrap().clone();
+        let why = why.unwrap();
+        assert!(
+            why.contains("blob server") && why.contains("panicked: bad request"),
+            "{why}"
+        );
+        assert!(
+            alive_rx.recv().await.is_none(),
+            "the other tasks are stopped"
+        );
+
+        let (_stopping, mut failure) = supervised(vec![("replication", Box::pin(async {}))]);
+        let why = failure.wait_for(Option::is_some).await.unwrap().clone();
+        assert!(why.unwrap().contains("replication task ended"));
+    }
+
+    #[tokio::test]
+    async fn tasks_that_end_with_a_stopped_node_are_no_failure() {
+        let (stop_tx, stop_rx) = oneshot::channel::<()>();
+        let stopping = Arc::new(AtomicBool::new(false));
+        let flag = stopping.clone();
+        let mut s = Supervisor::default();
+        s.spawn("event loop", async move {
+            let _ = stop_rx.await;
+            flag.store(true, Ordering::SeqCst);
+        });
+        s.spawn("blob server", futures::future::pending());
+        let (tx, mut failure) = watch::channel(None);
+        let watcher = tokio::spawn(s.run(stopping, tx));
+        stop_tx.send(()).unwrap();
+        watcher.await.unwrap();
+        assert!(
+            failure.wait_for(Option::is_some).await.is_err(),
+            "no failure"
+        );
+    }
 
     #[test]
     fn the_dht_mode_follows_reachability_unless_fixed() {
