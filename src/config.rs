@@ -275,7 +275,8 @@ pub struct StoreConfig {
     pub quota: Option<bytesize::ByteSize>,
 }
 
-/// Resolves the data directory and creates it if needed.
+/// Resolves the data directory and creates it if needed, readable by this
+/// user only (mode 0700; a directory that exists keeps its mode).
 pub fn data_dir(flag: Option<&Path>) -> Result<PathBuf> {
     let dir = match flag {
         Some(d) => d.to_owned(),
@@ -284,7 +285,8 @@ pub fn data_dir(flag: Option<&Path>) -> Result<PathBuf> {
             .data_dir()
             .to_owned(),
     };
-    std::fs::create_dir_all(&dir)
+    std::os::unix::fs::DirBuilderExt::mode(std::fs::DirBuilder::new().recursive(true), 0o700)
+        .create(&dir)
         .with_context(|| format!("cannot create data directory {}", dir.display()))?;
     Ok(dir)
 }

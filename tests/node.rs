@@ -457,3 +457,24 @@ fn idle_sockets_from_one_address_do_not_lock_others_out() {
     drop(flood);
     drop(node);
 }
+
+#[test]
+fn the_data_dir_and_what_the_node_writes_in_it_are_the_users_only() {
+    use std::os::unix::fs::PermissionsExt;
+    let mode = |p: &std::path::Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+    let env = Env::new();
+    assert!(!env.data().exists());
+    env.ok(&["ls"]);
+    assert_eq!(mode(&env.data()), 0o700, "a data dir tamizdat creates");
+    let mut node = start(&env, None);
+    let info = env.data().join("node.json");
+    assert!(std::fs::read_to_string(&info).unwrap().contains("peer_id"));
+    assert_eq!(mode(&info), 0o600, "node.json");
+    sigterm(&mut node);
+    // One left by an older version, readable by all, is made private too.
+    std::fs::write(&info, b"{}").unwrap();
+    std::fs::set_permissions(&info, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let mut node = start(&env, None);
+    assert_eq!(mode(&info), 0o600, "an old node.json");
+    sigterm(&mut node);
+}

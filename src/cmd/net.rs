@@ -3,7 +3,7 @@
 use std::{
     fs,
     io::{self, Write},
-    os::unix::fs::OpenOptionsExt,
+    os::unix::fs::{OpenOptionsExt, PermissionsExt},
     path::{Path, PathBuf},
     process::ExitCode,
     sync::Arc,
@@ -91,6 +91,24 @@ pub(super) fn node_key(dir: &Path) -> Result<identity::Keypair> {
                 .with_context(|| format!("node key {} is damaged", path.display()))
         }
     }
+}
+
+/// Replaces `path` with `bytes`, readable by this user only: what the node
+/// writes beside its store (its addresses, the peers it knew) tells others
+/// whom it talks to.
+fn write_private(path: &Path, bytes: &[u8]) -> Result<()> {
+    let write = || {
+        let mut f = fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o600)
+            .open(path)?;
+        // A file left by an older version keeps its mode otherwise.
+        f.set_permissions(fs::Permissions::from_mode(0o600))?;
+        f.write_all(bytes)
+    };
+    write().with_context(|| format!("cannot write {}", path.display()))
 }
 
 fn runtime() -> Result<tokio::runtime::Runtime> {
@@ -195,8 +213,7 @@ pub fn node(dir: &Path, cfg: &config::Config, args: NodeArgs) -> Result<ExitCode
             "gateway": gateway_url,
             "stored_bytes": store.usage().map(|u| u.used).unwrap_or(0),
         });
-        fs::write(&info_path, serde_json::to_vec_pretty(&info)?)
-            .with_context(|| format!("cannot write {}", info_path.display()))?;
+        write_private(&info_path, &serde_json::to_vec_pretty(&info)?)?;
         let server = control::serve(
             dir,
             control::Served {
@@ -252,7 +269,7 @@ pub fn node(dir: &Path, cfg: &config::Config, args: NodeArgs) -> Result<ExitCode
                 .map(|a| a.to_string())
                 .collect();
             if !list.is_empty() {
-                let _ = fs::write(dir.join(PEERS), serde_json::to_vec_pretty(&list)?);
+                let _ = write_private(&dir.join(PEERS), &serde_json::to_vec_pretty(&list)?);
             }
         }
         client.shutdown().await;
