@@ -15,7 +15,7 @@ use axum::routing::get;
 use bytes::Bytes;
 use prometheus_client::registry::Registry;
 use tamizdat_node::{Client, NodeError};
-use tamizdat_sign::{Delegation, KeyError, PublicKey, SecretKey, Signed};
+use tamizdat_sign::PublicKey;
 use tamizdat_store::{BlobInfo, Hash, Store};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
@@ -240,41 +240,14 @@ pub(crate) fn parse_hash(s: &str) -> Result<Hash, Result<String, Failure>> {
 
 /// Parses a publisher key in a URL: 64 hex digits, and a key someone could
 /// sign with (a point of the curve, not one of small order such as the
-/// all-zero key).
+/// all-zero key: tamizdat-sign's parsing refuses those).
 pub(crate) fn parse_key(s: &str) -> Result<PublicKey, Failure> {
-    let key = s.parse::<PublicKey>().map_err(|e| {
+    s.parse::<PublicKey>().map_err(|e| {
         Failure::bad_request(format!(
-            "not a publisher key (64 hex digits, as `tamizdat key show` prints it): {e}"
+            "not a usable publisher key (64 hex digits, as `tamizdat key show` prints it): {e}"
         ))
-    })?;
-    if key == PROBE.public() {
-        return Ok(key);
-    }
-    // tamizdat-sign takes any 32 bytes as a key and judges them when it
-    // checks a signature: a signature that cannot hold says, by the kind of
-    // its failure, whether the key itself is usable.
-    let probe = Signed::sign(
-        Delegation {
-            root: key,
-            key: PROBE.public(),
-            not_before: 0,
-            not_after: 0,
-            feed: None,
-        },
-        &PROBE,
-    );
-    match probe.map(|p| p.check_signature()) {
-        Ok(Ok(())) | Ok(Err(KeyError::BadSignature(_))) => Ok(key),
-        Ok(Err(e)) => Err(Failure::bad_request(format!(
-            "not a usable publisher key: {e}"
-        ))),
-        Err(e) => Err(Failure::bad_request(format!("not a publisher key: {e}"))),
-    }
+    })
 }
-
-/// Signs the probes of [`parse_key`]; any key would do.
-static PROBE: std::sync::LazyLock<SecretKey> =
-    std::sync::LazyLock::new(|| SecretKey::from_seed(&[0x5a; 32]));
 
 /// Bounds network fetches made for readers: at most `per` at once for one
 /// client address, `total` for all.

@@ -61,6 +61,13 @@ impl PublicKey {
 
     /// The dalek key, refusing encodings that are not points and weak
     /// (small-order) keys, for which a signature proves nothing.
+    /// Whether this is a key someone could sign with: a canonical curve
+    /// point of prime order ([`KeyError::NotAPoint`], [`KeyError::Weak`],
+    /// [`KeyError::NotPrimeOrder`] otherwise). Parsing from text checks it.
+    pub fn check(&self) -> Result<(), KeyError> {
+        self.verifying_key().map(|_| ())
+    }
+
     pub(crate) fn verifying_key(&self) -> Result<VerifyingKey, KeyError> {
         let vk = VerifyingKey::from_bytes(&self.0).map_err(|_| KeyError::NotAPoint(*self))?;
         if vk.is_weak() {
@@ -106,7 +113,12 @@ impl std::str::FromStr for PublicKey {
         }
         let mut out = [0u8; 32];
         hex::decode_to_slice(s, &mut out).map_err(|_| KeyError::ParsePublic(s.into()))?;
-        Ok(Self(out))
+        // A key typed by a person (a follow, a URL, a config) must be one
+        // someone could sign with: not the all-zero key, nor any other point
+        // of small order that no signature can be checked against.
+        let key = Self(out);
+        key.check()?;
+        Ok(key)
     }
 }
 

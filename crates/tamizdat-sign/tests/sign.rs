@@ -784,3 +784,30 @@ fn gaps_are_filled_only_by_manifests_that_link_both_ways() {
     state.accept(&v, NOW + 100).unwrap();
     assert_eq!(state.check(&v, NOW - 10 * DAY).unwrap(), Verdict::Duplicate);
 }
+
+#[test]
+fn a_key_no_one_can_sign_with_does_not_parse() {
+    // The all-zero key, the identity point and a point of order 2: each is
+    // 64 hex digits, and none can check a signature.
+    let identity = format!("01{}", "0".repeat(62));
+    let order_two = format!("ec{}7f", "ff".repeat(30));
+    for text in ["0".repeat(64), identity, order_two] {
+        let err = text.parse::<tamizdat_sign::PublicKey>().unwrap_err();
+        assert!(
+            matches!(
+                err,
+                tamizdat_sign::KeyError::Weak(_)
+                    | tamizdat_sign::KeyError::NotAPoint(_)
+                    | tamizdat_sign::KeyError::NotPrimeOrder(_)
+            ),
+            "{text}: {err}"
+        );
+    }
+    let real = tamizdat_sign::SecretKey::from_seed(&[3; 32]).public();
+    assert_eq!(
+        real.to_string()
+            .parse::<tamizdat_sign::PublicKey>()
+            .unwrap(),
+        real
+    );
+}
