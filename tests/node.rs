@@ -262,7 +262,7 @@ fn an_article_published_on_one_node_reaches_a_follower_verified() {
     let (code, page) = http_get(&home.gateway, &format!("/m/{manifest}"));
     assert_eq!(code, 200, "{page}");
     assert!(
-        page.contains("<h1>Новости</h1>") && page.contains("Сегодня."),
+        page.contains("<h1><bdi>Новости</bdi></h1>") && page.contains("Сегодня."),
         "{page}"
     );
     assert!(page.contains("The Desk"), "the name the volunteer gave");
