@@ -549,7 +549,17 @@ fn every_numeric_key_in_the_example_configs_has_a_range_that_is_enforced() {
 fn config_check_refuses_more_publishers_than_a_node_can_follow() {
     let env = Env::new();
     let list = |n: usize| {
-        let keys: Vec<String> = (1..=n).map(|i| format!("\"{i:064x}\"")).collect();
+        // Real publisher keys: parsing refuses points no one could sign with.
+        let keys: Vec<String> = (1..=n)
+            .map(|i| {
+                let mut seed = [0u8; 32];
+                seed[..8].copy_from_slice(&(i as u64).to_le_bytes());
+                format!(
+                    "\"{}\"",
+                    tamizdat_sign::SecretKey::from_seed(&seed).public()
+                )
+            })
+            .collect();
         format!("[node]\nfollow = [{}]\n", keys.join(", "))
     };
     config_check(&env, "most.toml", &list(1024)).expect("1024 publishers");
