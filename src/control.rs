@@ -473,6 +473,18 @@ pub struct Server {
     task: JoinHandle<()>,
 }
 
+impl Server {
+    /// Waits until the socket's accept loop ends on its own, which it does
+    /// only when it failed: the node then stops rather than run on without
+    /// its control socket.
+    pub async fn ended(&mut self) -> String {
+        match (&mut self.task).await {
+            Ok(()) => "the control socket stopped".into(),
+            Err(e) => format!("the control socket failed: {e}"),
+        }
+    }
+}
+
 impl Drop for Server {
     fn drop(&mut self) {
         self.task.abort();

@@ -165,7 +165,6 @@ pub fn node(dir: &Path, cfg: &config::Config, args: NodeArgs) -> Result<ExitCode
     let store = Arc::new(store);
     let info_path = dir.join(NODE_INFO);
     let rt = runtime()?;
-    let panicked = stop_on_panic();
     let result = rt.block_on(async {
         // Before anything can report ready: a SIGTERM right after it must
         // stop the node cleanly, not kill it.
@@ -185,7 +184,7 @@ pub fn node(dir: &Path, cfg: &config::Config, args: NodeArgs) -> Result<ExitCode
             }
         }
         let addrs = client.wait_listening(listen.len()).await?;
-        let gateway = match gateway_config {
+        let mut gateway = match gateway_config {
             Some(c) => {
                 let addr = c.addr;
                 Some(
@@ -214,7 +213,7 @@ pub fn node(dir: &Path, cfg: &config::Config, args: NodeArgs) -> Result<ExitCode
             "stored_bytes": store.usage().map(|u| u.used).unwrap_or(0),
         });
         write_private(&info_path, &serde_json::to_vec_pretty(&info)?)?;
-        let server = control::serve(
+        let mut server = control::serve(
             dir,
             control::Served {
                 store: store.clone(),
@@ -243,15 +242,20 @@ pub fn node(dir: &Path, cfg: &config::Config, args: NodeArgs) -> Result<ExitCode
         }
         // Until asked to stop, or until a part of the node fails: then it
         // stops all the same and exits 1, rather than run on half alive.
-        let mut panicked = panicked;
+        // A panic inside one request stays in its task; a part of the
+        // node that ends is what stops it.
+        let gateway_ended = async {
+            match gateway.as_mut() {
+                Some(g) => g.ended().await,
+                None => std::future::pending().await,
+            }
+        };
         let failed = tokio::select! {
             _ = int.recv() => None,
             _ = term.recv() => None,
             e = client.failed() => Some(anyhow::Error::new(e)),
-            p = panicked.wait_for(Option::is_some) => Some(match p {
-                Ok(why) => anyhow::anyhow!("the node failed: {}", why.clone().unwrap_or_default()),
-                Err(_) => anyhow::anyhow!("the node failed: its panic watch is gone"),
-            }),
+            why = server.ended() => Some(anyhow::anyhow!("the node failed: {why}")),
+            why = gateway_ended => Some(anyhow::anyhow!("the node failed: {why}")),
         };
         match &failed {
             Some(e) => eprintln!("tamizdat: {e:#}; stopping"),
@@ -283,41 +287,6 @@ pub fn node(dir: &Path, cfg: &config::Config, args: NodeArgs) -> Result<ExitCode
     rt.shutdown_timeout(Duration::from_secs(2));
     let _ = fs::remove_file(&info_path);
     result.map(|()| ExitCode::SUCCESS)
-}
-
-/// A panic anywhere while the node runs stops it (exit status 1, the panic
-/// named). The node's own tasks are supervised (`Client::failed`), but the
-/// gateway's and the control socket's accept loops run in tasks whose
-/// handles this binary does not hold: a panic there would otherwise leave a
-/// node that runs on without them. A panic is a bug, and a node that stops
-/// and is restarted (systemd's `Restart=on-failure`) serves its readers
-/// better than one half alive.
-fn stop_on_panic() -> tokio::sync::watch::Receiver<Option<String>> {
-    let (tx, rx) = tokio::sync::watch::channel(None);
-    let default = std::panic::take_hook();
-    std::panic::set_hook(Box::new(move |info| {
-        default(info);
-        let payload = info.payload();
-        let message = payload
-            .downcast_ref::<&str>()
-            .map(|s| (*s).to_owned())
-            .or_else(|| payload.downcast_ref::<String>().cloned())
-            .unwrap_or_else(|| "(no message)".into());
-        let at = info
-            .location()
-            .map(|l| format!(" at {}:{}", l.file(), l.line()))
-            .unwrap_or_default();
-        let thread = std::thread::current();
-        let thread = thread.name().unwrap_or("unnamed");
-        tx.send_if_modified(|first| {
-            let new = first.is_none();
-            if new {
-                *first = Some(format!("a task panicked on thread {thread}{at}: {message}"));
-            }
-            new
-        });
-    }));
-    rx
 }
 
 pub fn get(dir: &Path, cfg: &config::Config, repo: Repo, args: GetArgs) -> Result<ExitCode> {

@@ -99,6 +99,17 @@ impl Gateway {
         format!("http://{}", self.addr)
     }
 
+    /// Waits until the gateway's accept loop ends on its own: it does only
+    /// when it failed (a panic), since stopping goes through
+    /// [`Gateway::shutdown`]. A node watches this so that it never runs on
+    /// without its gateway.
+    pub async fn ended(&mut self) -> String {
+        match (&mut self.task).await {
+            Ok(()) => "the gateway stopped".into(),
+            Err(e) => format!("the gateway failed: {e}"),
+        }
+    }
+
     /// Stops accepting, lets requests in flight finish for up to 2 s.
     pub async fn shutdown(self) {
         let _ = self.stop.send(true);
