@@ -68,10 +68,10 @@ pub enum OpenError {
         #[source]
         source: redb::Error,
     },
-    /// The index is damaged. Nothing was changed; [`crate::Store::recover`]
-    /// rebuilds it from the blob files.
+    /// The index is damaged (or a recovery of it was interrupted); it is
+    /// not used. [`crate::Store::recover`] rebuilds it from the blob files.
     #[error(
-        "the store index {path} is damaged ({reason}); nothing was changed: \
+        "the store index {path} is damaged ({reason}); refusing to use it: \
          recovery rebuilds it from the blob files, re-verifying each"
     )]
     Damaged {

@@ -52,6 +52,9 @@ pub const MAX_STATE_LEN: usize = 64 << 20;
 /// Bytes accounted to the quota: data plus outboard of every entry, partial
 /// entries counted at their full size.
 const USED: &str = "used_bytes";
+/// Set once an index has been checked against the blob files (or made
+/// afresh over none): see `Store::open`.
+const GUARDED: &str = "guarded";
 
 const IO_BUF: usize = 1 << 20;
 const LOCK_STRIPES: usize = 64;
@@ -241,9 +244,15 @@ fn holds_blob_files(dir: &Path) -> Result<bool, IoError> {
         if !shard.is_dir() {
             continue;
         }
-        let mut files = fs::read_dir(&shard).map_err(io_err(&shard))?;
-        if files.next().is_some() {
-            return Ok(true);
+        // A data file named like a blob; a lone outboard holds nothing.
+        for f in fs::read_dir(&shard).map_err(io_err(&shard))? {
+            let f = f.map_err(io_err(&shard))?;
+            if f.file_name()
+                .to_str()
+                .is_some_and(|n| n.parse::<Hash>().is_ok())
+            {
+                return Ok(true);
+            }
         }
     }
     Ok(false)
@@ -251,41 +260,77 @@ fn holds_blob_files(dir: &Path) -> Result<bool, IoError> {
 
 /// Opens (or creates) the redb index. A damaged file is reported as such,
 /// including the damage that makes redb panic instead of returning an error.
-fn open_db(index: &Path, dir: &Path) -> Result<Database, OpenError> {
+fn open_db(index: &Path, dir: &Path, honour_marker: bool) -> Result<Database, OpenError> {
     let damaged = |reason: String| OpenError::Damaged {
         path: index.to_owned(),
         reason,
     };
+    // A recovery that did not finish, or a repair that may have forgotten
+    // blobs: refused until recovery has run to its end.
+    let marker = dir.join(RECOVERY_NEEDED);
+    if honour_marker && marker.exists() {
+        let why = fs::read_to_string(&marker).unwrap_or_default();
+        return Err(damaged(format!("it must be rebuilt: {}", why.trim())));
+    }
     let mut db = match quietly(|| Database::create(index)) {
         Err(panic) => return Err(damaged(panic)),
         Ok(Ok(db)) => db,
         Ok(Err(redb::DatabaseError::DatabaseAlreadyOpen)) => {
             return Err(OpenError::InUse(dir.to_owned()));
         }
-        Ok(Err(redb::DatabaseError::Storage(redb::StorageError::Corrupted(why)))) => {
-            return Err(damaged(why));
-        }
-        Ok(Err(e)) => {
+        // The file cannot be read at all: that is the disk or a permission,
+        // not damage, and recovery would not help.
+        Ok(Err(redb::DatabaseError::Storage(redb::StorageError::Io(e))))
+            if e.kind() != io::ErrorKind::InvalidData =>
+        {
             return Err(OpenError::Index {
                 path: index.to_owned(),
-                source: e.into(),
+                source: redb::StorageError::Io(e).into(),
             });
         }
+        // Anything else it says about the bytes (a wrong magic number, a
+        // version it does not know, corruption) is damage to the file.
+        Ok(Err(e)) => return Err(damaged(e.to_string())),
     };
     // redb checks page checksums only when it repairs after a crash; damage
     // to a cleanly closed file (a flipped bit, a bad sector) would otherwise
     // surface later as a panic in the middle of a command. Checking costs
-    // about 0.14 s for an index of a million blobs (`docs/store.md`). A
-    // check that had to repair is damage too: what the repair dropped may
-    // name blob files that gc would then delete.
+    // about 0.14 s for an index of a million blobs (`docs/store.md`).
     match quietly(|| db.check_integrity()) {
         Ok(Ok(true)) => Ok(db),
-        Ok(Ok(false)) => Err(damaged(
-            "its checksums failed; the database rolled it back to an earlier state".into(),
-        )),
-        Ok(Err(e)) => Err(damaged(e.to_string())),
-        Err(panic) => Err(damaged(panic)),
+        Ok(Ok(false)) => {
+            // The repair is already written: what it rolled back may have
+            // named blob files that gc would then delete. Refused for good
+            // (not only this once) until recovery rebuilds the index.
+            let why = "its checksums failed and the database rolled it back to an earlier state";
+            let _ = quietly(move || drop(db));
+            write_marker(&marker, why).map_err(OpenError::Io)?;
+            Err(damaged(why.into()))
+        }
+        Ok(Err(e)) => {
+            let _ = quietly(move || drop(db));
+            Err(damaged(e.to_string()))
+        }
+        Err(panic) => {
+            let _ = quietly(move || drop(db));
+            Err(damaged(panic))
+        }
     }
+}
+
+/// The file whose presence makes `open` refuse until recovery has run.
+pub(crate) const RECOVERY_NEEDED: &str = "RECOVERY-NEEDED";
+
+/// Writes the recovery marker durably, with the reason in it.
+pub(crate) fn write_marker(marker: &Path, why: &str) -> Result<(), IoError> {
+    let mut f = File::create(marker).map_err(io_err(marker))?;
+    f.write_all(why.as_bytes())
+        .and_then(|()| f.sync_all())
+        .map_err(io_err(marker))?;
+    if let Some(dir) = marker.parent() {
+        sync_dir(dir)?;
+    }
+    Ok(())
 }
 
 thread_local! {
@@ -541,7 +586,7 @@ impl Store {
         if guard_lost && index_is_blank(&index)? && holds_blob_files(&dir)? {
             return Err(lost());
         }
-        let db = open_db(&index, &dir)?;
+        let db = open_db(&index, &dir, guard_lost)?;
         // The index says which outlets this machine keeps: its owner's alone.
         #[cfg(unix)]
         {
@@ -593,10 +638,34 @@ impl Store {
         })?;
         // An index made afresh (by a version that did not check) beside
         // blob files that nothing names is a lost index too.
-        if guard_lost && store.index_is_empty().unwrap_or(false) && holds_blob_files(&store.dir)? {
-            return Err(lost());
+        // Checked once per index: an index this version made knows its own
+        // history, so files it does not name later are crash debris
+        // (orphans for gc), not a lost index.
+        if guard_lost && !store.is_guarded().unwrap_or(true) {
+            if store.index_is_empty().unwrap_or(false) && holds_blob_files(&store.dir)? {
+                return Err(lost());
+            }
+            store.set_guarded().map_err(|e| OpenError::Index {
+                path: store.dir.join("index.redb"),
+                source: match e {
+                    IndexError::Db(e) => e,
+                    other => redb::Error::Corrupted(other.to_string()),
+                },
+            })?;
         }
         Ok(store)
+    }
+
+    fn is_guarded(&self) -> Result<bool, IndexError> {
+        let txn = self.db.begin_read()?;
+        Ok(txn.open_table(META)?.get(GUARDED)?.is_some())
+    }
+
+    fn set_guarded(&self) -> Result<(), IndexError> {
+        let txn = self.begin_write()?;
+        txn.open_table(META)?.insert(GUARDED, 1)?;
+        txn.commit()?;
+        Ok(())
     }
 
     fn index_is_empty(&self) -> Result<bool, IndexError> {

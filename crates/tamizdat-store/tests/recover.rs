@@ -61,11 +61,10 @@ fn a_missing_or_emptied_index_is_refused_and_gc_cannot_run() {
     fs::write(&index, b"").unwrap();
     assert!(lost(Store::open(dir.path(), Options::default())));
 
-    // An index made afresh elsewhere (as an older version would have made
-    // it here) names none of the files: refused too.
-    let other = TempDir::new().unwrap();
-    drop(Store::open(other.path(), Options::default()).unwrap());
-    fs::copy(other.path().join("index.redb"), &index).unwrap();
+    // An index made afresh by something that did not check (an older
+    // version, the database alone) names none of the files: refused too.
+    fs::remove_file(&index).unwrap();
+    drop(redb::Database::create(&index).unwrap());
     assert!(lost(Store::open(dir.path(), Options::default())));
 
     for (h, _) in &blobs {
@@ -203,15 +202,20 @@ fn a_damaged_index_is_an_error_never_a_panic_and_recovery_keeps_it_aside() {
     }
     assert!(damaged > 0, "some flips must be seen as damage");
 
+    // Damage to the header: a wrong magic number, a version byte.
+    for at in [0, 64] {
+        let mut bytes = good.clone();
+        bytes[at] ^= 1;
+        fs::write(&index, &bytes).unwrap();
+        let err = Store::open(dir.path(), Options::default()).unwrap_err();
+        assert!(matches!(err, OpenError::Damaged { .. }), "byte {at}: {err}");
+    }
     // Damage redb cannot open at all: garbage over the header.
     let mut bytes = good.clone();
     bytes[..512].fill(0xa5);
     fs::write(&index, &bytes).unwrap();
     let err = Store::open(dir.path(), Options::default()).unwrap_err();
-    assert!(
-        matches!(err, OpenError::Damaged { .. } | OpenError::Index { .. }),
-        "{err}"
-    );
+    assert!(matches!(err, OpenError::Damaged { .. }), "{err}");
     let (store, report) = Store::recover(dir.path(), Options::default()).unwrap();
     let aside = report.old_index.expect("the damaged index is kept");
     assert_eq!(fs::read(&aside).unwrap(), bytes, "kept byte for byte");
@@ -263,4 +267,44 @@ fn the_index_is_readable_by_its_owner_alone() {
     drop(Store::open(dir.path(), Options::default()).unwrap());
     let mode = fs::metadata(&index).unwrap().permissions().mode() & 0o777;
     assert_eq!(mode, 0o600, "{mode:o}");
+}
+
+#[test]
+fn an_interrupted_recovery_is_never_taken_for_a_whole_index() {
+    let dir = TempDir::new().unwrap();
+    let blobs = filled(dir.path());
+    fs::remove_file(dir.path().join("index.redb")).unwrap();
+    let (store, _) = Store::recover(dir.path(), Options::default()).unwrap();
+    drop(store);
+    // What a recovery killed half-way leaves (docs/store.md): its marker
+    // beside an index that names only some of the blobs.
+    fs::write(dir.path().join("RECOVERY-NEEDED"), "interrupted").unwrap();
+    let err = Store::open(dir.path(), Options::default()).unwrap_err();
+    assert!(matches!(err, OpenError::Damaged { .. }), "{err}");
+    let (store, report) = Store::recover(dir.path(), Options::default()).unwrap();
+    assert_eq!(report.complete as usize, blobs.len());
+    assert!(!dir.path().join("RECOVERY-NEEDED").exists());
+    drop(store);
+    Store::open(dir.path(), Options::default()).unwrap();
+}
+
+#[test]
+fn crash_debris_in_a_new_store_is_not_a_lost_index() {
+    // A first `add` killed after its file was renamed into place but before
+    // the index commit: the store made its index itself, so that file is an
+    // orphan for gc, not a sign that the index was lost.
+    let dir = TempDir::new().unwrap();
+    drop(Store::open(dir.path(), Options::default()).unwrap());
+    let orphan = Hash::of(b"debris");
+    let path = blob_file(dir.path(), &orphan, "");
+    fs::create_dir_all(path.parent().unwrap()).unwrap();
+    fs::write(&path, b"debris").unwrap();
+    let store = Store::open(dir.path(), Options::default()).unwrap();
+    assert_eq!(store.gc(true).unwrap().orphan_files, vec![path]);
+    // A lone outboard where the index is missing holds no data either.
+    let fresh = TempDir::new().unwrap();
+    let ob = blob_file(fresh.path(), &orphan, ".obao");
+    fs::create_dir_all(ob.parent().unwrap()).unwrap();
+    fs::write(&ob, [0u8; 64]).unwrap();
+    Store::open(fresh.path(), Options::default()).unwrap();
 }

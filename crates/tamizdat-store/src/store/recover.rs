@@ -19,8 +19,8 @@ use redb::ReadableTable;
 use tracing::{info, warn};
 
 use super::{
-    BLOBS, META, Options, PINS, QUARANTINE, Store, USED, now, outboard_size, sync_dir,
-    verify::chunks,
+    BLOBS, META, Options, PINS, QUARANTINE, RECOVERY_NEEDED, Store, USED, now, outboard_size,
+    sync_dir, verify::chunks, write_marker,
 };
 use crate::{
     ChunkRanges, Hash,
@@ -109,9 +109,16 @@ impl Store {
             Err(e) if e.kind() == io::ErrorKind::NotFound => None,
             Err(e) => return Err(io_err(&index)(e).into()),
         };
+        // Until the rebuild has ended, the half-built index must never be
+        // taken for a whole one: the marker makes `open` refuse it, and a
+        // second `recover` starts again.
+        let marker = dir.join(RECOVERY_NEEDED);
+        write_marker(&marker, "a recovery of the index was interrupted")?;
         let store = Self::open_checked(dir, opts, false)?;
         drop(_lock);
         store.rebuild(&mut report)?;
+        fs::remove_file(&marker).map_err(io_err(&marker))?;
+        sync_dir(dir)?;
         info!(
             complete = report.complete,
             partial = report.partial,
