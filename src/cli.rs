@@ -69,12 +69,16 @@ pub enum Command {
     /// Rebuild a lost or damaged store index from the blob files: every
     /// blob re-verified against its name (what fails goes to quarantine),
     /// then the articles found re-pinned under their feeds, feed positions
-    /// and revocations restored, and their publishers followed again. The
-    /// old index is kept beside. Stop the node first.
+    /// and revocations restored. The old index is kept beside. Stop the
+    /// node first.
     Recover {
         /// Rebuild even when the index opens fine (pins made by hand are lost).
         #[arg(long)]
         force: bool,
+        /// Follow again every publisher whose signed articles were found
+        /// (the follow list itself was in the lost index).
+        #[arg(long)]
+        follow_found: bool,
     },
     /// Publisher keys: root keys, signing keys, delegations, revocations.
     #[command(subcommand)]

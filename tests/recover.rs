@@ -74,9 +74,10 @@ fn a_lost_index_is_refused_and_recover_brings_back_articles_and_feed_position() 
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{stdout}\n{stderr}");
     assert!(
-        stdout.contains(&format!("following  {root}  1 article(s)")),
+        stdout.contains(&format!("found  {root}  1 article(s)")),
         "{stdout}"
     );
+    assert!(stderr.contains("follow again"), "{stderr}");
     assert!(stderr.contains("1 revocation(s)"), "{stderr}");
     // Every blob is back, complete.
     let blobs = |ls: &str| {
@@ -101,15 +102,70 @@ fn a_lost_index_is_refused_and_recover_brings_back_articles_and_feed_position() 
     assert!(pins.contains(&format!("recovered  {note_hash}")), "{pins}");
     let dry = env.ok(&["gc", "--dry-run"]);
     assert!(!dry.contains("would remove"), "{dry}");
-    assert!(env.ok(&["following"]).contains(root));
-    // The feed position came back from the articles on disk: the next
-    // article continues the feed instead of signing seq 1 again.
+    // A blob on disk does not say its publisher was followed: the follow
+    // list comes back only when asked.
+    assert!(!env.ok(&["following"]).contains(root));
+    // The feed position came back: the next article continues the feed
+    // instead of signing seq 1 again. Seq 2 was signed (by the key revoked
+    // since) and stays taken, though the revoked article is not restored.
     let next = publish(&env, "next", "desk");
     let shown = env.ok(&["show", &next]);
-    assert!(shown.contains("\"seq\": 2"), "{shown}");
+    assert!(shown.contains("\"seq\": 3"), "{shown}");
     // A healthy index is left alone.
     let again = env.ok(&["recover"]);
     assert!(again.contains("nothing to recover"), "{again}");
+    let out = env.ok(&["recover", "--force", "--follow-found"]);
+    assert!(
+        out.contains(&format!("following  {root}  2 article(s)")),
+        "{out}"
+    );
+    assert!(env.ok(&["following"]).contains(root));
+}
+
+#[test]
+fn an_article_whose_files_are_missing_is_restored_and_the_rest_follows() {
+    let env = Env::new();
+    env.ok(&["key", "new", "--name", "outlet", "--no-passphrase"]);
+    signing_key(&env, "desk");
+    let hash = publish(&env, "partly", "desk");
+    let shown: serde_json::Value = serde_json::from_str(&env.ok(&["show", &hash])).unwrap();
+    let photo = shown["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["path"] == "photo.jpg")
+        .unwrap()["hash"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    // The photo had not arrived yet when the index was lost.
+    let store = env.data().join("store");
+    fs::remove_file(store.join("blobs").join(&photo[..2]).join(&photo)).unwrap();
+    let _ = fs::remove_file(
+        store
+            .join("blobs")
+            .join(&photo[..2])
+            .join(format!("{photo}.obao")),
+    );
+    fs::remove_file(store.join("index.redb")).unwrap();
+    let out = env.run(&["recover"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let pins = env.ok(&["pins"]);
+    assert!(
+        pins.lines()
+            .any(|l| l.starts_with("feed/") && l.ends_with(&hash)),
+        "{pins}"
+    );
+    let out = env.run(&["verify", &hash]);
+    assert_eq!(
+        out.status.code(),
+        Some(3),
+        "signature holds, a file is missing"
+    );
 }
 
 #[test]

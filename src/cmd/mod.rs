@@ -67,7 +67,10 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         Command::Pins => blobs::pins(&store()?),
         Command::Gc { dry_run } => blobs::gc(&store()?, dry_run),
         Command::Scrub => blobs::scrub(&store()?),
-        Command::Recover { force } => recover::recover(&dir, &cfg, force),
+        Command::Recover {
+            force,
+            follow_found,
+        } => recover::recover(&dir, &cfg, force, follow_found),
         Command::Key(cmd) => keys::run(&dir, store, cmd),
         Command::Publish(args) => articles::publish(&dir, &store()?, args),
         Command::Verify { target } => articles::verify(&store()?, &target),

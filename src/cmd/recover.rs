@@ -17,7 +17,7 @@ use tamizdat_node::{
 use tamizdat_sign::{MAX_MANIFEST_LEN, PublicKey, Revocation, Signed, TrustState};
 use tamizdat_store::{Hash, OpenError, RECOVERED_PIN, Store};
 
-use super::{articles, repo::Repo, state};
+use super::{repo::Repo, state};
 use crate::{config, control::Remote};
 
 /// What the signed objects among the recovered blobs gave back.
@@ -30,7 +30,12 @@ struct Restored {
     publishers: BTreeMap<PublicKey, u64>,
 }
 
-pub fn recover(dir: &Path, cfg: &config::Config, force: bool) -> Result<ExitCode> {
+pub fn recover(
+    dir: &Path,
+    cfg: &config::Config,
+    force: bool,
+    follow_found: bool,
+) -> Result<ExitCode> {
     if Remote::find(dir).is_some() {
         bail!(
             "a node is running on {}: stop it first (it holds the store open)",
@@ -62,12 +67,13 @@ pub fn recover(dir: &Path, cfg: &config::Config, force: bool) -> Result<ExitCode
     }
     let store = Arc::new(store);
     let repo = Repo::Local(store.clone());
-    let restored = restore(&repo, &store)?;
+    let restored = restore(&repo, &store, follow_found)?;
     for line in &restored.refused {
         writeln!(out, "not-restored  {line}")?;
     }
     for (key, n) in &restored.publishers {
-        writeln!(out, "following  {key}  {n} article(s)")?;
+        let what = if follow_found { "following" } else { "found" };
+        writeln!(out, "{what}  {key}  {n} article(s)")?;
     }
     drop(out);
     if let Some(old) = &report.old_index {
@@ -83,16 +89,24 @@ pub fn recover(dir: &Path, cfg: &config::Config, force: bool) -> Result<ExitCode
         report.outboards_rebuilt
     );
     eprintln!(
-        "restored {} article(s) of {} publisher(s), {} revocation(s), {} key record(s); \
-         the publishers are followed again (`tamizdat unfollow KEY` if you had stopped)",
+        "restored {} article(s) of {} publisher(s), {} revocation(s), {} key record(s)",
         restored.articles,
         restored.publishers.len(),
         restored.revocations,
         restored.keys
     );
+    if follow_found {
+        eprintln!("the publishers found are followed again (`tamizdat unfollow KEY` to stop)");
+    } else if !restored.publishers.is_empty() {
+        eprintln!(
+            "the follow list was in the lost index: follow again the publishers you follow \
+             (`tamizdat follow KEY`, or `tamizdat recover --follow-found` for all of those \
+             found); the config's `follow` keys apply when the node starts"
+        );
+    }
     eprintln!(
-        "not restored: pins made by hand, follow names and limits (set them again with \
-         `tamizdat follow`); newer feed positions come from peers when the node runs"
+        "not restored: pins made by hand, follow names and limits; newer feed positions \
+         come from peers when the node runs"
     );
     let kept = store.pins()?.get(RECOVERED_PIN).map_or(0, Vec::len);
     if kept > 0 {
@@ -111,7 +125,7 @@ pub fn recover(dir: &Path, cfg: &config::Config, force: bool) -> Result<ExitCode
 
 /// Every complete blob small enough to be a signed object is read; what
 /// the feed rules accept is kept as a live node would have kept it.
-fn restore(repo: &Repo, store: &Store) -> Result<Restored> {
+fn restore(repo: &Repo, store: &Store, follow_found: bool) -> Result<Restored> {
     let mut restored = Restored::default();
     let mut manifests = Vec::new();
     let mut trust = TrustState::default();
@@ -144,9 +158,10 @@ fn restore(repo: &Repo, store: &Store) -> Result<Restored> {
             restored.keys += 1;
         }
     }
-    // Every publisher whose signed articles are here was followed (or
-    // published from here): follow them again, then replay their feeds in
-    // order through the same judgement a live node applies.
+    // Replay every feed found in order through the same judgement a live
+    // node applies (which needs the publishers followed, here in memory;
+    // the follow list is saved only when asked: a blob on disk does not
+    // say that its publisher was followed).
     let verifier = tamizdat_sign::Verifier::new();
     let mut parsed = Vec::new();
     for bytes in manifests {
@@ -160,6 +175,35 @@ fn restore(repo: &Repo, store: &Store) -> Result<Restored> {
     parsed.sort_by(|(_, a), (_, b)| {
         let (a, b) = (a.manifest(), b.manifest());
         (a.publisher, &a.feed, a.seq).cmp(&(b.publisher, &b.feed, b.seq))
+    });
+    // Two signed articles at one place in a feed: which is genuine cannot
+    // be told from the disk (a stolen key signs as well as the owner), so
+    // neither is restored, and the key is reported.
+    let place = |m: &tamizdat_sign::VerifiedManifest| {
+        let b = m.manifest();
+        (b.publisher, b.feed.clone(), b.seq)
+    };
+    let mut forked = std::collections::BTreeSet::new();
+    for pair in parsed.windows(2) {
+        if place(&pair[0].1) == place(&pair[1].1) {
+            forked.insert(place(&pair[0].1));
+        }
+    }
+    parsed.retain(|(bytes, m)| {
+        let p = place(m);
+        if forked.contains(&p) {
+            restored.refused.push(format!(
+                "{}  two articles signed for {} seq {} of {}: the publisher's key may be \
+                 compromised; neither is restored",
+                tamizdat_store::Hash::of(bytes),
+                p.1,
+                p.2,
+                p.0
+            ));
+            false
+        } else {
+            true
+        }
     });
     let mut feeds = Feeds::new(trust, Vec::new());
     for (_, m) in &parsed {
@@ -175,19 +219,23 @@ fn restore(repo: &Repo, store: &Store) -> Result<Restored> {
         match feeds.judge(bytes, None, now) {
             Judgement::Manifest(m, _) => {
                 feeds.accept(&m, now).map_err(anyhow::Error::msg)?;
-                articles::pin_article(repo, &m)?;
-                // Its feed's pin and retention keep it now, as before the loss.
+                // Under its feed's pin, as before the loss: the manifest and
+                // those of its files that are here (the rest are fetched
+                // again by the node). Its feed's pin and retention keep
+                // them now.
+                let pin = feeds::feed_pin(m.manifest());
                 let manifest = tamizdat_store::Hash::of(bytes);
-                for h in m
+                let files = m
                     .manifest()
                     .entries
                     .iter()
-                    .map(|e| e.hash)
-                    .map(Hash::from_bytes)
-                {
-                    unrecover(store, &h)?;
+                    .map(|e| Hash::from_bytes(e.hash));
+                for h in std::iter::once(manifest).chain(files) {
+                    if store.info_without_pins(&h)?.is_some() {
+                        store.pin(&pin, &h)?;
+                        unrecover(store, &h)?;
+                    }
                 }
-                unrecover(store, &manifest)?;
                 restored.articles += 1;
                 *restored
                     .publishers
@@ -207,7 +255,9 @@ fn restore(repo: &Repo, store: &Store) -> Result<Restored> {
         }
     }
     state::save(repo, feeds.trust())?;
-    store.state_put(feeds::FOLLOWS, &feeds.encode_follows())?;
+    if follow_found {
+        store.state_put(feeds::FOLLOWS, &feeds.encode_follows())?;
+    }
     Ok(restored)
 }
 
