@@ -204,3 +204,42 @@ fn through_a_running_node_the_feed_place_is_learned_from_its_peers() {
     sigterm(&mut laptop);
     sigterm(&mut desk);
 }
+
+#[test]
+fn the_mark_of_a_new_root_does_not_travel_to_another_machine() {
+    // The offline machine makes the root and a delegation; heads.json says
+    // the root was made there, and nothing was published yet.
+    let offline = Env::new();
+    newsroom(&offline);
+    // The newsroom laptop gets the key files and heads.json, as the
+    // publisher guide says. It cannot know that no other machine published
+    // already, so its first article needs --first.
+    let laptop = Env::new();
+    carry_keys(&offline, &laptop, true);
+    let err = publish(&laptop, "one", &[]).unwrap_err();
+    assert!(err.contains("cannot tell where feed"), "{err}");
+    let first = publish(&laptop, "one", &["--first"]).unwrap();
+    assert_eq!(place(&laptop, &first), (1, None));
+    // On the machine where the root was made, the first needs no flag.
+    let own = publish(&offline, "own", &["--feed", "notes"]).unwrap();
+    assert_eq!(place(&offline, &own), (1, None));
+}
+
+#[test]
+fn after_refuses_an_article_whose_signature_does_not_hold() {
+    let a = Env::new();
+    newsroom(&a);
+    let second = {
+        publish(&a, "one", &[]).unwrap();
+        publish(&a, "two", &[]).unwrap()
+    };
+    let mut forged = fs::read(blob_path(&a, &second)).unwrap();
+    let last = forged.len() - 1;
+    forged[last] ^= 1;
+    let b = Env::new();
+    carry_keys(&a, &b, false);
+    let file = b.write("forged.manifest", &forged);
+    let added = b.ok(&["add", file.to_str().unwrap()]);
+    let err = publish(&b, "three", &["--after", &added[..64]]).unwrap_err();
+    assert!(err.contains("not a genuine article"), "{err}");
+}

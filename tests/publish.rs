@@ -440,11 +440,14 @@ fn a_revocation_made_offline_takes_effect_where_it_is_imported() {
     }
     fs::create_dir_all(online.work().join("article")).unwrap();
     fs::write(online.work().join("article/index.md"), "# Online\n").unwrap();
+    // The feed's first article, made on a machine other than the root's:
+    // it cannot know that no other machine published, so it says so.
     let hash = online.ok(&[
         "publish",
         "article",
         "--key",
         "laptop",
+        "--first",
         "--passphrase-file",
         n.pass(),
     ]);

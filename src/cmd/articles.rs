@@ -189,6 +189,15 @@ pub fn publish(data: &Path, store: &Repo, args: PublishArgs) -> Result<ExitCode>
             media_type: media_type(rel),
         });
     }
+    // A key limited to another feed fails here, before peers are asked.
+    if let Some(only) = delegation.as_ref().and_then(|d| d.body().feed.clone())
+        && only != feed
+    {
+        bail!(
+            "key {:?} may sign only for feed {only:?}, not {feed:?}",
+            args.key
+        );
+    }
     let place = place_in_feed(
         store,
         &keys,
@@ -340,9 +349,12 @@ fn place_in_feed(
         let bytes = store.read_to_vec(&id).with_context(|| {
             format!("--after {id}: not in the store (fetch it with `tamizdat get`)")
         })?;
-        let m = Signed::<Manifest>::decode(&bytes)
-            .with_context(|| format!("--after {id}: not a signed manifest"))?;
-        let b = m.body();
+        // Checked as a reader checks it: a forged or revoked article can
+        // not set where the feed goes on.
+        let verified = Verifier::new()
+            .verify(&bytes, &trust)
+            .with_context(|| format!("--after {id}: not a genuine article"))?;
+        let b = verified.manifest();
         if b.publisher != *publisher || b.feed != feed {
             bail!(
                 "--after {id}: an article of another feed ({} {:?})",
@@ -374,6 +386,17 @@ fn place_in_feed(
         );
     }
     if let Some(p) = known.into_iter().next() {
+        // The next article is dated no earlier than the head; a head dated
+        // far ahead would carry that date into every article after it.
+        if p.created > now().saturating_add(tamizdat_sign::MAX_SKEW) {
+            bail!(
+                "feed {feed:?}'s latest article ({}, from {}) is dated {}, ahead of this \
+                 machine's clock: check the clock (and that article) before publishing",
+                p.id,
+                p.from,
+                format_time(p.created)
+            );
+        }
         if first {
             bail!(
                 "--first, but feed {feed:?} already has articles: seq {} ({}) is known from {}",
@@ -384,7 +407,7 @@ fn place_in_feed(
         }
         return Ok(Some(p));
     }
-    if first || heads.created_here(publisher) {
+    if first || heads.created_here(keys.dir(), publisher)? {
         return Ok(None);
     }
     let asked = match peers {

@@ -34,8 +34,10 @@ const MAX_ENTRIES: usize = 4096;
 #[serde(deny_unknown_fields)]
 pub struct Heads {
     version: u8,
-    /// Root keys created in this keys directory (by `key new`): their
-    /// feeds started here.
+    /// Root keys created here (by `key new`), as `KEY@MACHINE`: their feeds
+    /// start on that machine. Bound to the machine (`DIR/machine-id`, which
+    /// is not under `keys/`) so that a copy of this file carried to another
+    /// machine does not let that one sign a first article too.
     #[serde(default)]
     created_here: Vec<String>,
     /// The latest article signed here, per feed.
@@ -94,11 +96,41 @@ pub fn load(keys: &Path) -> Result<Heads> {
     Ok(heads)
 }
 
+/// This machine's id: 16 random bytes (hex) in `DIR/machine-id`, made on
+/// first use. `keys` is `DIR/keys`.
+fn machine_id(keys: &Path) -> Result<String> {
+    use std::io::Read;
+    let path = keys
+        .parent()
+        .context("the keys directory has no parent")?
+        .join("machine-id");
+    if path.exists() {
+        let text = String::from_utf8(super::keys::read_bounded(&path, 64)?)
+            .with_context(|| format!("{} is damaged", path.display()))?;
+        return Ok(text.trim().to_owned());
+    }
+    let mut id = [0u8; 16];
+    fs::File::open("/dev/urandom")
+        .and_then(|mut f| f.read_exact(&mut id))
+        .context("cannot read /dev/urandom")?;
+    let id = hex::encode(id);
+    let mut f = OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(&path)
+        .with_context(|| format!("cannot write {}", path.display()))?;
+    f.write_all(id.as_bytes())?;
+    f.sync_all()?;
+    Ok(id)
+}
+
 impl Heads {
-    /// Whether `publisher`'s root key was created in this keys directory.
-    pub fn created_here(&self, publisher: &PublicKey) -> bool {
-        let k = publisher.to_string();
-        self.created_here.contains(&k)
+    /// Whether `publisher`'s root key was created on this machine (and its
+    /// feeds may therefore start here).
+    pub fn created_here(&self, keys: &Path, publisher: &PublicKey) -> Result<bool> {
+        let k = format!("{publisher}@{}", machine_id(keys)?);
+        Ok(self.created_here.contains(&k))
     }
 
     /// The latest article signed here for the feed.
@@ -141,9 +173,11 @@ fn save(keys: &Path, heads: &Heads) -> Result<()> {
 /// Marks a root key as created here: its feeds start here, at seq 1.
 pub fn mark_created(keys: &Path, publisher: &PublicKey) -> Result<()> {
     let mut heads = load(keys)?;
-    if !heads.created_here(publisher) {
+    if !heads.created_here(keys, publisher)? {
         heads.check_room()?;
-        heads.created_here.push(publisher.to_string());
+        heads
+            .created_here
+            .push(format!("{publisher}@{}", machine_id(keys)?));
         save(keys, &heads)?;
     }
     Ok(())

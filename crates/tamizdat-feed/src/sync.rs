@@ -491,8 +491,9 @@ pub struct Sync<P> {
     rng: Rng,
     peers: BTreeMap<P, Peer>,
     heads_out: BTreeMap<P, u64>,
-    /// The peers [`Sync::ask_every_peer`] asked last.
-    asked_all: BTreeSet<P>,
+    /// The peers [`Sync::ask_every_peer`] asked last, with the deadline of
+    /// the request awaited (a later request to one is not waited for).
+    asked_all: BTreeMap<P, u64>,
     next_round: Option<u64>,
     manifests: BTreeMap<Hash, ManifestWant<P>>,
     files: BTreeMap<Hash, FileWant<P>>,
@@ -518,7 +519,7 @@ where
             rng: Rng::new(seed),
             peers: BTreeMap::new(),
             heads_out: BTreeMap::new(),
-            asked_all: BTreeSet::new(),
+            asked_all: BTreeMap::new(),
             next_round: None,
             manifests: BTreeMap::new(),
             files: BTreeMap::new(),
@@ -603,16 +604,16 @@ where
         let peers: Vec<P> = self
             .peers
             .iter()
-            .filter(|(p, i)| {
-                i.connected && i.banned_until <= now && !self.heads_out.contains_key(p)
-            })
+            .filter(|(_, i)| i.connected && i.banned_until <= now)
             .map(|(p, _)| *p)
             .collect();
         self.asked_all.clear();
         for p in peers {
             self.ask_heads(p, now, &mut out);
-            if self.heads_out.contains_key(&p) {
-                self.asked_all.insert(p);
+            // Asked now, or asked already (a request in flight, say the one
+            // made when it connected): its answer is awaited all the same.
+            if let Some(deadline) = self.heads_out.get(&p) {
+                self.asked_all.insert(p, *deadline);
             }
         }
         let asked = self.asked_all.len();
@@ -627,7 +628,7 @@ where
         !self
             .asked_all
             .iter()
-            .any(|p| self.heads_out.contains_key(p))
+            .any(|(p, d)| self.heads_out.get(p) == Some(d))
             && self.manifests.values().all(|w| w.claimed.is_empty())
     }
 

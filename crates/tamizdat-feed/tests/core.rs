@@ -381,8 +381,12 @@ fn a_publisher_asks_every_peer_and_is_settled_once_the_head_they_claim_is_proven
     peers.sort();
     assert_eq!(peers, vec![1, 2, 3]);
     assert!(!s.is_settled(), "answers are awaited");
-    // Asking again while they are out asks nobody twice.
-    assert_eq!(s.ask_every_peer(T0 + 110).0, 0);
+    // Asking again while they are out sends nothing twice, and still
+    // waits for them.
+    let (asked, outs) = s.ask_every_peer(T0 + 110);
+    assert_eq!(asked, 3);
+    assert!(!outs.iter().any(|o| matches!(o, Output::AskHeads { .. })));
+    assert!(!s.is_settled());
     for p in [2, 3] {
         s.handle(
             Input::Heads {
