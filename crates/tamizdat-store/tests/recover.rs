@@ -112,6 +112,13 @@ fn recovery_rebuilds_the_index_re_verifying_every_file() {
     let foreign = dir.path().join("blobs").join("00").join("notes.txt");
     fs::create_dir_all(foreign.parent().unwrap()).unwrap();
     fs::write(&foreign, b"mine").unwrap();
+    // A link named like a blob, to a file whose bytes do hash to that name:
+    // still not a blob of this store.
+    let outside = dir.path().join("outside");
+    fs::write(&outside, b"linked").unwrap();
+    let linked = blob_file(dir.path(), &Hash::of(b"linked"), "");
+    fs::create_dir_all(linked.parent().unwrap()).unwrap();
+    std::os::unix::fs::symlink(&outside, &linked).unwrap();
 
     let (store, report) = Store::recover(dir.path(), Options::default()).unwrap();
     assert_eq!(report.complete, 4, "{report:?}");
@@ -120,7 +127,10 @@ fn recovery_rebuilds_the_index_re_verifying_every_file() {
     assert_eq!(report.stray_outboards, 1, "{report:?}");
     assert_eq!(report.quarantined.len(), 1, "{report:?}");
     assert_eq!(report.quarantined[0].0, rotten);
-    assert_eq!(report.unknown, vec![foreign.clone()]);
+    let mut unknown = vec![foreign.clone(), linked.clone()];
+    unknown.sort();
+    assert_eq!(report.unknown, unknown);
+    assert!(store.info(&Hash::of(b"linked")).unwrap().is_none());
     assert!(report.old_index.is_none(), "there was no old index");
 
     for (h, b) in blobs.iter().filter(|(h, _)| *h != rotten && *h != holed) {

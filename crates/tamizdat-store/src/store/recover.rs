@@ -160,10 +160,16 @@ impl Store {
                     report.unknown.push(path);
                     continue;
                 };
-                let size = fs::metadata(&path).map_err(io_err(&path))?.len();
-                let added = fs::metadata(&path)
+                // Only a regular file is a blob: a link could name anything.
+                let meta = fs::symlink_metadata(&path).map_err(io_err(&path))?;
+                if !meta.is_file() {
+                    report.unknown.push(path);
+                    continue;
+                }
+                let size = meta.len();
+                let added = meta
+                    .modified()
                     .ok()
-                    .and_then(|m| m.modified().ok())
                     .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
                     .map_or_else(now, |d| d.as_secs());
                 let state = match self.examine(&hash, size, report)? {
