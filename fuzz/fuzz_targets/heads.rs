@@ -7,7 +7,8 @@
 //!
 //! Checks: no panic; decode(encode(x)) == x for each message; from one
 //! answer the core asks for at most `MAX_CLAIMS` manifests, each a head of
-//! a followed feed newer than the one held, from the peer that claimed it;
+//! a followed feed past the one held (or at it with another hash), from the
+//! peer that claimed it;
 //! a manifest fetched in answer is recorded only when its bytes hash to
 //! what was asked and a fresh verifier accepts them.
 
@@ -75,13 +76,18 @@ fn core(heads: Vec<Head>, rest: &[u8]) {
     for o in &out {
         if let Output::FetchManifest { peer, hash } = o {
             assert_eq!(*peer, PEER, "asked of the peer that claimed it");
-            // Some claim of a followed feed, newer than the head held here.
-            let held = |h: &Head| trust.head(&h.publisher, &h.feed).map_or(0, |f| f.seq);
+            // Some claim of a followed feed at or past the head held here
+            // (at it with another hash: fetched to report the equivocation).
+            let fits = |h: &Head| {
+                trust
+                    .head(&h.publisher, &h.feed)
+                    .is_none_or(|f| h.seq > f.seq || (h.seq == f.seq && h.hash != f.hash))
+            };
             assert!(
                 heads
                     .iter()
-                    .any(|h| h.hash == *hash && h.publisher == root().public() && h.seq > held(h)),
-                "asked for {hash:?}, which no claim of a followed feed newer than ours names"
+                    .any(|h| h.hash == *hash && h.publisher == root().public() && fits(h)),
+                "asked for {hash:?}, which no claim of a followed feed at or past ours names"
             );
             asked.push(*hash);
         }
