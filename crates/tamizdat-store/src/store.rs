@@ -1950,17 +1950,7 @@ impl Store {
             return Ok(());
         }
         warn!(%hash, "blob is corrupt ({problem}); quarantined");
-        let q = self.dir.join("quarantine");
-        for (from, name) in [
-            (self.data_path(hash), hash.to_string()),
-            (self.outboard_path(hash), format!("{hash}.obao")),
-        ] {
-            if from.exists() {
-                let to = q.join(name);
-                fs::rename(&from, &to).map_err(io_err(&to))?;
-            }
-        }
-        sync_dir(&q)?;
+        self.move_to_quarantine(hash)?;
         let txn = self.begin_write().map_err(IndexError::from)?;
         {
             txn.open_table(BLOBS)
@@ -1988,6 +1978,23 @@ impl Store {
         txn.commit().map_err(IndexError::from)?;
         sync_dir(&self.shard_dir(hash))?;
         report.quarantined.push((*hash, problem));
+        Ok(())
+    }
+
+    /// Renames a blob's data and outboard (those present) into
+    /// `quarantine/`, and makes the renames durable.
+    fn move_to_quarantine(&self, hash: &Hash) -> Result<(), Error> {
+        let q = self.dir.join("quarantine");
+        for (from, name) in [
+            (self.data_path(hash), hash.to_string()),
+            (self.outboard_path(hash), format!("{hash}.obao")),
+        ] {
+            if from.exists() {
+                let to = q.join(name);
+                fs::rename(&from, &to).map_err(io_err(&to))?;
+            }
+        }
+        sync_dir(&q)?;
         Ok(())
     }
 

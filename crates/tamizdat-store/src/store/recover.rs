@@ -251,17 +251,7 @@ impl Store {
 
     /// Moves a blob's files to `quarantine/` (no index entry exists yet).
     fn quarantine_file(&self, hash: &Hash, size: u64, why: &str) -> Result<(), Error> {
-        let q = self.dir.join("quarantine");
-        for (from, name) in [
-            (self.data_path(hash), hash.to_string()),
-            (self.outboard_path(hash), format!("{hash}.obao")),
-        ] {
-            if from.exists() {
-                let to = q.join(name);
-                fs::rename(&from, &to).map_err(io_err(&to))?;
-            }
-        }
-        sync_dir(&q)?;
+        self.move_to_quarantine(hash)?;
         sync_dir(&self.shard_dir(hash))?;
         let rec = QuarantineRecord {
             size,
