@@ -64,6 +64,14 @@ pub struct Plan<P: Ord + Clone> {
     busy: BTreeMap<P, u32>,
     max_busy: u32,
     providers: BTreeMap<P, (usize, Standing)>,
+    /// What partial holders are known to hold; a provider not named here
+    /// holds the whole blob.
+    partial: BTreeMap<P, ChunkRanges>,
+    /// When set, pieces are handed out rarest first, ties broken by a mix
+    /// of this seed and the piece's index, so that fetchers asking the
+    /// same providers at once take different pieces (and can then trade
+    /// them); otherwise lowest offsets first (a reader streaming a file).
+    spread: Option<u64>,
     next_order: usize,
     piece_chunks: u64,
 }
@@ -81,6 +89,8 @@ impl<P: Ord + Clone> Plan<P> {
             busy: BTreeMap::new(),
             max_busy: MAX_BUSY,
             providers: BTreeMap::new(),
+            partial: BTreeMap::new(),
+            spread: None,
             next_order: 0,
             piece_chunks: groups * GROUP_CHUNKS,
         }
@@ -90,14 +100,70 @@ impl<P: Ord + Clone> Plan<P> {
         ChunkRanges::from(ChunkNum(0)..ChunkNum(chunk_count(self.size)))
     }
 
-    /// Adds a provider; earlier ones are preferred (add directly connected
-    /// peers first). Adding a known one changes nothing.
+    /// Adds a provider of the whole blob; earlier ones are preferred (add
+    /// directly connected peers first). One known as a partial holder now
+    /// holds it all, and is asked again if it had been given up on.
     pub fn add_provider(&mut self, p: P) {
+        if self.partial.remove(&p).is_some() {
+            self.revive(&p);
+        }
         if !self.providers.contains_key(&p) {
             self.providers
                 .insert(p, (self.next_order, Standing::Good { failures: 0 }));
             self.next_order += 1;
         }
+    }
+
+    /// Adds a provider that holds `held` of the blob (a partial holder's
+    /// "have"), or widens what it is known to hold: only those pieces are
+    /// asked of it. One given up on for lack of data is asked again when
+    /// it holds more. A provider of the whole blob that has not failed
+    /// stays one.
+    pub fn add_partial(&mut self, p: P, held: &ChunkRanges) {
+        let held = held.intersection(&self.all());
+        if held.is_empty() {
+            return;
+        }
+        match self.providers.get(&p) {
+            None => {
+                self.providers
+                    .insert(p.clone(), (self.next_order, Standing::Good { failures: 0 }));
+                self.next_order += 1;
+                self.partial.insert(p, held);
+            }
+            Some((_, standing)) => {
+                let Some(known) = self.partial.get_mut(&p) else {
+                    // Taken for a whole provider, it had nothing: it has
+                    // pieces now.
+                    if *standing == Standing::Exhausted {
+                        self.partial.insert(p.clone(), held);
+                        self.revive(&p);
+                    }
+                    return;
+                };
+                let wider = known.union(&held);
+                if wider != *known {
+                    *known = wider;
+                    self.revive(&p);
+                }
+            }
+        }
+    }
+
+    /// Asks a provider again that was given up on for lack of data or
+    /// answers; one caught lying stays out.
+    fn revive(&mut self, p: &P) {
+        if let Some((_, s @ Standing::Exhausted)) = self.providers.get_mut(p) {
+            *s = Standing::Good { failures: 0 };
+            self.busy.remove(p);
+        }
+    }
+
+    /// Hands pieces out rarest first, ties broken by `seed` (see
+    /// [`Plan::assign`]).
+    pub fn with_spread(mut self, seed: u64) -> Self {
+        self.spread = Some(seed);
+        self
     }
 
     /// What is known of a provider.
@@ -128,6 +194,11 @@ impl<P: Ord + Clone> Plan<P> {
         self.all().difference(&self.have)
     }
 
+    /// Chunk ranges verified so far.
+    pub fn verified(&self) -> &ChunkRanges {
+        &self.have
+    }
+
     /// Bytes verified so far.
     pub fn verified_bytes(&self) -> u64 {
         range_bytes(&self.have, self.size)
@@ -144,11 +215,14 @@ impl<P: Ord + Clone> Plan<P> {
     }
 
     fn idle(&self) -> Vec<P> {
+        let unassigned = self.unassigned();
         let mut idle: Vec<_> = self
             .providers
             .iter()
             .filter(|(p, (_, s))| {
-                matches!(s, Standing::Good { .. }) && self.load(p) < self.per_provider
+                matches!(s, Standing::Good { .. })
+                    && self.load(p) < self.per_provider
+                    && !self.offer(p, &unassigned).is_empty()
             })
             .map(|(p, (order, s))| {
                 let failures = match s {
@@ -184,9 +258,11 @@ impl<P: Ord + Clone> Plan<P> {
         self.in_flight.iter().filter(|(q, _)| q == p).count()
     }
 
-    /// Hands pieces of the unassigned ranges to providers with room, lowest
-    /// offsets first, most reliable providers first, round after round
-    /// until every provider is full or nothing is left.
+    /// Hands pieces of the unassigned ranges to providers with room, most
+    /// reliable providers first, round after round until every provider is
+    /// full or nothing is left. A partial holder is asked only for what it
+    /// holds. Pieces go lowest offsets first, or, [`Plan::with_spread`],
+    /// rarest first among the providers known.
     pub fn assign(&mut self) -> Vec<(P, ChunkRanges)> {
         let mut out = Vec::new();
         loop {
@@ -196,8 +272,10 @@ impl<P: Ord + Clone> Plan<P> {
             }
             let mut any = false;
             for p in idle {
-                let Some(piece) = self.first_piece() else {
-                    return out;
+                let unassigned = self.unassigned();
+                let offer = self.offer(&p, &unassigned);
+                let Some(piece) = self.pick(&offer) else {
+                    continue;
                 };
                 self.in_flight.push((p.clone(), piece.clone()));
                 out.push((p, piece));
@@ -210,9 +288,62 @@ impl<P: Ord + Clone> Plan<P> {
         out
     }
 
-    fn first_piece(&self) -> Option<ChunkRanges> {
-        let unassigned = self.unassigned();
-        let first = unassigned.iter().next()?;
+    /// What of `unassigned` provider `p` can be asked for.
+    fn offer(&self, p: &P, unassigned: &ChunkRanges) -> ChunkRanges {
+        match self.partial.get(p) {
+            Some(held) => unassigned.intersection(held),
+            None => unassigned.clone(),
+        }
+    }
+
+    /// The next piece to ask for out of `offer`.
+    fn pick(&self, offer: &ChunkRanges) -> Option<ChunkRanges> {
+        let Some(seed) = self.spread else {
+            return self.first_piece(offer);
+        };
+        let end = chunk_count(self.size);
+        let whole = self
+            .providers
+            .iter()
+            .filter(|(p, (_, s))| {
+                matches!(s, Standing::Good { .. }) && !self.partial.contains_key(p)
+            })
+            .count();
+        let mut best: Option<((usize, u64), ChunkRanges)> = None;
+        let mut seen = u64::MAX;
+        for r in offer.iter() {
+            let (start, stop) = bounds(&r, self.size);
+            for i in start / self.piece_chunks..stop.div_ceil(self.piece_chunks) {
+                if i == seen {
+                    continue;
+                }
+                seen = i;
+                let lo = i * self.piece_chunks;
+                let hi = (lo + self.piece_chunks).min(end);
+                let piece = offer.intersection(&ChunkRanges::from(ChunkNum(lo)..ChunkNum(hi)));
+                if piece.is_empty() {
+                    continue;
+                }
+                let holders = whole
+                    + self
+                        .partial
+                        .iter()
+                        .filter(|(q, held)| {
+                            held.is_superset(&piece)
+                                && matches!(self.standing(q), Some(Standing::Good { .. }))
+                        })
+                        .count();
+                let key = (holders, mix(seed, i));
+                if best.as_ref().is_none_or(|(k, _)| key < *k) {
+                    best = Some((key, piece));
+                }
+            }
+        }
+        best.map(|(_, piece)| piece)
+    }
+
+    fn first_piece(&self, offer: &ChunkRanges) -> Option<ChunkRanges> {
+        let first = offer.iter().next()?;
         let (start, end) = bounds(&first, self.size);
         // Align the piece's end to a piece boundary so pieces tile evenly.
         let stop = ((start / self.piece_chunks) + 1) * self.piece_chunks;
@@ -270,7 +401,18 @@ impl<P: Ord + Clone> Plan<P> {
         }
         *standing = match (why, &standing) {
             (Failure::Corrupt | Failure::WrongSize, _) => Standing::Bad(why),
-            (Failure::Missing, _) => Standing::Exhausted,
+            (Failure::Missing, _) => {
+                // A partial holder may have been asked for more than it
+                // holds now (what it said it held was a hint): only that
+                // piece is off its list.
+                if let Some(held) = self.partial.get_mut(p) {
+                    *held = held.difference(piece);
+                    if !held.is_empty() {
+                        return;
+                    }
+                }
+                Standing::Exhausted
+            }
             (_, Standing::Good { failures }) if failures + 1 >= MAX_SOFT_FAILURES => {
                 Standing::Exhausted
             }
@@ -280,6 +422,14 @@ impl<P: Ord + Clone> Plan<P> {
             (_, other) => (*other).clone(),
         };
     }
+}
+
+/// splitmix64 of a seed and a piece index: a per-fetcher order of pieces.
+fn mix(seed: u64, i: u64) -> u64 {
+    let mut z = seed ^ i.wrapping_mul(0x9e37_79b9_7f4a_7c15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    z ^ (z >> 31)
 }
 
 fn bounds(r: &range_set::RangeSetRange<&ChunkNum>, size: u64) -> (u64, u64) {
@@ -466,5 +616,78 @@ mod tests {
             2,
             "the one that delivered comes first now"
         );
+    }
+
+    const PIECE: u64 = 256 * 1024;
+    /// Chunks in one 256 KiB piece.
+    const PC: u64 = PIECE / 1024;
+
+    #[test]
+    fn a_partial_holder_is_asked_only_for_what_it_holds() {
+        let mut plan = Plan::new(MIB, ChunkRanges::empty(), PIECE).with_per_provider(4);
+        plan.add_partial(1u8, &chunks(PC..2 * PC));
+        assert_eq!(plan.assign(), vec![(1, chunks(PC..2 * PC))]);
+        assert!(plan.assign().is_empty(), "it holds nothing else");
+        plan.done(&1, &chunks(PC..2 * PC), &chunks(PC..2 * PC));
+        assert!(plan.is_stuck(), "the rest must come from someone else");
+        // It says it holds more: it is asked for that.
+        plan.add_partial(1u8, &chunks(0..PC));
+        assert_eq!(plan.assign(), vec![(1, chunks(0..PC))]);
+        // Then it holds it all.
+        plan.add_provider(1u8);
+        assert_eq!(plan.assign().len(), 2);
+    }
+
+    #[test]
+    fn spread_plans_take_the_rarest_piece_first() {
+        let mut plan = Plan::new(MIB, ChunkRanges::empty(), PIECE).with_spread(7);
+        plan.add_provider(1u8);
+        // Provider 2 holds pieces 0 to 2; piece 3 is held by provider 1 alone.
+        plan.add_partial(2u8, &chunks(0..3 * PC));
+        let first = plan.assign();
+        assert_eq!(first[0], (1, chunks(3 * PC..4 * PC)), "the rarest first");
+        assert_eq!(first[1].0, 2);
+        assert!(chunks(0..3 * PC).is_superset(&first[1].1));
+    }
+
+    #[test]
+    fn fetchers_with_other_seeds_start_on_other_pieces() {
+        // Eight fetchers of one 1 MiB blob from one provider: lowest offset
+        // first, all would ask for piece 0; spread, the four pieces each
+        // come first for some fetcher.
+        let mut firsts = std::collections::BTreeSet::new();
+        for seed in 0..8u64 {
+            let mut plan = Plan::new(MIB, ChunkRanges::empty(), PIECE).with_spread(seed * 7919);
+            plan.add_provider(0u8);
+            let (_, piece) = plan.assign().remove(0);
+            firsts.insert(format!("{piece:?}"));
+        }
+        assert!(firsts.len() >= 3, "first pieces: {firsts:?}");
+        let mut plan = Plan::new(MIB, ChunkRanges::empty(), PIECE);
+        plan.add_provider(0u8);
+        assert_eq!(
+            plan.assign(),
+            vec![(0, chunks(0..PC))],
+            "a reader streams in order"
+        );
+    }
+
+    #[test]
+    fn missing_from_a_partial_holder_costs_only_that_piece() {
+        let mut plan = Plan::new(MIB, ChunkRanges::empty(), PIECE).with_per_provider(1);
+        plan.add_partial(1u8, &chunks(0..2 * PC));
+        let (p, piece) = plan.assign().remove(0);
+        plan.failed(&p, &piece, &ChunkRanges::empty(), Failure::Missing);
+        assert_eq!(plan.standing(&1), Some(&Standing::Good { failures: 0 }));
+        let (_, next) = plan.assign().remove(0);
+        assert_ne!(next, piece, "not asked for it again");
+        plan.failed(&1, &next, &ChunkRanges::empty(), Failure::Missing);
+        assert_eq!(plan.standing(&1), Some(&Standing::Exhausted));
+        // A whole provider that says it has nothing is given up on at once.
+        plan.add_provider(2u8);
+        let (p, piece) = plan.assign().remove(0);
+        assert_eq!(p, 2);
+        plan.failed(&2, &piece, &ChunkRanges::empty(), Failure::Missing);
+        assert_eq!(plan.standing(&2), Some(&Standing::Exhausted));
     }
 }

@@ -3,6 +3,8 @@
 //!
 //! - [`wire`]: the `/tamizdat/blob/1` request and response framing.
 //! - [`fetch`]: the IO-less plan of what to fetch from whom.
+//! - [`have`]: neighbours telling each other which blobs or pieces they hold.
+//! - [`share`]: how much of one blob a node sends before it leaves the rest to others.
 //! - [`transfer`]: both ends of one transfer over any byte stream.
 //! - [`bundle`]: articles carried by hand, checked before they are kept
 //!   (re-exported from `tamizdat-feed`).
@@ -12,11 +14,13 @@
 mod bans;
 pub mod feeds;
 pub mod fetch;
+pub mod have;
 mod idle;
 mod metrics;
 mod node;
 pub mod replicate;
 pub mod retention;
+pub mod share;
 pub mod transfer;
 pub mod wire;
 

@@ -49,9 +49,12 @@ use crate::{
     bans::BadPeers,
     feeds::{self, Conflict, Feeds, Followed},
     fetch::{self, Failure, Plan},
+    have,
     idle::{Idle, PendingPerIp},
     metrics::NodeMetrics,
-    replicate, transfer, wire,
+    replicate,
+    share::{Share, Shares},
+    transfer, wire,
 };
 
 const BLOB: StreamProtocol = StreamProtocol::new(wire::PROTOCOL);
@@ -79,6 +82,14 @@ const MAX_PENDING_PER_IP: usize = 8;
 
 /// "Busy" answers after which a replication fetch leaves a provider.
 const REPLICA_MAX_BUSY: u32 = 2;
+/// Pieces of a replication fetch: small enough that a 1 MiB file comes
+/// from several peers, and that a follower holds a piece to share soon.
+const SWARM_PIECE: u64 = 256 * 1024;
+/// How long a replication fetch with nobody left to ask waits for a
+/// neighbour to say it holds more, before it hands the file back.
+const SWARM_STALL: Duration = Duration::from_secs(2);
+/// Least time between two "have" messages of one fetch's pieces.
+const SWARM_TELL_EVERY: Duration = Duration::from_millis(50);
 
 /// How a fetch goes.
 #[derive(Debug, Clone, Copy)]
@@ -88,6 +99,13 @@ struct How {
     max: Option<u64>,
     /// "Busy" answers in a row after which a provider is left.
     max_busy: u32,
+    /// A replication fetch: what neighbours say they hold (pieces too)
+    /// joins it as they tell it; pieces of [`SWARM_PIECE`] go rarest
+    /// first; the pieces it holds are told to neighbours as they verify;
+    /// no DHT lookup of its own (the replication core looks up); and with
+    /// nobody left to ask it waits [`SWARM_STALL`] for news before it
+    /// fails.
+    swarm: bool,
 }
 
 impl Default for How {
@@ -95,6 +113,7 @@ impl Default for How {
         Self {
             max: None,
             max_busy: fetch::MAX_BUSY,
+            swarm: false,
         }
     }
 }
@@ -192,6 +211,9 @@ pub struct Config {
     /// (size proofs are always answered). A new article's followers then
     /// fetch from the first few to hold it, not all from the outlet.
     pub max_streams_per_blob: usize,
+    /// How much of one blob is sent before further requests for it are
+    /// told "busy" (see [`crate::share`]).
+    pub upload_share: Share,
     /// A stream that makes no progress for this long is dropped.
     pub idle_timeout: Duration,
     /// Requests in flight at once while fetching one blob.
@@ -227,6 +249,7 @@ impl Config {
             max_streams: 32,
             max_streams_per_peer: 4,
             max_streams_per_blob: 8,
+            upload_share: Share::default(),
             idle_timeout: Duration::from_secs(20),
             fetch_parallel: 2,
             piece_bytes: 4 << 20,
@@ -362,6 +385,8 @@ pub struct Client {
     store: Arc<Store>,
     config: Arc<Config>,
     bad: Arc<BadPeers>,
+    /// What neighbours said they hold, for fetches.
+    holders: Arc<have::Holders>,
     /// The feed state as the replication task last left it: read here,
     /// changed only there.
     feeds: Arc<Mutex<Feeds>>,
@@ -655,9 +680,13 @@ pub fn spawn_with_metrics(
         .clone()
         .accept(replicate::REVOCATIONS)
         .map_err(|e| NodeError::Start(e.to_string()))?;
-    let have_incoming = control
+    let have_1 = control
         .clone()
-        .accept(replicate::HAVE)
+        .accept(have::HAVE_1)
+        .map_err(|e| NodeError::Start(e.to_string()))?;
+    let have_2 = control
+        .clone()
+        .accept(have::HAVE_2)
         .map_err(|e| NodeError::Start(e.to_string()))?;
     let loaded = load_feeds(&store)?;
     let feeds = Arc::new(Mutex::new(loaded.snapshot()));
@@ -685,6 +714,7 @@ pub fn spawn_with_metrics(
         store: store.clone(),
         config: config.clone(),
         bad: Arc::default(),
+        holders: Arc::default(),
         feeds: feeds.clone(),
         repl: repl_tx.clone(),
         metrics: metrics.clone(),
@@ -734,7 +764,7 @@ pub fn spawn_with_metrics(
     );
     tasks.spawn(
         "have reader",
-        replicate::serve_have(have_incoming, client.repl.clone()),
+        have::serve(have_1, have_2, client.holders.clone(), client.repl.clone()),
     );
     tasks.spawn(
         "replication",
@@ -827,6 +857,7 @@ async fn serve_incoming(
     let total = Arc::new(Semaphore::new(config.max_streams));
     let per_peer: Arc<Mutex<HashMap<PeerId, usize>>> = Arc::default();
     let per_blob: Arc<Mutex<HashMap<Hash, usize>>> = Arc::default();
+    let shares = Arc::new(Shares::new(config.upload_share));
     while let Some((peer, stream)) = incoming.next().await {
         let stream = Idle::new(stream.compat(), config.idle_timeout);
         let slot = total.clone().try_acquire_owned();
@@ -844,6 +875,7 @@ async fn serve_incoming(
         let per_peer = per_peer.clone();
         let per_blob = per_blob.clone();
         let blob_limit = config.max_streams_per_blob;
+        let shares = shares.clone();
         let served = served.clone();
         tokio::spawn(async move {
             let Ok(permit) = slot
@@ -865,9 +897,11 @@ async fn serve_incoming(
                 inner: SyncIoBridge::new(stream),
                 sent: served,
             };
-            let gate = move |hash: &Hash| -> Option<transfer::Ticket> {
-                BlobTicket::take(&per_blob, *hash, blob_limit)
-                    .map(|t| Box::new(t) as transfer::Ticket)
+            let gate = move |hash: &Hash, size: u64, bytes: u64| -> Option<transfer::Ticket> {
+                let ticket = BlobTicket::take(&per_blob, *hash, blob_limit)?;
+                shares
+                    .take(hash, size, bytes)
+                    .then(|| Box::new(ticket) as transfer::Ticket)
             };
             let result =
                 tokio::task::spawn_blocking(move || transfer::serve_gated(&store, bridge, &gate))
@@ -1064,6 +1098,10 @@ impl Client {
     /// Remembers a peer caught lying (a forged object, bad bytes).
     pub(crate) fn mark_bad(&self, peer: PeerId) {
         self.bad.mark(peer);
+    }
+
+    pub(crate) fn holders(&self) -> &have::Holders {
+        &self.holders
     }
 
     pub(crate) fn feeds(&self) -> &Arc<Mutex<Feeds>> {
@@ -1428,6 +1466,7 @@ impl Client {
     ) -> Result<Fetched, NodeError> {
         let how = How {
             max_busy: REPLICA_MAX_BUSY,
+            swarm: true,
             ..How::default()
         };
         self.fetch_inner(hash, providers, None, how).await
@@ -1512,16 +1551,27 @@ impl Client {
                 bad: Vec::new(),
             });
         }
+        // What neighbours tell of this blob while it is fetched: watched by
+        // a replication fetch only.
+        let mut told = how.swarm.then(|| self.holders.watch(hash));
         // Peers known to hold it (the hints) are asked at once. The DHT
         // lookup runs beside them, and the providers it finds join the fetch
-        // when they come: no fetch waits on a lookup it does not need.
-        let mut lookup = Some({
+        // when they come: no fetch waits on a lookup it does not need. A
+        // replication fetch has none: the core looks up.
+        let mut lookup = (!how.swarm).then(|| {
             let this = self.clone();
             tokio::spawn(async move { this.providers(hash).await })
         });
         let mut candidates: Vec<PeerId> = Vec::new();
         let mut shunned = 0;
         self.add_candidates(hint.iter().copied(), &mut candidates, &mut shunned);
+        if told.is_some() {
+            self.add_told(hash, &mut candidates, &mut shunned);
+            if candidates.is_empty() {
+                self.wait_told(hash, &mut told, &mut candidates, &mut shunned)
+                    .await;
+            }
+        }
         if candidates.is_empty()
             && let Some(found) = lookup.take()
         {
@@ -1567,6 +1617,14 @@ impl Client {
                 let busy = std::mem::take(&mut ask);
                 ask = candidates[before..].to_vec();
                 ask.extend(busy);
+            } else if ask.is_empty() && told.is_some() {
+                // Nobody asked could prove it (a peer that forwarded the
+                // article before it held it): wait for a neighbour to hold
+                // some of it. Anyone holding a piece holds the size proof.
+                let before = candidates.len();
+                self.wait_told(hash, &mut told, &mut candidates, &mut shunned)
+                    .await;
+                ask = candidates[before..].to_vec();
             } else if ask.is_empty() {
                 break;
             } else {
@@ -1631,9 +1689,19 @@ impl Client {
             .store
             .verified_ranges(&hash)
             .map_err(|e| store_err(&e))?;
-        let mut plan = Plan::new(size, have, self.config.piece_bytes)
+        let piece = if how.swarm {
+            SWARM_PIECE
+        } else {
+            self.config.piece_bytes
+        };
+        let mut plan = Plan::new(size, have, piece)
             .with_per_provider(self.config.fetch_parallel)
             .with_max_busy(how.max_busy);
+        if how.swarm {
+            let seed = blake3::hash(&self.peer_id.to_bytes());
+            let seed = u64::from_le_bytes(seed.as_bytes()[..8].try_into().unwrap_or_default());
+            plan = plan.with_spread(seed);
+        }
         // Providers that stayed silent on the size proof come last, and only
         // if nobody else is left.
         let mut added = 0;
@@ -1641,16 +1709,17 @@ impl Client {
             .iter()
             .filter(|p| !bad.contains(p) && !silent.contains(*p))
         {
-            plan.add_provider(*p);
+            self.add_to_plan(&mut plan, hash, *p, told.is_some());
             added += 1;
         }
         if added == 0 {
             for p in candidates.iter().filter(|p| !bad.contains(p)) {
-                plan.add_provider(*p);
+                self.add_to_plan(&mut plan, hash, *p, told.is_some());
             }
         }
         let mut delivered = HashSet::new();
         let mut running = JoinSet::new();
+        let mut last_told: Option<std::time::Instant> = None;
         loop {
             // Every piece assigned is started: the plan bounds how many each
             // provider carries at once.
@@ -1677,6 +1746,22 @@ impl Client {
                     }
                     continue;
                 }
+                news = async { told.as_mut().expect("guarded").changed().await }, if told.is_some() => {
+                    if news.is_err() {
+                        // Nothing more will be told (no room to remember it).
+                        told = None;
+                        continue;
+                    }
+                    // A neighbour holds more of it: it shares what is left.
+                    self.add_told(hash, &mut candidates, &mut shunned);
+                    for p in candidates.iter().filter(|p| !bad.contains(p)) {
+                        self.add_to_plan(&mut plan, hash, *p, true);
+                    }
+                    continue;
+                }
+                _ = tokio::time::sleep(SWARM_STALL), if told.is_some() && running.is_empty() => break,
+                // The node stopped: nothing more will come.
+                _ = self.tx.closed(), if told.is_some() => break,
                 done = running.join_next(), if !running.is_empty() => done,
                 else => break,
             };
@@ -1693,6 +1778,23 @@ impl Client {
                             verified: plan.verified_bytes(),
                             providers: delivered.len(),
                         });
+                    }
+                    // Neighbours fetching it too may take what verified
+                    // from here at once.
+                    if told.is_some()
+                        && max.is_none()
+                        && !plan.is_complete()
+                        && last_told.is_none_or(|t| t.elapsed() >= SWARM_TELL_EVERY)
+                    {
+                        last_told = Some(std::time::Instant::now());
+                        let held = have::Held::of(plan.verified(), size);
+                        have::tell(
+                            self,
+                            vec![have::Have {
+                                hash: *hash.as_bytes(),
+                                held: Some(held),
+                            }],
+                        );
                     }
                 }
                 Err((why, got, detail)) => {
@@ -1739,6 +1841,56 @@ impl Client {
             providers: delivered.into_iter().collect(),
             bad,
         })
+    }
+
+    /// Adds the peers neighbours told of as holders of `hash` (whole
+    /// holders first) to `candidates`.
+    fn add_told(&self, hash: Hash, candidates: &mut Vec<PeerId>, shunned: &mut usize) {
+        let mut told = self.holders.of(&hash);
+        told.sort_by_key(|(_, held)| held.is_some());
+        self.add_candidates(told.into_iter().map(|(p, _)| p), candidates, shunned);
+    }
+
+    /// Waits up to [`SWARM_STALL`] for a neighbour to tell of a holder of
+    /// `hash` not among `candidates`, and adds it.
+    async fn wait_told(
+        &self,
+        hash: Hash,
+        told: &mut Option<watch::Receiver<u64>>,
+        candidates: &mut Vec<PeerId>,
+        shunned: &mut usize,
+    ) {
+        let Some(rx) = told.as_mut() else {
+            return;
+        };
+        let deadline = tokio::time::Instant::now() + SWARM_STALL;
+        let before = candidates.len();
+        while candidates.len() == before {
+            tokio::select! {
+                news = tokio::time::timeout_at(deadline, rx.changed()) => match news {
+                    Ok(Ok(())) => self.add_told(hash, candidates, shunned),
+                    Ok(Err(_)) => {
+                        *told = None;
+                        return;
+                    }
+                    Err(_) => return,
+                },
+                _ = self.tx.closed() => return,
+            }
+        }
+    }
+
+    /// Adds `p` to a fetch's plan: for the pieces a neighbour said it
+    /// holds, when `partial` fetches may use them, or else for all of it.
+    fn add_to_plan(&self, plan: &mut Plan<PeerId>, hash: Hash, p: PeerId, partial: bool) {
+        let held = partial
+            .then(|| self.holders.of(&hash))
+            .and_then(|told| told.into_iter().find(|(q, _)| *q == p))
+            .and_then(|(_, held)| held);
+        match held {
+            Some(r) => plan.add_partial(p, &r),
+            None => plan.add_provider(p),
+        }
     }
 }
 

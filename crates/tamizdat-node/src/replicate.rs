@@ -25,6 +25,7 @@ use tracing::{debug, info, warn};
 
 use crate::{
     feeds::{self, Feeds},
+    have::{self, Have, MAX_HAVE},
     node::Client,
     retention::Policy,
 };
@@ -35,17 +36,6 @@ pub use tamizdat_feed::Head;
 pub(crate) const HEADS: StreamProtocol = StreamProtocol::new("/tamizdat/heads/1");
 /// Revocation ids exchanged when peers meet, before their heads.
 pub(crate) const REVOCATIONS: StreamProtocol = StreamProtocol::new("/tamizdat/revocations/1");
-/// Blobs a peer completed, told to its neighbours so that they fetch from
-/// it rather than all from the first provider.
-pub(crate) const HAVE: StreamProtocol = StreamProtocol::new("/tamizdat/have/1");
-/// Hashes in one have message.
-pub const MAX_HAVE: usize = 64;
-/// Have messages read at once.
-const HAVE_STREAMS: usize = 16;
-/// Peers told of what this node completed, at most, per batch.
-const MAX_HAVE_PEERS: usize = 64;
-/// How long sending or reading one have message may take.
-const HAVE_TIMEOUT: Duration = Duration::from_secs(5);
 /// Revocation ids in one answer.
 const MAX_REVOCATION_IDS: usize = 1024;
 /// Largest revocation envelope fetched.
@@ -533,7 +523,7 @@ impl Driver {
     /// brings (a recorded manifest names the files to fetch).
     async fn carry_out(&mut self, outputs: Vec<Output<PeerId>>) {
         let mut queue: VecDeque<Output<PeerId>> = outputs.into();
-        let mut have: Vec<Digest> = Vec::new();
+        let mut have: Vec<Have> = Vec::new();
         while let Some(o) = queue.pop_front() {
             match o {
                 Output::Validate { id, acceptance } => {
@@ -616,11 +606,15 @@ impl Driver {
                 Output::LookupProviders(hash) => {
                     let (client, tx) = (self.client.clone(), self.results.clone());
                     tokio::spawn(async move {
-                        let peers = client
+                        let peers: Vec<PeerId> = client
                             .providers(Hash::from_bytes(hash))
                             .await
                             .map(|p| p.into_iter().collect())
                             .unwrap_or_default();
+                        // A fetch of it under way asks them too.
+                        for p in &peers {
+                            client.holders().note(Hash::from_bytes(hash), *p, None);
+                        }
                         let _ = tx.send(Done::Input(Input::Providers { hash, peers })).await;
                     });
                 }
@@ -628,8 +622,12 @@ impl Driver {
                     let hash = Hash::from_bytes(raw);
                     self.pins.remove(&hash);
                     self.client.announce(hash).await;
+                    self.client.holders().forget(&hash);
                     if have.len() < MAX_HAVE {
-                        have.push(raw);
+                        have.push(Have {
+                            hash: raw,
+                            held: None,
+                        });
                     }
                 }
                 Output::Persist => self.changed(),
@@ -665,43 +663,7 @@ impl Driver {
                 _ => {}
             }
         }
-        self.tell_have(have);
-    }
-
-    /// Tells the connected peers which blobs this node now holds.
-    fn tell_have(&self, have: Vec<Digest>) {
-        if have.is_empty() {
-            return;
-        }
-        let client = self.client.clone();
-        tokio::spawn(async move {
-            let Ok(peers) = client.connected().await else {
-                return;
-            };
-            let Ok(msg) = postcard::to_stdvec(&have) else {
-                return;
-            };
-            let sends = peers.into_iter().take(MAX_HAVE_PEERS).map(|peer| {
-                let (client, msg) = (client.clone(), msg.clone());
-                async move {
-                    let send = async {
-                        let mut stream = client
-                            .open_stream(peer, HAVE)
-                            .await
-                            .map_err(std::io::Error::other)?;
-                        stream.write_all(&(msg.len() as u32).to_be_bytes()).await?;
-                        stream.write_all(&msg).await?;
-                        stream.close().await
-                    };
-                    // A peer that does not speak it (an older node) is
-                    // simply not told.
-                    if let Ok(Err(e)) = tokio::time::timeout(HAVE_TIMEOUT, send).await {
-                        debug!(%peer, "have: {e}");
-                    }
-                }
-            });
-            futures::future::join_all(sends).await;
-        });
+        have::tell(&self.client, have);
     }
 
     /// Stores and pins an accepted manifest, applies the publisher's quota
@@ -1021,48 +983,6 @@ pub(crate) async fn serve_heads(
         postcard::to_stdvec(&heads)
     })
     .await
-}
-
-/// Reads the have messages peers send: at most [`HAVE_STREAMS`] at once,
-/// each within [`HAVE_TIMEOUT`] and [`MAX_HAVE`] hashes, handed to the
-/// replication task as hints (a full queue drops them: they are hints).
-pub(crate) async fn serve_have(
-    mut incoming: libp2p_stream::IncomingStreams,
-    repl: mpsc::Sender<Event>,
-) {
-    let slots = Arc::new(tokio::sync::Semaphore::new(HAVE_STREAMS));
-    while let Some((peer, mut stream)) = incoming.next().await {
-        let Ok(slot) = slots.clone().try_acquire_owned() else {
-            continue;
-        };
-        let repl = repl.clone();
-        tokio::spawn(async move {
-            let read = async {
-                let mut len = [0u8; 4];
-                stream.read_exact(&mut len).await?;
-                let len = u32::from_be_bytes(len) as usize;
-                if len > MAX_HAVE * 33 + 8 {
-                    return Err(std::io::Error::other("have message too large"));
-                }
-                let mut buf = vec![0u8; len];
-                stream.read_exact(&mut buf).await?;
-                let hashes: Vec<Digest> =
-                    postcard::from_bytes(&buf).map_err(std::io::Error::other)?;
-                if hashes.len() > MAX_HAVE {
-                    return Err(std::io::Error::other("too many hashes"));
-                }
-                Ok(hashes)
-            };
-            match tokio::time::timeout(HAVE_TIMEOUT, read).await {
-                Ok(Ok(hashes)) => {
-                    let _ = repl.try_send(Event::Have { from: peer, hashes });
-                }
-                Ok(Err(e)) => debug!(%peer, "have: {e}"),
-                Err(_) => debug!(%peer, "have: timed out"),
-            }
-            drop(slot);
-        });
-    }
 }
 
 /// Serves requests naming publishers: at most 16 at once, 20 s each.

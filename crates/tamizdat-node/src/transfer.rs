@@ -4,7 +4,9 @@
 
 use std::io::{Read, Write};
 
-use tamizdat_store::{ChunkRanges, Hash, ReadError, Store, WriteError, size_proof_ranges};
+use tamizdat_store::{
+    ChunkRanges, Hash, ReadError, Store, WriteError, range_bytes, size_proof_ranges,
+};
 use tracing::debug;
 
 use crate::{
@@ -27,20 +29,22 @@ pub enum Served {
 /// Answers one request read from `stream` from `store`. Only verified
 /// bytes leave: the store checks every group before it is written.
 pub fn serve(store: &Store, stream: impl Read + Write) -> Result<Served, WireError> {
-    serve_gated(store, stream, &|_| Some(Box::new(())))
+    serve_gated(store, stream, &|_, _, _| Some(Box::new(())))
 }
 
 /// A claim on serving one blob, released when dropped.
 pub type Ticket = Box<dyn Send>;
 
-/// [`serve`], asking `gate` before sending ranges of a blob (a size proof is
-/// always answered): `None` answers "busy". A node uses it to serve one
-/// blob to a few peers at a time, so that the others fetch from those as
-/// soon as they hold it rather than all from the first provider.
+/// [`serve`], asking `gate` with the blob, its size and the bytes asked
+/// before sending ranges of a blob (a size proof is always answered):
+/// `None` answers "busy". A node uses it to serve one blob to a few peers
+/// at a time and to send only its share of it (see [`crate::share`]), so
+/// that the others fetch from those as soon as they hold pieces rather
+/// than all from the first provider.
 pub fn serve_gated(
     store: &Store,
     mut stream: impl Read + Write,
-    gate: &dyn Fn(&Hash) -> Option<Ticket>,
+    gate: &dyn Fn(&Hash, u64, u64) -> Option<Ticket>,
 ) -> Result<Served, WireError> {
     let req = match Request::read(&mut stream) {
         Ok(r) => r,
@@ -65,14 +69,9 @@ pub fn serve_gated(
         }
     };
     let asked = req.chunk_ranges()?;
-    let _ticket = match &asked {
-        None => None,
-        Some(_) => match gate(&hash) {
-            Some(t) => Some(t),
-            None => return refuse(&mut stream, Status::Busy),
-        },
-    };
-    let ranges = asked.unwrap_or_else(|| size_proof_ranges(info.size));
+    let ranges = asked
+        .clone()
+        .unwrap_or_else(|| size_proof_ranges(info.size));
     if !info.complete {
         let have = store
             .verified_ranges(&hash)
@@ -84,6 +83,13 @@ pub fn serve_gated(
             return refuse(&mut stream, Status::NotAvailable);
         }
     }
+    let _ticket = match &asked {
+        None => None,
+        Some(r) => match gate(&hash, info.size, range_bytes(r, info.size)) {
+            Some(t) => Some(t),
+            None => return refuse(&mut stream, Status::Busy),
+        },
+    };
     // Proof entries are 64 bytes and groups 16 KiB: buffer them into large
     // frames rather than one encrypted message each.
     let mut out = std::io::BufWriter::with_capacity(IO_BUF, &mut stream);

@@ -718,3 +718,140 @@ async fn a_follower_tells_its_peers_what_it_now_holds() {
     .await
     .expect("every blob the follower took was told of in time");
 }
+
+/// Eight followers, each connected to the outlet's node (the worst case:
+/// every one of them learns of the article from it and may ask it) and to
+/// two other followers: the outlet sends no more than its share of the
+/// article (twice its size) and the followers take the rest from each
+/// other, piece by piece, as they verify it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn followers_take_a_new_article_from_each_other_not_all_from_the_outlet() {
+    tokio::time::timeout(Duration::from_secs(120), async {
+        let outlet = SecretKey::generate().unwrap();
+        let newsroom = node().await;
+        let mut followers: Vec<TestNode> = Vec::new();
+        for i in 0..8 {
+            let f = node().await;
+            f.client.follow(outlet.public(), None).await.unwrap();
+            newsroom.client.dial(f.addr.clone()).await.unwrap();
+            if i > 1 {
+                f.client.dial(followers[i - 1].addr.clone()).await.unwrap();
+                f.client.dial(followers[i - 2].addr.clone()).await.unwrap();
+            }
+            followers.push(f);
+        }
+        // A 2 MiB photo: eight pieces of 256 KiB.
+        let m = article(&newsroom, &outlet, 1, None, 2 << 20);
+        let size = m.bytes().len() as u64 + m.body().entries.iter().map(|e| e.size).sum::<u64>();
+        let before = newsroom.client.bytes_served();
+        newsroom.client.publish(m.bytes()).await.unwrap();
+        until("all 8 hold the article", Duration::from_secs(90), || {
+            followers.iter().all(|f| holds(f, &m))
+        })
+        .await;
+        let sent = newsroom.client.bytes_served() - before;
+        let by_followers: u64 = followers.iter().map(|f| f.client.bytes_served()).sum();
+        eprintln!(
+            "outlet sent {:.2}× the article, followers {:.2}×",
+            sent as f64 / size as f64,
+            by_followers as f64 / size as f64
+        );
+        assert!(
+            sent <= 3 * size,
+            "the outlet sent {sent} bytes of a {size}-byte article to 8 followers"
+        );
+        for n in followers
+            .iter()
+            .map(|f| &f.client)
+            .chain([&newsroom.client])
+        {
+            n.shutdown().await;
+        }
+    })
+    .await
+    .expect("finished in time");
+}
+
+/// While it fetches a file, a follower tells its neighbours which pieces
+/// of it have verified (`/tamizdat/have/2`), so that they can take those
+/// from it before it holds the whole file; then it tells them it holds it
+/// all. The listener is a bare libp2p peer that speaks version 2.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_follower_tells_its_peers_the_pieces_it_holds_while_it_fetches() {
+    use futures::{AsyncReadExt, StreamExt};
+    use tamizdat_node::have::decode;
+    tokio::time::timeout(Duration::from_secs(60), async {
+        let (swarm, listener_addr) = common::bare_swarm().await;
+        let listener = *swarm.local_peer_id();
+        let mut haves = swarm
+            .behaviour()
+            .new_control()
+            .accept(libp2p::StreamProtocol::new("/tamizdat/have/2"))
+            .unwrap();
+        type Told = (
+            libp2p::PeerId,
+            Vec<([u8; 32], Option<tamizdat_store::ChunkRanges>)>,
+        );
+        let (told_tx, mut told) = tokio::sync::mpsc::channel::<Told>(64);
+        tokio::spawn(async move {
+            while let Some((from, mut stream)) = haves.next().await {
+                let mut len = [0u8; 4];
+                stream.read_exact(&mut len).await.unwrap();
+                let mut buf = vec![0u8; u32::from_be_bytes(len) as usize];
+                stream.read_exact(&mut buf).await.unwrap();
+                let _ = told_tx.send((from, decode(2, &buf).unwrap())).await;
+            }
+        });
+        let mut swarm = swarm;
+        tokio::spawn(async move {
+            loop {
+                swarm.select_next_some().await;
+            }
+        });
+
+        let outlet = SecretKey::generate().unwrap();
+        let newsroom = node().await;
+        let volunteer = node().await;
+        volunteer
+            .client
+            .follow(outlet.public(), None)
+            .await
+            .unwrap();
+        newsroom.client.dial(volunteer.addr.clone()).await.unwrap();
+        volunteer
+            .client
+            .dial(listener_addr.with(libp2p::multiaddr::Protocol::P2p(listener)))
+            .await
+            .unwrap();
+        let m = article(&newsroom, &outlet, 1, None, 4 << 20);
+        let photo = m.body().entries[1].hash;
+        newsroom.client.publish(m.bytes()).await.unwrap();
+        let (mut pieces, mut whole) = (false, false);
+        while !whole {
+            let (from, entries) = told.recv().await.unwrap();
+            assert_eq!(from, volunteer.client.peer_id());
+            for (_, held) in entries.into_iter().filter(|(h, _)| *h == photo) {
+                match held {
+                    Some(r) => {
+                        assert!(!whole, "pieces told after the whole");
+                        assert!(!r.is_empty());
+                        pieces = true;
+                    }
+                    None => whole = true,
+                }
+            }
+        }
+        assert!(pieces, "pieces were told before the whole file");
+        until(
+            "the volunteer holds the article",
+            Duration::from_secs(30),
+            || holds(&volunteer, &m),
+        )
+        .await;
+        for n in [&newsroom.client, &volunteer.client] {
+            n.shutdown().await;
+        }
+    })
+    .await
+    .expect("the follower told of its pieces in time");
+}

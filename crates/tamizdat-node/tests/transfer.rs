@@ -230,7 +230,7 @@ fn a_gated_blob_proves_its_size_but_its_ranges_wait_for_the_gate() {
     let gated = |open: bool| {
         let (a, b) = UnixStream::pair().unwrap();
         thread::spawn(move || {
-            let gate = move |_: &Hash| -> Option<tamizdat_node::transfer::Ticket> {
+            let gate = move |_: &Hash, _: u64, _: u64| -> Option<tamizdat_node::transfer::Ticket> {
                 open.then(|| Box::new(()) as tamizdat_node::transfer::Ticket)
             };
             let _ = tamizdat_node::transfer::serve_gated(source, a, &gate);
