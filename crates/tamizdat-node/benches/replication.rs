@@ -27,7 +27,7 @@
 //! pair) and is divided by 50.
 //!
 //! Run: `cargo bench -p tamizdat-node --bench replication`
-//! Articles: `TAMIZDAT_BENCH_ARTICLES` (default 5).
+//! Articles: `TAMIZDAT_BENCH_ARTICLES` (default 5). Logs: `RUST_LOG`.
 
 use std::{
     error::Error,
@@ -200,6 +200,13 @@ fn ms(d: Duration) -> String {
 }
 
 fn main() -> Res<()> {
+    // RUST_LOG=tamizdat_node=debug shows what the nodes do, on stderr.
+    if std::env::var_os("RUST_LOG").is_some() {
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+            .with_writer(std::io::stderr)
+            .try_init();
+    }
     let var = std::env::var("TAMIZDAT_BENCH_ARTICLES").ok();
     let articles: u64 = var.and_then(|s| s.parse().ok()).unwrap_or(5).max(1);
     machine_facts();

@@ -288,6 +288,41 @@ impl<P: Ord + Clone> Plan<P> {
         out
     }
 
+    /// The end game: nothing is left to hand out, and pieces in flight are
+    /// late (the caller decides when: a provider that stalls would hold up
+    /// the end of the fetch until its timeout). Each provider with room
+    /// that holds a late piece is asked for it as well, at most one more
+    /// request per piece; whichever answers first is kept.
+    pub fn end_game(&mut self) -> Vec<(P, ChunkRanges)> {
+        let mut out = Vec::new();
+        if !self.unassigned().is_empty() {
+            return out;
+        }
+        let providers: Vec<P> = self
+            .providers
+            .iter()
+            .filter(|(_, (_, s))| matches!(s, Standing::Good { .. }))
+            .map(|(p, _)| p.clone())
+            .collect();
+        for p in providers {
+            while self.load(&p) < self.per_provider {
+                let late = self.in_flight.iter().find(|(q, r)| {
+                    *q != p
+                        && !self.have.is_superset(r)
+                        && self.in_flight.iter().filter(|(_, o)| o == r).count() == 1
+                        && self.partial.get(&p).is_none_or(|held| held.is_superset(r))
+                });
+                let Some((_, r)) = late else {
+                    break;
+                };
+                let r = r.clone();
+                self.in_flight.push((p.clone(), r.clone()));
+                out.push((p.clone(), r));
+            }
+        }
+        out
+    }
+
     /// What of `unassigned` provider `p` can be asked for.
     fn offer(&self, p: &P, unassigned: &ChunkRanges) -> ChunkRanges {
         match self.partial.get(p) {
@@ -689,5 +724,37 @@ mod tests {
         assert_eq!(p, 2);
         plan.failed(&2, &piece, &ChunkRanges::empty(), Failure::Missing);
         assert_eq!(plan.standing(&2), Some(&Standing::Exhausted));
+    }
+
+    #[test]
+    fn in_the_end_game_a_late_piece_is_asked_of_another_provider_too() {
+        let mut plan = Plan::new(MIB, ChunkRanges::empty(), PIECE).with_per_provider(1);
+        plan.add_provider(1u8);
+        plan.add_provider(2u8);
+        let first = plan.assign();
+        assert_eq!(first.len(), 2);
+        assert!(plan.end_game().is_empty(), "pieces are still to hand out");
+        // Provider 1 delivers everything but the piece provider 2 sits on.
+        let stuck = first[1].1.clone();
+        let mut piece = first[0].1.clone();
+        loop {
+            plan.done(&1, &piece, &piece);
+            match plan.assign().pop() {
+                Some((_, next)) => piece = next,
+                None => break,
+            }
+        }
+        assert!(!plan.is_complete());
+        assert_eq!(plan.end_game(), vec![(1, stuck.clone())]);
+        assert!(plan.end_game().is_empty(), "one more request per piece");
+        plan.done(&1, &stuck, &stuck);
+        assert!(plan.is_complete());
+        assert!(
+            plan.end_game().is_empty(),
+            "what verified is not asked again"
+        );
+        // The staller's answer, whenever it comes, changes nothing.
+        plan.failed(&2, &stuck, &ChunkRanges::empty(), Failure::Timeout);
+        assert!(plan.is_complete());
     }
 }

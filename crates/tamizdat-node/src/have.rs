@@ -39,8 +39,12 @@ pub const MAX_BITS: u64 = 8192;
 /// The smallest unit of a [`Held`], in 1 KiB chunks: one 16 KiB group,
 /// the unit the store verifies in.
 const MIN_UNIT: u64 = GROUP_BYTES / 1024;
-/// Have messages read at once.
-const HAVE_STREAMS: usize = 16;
+/// Have messages read at once, in all: a new article's pieces are told by
+/// every neighbour within a few milliseconds, so this is sized for a burst
+/// from all of them (at most 128 × 70 KiB in memory).
+const HAVE_STREAMS: usize = 128;
+/// Have messages read at once from one peer.
+const HAVE_STREAMS_PER_PEER: usize = 4;
 /// Peers told at most, per message.
 const MAX_HAVE_PEERS: usize = 64;
 /// How long sending or reading one have message may take.
@@ -280,7 +284,8 @@ async fn send(
 }
 
 /// Reads the have messages peers send, of either version: at most
-/// [`HAVE_STREAMS`] at once, each within [`HAVE_TIMEOUT`] and
+/// [`HAVE_STREAMS`] at once ([`HAVE_STREAMS_PER_PEER`] from one peer), each
+/// within [`HAVE_TIMEOUT`] and
 /// [`MAX_HAVE`] blobs. What they say goes into `holders`, and to the
 /// replication task as hints (a full queue drops them: they are hints).
 pub(crate) async fn serve(
@@ -290,12 +295,23 @@ pub(crate) async fn serve(
     repl: mpsc::Sender<Event>,
 ) {
     let slots = Arc::new(tokio::sync::Semaphore::new(HAVE_STREAMS));
+    let per_peer: Arc<Mutex<HashMap<PeerId, usize>>> = Arc::default();
     let mut incoming = futures::stream::select(v1.map(|s| (1, s)), v2.map(|s| (2, s)));
     while let Some((version, (peer, mut stream))) = incoming.next().await {
         let Ok(slot) = slots.clone().try_acquire_owned() else {
+            debug!(%peer, "have: too many at once; dropped");
             continue;
         };
-        let (repl, holders) = (repl.clone(), holders.clone());
+        {
+            let mut map = per_peer.lock().unwrap_or_else(|p| p.into_inner());
+            let n = map.entry(peer).or_default();
+            if *n >= HAVE_STREAMS_PER_PEER {
+                debug!(%peer, "have: too many at once from this peer; dropped");
+                continue;
+            }
+            *n += 1;
+        }
+        let (repl, holders, per_peer) = (repl.clone(), holders.clone(), per_peer.clone());
         tokio::spawn(async move {
             let read = async {
                 let mut len = [0u8; 4];
@@ -319,6 +335,13 @@ pub(crate) async fn serve(
                 }
                 Ok(Err(e)) => debug!(%peer, "have: {e}"),
                 Err(_) => debug!(%peer, "have: timed out"),
+            }
+            let mut map = per_peer.lock().unwrap_or_else(|p| p.into_inner());
+            if let Some(n) = map.get_mut(&peer) {
+                *n -= 1;
+                if *n == 0 {
+                    map.remove(&peer);
+                }
             }
             drop(slot);
         });

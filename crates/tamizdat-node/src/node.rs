@@ -80,25 +80,24 @@ const MAX_PENDING: u32 = 64;
 /// take them all and lock everyone else out.
 const MAX_PENDING_PER_IP: usize = 8;
 
-/// "Busy" answers after which a replication fetch leaves a provider.
-const REPLICA_MAX_BUSY: u32 = 2;
 /// Pieces of a replication fetch: small enough that a 1 MiB file comes
 /// from several peers, and that a follower holds a piece to share soon.
 const SWARM_PIECE: u64 = 256 * 1024;
 /// How long a replication fetch with nobody left to ask waits for a
 /// neighbour to say it holds more, before it hands the file back.
 const SWARM_STALL: Duration = Duration::from_secs(2);
+/// The least a fetch waits for a late piece before it asks another
+/// provider for it too (the end game, [`Plan::end_game`]).
+const END_GAME_AFTER: Duration = Duration::from_secs(1);
 /// Least time between two "have" messages of one fetch's pieces.
 const SWARM_TELL_EVERY: Duration = Duration::from_millis(50);
 
 /// How a fetch goes.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, Default)]
 struct How {
     /// The largest size accepted (checked on the size proof), and no
     /// announcement: an object still to be judged.
     max: Option<u64>,
-    /// "Busy" answers in a row after which a provider is left.
-    max_busy: u32,
     /// A replication fetch: what neighbours say they hold (pieces too)
     /// joins it as they tell it; pieces of [`SWARM_PIECE`] go rarest
     /// first; the pieces it holds are told to neighbours as they verify;
@@ -106,16 +105,6 @@ struct How {
     /// nobody left to ask it waits [`SWARM_STALL`] for news before it
     /// fails.
     swarm: bool,
-}
-
-impl Default for How {
-    fn default() -> Self {
-        Self {
-            max: None,
-            max_busy: fetch::MAX_BUSY,
-            swarm: false,
-        }
-    }
 }
 
 /// How often each connection is pinged.
@@ -1456,16 +1445,16 @@ impl Client {
         self.fetch_inner(hash, hint, progress, How::default()).await
     }
 
-    /// [`Client::fetch`] for replication: a provider that answers "busy"
-    /// twice is left, and the fetch fails rather than wait, so that the
-    /// replication core can turn to the holders it has learned of since.
+    /// [`Client::fetch`] for replication (see `How::swarm`): the holders
+    /// neighbours tell of join the fetch as they are told of, and it
+    /// hands the file back to the replication core only when nobody has
+    /// had anything for it for a while.
     pub(crate) async fn fetch_replica(
         &self,
         hash: Hash,
         providers: &[PeerId],
     ) -> Result<Fetched, NodeError> {
         let how = How {
-            max_busy: REPLICA_MAX_BUSY,
             swarm: true,
             ..How::default()
         };
@@ -1694,47 +1683,75 @@ impl Client {
         } else {
             self.config.piece_bytes
         };
-        let mut plan = Plan::new(size, have, piece)
-            .with_per_provider(self.config.fetch_parallel)
-            .with_max_busy(how.max_busy);
+        let mut plan = Plan::new(size, have, piece).with_per_provider(self.config.fetch_parallel);
         if how.swarm {
             let seed = blake3::hash(&self.peer_id.to_bytes());
             let seed = u64::from_le_bytes(seed.as_bytes()[..8].try_into().unwrap_or_default());
             plan = plan.with_spread(seed);
         }
         // Providers that stayed silent on the size proof come last, and only
-        // if nobody else is left.
+        // if nobody else is left. What neighbours said they hold is asked
+        // of them, not more.
+        let held: HashMap<PeerId, Option<ChunkRanges>> = if told.is_some() {
+            self.holders.of(&hash).into_iter().collect()
+        } else {
+            HashMap::new()
+        };
+        let add = |plan: &mut Plan<PeerId>, p: &PeerId| match held.get(p) {
+            Some(Some(r)) => plan.add_partial(*p, r),
+            _ => plan.add_provider(*p),
+        };
         let mut added = 0;
         for p in candidates
             .iter()
             .filter(|p| !bad.contains(p) && !silent.contains(*p))
         {
-            self.add_to_plan(&mut plan, hash, *p, told.is_some());
+            add(&mut plan, p);
             added += 1;
         }
         if added == 0 {
             for p in candidates.iter().filter(|p| !bad.contains(p)) {
-                self.add_to_plan(&mut plan, hash, *p, told.is_some());
+                add(&mut plan, p);
             }
         }
         let mut delivered = HashSet::new();
         let mut running = JoinSet::new();
         let mut last_told: Option<std::time::Instant> = None;
+        // When the last piece came, and the longest one took: the end game
+        // starts when pieces are later than twice that.
+        let mut last_piece = tokio::time::Instant::now();
+        let mut slowest = Duration::ZERO;
+        let start = |running: &mut JoinSet<_>, peer: PeerId, ranges: ChunkRanges, wait| {
+            let this = self.clone();
+            running.spawn(async move {
+                tokio::time::sleep(wait).await;
+                let started = tokio::time::Instant::now();
+                let r = this
+                    .request(peer, hash, Some(size), Some(ranges.clone()))
+                    .await;
+                (peer, ranges, r, started.elapsed())
+            });
+        };
         loop {
             // Every piece assigned is started: the plan bounds how many each
             // provider carries at once.
             for (peer, ranges) in plan.assign() {
-                let this = self.clone();
                 let wait = plan.backoff(&peer);
-                running.spawn(async move {
-                    tokio::time::sleep(wait).await;
-                    let r = this
-                        .request(peer, hash, Some(size), Some(ranges.clone()))
-                        .await;
-                    (peer, ranges, r)
-                });
+                start(&mut running, peer, ranges, wait);
             }
+            let late = last_piece + (slowest * 2).max(END_GAME_AFTER);
             let done = tokio::select! {
+                _ = tokio::time::sleep_until(late), if !running.is_empty() && plan.unassigned().is_empty() => {
+                    // Nothing left to hand out and nothing came for a
+                    // while: a provider may be stalling. Others that hold
+                    // its pieces are asked too.
+                    for (peer, ranges) in plan.end_game() {
+                        debug!(%peer, %hash, "end game");
+                        start(&mut running, peer, ranges, Duration::ZERO);
+                    }
+                    last_piece = tokio::time::Instant::now();
+                    continue;
+                }
                 found = async { lookup.as_mut().expect("guarded").await }, if lookup.is_some() => {
                     // More providers: they share the pieces still to fetch.
                     lookup = None;
@@ -1753,9 +1770,14 @@ impl Client {
                         continue;
                     }
                     // A neighbour holds more of it: it shares what is left.
-                    self.add_told(hash, &mut candidates, &mut shunned);
-                    for p in candidates.iter().filter(|p| !bad.contains(p)) {
-                        self.add_to_plan(&mut plan, hash, *p, true);
+                    for (p, held) in self.holders.of(&hash) {
+                        if bad.contains(&p) || self.bad.is_bad(&p) || p == self.peer_id {
+                            continue;
+                        }
+                        match held {
+                            Some(r) => plan.add_partial(p, &r),
+                            None => plan.add_provider(p),
+                        }
                     }
                     continue;
                 }
@@ -1765,11 +1787,13 @@ impl Client {
                 done = running.join_next(), if !running.is_empty() => done,
                 else => break,
             };
-            let Some(Ok((peer, asked, result))) = done else {
+            let Some(Ok((peer, asked, result, took))) = done else {
                 continue;
             };
             match result {
                 Ok(piece) => {
+                    last_piece = tokio::time::Instant::now();
+                    slowest = slowest.max(took);
                     delivered.insert(peer);
                     plan.done(&peer, &asked, &piece.got);
                     if let Some(tx) = &progress {
@@ -1877,19 +1901,6 @@ impl Client {
                 },
                 _ = self.tx.closed() => return,
             }
-        }
-    }
-
-    /// Adds `p` to a fetch's plan: for the pieces a neighbour said it
-    /// holds, when `partial` fetches may use them, or else for all of it.
-    fn add_to_plan(&self, plan: &mut Plan<PeerId>, hash: Hash, p: PeerId, partial: bool) {
-        let held = partial
-            .then(|| self.holders.of(&hash))
-            .and_then(|told| told.into_iter().find(|(q, _)| *q == p))
-            .and_then(|(_, held)| held);
-        match held {
-            Some(r) => plan.add_partial(p, &r),
-            None => plan.add_provider(p),
         }
     }
 }

@@ -187,3 +187,80 @@ async fn a_peer_that_stops_answering_pings_is_disconnected() {
     .await
     .expect("finished in time");
 }
+
+/// A provider that proves a blob's size and then sits on every piece it is
+/// asked for, answering nothing (a throttling middlebox, a hostile node):
+/// once the other provider has delivered everything else, the pieces the
+/// staller holds up are asked of it too (the end game), so the fetch ends
+/// long before the staller's stream would time out.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_provider_that_stalls_does_not_hold_up_the_end_of_a_fetch() {
+    let dir = TempDir::new().unwrap();
+    let store = Arc::new(Store::open(dir.path(), Options::default()).unwrap());
+    let (mut swarm, addr) = bare_swarm().await;
+    let staller = *swarm.local_peer_id();
+    let mut incoming = swarm
+        .behaviour()
+        .new_control()
+        .accept(StreamProtocol::new(wire::PROTOCOL))
+        .unwrap();
+    let asked = Arc::new(AtomicUsize::new(0));
+    let (serve_store, count) = (store.clone(), asked.clone());
+    tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Some((_, stream)) = incoming.next().await {
+            if count.fetch_add(1, Ordering::SeqCst) > 0 {
+                // Accepted, never answered, never closed.
+                held.push(stream);
+                continue;
+            }
+            let bridge = SyncIoBridge::new(stream.compat());
+            let store = serve_store.clone();
+            tokio::task::spawn_blocking(move || transfer::serve(&store, bridge));
+        }
+    });
+    tokio::spawn(async move {
+        loop {
+            swarm.select_next_some().await;
+        }
+    });
+    // A stream that makes no progress is dropped after a minute here.
+    let patient = |c: &mut tamizdat_node::Config| c.idle_timeout = Duration::from_secs(60);
+    let honest = common::node_with(
+        TempDir::new().unwrap(),
+        libp2p::identity::Keypair::generate_ed25519(),
+        patient,
+    )
+    .await;
+    let me = common::node_with(
+        TempDir::new().unwrap(),
+        libp2p::identity::Keypair::generate_ed25519(),
+        patient,
+    )
+    .await;
+    let bytes = data(2 << 20, 5);
+    store.add_bytes(&bytes).unwrap();
+    honest.store.add_bytes(&bytes).unwrap();
+    me.client
+        .dial(addr.with(Protocol::P2p(staller)))
+        .await
+        .unwrap();
+    me.client.dial(honest.addr.clone()).await.unwrap();
+    let hash = tamizdat_store::Hash::of(&bytes);
+    let got = tokio::time::timeout(
+        Duration::from_secs(30),
+        me.client.fetch(hash, &[staller, honest.client.peer_id()]),
+    )
+    .await
+    .expect("the staller held up the end of the fetch")
+    .unwrap();
+    assert_eq!(me.store.read_to_vec(&hash).unwrap(), bytes);
+    assert_eq!(got.providers, vec![honest.client.peer_id()]);
+    assert!(
+        asked.load(Ordering::SeqCst) >= 2,
+        "the staller was asked for pieces"
+    );
+    for c in [&honest.client, &me.client] {
+        c.shutdown().await;
+    }
+}
