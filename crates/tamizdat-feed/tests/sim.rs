@@ -29,12 +29,18 @@ fn assert_safe(r: &Report) {
     );
 }
 
+/// Every article reached every honest node, but those a node cannot take
+/// because a stolen key deceived it first at that place or before, which
+/// it reported (the design's one limit, see `tamizdat_feed::sync`): at
+/// most one in a hundred.
 fn assert_complete(r: &Report) {
     assert!(r.expected > 0, "{r}");
     assert_eq!(
-        r.delivered, r.expected,
+        r.delivered + r.excused,
+        r.expected,
         "not every article reached everyone\n{r}"
     );
+    assert!(r.excused * 100 <= r.expected, "{r}");
 }
 
 /// The CI run of the whole model: 300 nodes, 50 ± 20 ms, 1 % loss, 30 %
@@ -45,11 +51,12 @@ fn three_hundred_nodes_with_loss_churn_and_hostiles() {
     println!("{r}");
     assert_complete(&r);
     assert_safe(&r);
-    // Stalling poisoners cost 5 s per attempt they are part of, and failed
-    // rounds back off (250 ms doubling); the upload cap queues the first
-    // fetchers at the publisher. Without anti-entropy or the walk, nodes
-    // that lost gossip wait far longer or never complete.
-    assert!(r.p99_ms < 20_000, "p99 {} ms\n{r}", r.p99_ms);
+    // Stalling poisoners cost 1 s (the end game) per attempt they are part
+    // of, 5 s when no one else serves, and failed rounds back off (250 ms
+    // doubling); the upload cap queues the first fetchers at the
+    // publisher. Without anti-entropy or the walk, nodes that lost gossip
+    // wait far longer or never complete. (Before the end game: p99 13 s.)
+    assert!(r.p99_ms < 12_000, "p99 {} ms\n{r}", r.p99_ms);
     assert!(r.max_ms < 25_000, "max {} ms\n{r}", r.max_ms);
     assert!(r.failed_transfers > 0 && r.bad_data_penalties > 0, "{r}");
     // Followers serve each other: the publisher is not everyone's source.
@@ -59,7 +66,10 @@ fn three_hundred_nodes_with_loss_churn_and_hostiles() {
         r.conflict_reporters > 0,
         "the equivocation went unreported\n{r}"
     );
-    assert_eq!(r.deceived, 0, "{r}");
+    // A node back from churn that meets the stolen-key equivocator before
+    // the genuine article can take its fake (and then reports the fork):
+    // rare, never silent (`assert_safe`).
+    assert!(r.deceived * 100 <= r.honest, "{r}");
 }
 
 /// Seq 2's gossip is lost everywhere; seq 3 arrives and the walk along
