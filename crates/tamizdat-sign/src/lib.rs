@@ -15,6 +15,7 @@
 //! This crate knows nothing of storage layout or networking. Byte formats:
 //! `docs/protocol.md`.
 
+mod card;
 mod envelope;
 mod error;
 mod feed;
@@ -22,6 +23,11 @@ mod keys;
 mod objects;
 mod verify;
 
+pub use card::{
+    CARD_PREFIX, Card, CardError, MAX_CARD_ADDR, MAX_CARD_ADDRS, MAX_CARD_LEN, MAX_CARD_LINE,
+    MAX_CARD_NAME, MAX_CARD_WINDOW, card_from_line, card_supersedes, card_to_line, check_card_time,
+    read_card,
+};
 pub use envelope::{Digest, Object, Signed};
 pub use error::{DecodeError, FeedError, KeyError, VerifyError};
 pub use feed::{FeedHead, MAX_JUMP, MAX_SKEW, RECENT, TrustState, Verdict};

@@ -5,7 +5,7 @@
 use std::collections::BTreeMap;
 
 use tamizdat_sign::{
-    Delegation, Entry, KeyKind, Manifest, Revocation, RevocationTarget, SecretKey, Signed,
+    Card, Delegation, Entry, KeyKind, Manifest, Revocation, RevocationTarget, SecretKey, Signed,
     TrustState, Verifier, read_key_file, write_key_file,
 };
 
@@ -64,6 +64,27 @@ fn vectors() -> BTreeMap<&'static str, String> {
         &signing,
     )
     .unwrap();
+    let card = Signed::sign(
+        Card {
+            root: root.public(),
+            name: "Hello News".into(),
+            addrs: vec![
+                "/ip4/203.0.113.7/tcp/4001/p2p/12D3KooWDpJ7As7BWAwRMfu1VU2WCqNjvq387JEYKDBj4kx6nXTN"
+                    .into(),
+                "/dns4/mirror.example.org/udp/4001/quic-v1".into(),
+            ],
+            issued: 1_767_225_600,
+            not_before: 1_767_225_600,
+            not_after: 1_798_761_600,
+        },
+        &root,
+    )
+    .unwrap();
+    let card_line = tamizdat_sign::card_to_line(&card);
+    assert_eq!(
+        tamizdat_sign::read_card(&card_line, 1_780_000_000).unwrap(),
+        card
+    );
     let keyfile = write_key_file(&root, KeyKind::Root, None).unwrap();
     let mut v = BTreeMap::new();
     v.insert("root.seed", h(seed(0x00)));
@@ -81,6 +102,8 @@ fn vectors() -> BTreeMap<&'static str, String> {
     v.insert("manifest.signature", h(manifest.signature().to_bytes()));
     v.insert("manifest.id", h(manifest.id()));
     v.insert("keyfile.plain", h(&keyfile));
+    v.insert("card.envelope", h(card.bytes()));
+    v.insert("card.line", card_line);
     // The vectors are themselves valid objects.
     let verified = Verifier::new()
         .verify(manifest.bytes(), &TrustState::default())
