@@ -6,7 +6,7 @@ mod config;
 mod control;
 mod export;
 
-use std::process::ExitCode;
+use std::{io::IsTerminal, process::ExitCode};
 
 use clap::Parser;
 
@@ -17,6 +17,8 @@ fn main() -> ExitCode {
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
         )
         .with_writer(std::io::stderr)
+        // Colour codes only for a person at a terminal, never in a log file or journal.
+        .with_ansi(std::io::stderr().is_terminal())
         .init();
     let cli = cli::Cli::parse();
     match cmd::run(cli) {
