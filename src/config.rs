@@ -209,6 +209,14 @@ pub struct NodeConfig {
     /// address; off unless set.
     #[serde(default)]
     pub relay_server: bool,
+    /// Count probes from peers at private addresses (RFC 1918, loopback,
+    /// link-local) when finding out whether this node can be dialled
+    /// (AutoNAT), and answer such peers' probes. Off by default: on the
+    /// internet a peer on the same LAN can always dial back, which proves
+    /// nothing. On for a network whose "public" side itself uses private
+    /// addresses: a campus or a test network.
+    #[serde(default)]
+    pub nat_trust_private: bool,
     /// Most connections held at once: 1 to 16384. Default by profile: 256
     /// (desktop), 1024 (server), 64 (lowpower).
     pub max_connections: Option<u64>,
@@ -237,6 +245,7 @@ pub enum Profile {
 pub struct NodeTuning {
     pub mdns: bool,
     pub relay_server: bool,
+    pub nat_trust_private: bool,
     pub max_connections: u32,
     pub max_streams: usize,
     pub fetch_parallel: usize,
@@ -255,6 +264,7 @@ impl NodeConfig {
         NodeTuning {
             mdns: self.mdns.unwrap_or(mdns),
             relay_server: self.relay_server,
+            nat_trust_private: self.nat_trust_private,
             // `parse` refused anything over 16384.
             max_connections: self
                 .max_connections

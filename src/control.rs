@@ -738,7 +738,24 @@ fn dispatch(
             let usage = store.usage().map_err(text)?;
             reply(&Status {
                 peer_id: ctx.node.peer_id().to_string(),
-                listen: ctx.listen.clone(),
+                // Live: a relayed address appears once a relay accepts.
+                listen: {
+                    let id = ctx.node.peer_id();
+                    let live: Vec<String> = ctx
+                        .node
+                        .listen_addrs()
+                        .into_iter()
+                        .map(|a| match a.iter().last() {
+                            Some(tamizdat_node::Protocol::P2p(_)) => a.to_string(),
+                            _ => format!("{a}/p2p/{id}"),
+                        })
+                        .collect();
+                    if live.is_empty() {
+                        ctx.listen.clone()
+                    } else {
+                        live
+                    }
+                },
                 gateway: ctx.gateway.clone(),
                 pid: std::process::id(),
                 connected,

@@ -147,6 +147,7 @@ pub fn node(dir: &Path, cfg: &config::Config, args: NodeArgs) -> Result<ExitCode
     config.fetch_parallel = tuning.fetch_parallel;
     config.mdns = tuning.mdns;
     config.relay_server = tuning.relay_server;
+    config.nat.only_global_ips = !tuning.nat_trust_private;
     for addr in remembered(dir) {
         if !config.bootstrap.contains(&addr) {
             config.bootstrap.push(addr);
