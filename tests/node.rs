@@ -3,7 +3,7 @@
 
 mod common;
 
-use std::process::Stdio;
+use std::process::{Command, Stdio};
 
 use common::{BIN, Env, RunningNode, http_get, node_command, random, sigterm, start_node};
 
@@ -477,4 +477,43 @@ fn the_data_dir_and_what_the_node_writes_in_it_are_the_users_only() {
     let mut node = start(&env, None);
     assert_eq!(mode(&info), 0o600, "an old node.json");
     sigterm(&mut node);
+}
+
+#[test]
+fn a_second_node_on_a_busy_tcp_port_is_refused_naming_the_port() {
+    let bin = BIN;
+    let first_env = Env::new();
+    let first = start_node(node_command(bin, &first_env));
+    let port = first
+        .addr
+        .split('/')
+        .nth(4)
+        .expect("a port in the address")
+        .to_owned();
+    let second_env = Env::new();
+    let out = Command::new(bin)
+        .env("TAMIZDAT_DIR", second_env.data())
+        .env_remove("RUST_LOG")
+        .args(["node", "--profile", "server", "--gateway", "127.0.0.1:0"])
+        .args(["--listen", &format!("/ip4/127.0.0.1/tcp/{port}")])
+        .output()
+        .unwrap();
+    assert!(!out.status.success(), "the second node must not start");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains(&format!("TCP port {port} is in use")), "{err}");
+    drop(first);
+}
+
+#[test]
+fn node_logs_carry_no_colour_codes_when_stderr_is_a_pipe() {
+    let bin = BIN;
+    let env = Env::new();
+    let mut cmd = node_command(bin, &env);
+    cmd.env("RUST_LOG", "info").stderr(Stdio::piped());
+    let mut node = start_node(cmd);
+    sigterm(&mut node);
+    let mut err = String::new();
+    std::io::Read::read_to_string(&mut node.child.stderr.take().unwrap(), &mut err).unwrap();
+    assert!(!err.is_empty(), "info logs were written");
+    assert!(!err.contains("\x1b["), "{err}");
 }

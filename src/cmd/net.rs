@@ -12,7 +12,7 @@ use std::{
 
 use anyhow::{Context, Result, bail};
 use serde_json::json;
-use tamizdat_node::{Config, Multiaddr, identity};
+use tamizdat_node::{Config, Multiaddr, Protocol, identity};
 use tamizdat_store::Hash;
 
 use crate::{
@@ -52,6 +52,38 @@ fn default_listen() -> Vec<String> {
         "/ip4/0.0.0.0/tcp/4001".into(),
         "/ip4/0.0.0.0/udp/4001/quic-v1".into(),
     ]
+}
+
+/// Refuses a listen address whose TCP or UDP port another socket holds.
+/// libp2p binds with `SO_REUSEPORT`, so a second node on a busy port would
+/// start and take some of the first one's connections; a plain bind here,
+/// without that option, fails as it should. Port 0 is always free.
+fn check_ports_free(addrs: &[Multiaddr]) -> Result<()> {
+    for addr in addrs {
+        let mut ip = None;
+        for p in addr.iter() {
+            match p {
+                Protocol::Ip4(a) => ip = Some(std::net::IpAddr::V4(a)),
+                Protocol::Ip6(a) => ip = Some(std::net::IpAddr::V6(a)),
+                Protocol::Tcp(port) if port != 0 => {
+                    if let Some(ip) = ip {
+                        std::net::TcpListener::bind((ip, port)).with_context(|| {
+                            format!("cannot listen on {addr}: TCP port {port} is in use (another tamizdat node?)")
+                        })?;
+                    }
+                }
+                Protocol::Udp(port) if port != 0 => {
+                    if let Some(ip) = ip {
+                        std::net::UdpSocket::bind((ip, port)).with_context(|| {
+                            format!("cannot listen on {addr}: UDP port {port} is in use (another tamizdat node?)")
+                        })?;
+                    }
+                }
+                _ => {}
+            }
+        }
+    }
+    Ok(())
 }
 
 fn parse_addrs(list: &[String]) -> Result<Vec<Multiaddr>> {
@@ -139,7 +171,9 @@ pub fn node(dir: &Path, cfg: &config::Config, args: NodeArgs) -> Result<ExitCode
     };
     let mut bootstrap = cfg.node.bootstrap.clone();
     bootstrap.extend(args.bootstrap);
-    let mut config = Config::new(node_key(dir)?, parse_addrs(&listen)?);
+    let listen_addrs = parse_addrs(&listen)?;
+    check_ports_free(&listen_addrs)?;
+    let mut config = Config::new(node_key(dir)?, listen_addrs);
     config.bootstrap = parse_addrs(&bootstrap)?;
     let tuning = cfg.node.tuning(args.profile);
     config.max_connections = tuning.max_connections;
