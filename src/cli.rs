@@ -83,6 +83,10 @@ pub enum Command {
     /// Publisher keys: root keys, signing keys, delegations, revocations.
     #[command(subcommand)]
     Key(KeyCommand),
+    /// Publisher cards: an outlet's name, key and addresses, signed by its
+    /// root key, in one line that a newcomer pastes into `tamizdat follow`.
+    #[command(subcommand)]
+    Card(CardCommand),
     /// Sign and store an article: a file, or a directory with `index.md` or
     /// `index.html` plus its images and attachments. Prints the article's
     /// hash (its link).
@@ -102,10 +106,16 @@ pub enum Command {
     },
     /// Follow a publisher: its signed articles are replicated here, checked,
     /// kept and passed on. A node follows nobody until told to.
+    ///
+    /// Given the publisher's card (`tamizdat1...`, or a file holding it), the
+    /// card is checked and kept, and the node joins the network through the
+    /// addresses on it, now and at every start.
     Follow {
-        /// The publisher's root public key (64 hex digits, as `key show` prints it).
+        /// The publisher's card (a `tamizdat1...` line or a file holding
+        /// one), or its root public key (64 hex digits, as `key show` prints).
+        #[arg(value_name = "CARD|PUBKEY")]
         pubkey: String,
-        /// A name to show for it.
+        /// A name to show for it (default: the card's).
         #[arg(long)]
         name: Option<String>,
         /// Keep at most this much of it ("2 GiB"); its oldest articles go
@@ -116,7 +126,8 @@ pub enum Command {
         #[arg(long, value_name = "DURATION")]
         keep: Option<humantime::Duration>,
     },
-    /// Stop following a publisher. What is stored stays until unpinned.
+    /// Stop following a publisher (its card is dropped too). What is stored
+    /// stays until unpinned.
     Unfollow {
         /// The publisher's root public key.
         pubkey: String,
@@ -295,6 +306,62 @@ pub enum KeyCommand {
         /// The key's name.
         name: String,
     },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum CardCommand {
+    /// Make and sign a card; print its line on stdout. It is also kept in
+    /// DIR/cards/, so the next card made here is always the newer one.
+    New(CardNewArgs),
+    /// Check a card and show what it says: name, key, addresses, validity.
+    Show(CardShowArgs),
+    /// Exit 0 when a card is genuine and valid now; 1, naming why, when not.
+    Check {
+        /// A `tamizdat1...` line, a file holding one, or `-` for stdin.
+        card: String,
+    },
+}
+
+#[derive(Debug, Args)]
+pub struct CardNewArgs {
+    /// The root key that signs (its name in this data directory).
+    #[arg(long)]
+    pub root: String,
+    /// The outlet's name, as readers know it (1 to 64 bytes).
+    #[arg(long)]
+    pub name: String,
+    /// A public address of a node that serves the outlet, as a multiaddr
+    /// (`/ip4/203.0.113.7/tcp/4001/p2p/12D3...`, `/dns4/host/udp/4001/quic-v1`):
+    /// 1 to 8. Give more than one transport, so a block on one leaves others.
+    #[arg(long = "addr", value_name = "MULTIADDR", required = true)]
+    pub addrs: Vec<String>,
+    /// How long the card is valid: `90d`, `1y` (at most 2 years).
+    #[arg(long, value_name = "DURATION", default_value = "1y")]
+    pub valid_for: humantime::Duration,
+    /// Also draw it as a QR code, on stderr (for a terminal) or, with
+    /// --qr-svg, into an SVG file.
+    #[arg(long)]
+    pub qr: bool,
+    /// Write the QR code as SVG to FILE.
+    #[arg(long, value_name = "FILE")]
+    pub qr_svg: Option<PathBuf>,
+    #[command(flatten)]
+    pub pass: PassArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct CardShowArgs {
+    /// A `tamizdat1...` line, a file holding one, or `-` for stdin.
+    pub card: String,
+    /// Print JSON.
+    #[arg(long)]
+    pub json: bool,
+    /// Also draw it as a QR code on stderr.
+    #[arg(long)]
+    pub qr: bool,
+    /// Write the QR code as SVG to FILE.
+    #[arg(long, value_name = "FILE")]
+    pub qr_svg: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]

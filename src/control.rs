@@ -53,6 +53,8 @@ const HEARTBEAT: Duration = Duration::from_secs(2);
 pub const BUSY: &str = "the node is busy with other commands; try again";
 /// Times a command asks a busy node again, 200 ms apart.
 const BUSY_RETRIES: u32 = 50;
+/// Most addresses one [`Request::Join`] dials (a card holds at most 8).
+const MAX_JOIN: usize = tamizdat_sign::MAX_CARD_ADDRS;
 /// Connections served at once.
 const MAX_CONNECTIONS: usize = 16;
 /// A connection silent for this long is dropped. Generous: `add -` may read
@@ -114,6 +116,11 @@ pub enum Request {
     /// Announce a revocation or delegation to the publisher's followers.
     AnnounceKey {
         envelope: Vec<u8>,
+    },
+    /// Dial these addresses (a card's, at most [`MAX_JOIN`]) to join the
+    /// network through them.
+    Join {
+        addrs: Vec<String>,
     },
     /// Fetch a blob from the network through the running node.
     Fetch {
@@ -698,6 +705,20 @@ fn dispatch(
                 .map_err(text)?,
         ),
         Request::Following => reply::<Vec<Followed>>(&ctx.node.following()),
+        Request::Join { addrs } => {
+            if addrs.len() > MAX_JOIN {
+                return Err(format!("at most {MAX_JOIN} addresses at once"));
+            }
+            for a in &addrs {
+                let addr = a
+                    .parse::<tamizdat_node::Multiaddr>()
+                    .map_err(|e| format!("{a:?} is not a multiaddr: {e}"))?;
+                if let Err(e) = ctx.runtime.block_on(ctx.node.dial(addr)) {
+                    tracing::warn!("cannot dial {a}: {e}");
+                }
+            }
+            reply(&())
+        }
         Request::AnnounceKey { envelope } => reply(
             &ctx.runtime
                 .block_on(ctx.node.announce_key_object(&envelope))

@@ -1,6 +1,8 @@
-//! Volunteers behind NAT, as real processes in network namespaces: one
-//! public relay, two home routers that masquerade and let in only what their
-//! side started, and a volunteer behind each. Needs root (skipped without).
+//! Nodes as real processes in network namespaces. Needs root (skipped
+//! without).
+//!
+//! Behind NAT: one public relay, two home routers that masquerade and let
+//! in only what their side started, and a volunteer behind each.
 //!
 //! ```text
 //!   relay 10.77.0.1 ─┐
@@ -9,6 +11,9 @@
 //!     │ 192.168.1.0/24              │ 192.168.2.0/24
 //!   home1 .2                      home2 .2
 //! ```
+//!
+//! On one network: hosts `a1`, `a2`, ... at 10.78.0.1, .2, ... on a bridge,
+//! each with its own loopback, and a censor's firewall where a test adds one.
 
 mod common;
 
@@ -41,6 +46,7 @@ fn sh(script: &str) {
 /// The namespaces, removed (with everything in them) on drop.
 struct Net {
     prefix: String,
+    names: Vec<&'static str>,
 }
 
 impl Net {
@@ -48,9 +54,43 @@ impl Net {
         format!("{}{name}", self.prefix)
     }
 
+    /// Hosts `a1`..`aN` at 10.78.0.1..N on one bridge (in namespace `lan`).
+    /// `tag` keeps tests running at once apart.
+    fn lan(tag: &str, hosts: usize) -> Self {
+        const HOSTS: [&str; 4] = ["a1", "a2", "a3", "a4"];
+        let mut names = vec!["lan"];
+        names.extend(&HOSTS[..hosts]);
+        let net = Self {
+            prefix: format!("tz{}{tag}", std::process::id()),
+            names,
+        };
+        let lan = net.ns("lan");
+        let mut s = format!(
+            "ip netns add {lan}
+ip -n {lan} link add br0 type bridge
+ip -n {lan} link set br0 up
+"
+        );
+        for i in 1..=hosts {
+            let h = net.ns(HOSTS[i - 1]);
+            s += &format!(
+                "ip netns add {h}
+ip -n {h} link set lo up
+                 ip link add p{i} netns {lan} type veth peer name eth0 netns {h}
+                 ip -n {lan} link set p{i} master br0 up
+                 ip -n {h} addr add 10.78.0.{i}/24 dev eth0
+ip -n {h} link set eth0 up
+"
+            );
+        }
+        sh(&s);
+        net
+    }
+
     fn new() -> Self {
         let net = Self {
             prefix: format!("tz{}", std::process::id()),
+            names: vec!["h1", "h2", "r1", "r2", "relay", "wan"],
         };
         let [wan, relay, r1, h1, r2, h2] =
             ["wan", "relay", "r1", "h1", "r2", "h2"].map(|n| net.ns(n));
@@ -87,7 +127,7 @@ impl Net {
 
 impl Drop for Net {
     fn drop(&mut self) {
-        for n in ["h1", "h2", "r1", "r2", "relay", "wan"] {
+        for n in &self.names {
             let ns = self.ns(n);
             // Whatever still runs in it first, then the namespace.
             let _ = Command::new("sh")
@@ -173,6 +213,40 @@ impl Volunteer {
             "{what}: not within {within:?}; last status {last:?}\nlog:\n{}",
             self.tail()
         );
+    }
+
+    /// Stops the node with SIGTERM, as systemd does, and waits for it.
+    fn stop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            sh(&format!("kill -TERM {}", c.id()));
+            let status = c.wait().unwrap();
+            assert!(status.success(), "clean exit: {status}\n{}", self.tail());
+        }
+    }
+
+    /// Runs a command that must succeed; its stdout.
+    fn ok(&self, args: &[&str]) -> String {
+        let (ok, out, err) = self.run(args);
+        assert!(ok, "tamizdat {args:?}: {err}");
+        out
+    }
+
+    /// Waits until `verify MANIFEST` passes: the article and its files are
+    /// here and genuine.
+    fn wait_verified(&self, manifest: &str, within: Duration) {
+        let deadline = Instant::now() + within;
+        loop {
+            let (ok, out, _) = self.run(&["verify", manifest]);
+            if ok && out.contains("VERIFIED") {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "not replicated within {within:?}: {out}\nlog:\n{}",
+                self.tail()
+            );
+            std::thread::sleep(Duration::from_millis(250));
+        }
     }
 
     fn tail(&self) -> String {
@@ -265,5 +339,100 @@ fn volunteers_behind_nat_find_out_and_listen_through_the_relay() {
 
     drop(homes);
     drop(relay);
+    drop(net);
+}
+
+/// A publisher's node at `a1` (TCP and QUIC on 10.78.0.1:4001) holding
+/// one article; returns it, the article's hash and the node's peer id.
+fn newsroom(net: &Net, tmp: &Path) -> (Volunteer, String, String) {
+    let mut desk = Volunteer::new(tmp, net.ns("a1"), "desk", "");
+    desk.ok(&["key", "new", "--name", "outlet", "--no-passphrase"]);
+    let story = tmp.join("story.md");
+    fs::write(&story, "# Новости\n\nСегодня.\n").unwrap();
+    let manifest = desk
+        .ok(&[
+            "publish",
+            story.to_str().unwrap(),
+            "--key",
+            "outlet",
+            "--no-passphrase",
+        ])
+        .trim()
+        .to_owned();
+    let mut args = Vec::new();
+    for a in listen("10.78.0.1") {
+        args.extend(["--listen".to_owned(), a]);
+    }
+    desk.start(&args.iter().map(String::as_str).collect::<Vec<_>>());
+    desk.wait_status("the newsroom's node up", Duration::from_secs(30), |s| {
+        s["listen"].as_array().is_some_and(|l| l.len() >= 2)
+    });
+    let id = desk.status().unwrap()["peer_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    (desk, manifest, id)
+}
+
+#[test]
+fn with_tcp_blocked_the_cards_quic_address_still_brings_the_articles() {
+    if !is_root() {
+        eprintln!("needs root for network namespaces: skipped");
+        return;
+    }
+    let net = Net::lan("q", 2);
+    let tmp = TempDir::new().unwrap();
+    let (desk, manifest, id) = newsroom(&net, tmp.path());
+    let tcp = format!("/ip4/10.78.0.1/tcp/4001/p2p/{id}");
+    let quic = format!("/ip4/10.78.0.1/udp/4001/quic-v1/p2p/{id}");
+    let card = desk
+        .ok(&[
+            "card",
+            "new",
+            "--root",
+            "outlet",
+            "--name",
+            "The Outlet",
+            "--addr",
+            &tcp,
+            "--addr",
+            &quic,
+            "--no-passphrase",
+        ])
+        .trim()
+        .to_owned();
+
+    // The censor drops every TCP packet, on both hosts.
+    for h in ["a1", "a2"] {
+        sh(&format!(
+            "ip netns exec {} nft -f - <<EOF\n\
+             table inet censor {{ chain input {{ type filter hook input priority 0; meta l4proto tcp drop; }}; }}\n\
+             EOF",
+            net.ns(h)
+        ));
+    }
+    let probe = Command::new("ip")
+        .args(["netns", "exec", &net.ns("a2"), "timeout", "3", "bash", "-c"])
+        .arg("exec 3<>/dev/tcp/10.78.0.1/4001")
+        .status()
+        .unwrap();
+    assert!(!probe.success(), "TCP to the newsroom is blocked");
+
+    // The volunteer's config knows only the TCP address; the card knows both.
+    let mut v = Volunteer::new(
+        tmp.path(),
+        net.ns("a2"),
+        "volunteer",
+        &format!("[node]\nbootstrap = [\"{tcp}\"]\n"),
+    );
+    v.ok(&["follow", &card]);
+    let mut args = Vec::new();
+    for a in listen("10.78.0.2") {
+        args.extend(["--listen".to_owned(), a]);
+    }
+    v.start(&args.iter().map(String::as_str).collect::<Vec<_>>());
+    v.wait_verified(&manifest, Duration::from_secs(60));
+    drop(v);
+    drop(desk);
     drop(net);
 }

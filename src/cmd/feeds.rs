@@ -1,8 +1,8 @@
 //! `follow`, `unfollow`, `following`.
 
-use std::process::ExitCode;
+use std::{path::Path, process::ExitCode};
 
-use anyhow::{Context, Result};
+use anyhow::{Context, Result, bail};
 use tamizdat_node::retention::Policy;
 use tamizdat_sign::PublicKey;
 
@@ -14,9 +14,48 @@ fn parse_key(s: &str) -> Result<PublicKey> {
     })
 }
 
-pub fn follow(repo: &Repo, key: &str, name: Option<String>, policy: Policy) -> Result<ExitCode> {
-    let key = parse_key(key)?;
+pub fn follow(
+    dir: &Path,
+    repo: impl FnOnce() -> Result<Repo>,
+    arg: &str,
+    name: Option<String>,
+    policy: Policy,
+) -> Result<ExitCode> {
+    // A key parses first: a file named like a key is still the key.
+    let card = match arg.parse::<PublicKey>() {
+        Ok(_) => None,
+        Err(_) if super::card::is_card(arg) => Some(super::card::accept(dir, arg)?),
+        Err(_) => bail!(
+            "{arg:?} is neither a publisher key (64 hex digits, as `key show` prints) \
+             nor a card (a tamizdat1... line, or a file holding one)"
+        ),
+    };
+    let key = match &card {
+        Some(c) => c.body().root,
+        None => parse_key(arg)?,
+    };
+    let name = name.or_else(|| card.as_ref().map(|c| c.body().name.clone()));
+    let repo = repo()?;
     let new = repo.follow(key, name, policy)?;
+    if let Some(card) = &card {
+        super::card::keep(dir, card)?;
+        let joined = repo.join(&card.body().addrs)?;
+        eprintln!(
+            "card of {:?} kept: the node joins through its {} address{}{}",
+            card.body().name,
+            card.body().addrs.len(),
+            if card.body().addrs.len() == 1 {
+                ""
+            } else {
+                "es"
+            },
+            if joined {
+                " (dialled now)"
+            } else {
+                " at its next start"
+            }
+        );
+    }
     eprintln!(
         "{} {} ({})",
         if new {
@@ -30,8 +69,9 @@ pub fn follow(repo: &Repo, key: &str, name: Option<String>, policy: Policy) -> R
     Ok(ExitCode::SUCCESS)
 }
 
-pub fn unfollow(repo: &Repo, key: &str) -> Result<ExitCode> {
+pub fn unfollow(dir: &Path, repo: &Repo, key: &str) -> Result<ExitCode> {
     let key = parse_key(key)?;
+    super::card::drop_card(dir, &key)?;
     if repo.unfollow(&key)? {
         eprintln!("no longer following {key}; what is stored stays until unpinned");
     } else {
@@ -43,7 +83,7 @@ pub fn unfollow(repo: &Repo, key: &str) -> Result<ExitCode> {
 pub fn following(repo: &Repo) -> Result<ExitCode> {
     let list = repo.following()?;
     if list.is_empty() {
-        eprintln!("following nobody: `tamizdat follow PUBKEY` to replicate a publisher");
+        eprintln!("following nobody: `tamizdat follow CARD` to replicate a publisher");
     }
     for f in list {
         let mut limits = Vec::new();

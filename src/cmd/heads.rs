@@ -149,25 +149,8 @@ impl Heads {
     }
 }
 
-/// Writes beside, fsyncs, renames, fsyncs the directory: a crash leaves the
-/// old file or the new one, never half of one.
 fn save(keys: &Path, heads: &Heads) -> Result<()> {
-    let p = path(keys);
-    let tmp = keys.join(format!(".{FILE}.new"));
-    let mut f = OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o600)
-        .open(&tmp)
-        .with_context(|| format!("cannot write {}", tmp.display()))?;
-    f.write_all(&serde_json::to_vec_pretty(heads)?)?;
-    f.sync_all()?;
-    fs::rename(&tmp, &p).with_context(|| format!("cannot write {}", p.display()))?;
-    fs::File::open(keys)
-        .and_then(|d| d.sync_all())
-        .with_context(|| format!("cannot sync {}", keys.display()))?;
-    Ok(())
+    super::replace_file(&path(keys), &serde_json::to_vec_pretty(heads)?)
 }
 
 /// Marks a root key as created here: its feeds start here, at seq 1.

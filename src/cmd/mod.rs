@@ -3,6 +3,7 @@
 mod articles;
 mod blobs;
 mod bundle;
+mod card;
 mod demo;
 mod feeds;
 mod heads;
@@ -72,6 +73,7 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
             follow_found,
         } => recover::recover(&dir, &cfg, force, follow_found),
         Command::Key(cmd) => keys::run(&dir, store, cmd),
+        Command::Card(cmd) => card::run(&dir, cmd),
         Command::Publish(args) => articles::publish(&dir, &store()?, args),
         Command::Verify { target } => articles::verify(&store()?, &target),
         Command::Show { target } => articles::show(&store()?, &target),
@@ -85,9 +87,9 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
                 max_bytes: max_bytes.map(|b| b.as_u64()),
                 max_age: keep.map(|d| d.as_secs()),
             };
-            feeds::follow(&store()?, &pubkey, name, policy)
+            feeds::follow(&dir, store, &pubkey, name, policy)
         }
-        Command::Unfollow { pubkey } => feeds::unfollow(&store()?, &pubkey),
+        Command::Unfollow { pubkey } => feeds::unfollow(&dir, &store()?, &pubkey),
         Command::Following => feeds::following(&store()?),
         Command::Node(args) => net::node(&dir, &cfg, args),
         Command::Get(args) => net::get(&dir, &cfg, store()?, args),
@@ -127,6 +129,30 @@ fn open_store(dir: &Path, cfg: &config::Config) -> Result<Store> {
         }
         Err(e) => Err(e.into()),
     }
+}
+
+/// Writes `bytes` to `path` (mode 0600) beside, fsyncs, renames, fsyncs the
+/// directory: a crash leaves the old file or the new one, never half of one.
+pub(crate) fn replace_file(path: &Path, bytes: &[u8]) -> Result<()> {
+    use std::{io::Write, os::unix::fs::OpenOptionsExt};
+    let dir = path.parent().context("a file path has a directory")?;
+    let name = path.file_name().context("a file path has a name")?;
+    let tmp = dir.join(format!(".{}.new", name.to_string_lossy()));
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(&tmp)
+        .with_context(|| format!("cannot write {}", tmp.display()))?;
+    f.write_all(bytes)
+        .and_then(|()| f.sync_all())
+        .with_context(|| format!("cannot write {}", tmp.display()))?;
+    std::fs::rename(&tmp, path).with_context(|| format!("cannot write {}", path.display()))?;
+    std::fs::File::open(dir)
+        .and_then(|d| d.sync_all())
+        .with_context(|| format!("cannot sync {}", dir.display()))?;
+    Ok(())
 }
 
 pub(crate) fn parse_hash(s: &str) -> Result<Hash> {

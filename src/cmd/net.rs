@@ -182,7 +182,11 @@ pub fn node(dir: &Path, cfg: &config::Config, args: NodeArgs) -> Result<ExitCode
     config.mdns = tuning.mdns;
     config.relay_server = tuning.relay_server;
     config.nat.only_global_ips = !tuning.nat_trust_private;
-    for addr in remembered(dir) {
+    // Cards of the publishers followed, then the peers of the last run.
+    for addr in super::card::bootstrap_addrs(dir)
+        .into_iter()
+        .chain(remembered(dir))
+    {
         if !config.bootstrap.contains(&addr) {
             config.bootstrap.push(addr);
         }

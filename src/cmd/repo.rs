@@ -219,6 +219,19 @@ impl Repo {
         }
     }
 
+    /// Through a running node, dials these addresses now (a card's); false
+    /// without a node, which joins through them at its next start.
+    pub fn join(&self, addrs: &[String]) -> Result<bool> {
+        match self {
+            Repo::Remote(r) => r
+                .call::<()>(&Request::Join {
+                    addrs: addrs.to_vec(),
+                })
+                .map(|()| true),
+            Repo::Local(_) => Ok(false),
+        }
+    }
+
     /// Through a running node, tells the publisher's followers about a
     /// revocation or delegation; without one, nothing to do (peers learn it
     /// from `tamizdat key import` or a bundle).

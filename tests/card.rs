@@ -1,0 +1,286 @@
+//! Publisher cards through the real binary: an outlet makes one, a newcomer
+//! pastes it into `follow` and receives the outlet's articles with nothing
+//! else configured; bad cards are refused and change nothing.
+
+mod common;
+
+use std::{
+    fs,
+    time::{Duration, Instant},
+};
+
+use common::{BIN, Env, node_command, sigterm, start_node};
+use tamizdat_sign::{Card, SecretKey, Signed, card_from_line, card_to_line};
+
+/// A data dir with an unencrypted root key `outlet`; returns its public key.
+fn outlet(env: &Env) -> String {
+    env.ok(&["key", "new", "--name", "outlet", "--no-passphrase"])
+        .trim()
+        .to_owned()
+}
+
+fn new_card(env: &Env, addrs: &[&str]) -> String {
+    let mut args = vec![
+        "card",
+        "new",
+        "--root",
+        "outlet",
+        "--name",
+        "Radio Azadi",
+        "--no-passphrase",
+    ];
+    for a in addrs {
+        args.extend(["--addr", a]);
+    }
+    env.ok(&args).trim().to_owned()
+}
+
+const ADDRS: [&str; 2] = [
+    "/ip4/203.0.113.7/tcp/4001/p2p/12D3KooWDpJ7As7BWAwRMfu1VU2WCqNjvq387JEYKDBj4kx6nXTN",
+    "/dns4/mirror.example.org/udp/4001/quic-v1",
+];
+
+fn now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+}
+
+/// The same envelope bytes, written as a line with a fresh checksum.
+fn line_of(envelope: &[u8]) -> String {
+    let mut bytes = envelope.to_vec();
+    bytes.extend_from_slice(&blake3::hash(envelope).as_bytes()[..4]);
+    format!(
+        "tamizdat1{}",
+        data_encoding::BASE32_NOPAD
+            .encode(&bytes)
+            .to_ascii_lowercase()
+    )
+}
+
+#[test]
+fn an_outlet_makes_a_card_that_shows_checks_and_draws_as_a_qr_code() {
+    let env = Env::new();
+    let root = outlet(&env);
+    let line = new_card(&env, &ADDRS);
+    assert!(line.starts_with("tamizdat1"), "{line}");
+    assert!(!line.contains(char::is_whitespace));
+    assert!(
+        line.len() < 700,
+        "one line for a chat message: {}",
+        line.len()
+    );
+
+    let fingerprint = env.ok(&["key", "show", "outlet"]);
+    let shown = env.ok(&["card", "show", &line]);
+    assert!(shown.contains("Radio Azadi"), "{shown}");
+    assert!(shown.contains(&root), "{shown}");
+    for a in ADDRS {
+        assert!(shown.contains(a), "{shown}");
+    }
+    assert!(shown.contains("state        valid"), "{shown}");
+    let fp = shown
+        .lines()
+        .find_map(|l| l.strip_prefix("fingerprint  "))
+        .unwrap();
+    assert!(fingerprint.contains(fp), "{fingerprint} / {fp}");
+
+    // Scripts read JSON; a QR code reader hands back upper case.
+    let json: serde_json::Value =
+        serde_json::from_str(&env.ok(&["card", "show", "--json", &line])).unwrap();
+    assert_eq!(json["root"], root.as_str());
+    assert_eq!(json["valid"], true);
+    assert_eq!(json["addrs"][1], ADDRS[1]);
+    assert!(
+        env.ok(&["card", "check", &line.to_ascii_uppercase()])
+            .starts_with("ok: ")
+    );
+    let file = env.write("outlet.card", format!("{line}\n").as_bytes());
+    assert!(
+        env.ok(&["card", "check", file.to_str().unwrap()])
+            .starts_with("ok: ")
+    );
+
+    let svg = env.work().join("card.svg");
+    let out = env.run(&[
+        "card",
+        "show",
+        &line,
+        "--qr",
+        "--qr-svg",
+        svg.to_str().unwrap(),
+    ]);
+    assert!(out.status.success());
+    let svg = fs::read_to_string(svg).unwrap();
+    assert!(svg.contains("<svg") && svg.contains("</svg>"), "{svg}");
+    let terminal = String::from_utf8(out.stderr).unwrap();
+    assert!(
+        terminal.lines().count() > 30 && terminal.contains('\u{2588}'),
+        "a QR code drawn with block characters: {terminal}"
+    );
+
+    // A second card made here supersedes the first, even within a second.
+    let second = new_card(&env, &ADDRS[..1]);
+    let (a, b) = (
+        card_from_line(&line).unwrap(),
+        card_from_line(&second).unwrap(),
+    );
+    assert!(b.body().issued > a.body().issued);
+
+    // A signing key cannot make a card.
+    env.ok(&[
+        "key",
+        "delegate",
+        "--root",
+        "outlet",
+        "--name",
+        "laptop",
+        "--valid-for",
+        "30d",
+        "--no-passphrase",
+    ]);
+    let err = env.fails(&[
+        "card",
+        "new",
+        "--root",
+        "laptop",
+        "--name",
+        "x",
+        "--addr",
+        ADDRS[1],
+        "--no-passphrase",
+    ]);
+    assert!(err.contains("root key"), "{err}");
+}
+
+#[test]
+fn bad_cards_are_refused_with_a_clear_error_and_nothing_changes() {
+    let outlet_env = Env::new();
+    outlet(&outlet_env);
+    let old = new_card(&outlet_env, &ADDRS);
+    let new = new_card(&outlet_env, &ADDRS[..1]);
+
+    let reader = Env::new();
+    reader.ok(&["follow", &new]);
+    let kept = fs::read_dir(reader.data().join("cards"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect::<Vec<_>>();
+    assert_eq!(kept.len(), 1);
+    let kept = &kept[0];
+    let before = fs::read(kept).unwrap();
+    let following = reader.ok(&["following"]);
+    assert!(
+        following.contains("Radio Azadi"),
+        "the card's name: {following}"
+    );
+
+    // A forged card: the same body, the signature changed, a valid checksum.
+    let envelope = card_from_line(&new).unwrap().bytes().to_vec();
+    let mut forged = envelope.clone();
+    *forged.last_mut().unwrap() ^= 1;
+    // Signed by a key other than the root it names.
+    let other = SecretKey::generate().unwrap();
+    let mut body = card_from_line(&new).unwrap().body().clone();
+    let genuine_root = body.root;
+    body.root = other.public();
+    let signed = Signed::sign(body, &other).unwrap();
+    let mut swapped = signed.bytes().to_vec();
+    // Put the genuine root back in place of the signer's key.
+    let at = swapped
+        .windows(32)
+        .position(|w| w == other.public().as_bytes())
+        .unwrap();
+    swapped[at..at + 32].copy_from_slice(genuine_root.as_bytes());
+    // Expired: signed properly, but its window is over.
+    let key = SecretKey::generate().unwrap();
+    let expired = card_to_line(
+        &Signed::sign(
+            Card {
+                root: key.public(),
+                name: "Old News".into(),
+                addrs: vec![ADDRS[1].into()],
+                issued: now() - 100 * 86400,
+                not_before: now() - 100 * 86400,
+                not_after: now() - 86400,
+            },
+            &key,
+        )
+        .unwrap(),
+    );
+    let mut typo = new.clone().into_bytes();
+    typo[40] = if typo[40] == b'a' { b'b' } else { b'a' };
+    let typo = String::from_utf8(typo).unwrap();
+    let cases: Vec<(String, &str)> = vec![
+        (line_of(&forged), "forged"),
+        (line_of(&swapped), "forged"),
+        (expired, "expired"),
+        (format!("tamizdat1{}", "a".repeat(3000)), "limit"),
+        ("tamizdat1hello world!".into(), "damaged"),
+        (typo, "checksum"),
+        (new[..new.len() - 20].to_owned(), "damaged"),
+        ("not-a-card-or-key".into(), "neither a publisher key"),
+        (old.clone(), "an old card is never taken over a newer one"),
+    ];
+    for (card, why) in &cases {
+        let err = reader.fails(&["follow", card]);
+        assert!(err.contains(why), "{why}: {err}");
+        if *why != "neither a publisher key" && !why.starts_with("an old") {
+            let err = reader.fails(&["card", "check", card]);
+            assert!(err.contains(why), "check, {why}: {err}");
+        }
+        assert_eq!(
+            fs::read(kept).unwrap(),
+            before,
+            "{why}: the kept card changed"
+        );
+        assert_eq!(reader.ok(&["following"]), following, "{why}");
+        assert_eq!(
+            fs::read_dir(reader.data().join("cards")).unwrap().count(),
+            1
+        );
+    }
+    // The old card is genuine: `check` itself accepts it.
+    assert!(reader.ok(&["card", "check", &old]).starts_with("ok: "));
+
+    // Unfollowing drops the card: the node no longer joins through it.
+    let key = card_from_line(&new).unwrap().body().root.to_string();
+    reader.ok(&["unfollow", &key]);
+    assert!(!kept.exists());
+}
+
+#[test]
+fn a_fresh_volunteer_with_only_the_outlets_card_receives_its_articles() {
+    let newsroom = Env::new();
+    outlet(&newsroom);
+    std::fs::create_dir_all(newsroom.work().join("story")).unwrap();
+    newsroom.write("story/index.md", "# Новости\n\nСегодня.\n".as_bytes());
+    let manifest = newsroom
+        .ok(&["publish", "story", "--key", "outlet", "--no-passphrase"])
+        .trim()
+        .to_owned();
+    let mut desk = start_node(node_command(BIN, &newsroom));
+    let line = new_card(&newsroom, &[&desk.addr]);
+
+    // The volunteer: an empty data directory, one line, and `node`.
+    let volunteer = Env::new();
+    volunteer.ok(&["follow", &line]);
+    let mut home = start_node(node_command(BIN, &volunteer));
+    let start = Instant::now();
+    loop {
+        let v = volunteer.run(&["verify", &manifest]);
+        if v.status.success() {
+            assert!(String::from_utf8_lossy(&v.stdout).contains("VERIFIED"));
+            break;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(60),
+            "not replicated: {}",
+            String::from_utf8_lossy(&v.stdout)
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    sigterm(&mut home);
+    sigterm(&mut desk);
+}
