@@ -336,6 +336,48 @@ fn is_relayed(addr: &Multiaddr) -> bool {
     addr.iter().any(|p| p == Protocol::P2pCircuit)
 }
 
+/// How far an address reaches: this host only, its local network, or the
+/// internet. Ordered: a wider scope is greater.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub(crate) enum Scope {
+    Host,
+    Local,
+    Global,
+}
+
+/// The scope of an address: loopback is this host's; private, link-local,
+/// shared (100.64/10) and unique-local ones are a local network's;
+/// anything else, DNS names and relayed addresses included, is global.
+pub(crate) fn scope(addr: &Multiaddr) -> Scope {
+    if is_relayed(addr) {
+        return Scope::Global;
+    }
+    match addr.iter().next() {
+        Some(Protocol::Ip4(ip)) if ip.is_loopback() || ip.is_unspecified() => Scope::Host,
+        Some(Protocol::Ip4(ip))
+            if ip.is_private()
+                || ip.is_link_local()
+                || (ip.octets()[0] == 100 && ip.octets()[1] & 0xc0 == 64) =>
+        {
+            Scope::Local
+        }
+        Some(Protocol::Ip6(ip)) if ip.is_loopback() || ip.is_unspecified() => Scope::Host,
+        Some(Protocol::Ip6(ip)) if ip.is_unique_local() || ip.is_unicast_link_local() => {
+            Scope::Local
+        }
+        _ => Scope::Global,
+    }
+}
+
+/// The addresses a peer announced that are worth dialling for a node that
+/// reached it over a connection of scope `via`: over the internet, only
+/// its global addresses (its loopback one is the dialler's own host, its
+/// private ones another network's); over a local network, no loopback; on
+/// the same host, all.
+pub(crate) fn reachable(addrs: Vec<Multiaddr>, via: Scope) -> Vec<Multiaddr> {
+    addrs.into_iter().filter(|a| scope(a) >= via).collect()
+}
+
 enum Command {
     Dial(Multiaddr, oneshot::Sender<Result<(), String>>),
     Listen(Multiaddr, oneshot::Sender<Result<(), String>>),
@@ -606,7 +648,10 @@ pub fn spawn_with_metrics(
                 identify: identify::Behaviour::new(
                     // Peers learn a relayed address as soon as there is one.
                     identify::Config::new("/tamizdat/id/1.0.0".into(), key.public())
-                        .with_push_listen_addr_updates(true),
+                        .with_push_listen_addr_updates(true)
+                        // Its cache would offer every announced address when
+                        // dialling; the DHT gets only the reachable ones.
+                        .with_cache_size(0),
                 ),
                 ping: ping::Behaviour::new(
                     ping::Config::new()
@@ -720,6 +765,7 @@ pub fn spawn_with_metrics(
         relay_candidates: HashMap::new(),
         relay_listeners: HashMap::new(),
         relayed: HashMap::new(),
+        conn_scope: HashMap::new(),
         mdns_peers: HashSet::new(),
         listeners: HashMap::new(),
         pending_dial: HashMap::new(),
@@ -1931,8 +1977,12 @@ struct EventLoop {
     pending_dial: HashMap<PeerId, Vec<oneshot::Sender<Result<(), String>>>>,
     pending_providers: HashMap<kad::QueryId, (oneshot::Sender<HashSet<PeerId>>, HashSet<PeerId>)>,
     pending_provide: HashMap<kad::QueryId, oneshot::Sender<Result<(), String>>>,
-    /// Listen addresses peers announced through identify (bounded).
+    /// Listen addresses peers announced through identify (bounded), only
+    /// those reachable from here (see [`reachable`]).
     announced: HashMap<PeerId, Vec<Multiaddr>>,
+    /// The scope of each open connection's remote address: what a peer
+    /// announces over it is kept only where it could be reached from here.
+    conn_scope: HashMap<ConnectionId, Scope>,
     /// Announcements made while the routing table was empty reached nobody:
     /// they are made again once the first peer is known.
     reannounce: bool,
@@ -2175,6 +2225,8 @@ impl EventLoop {
                 if endpoint.is_relayed() {
                     self.relayed.insert(connection_id, peer_id);
                 }
+                self.conn_scope
+                    .insert(connection_id, scope(endpoint.get_remote_address()));
                 for reply in self.pending_dial.remove(&peer_id).unwrap_or_default() {
                     let _ = reply.send(Ok(()));
                 }
@@ -2190,9 +2242,17 @@ impl EventLoop {
             }
             SwarmEvent::Behaviour(BehaviourEvent::Identify(identify::Event::Received {
                 peer_id,
-                info,
-                ..
-            })) => self.on_identified(peer_id, info),
+                connection_id,
+                mut info,
+            })) => {
+                let via = self
+                    .conn_scope
+                    .get(&connection_id)
+                    .copied()
+                    .unwrap_or(Scope::Global);
+                info.listen_addrs = reachable(info.listen_addrs, via);
+                self.on_identified(peer_id, info);
+            }
             SwarmEvent::ConnectionClosed {
                 peer_id,
                 connection_id,
@@ -2200,6 +2260,7 @@ impl EventLoop {
                 ..
             } => {
                 self.relayed.remove(&connection_id);
+                self.conn_scope.remove(&connection_id);
                 if num_established == 0 {
                     let _ = self
                         .repl_tx
@@ -2457,6 +2518,34 @@ impl EventLoop {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn announced_addresses_are_kept_only_where_they_can_be_reached() {
+        let a = |s: &str| s.parse::<Multiaddr>().unwrap();
+        let announced = vec![
+            a("/ip4/127.0.0.1/tcp/4001"),
+            a("/ip6/::1/udp/4001/quic-v1"),
+            a("/ip4/192.168.1.2/tcp/4001"),
+            a("/ip4/100.64.3.4/tcp/4001"),
+            a("/ip6/fd00::2/tcp/4001"),
+            a("/ip4/203.0.113.7/tcp/4001"),
+            a("/dns4/node.example.org/tcp/443/ws"),
+            a(
+                "/ip4/10.0.0.1/tcp/4001/p2p/12D3KooWDpJ7As7BWAwRMfu1VU2WCqNjvq387JEYKDBj4kx6nXTN/p2p-circuit",
+            ),
+        ];
+        assert_eq!(reachable(announced.clone(), Scope::Host), announced);
+        assert_eq!(
+            reachable(announced.clone(), Scope::Local),
+            announced[2..].to_vec()
+        );
+        assert_eq!(
+            reachable(announced.clone(), Scope::Global),
+            announced[5..].to_vec()
+        );
+        assert_eq!(scope(&a("/ip4/100.128.0.1/tcp/1")), Scope::Global);
+        assert_eq!(scope(&a("/ip4/0.0.0.0/tcp/1")), Scope::Host);
+    }
 
     /// A node whose tasks are `tasks`, watched as `spawn` watches them.
     fn supervised(
