@@ -267,6 +267,15 @@ fn a_fresh_volunteer_with_only_the_outlets_card_receives_its_articles() {
     let volunteer = Env::new();
     volunteer.ok(&["follow", &line]);
     let mut home = start_node(node_command(BIN, &volunteer));
+    // The volunteer's gateway shows the card, for readers to pass on.
+    let root = card_from_line(&line).unwrap().body().root.to_string();
+    let (code, page) = common::http_get(&home.gateway, &format!("/p/{root}"));
+    assert_eq!(code, 200);
+    assert!(
+        page.contains(&line),
+        "the card on the publisher's page: {page}"
+    );
+    assert!(page.contains("<svg"), "and its QR code");
     let start = Instant::now();
     loop {
         let v = volunteer.run(&["verify", &manifest]);
@@ -279,6 +288,38 @@ fn a_fresh_volunteer_with_only_the_outlets_card_receives_its_articles() {
             "not replicated: {}",
             String::from_utf8_lossy(&v.stdout)
         );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    sigterm(&mut home);
+    sigterm(&mut desk);
+}
+
+#[test]
+fn a_running_node_told_a_card_joins_through_it_at_once() {
+    let newsroom = Env::new();
+    outlet(&newsroom);
+    newsroom.write("story.md", "# Вести\n\nЗавтра.\n".as_bytes());
+    let manifest = newsroom
+        .ok(&["publish", "story.md", "--key", "outlet", "--no-passphrase"])
+        .trim()
+        .to_owned();
+    let mut desk = start_node(node_command(BIN, &newsroom));
+    let line = new_card(&newsroom, &[&desk.addr]);
+
+    // A volunteer's node already runs, alone; the card reaches it through
+    // the control socket, and it dials the card's addresses now.
+    let volunteer = Env::new();
+    let mut home = start_node(node_command(BIN, &volunteer));
+    let out = volunteer.run(&["follow", &line]);
+    assert!(out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("dialled now"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let start = Instant::now();
+    while !volunteer.run(&["verify", &manifest]).status.success() {
+        assert!(start.elapsed() < Duration::from_secs(60), "not replicated");
         std::thread::sleep(Duration::from_millis(200));
     }
     sigterm(&mut home);

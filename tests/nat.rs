@@ -431,6 +431,11 @@ fn with_tcp_blocked_the_cards_quic_address_still_brings_the_articles() {
         args.extend(["--listen".to_owned(), a]);
     }
     v.start(&args.iter().map(String::as_str).collect::<Vec<_>>());
+    // Up first: a `verify` that opened the store before the node did
+    // would keep it from starting.
+    v.wait_status("the volunteer's node up", Duration::from_secs(30), |s| {
+        s["listen"].as_array().is_some_and(|l| l.len() >= 2)
+    });
     v.wait_verified(&manifest, Duration::from_secs(60));
     drop(v);
     drop(desk);

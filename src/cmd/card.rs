@@ -190,6 +190,11 @@ pub fn accept(dir: &Path, arg: &str) -> Result<Signed<Card>> {
     Ok(card)
 }
 
+/// Where a data directory keeps its cards.
+pub fn dir(data: &Path) -> PathBuf {
+    data.join(CARDS)
+}
+
 fn path(dir: &Path, root: &PublicKey) -> PathBuf {
     dir.join(CARDS).join(format!("{root}.card"))
 }

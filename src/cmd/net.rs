@@ -200,7 +200,10 @@ pub fn node(dir: &Path, cfg: &config::Config, args: NodeArgs) -> Result<ExitCode
                 .with_context(|| format!("config: [node] follow: {k:?} is not a publisher key"))
         })
         .collect::<Result<Vec<_>>>()?;
-    let gateway_config = cfg.gateway.resolve(args.gateway.as_deref())?;
+    let mut gateway_config = cfg.gateway.resolve(args.gateway.as_deref())?;
+    if let Some(g) = &mut gateway_config {
+        g.cards = Some(super::card::dir(dir));
+    }
     let store = Arc::new(store);
     let info_path = dir.join(NODE_INFO);
     let rt = runtime()?;

@@ -245,6 +245,13 @@ pub(crate) async fn publisher(State(app): State<Arc<App>>, Path(raw): Path<Strin
         .clone()
         .unwrap_or_else(|| format!("Publisher {}", key.fingerprint()));
     let articles: Vec<_> = index.of(&key).take(FEED).collect();
+    let card = match app.config.cards.clone() {
+        Some(dir) => tokio::task::spawn_blocking(move || card_of(&dir, &key))
+            .await
+            .ok()
+            .flatten(),
+        None => None,
+    };
     let main = html! {
         h1 { (render::shown(&shown)) }
         dl.keyinfo {
@@ -267,8 +274,41 @@ pub(crate) async fn publisher(State(app): State<Arc<App>>, Path(raw): Path<Strin
         } @else {
             ul.articles { @for a in &articles { (article_row(&following, a)) } }
         }
+        @if let Some((line, c)) = &card {
+            h2 { "Card" }
+            p {
+                "Signed by this publisher's key, valid until " (render::time(c.not_after))
+                ": its name and the addresses of nodes that serve it. Anyone can join with "
+                code { "tamizdat follow CARD" } ". Pass it on."
+            }
+            p { code.card { (line) } }
+            @if let Some(svg) = render::qr_svg(&line.to_ascii_uppercase()) {
+                figure.qr { (PreEscaped(svg)) }
+            }
+        }
     };
     page(StatusCode::OK, &shown, "en", main)
+}
+
+/// Largest card file read.
+const MAX_CARD_FILE: u64 = tamizdat_sign::MAX_CARD_LINE as u64 + 16;
+
+/// The card kept for `key` in `dir`, when it is genuine, its own and valid
+/// now: its line and what it says.
+fn card_of(dir: &std::path::Path, key: &PublicKey) -> Option<(String, tamizdat_sign::Card)> {
+    use std::io::Read;
+    let file = std::fs::File::open(dir.join(format!("{key}.card"))).ok()?;
+    if !file.metadata().ok()?.is_file() {
+        return None;
+    }
+    let mut line = String::new();
+    file.take(MAX_CARD_FILE).read_to_string(&mut line).ok()?;
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .ok()?
+        .as_secs();
+    let card = tamizdat_sign::read_card(&line, now).ok()?;
+    (card.body().root == *key).then(|| (line.trim().to_owned(), card.body().clone()))
 }
 
 /// The address readers reach this gateway by, for the article's link: the
