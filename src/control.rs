@@ -55,6 +55,8 @@ pub const BUSY: &str = "the node is busy with other commands; try again";
 const BUSY_RETRIES: u32 = 50;
 /// Most addresses one [`Request::Join`] dials (a card holds at most 8).
 const MAX_JOIN: usize = tamizdat_sign::MAX_CARD_ADDRS;
+/// How long [`Request::Join`] waits for each address to answer.
+const JOIN_WAIT: Duration = Duration::from_secs(10);
 /// Connections served at once.
 const MAX_CONNECTIONS: usize = 16;
 /// A connection silent for this long is dropped. Generous: `add -` may read
@@ -118,7 +120,7 @@ pub enum Request {
         envelope: Vec<u8>,
     },
     /// Dial these addresses (a card's, at most [`MAX_JOIN`]) to join the
-    /// network through them.
+    /// network through them; answers how many were reached.
     Join {
         addrs: Vec<String>,
     },
@@ -709,15 +711,33 @@ fn dispatch(
             if addrs.len() > MAX_JOIN {
                 return Err(format!("at most {MAX_JOIN} addresses at once"));
             }
-            for a in &addrs {
-                let addr = a
-                    .parse::<tamizdat_node::Multiaddr>()
-                    .map_err(|e| format!("{a:?} is not a multiaddr: {e}"))?;
-                if let Err(e) = ctx.runtime.block_on(ctx.node.dial(addr)) {
-                    tracing::warn!("cannot dial {a}: {e}");
+            let addrs = addrs
+                .iter()
+                .map(|a| {
+                    a.parse::<tamizdat_node::Multiaddr>()
+                        .map_err(|e| format!("{a:?} is not a multiaddr: {e}"))
+                })
+                .collect::<Result<Vec<_>, _>>()?;
+            // All at once, each for a bounded time: one blocked address
+            // must not hold up the others, nor the command.
+            let dials = addrs.into_iter().map(|addr| {
+                let node = ctx.node.clone();
+                async move {
+                    match tokio::time::timeout(JOIN_WAIT, node.dial(addr.clone())).await {
+                        Ok(Ok(())) => true,
+                        Ok(Err(e)) => {
+                            tracing::info!("cannot dial {addr}: {e}");
+                            false
+                        }
+                        Err(_) => {
+                            tracing::info!("no answer from {addr} within {JOIN_WAIT:?}");
+                            false
+                        }
+                    }
                 }
-            }
-            reply(&())
+            });
+            let reached = ctx.runtime.block_on(futures::future::join_all(dials));
+            reply(&reached.iter().filter(|r| **r).count())
         }
         Request::AnnounceKey { envelope } => reply(
             &ctx.runtime

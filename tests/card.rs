@@ -313,7 +313,7 @@ fn a_running_node_told_a_card_joins_through_it_at_once() {
     let out = volunteer.run(&["follow", &line]);
     assert!(out.status.success());
     assert!(
-        String::from_utf8_lossy(&out.stderr).contains("dialled now"),
+        String::from_utf8_lossy(&out.stderr).contains("1 answered"),
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );

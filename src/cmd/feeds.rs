@@ -39,22 +39,20 @@ pub fn follow(
     let new = repo.follow(key, name, policy)?;
     if let Some(card) = &card {
         super::card::keep(dir, card)?;
-        let joined = repo.join(&card.body().addrs)?;
-        eprintln!(
-            "card of {:?} kept: the node joins through its {} address{}{}",
-            card.body().name,
-            card.body().addrs.len(),
-            if card.body().addrs.len() == 1 {
-                ""
-            } else {
-                "es"
-            },
-            if joined {
-                " (dialled now)"
-            } else {
-                " at its next start"
-            }
-        );
+        let n = card.body().addrs.len();
+        match repo.join(&card.body().addrs)? {
+            Some(reached) => eprintln!(
+                "card of {:?} kept: the node dialled its {n} address{}, {reached} answered \
+                 (the node joins through them at every start)",
+                card.body().name,
+                if n == 1 { "" } else { "es" },
+            ),
+            None => eprintln!(
+                "card of {:?} kept: the node joins through its {n} address{} when it starts",
+                card.body().name,
+                if n == 1 { "" } else { "es" },
+            ),
+        }
     }
     eprintln!(
         "{} {} ({})",

@@ -219,16 +219,17 @@ impl Repo {
         }
     }
 
-    /// Through a running node, dials these addresses now (a card's); false
-    /// without a node, which joins through them at its next start.
-    pub fn join(&self, addrs: &[String]) -> Result<bool> {
+    /// Through a running node, dials these addresses now (a card's) and
+    /// says how many answered; `None` without a node, which joins through
+    /// them at its next start.
+    pub fn join(&self, addrs: &[String]) -> Result<Option<usize>> {
         match self {
             Repo::Remote(r) => r
-                .call::<()>(&Request::Join {
+                .call::<usize>(&Request::Join {
                     addrs: addrs.to_vec(),
                 })
-                .map(|()| true),
-            Repo::Local(_) => Ok(false),
+                .map(Some),
+            Repo::Local(_) => Ok(None),
         }
     }
 

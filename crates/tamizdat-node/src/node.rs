@@ -1071,7 +1071,9 @@ impl Client {
         self.tx.send(c).await.map_err(|_| NodeError::Stopped)
     }
 
-    /// Connects to a peer at `addr` (ending in `/p2p/PEER_ID`).
+    /// Connects to a peer at `addr`. With `/p2p/PEER_ID` at its end it
+    /// returns once connected (or the dial failed); without, once the dial
+    /// has started.
     pub async fn dial(&self, addr: Multiaddr) -> Result<(), NodeError> {
         let (tx, rx) = oneshot::channel();
         self.send(Command::Dial(addr, tx)).await?;
@@ -2048,7 +2050,10 @@ impl EventLoop {
         match cmd {
             Command::Dial(addr, reply) => {
                 let Some(Protocol::P2p(peer)) = addr.iter().last() else {
-                    let _ = reply.send(Err(format!("{addr} does not end in /p2p/PEER_ID")));
+                    // Whoever answers there (noise proves who it is);
+                    // nothing to wait for by peer id.
+                    let r = self.swarm.dial(addr).map_err(|e| e.to_string());
+                    let _ = reply.send(r);
                     return;
                 };
                 if self.swarm.is_connected(&peer) {
