@@ -412,6 +412,8 @@ pub struct Client {
     peer_id: PeerId,
     control: libp2p_stream::Control,
     addrs: watch::Receiver<Vec<Multiaddr>>,
+    /// How many listeners have at least one address.
+    listening: watch::Receiver<usize>,
     nat: watch::Receiver<NatStatus>,
     store: Arc<Store>,
     config: Arc<Config>,
@@ -734,6 +736,7 @@ pub fn spawn_with_metrics(
     let (repl_tx, repl_rx) = mpsc::channel(REPLICATION_EVENTS);
     let (tx, commands) = mpsc::channel(COMMANDS);
     let (addr_tx, addrs) = watch::channel(Vec::new());
+    let (listening_tx, listening) = watch::channel(0);
     let (nat_tx, nat) = watch::channel(NatStatus::Unknown);
     let config = Arc::new(config);
     let metrics = NodeMetrics::register(registry);
@@ -744,6 +747,7 @@ pub fn spawn_with_metrics(
         peer_id,
         control,
         addrs,
+        listening,
         nat,
         store: store.clone(),
         config: config.clone(),
@@ -760,6 +764,7 @@ pub fn spawn_with_metrics(
         bootstrap_retry: config.bootstrap_retry,
         commands,
         addr_tx,
+        listening_tx,
         nat_tx,
         kad_server: config.kad_server,
         relay_candidates: HashMap::new(),
@@ -1029,14 +1034,16 @@ impl Client {
         self.addrs.borrow().clone()
     }
 
-    /// Waits until the node listens on at least `n` addresses.
+    /// Waits until `n` listeners have an address each, and returns every
+    /// address. (One listener on `0.0.0.0` has an address per interface:
+    /// counting addresses would return before a slower listener, QUIC's
+    /// say, has any.)
     pub async fn wait_listening(&self, n: usize) -> Result<Vec<Multiaddr>, NodeError> {
-        let mut rx = self.addrs.clone();
-        let addrs = rx
-            .wait_for(|a| a.len() >= n)
+        let mut rx = self.listening.clone();
+        rx.wait_for(|l| *l >= n)
             .await
             .map_err(|_| NodeError::Stopped)?;
-        Ok(addrs.clone())
+        Ok(self.addrs.borrow().clone())
     }
 
     /// Whether others can dial this node, as last found.
@@ -1962,6 +1969,7 @@ struct EventLoop {
     bootstrap_retry: Duration,
     commands: mpsc::Receiver<Command>,
     addr_tx: watch::Sender<Vec<Multiaddr>>,
+    listening_tx: watch::Sender<usize>,
     nat_tx: watch::Sender<NatStatus>,
     /// `Config::kad_server`.
     kad_server: Option<bool>,
@@ -2044,6 +2052,9 @@ impl EventLoop {
     fn publish_addrs(&mut self) {
         let all: Vec<Multiaddr> = self.listeners.values().flatten().cloned().collect();
         let _ = self.addr_tx.send(all);
+        let _ = self
+            .listening_tx
+            .send(self.listeners.values().filter(|a| !a.is_empty()).count());
     }
 
     fn on_command(&mut self, cmd: Command) {
