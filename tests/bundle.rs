@@ -4,9 +4,9 @@
 
 mod common;
 
-use std::{collections::BTreeSet, path::Path, time::Duration};
+use std::{collections::BTreeSet, path::Path};
 
-use common::{BIN, Env, http_get, node_command, random, sigterm, start_node};
+use common::{BIN, Env, http_get, node_command, random, sigterm, start_node, wait_verified};
 
 /// A newsroom data dir with a root key `outlet` and a signing key `desk`;
 /// returns the root public key.
@@ -501,23 +501,6 @@ fn two_groups_with_no_connection_exchange_a_feed_by_bundle() {
     }
     for node in [&mut far, &mut near, &mut volunteer, &mut desk] {
         sigterm(node);
-    }
-}
-
-/// Waits until `verify` passes on `env` (a minute at most).
-fn wait_verified(env: &Env, manifest: &str) {
-    let start = std::time::Instant::now();
-    loop {
-        let v = env.run(&["verify", manifest]);
-        if v.status.success() {
-            return;
-        }
-        assert!(
-            start.elapsed() < Duration::from_secs(60),
-            "never verified: {}",
-            String::from_utf8_lossy(&v.stdout)
-        );
-        std::thread::sleep(Duration::from_millis(200));
     }
 }
 

@@ -4,12 +4,9 @@
 
 mod common;
 
-use std::{
-    fs,
-    time::{Duration, Instant},
-};
+use std::fs;
 
-use common::{BIN, Env, node_command, sigterm, start_node};
+use common::{BIN, Env, node_command, sigterm, start_node, wait_verified};
 use tamizdat_sign::{Card, SecretKey, Signed, card_from_line, card_to_line};
 
 /// A data dir with an unencrypted root key `outlet`; returns its public key.
@@ -276,20 +273,7 @@ fn a_fresh_volunteer_with_only_the_outlets_card_receives_its_articles() {
         "the card on the publisher's page: {page}"
     );
     assert!(page.contains("<svg"), "and its QR code");
-    let start = Instant::now();
-    loop {
-        let v = volunteer.run(&["verify", &manifest]);
-        if v.status.success() {
-            assert!(String::from_utf8_lossy(&v.stdout).contains("VERIFIED"));
-            break;
-        }
-        assert!(
-            start.elapsed() < Duration::from_secs(60),
-            "not replicated: {}",
-            String::from_utf8_lossy(&v.stdout)
-        );
-        std::thread::sleep(Duration::from_millis(200));
-    }
+    wait_verified(&volunteer, &manifest);
     sigterm(&mut home);
     sigterm(&mut desk);
 }
@@ -317,11 +301,7 @@ fn a_running_node_told_a_card_joins_through_it_at_once() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let start = Instant::now();
-    while !volunteer.run(&["verify", &manifest]).status.success() {
-        assert!(start.elapsed() < Duration::from_secs(60), "not replicated");
-        std::thread::sleep(Duration::from_millis(200));
-    }
+    wait_verified(&volunteer, &manifest);
     sigterm(&mut home);
     sigterm(&mut desk);
 }

@@ -297,11 +297,15 @@ impl Drop for Volunteer {
 
 const CONFIG: &str = "[node]\nnat_trust_private = true\n";
 
+/// `--listen` on TCP and QUIC, port 4001 of `ip`: arguments for `node`.
 fn listen(ip: &str) -> Vec<String> {
-    vec![
+    [
         format!("/ip4/{ip}/tcp/4001"),
         format!("/ip4/{ip}/udp/4001/quic-v1"),
     ]
+    .into_iter()
+    .flat_map(|a| ["--listen".to_owned(), a])
+    .collect()
 }
 
 #[test]
@@ -318,10 +322,7 @@ fn volunteers_behind_nat_find_out_and_listen_through_the_relay() {
         "relay",
         "[node]\nnat_trust_private = true\nrelay_server = true\n",
     );
-    let mut args = Vec::new();
-    for a in listen("10.77.0.1") {
-        args.extend(["--listen".to_owned(), a]);
-    }
+    let args = listen("10.77.0.1");
     relay.start(&args.iter().map(String::as_str).collect::<Vec<_>>());
     relay.wait_status("relay up", Duration::from_secs(30), |s| {
         s["listen"].as_array().is_some_and(|l| l.len() >= 2)
@@ -335,10 +336,8 @@ fn volunteers_behind_nat_find_out_and_listen_through_the_relay() {
     let mut homes = Vec::new();
     for (n, ip) in [("h1", "192.168.1.2"), ("h2", "192.168.2.2")] {
         let mut v = Volunteer::new(tmp.path(), net.ns(n), n, CONFIG);
-        let mut args = vec!["--bootstrap".to_owned(), boot.clone()];
-        for a in listen(ip) {
-            args.extend(["--listen".to_owned(), a]);
-        }
+        let mut args = listen(ip);
+        args.extend(["--bootstrap".to_owned(), boot.clone()]);
         v.start(&args.iter().map(String::as_str).collect::<Vec<_>>());
         homes.push(v);
     }
@@ -389,10 +388,7 @@ fn newsroom(net: &Net, tmp: &Path) -> (Volunteer, String, String) {
         ])
         .trim()
         .to_owned();
-    let mut args = Vec::new();
-    for a in listen("10.78.0.1") {
-        args.extend(["--listen".to_owned(), a]);
-    }
+    let args = listen("10.78.0.1");
     desk.start(&args.iter().map(String::as_str).collect::<Vec<_>>());
     desk.wait_status("the newsroom's node up", Duration::from_secs(30), |s| {
         s["listen"].as_array().is_some_and(|l| l.len() >= 2)
@@ -456,10 +452,7 @@ fn with_tcp_blocked_the_cards_quic_address_still_brings_the_articles() {
         &format!("[node]\nbootstrap = [\"{tcp}\"]\n"),
     );
     v.ok(&["follow", &card]);
-    let mut args = Vec::new();
-    for a in listen("10.78.0.2") {
-        args.extend(["--listen".to_owned(), a]);
-    }
+    let args = listen("10.78.0.2");
     v.start(&args.iter().map(String::as_str).collect::<Vec<_>>());
     // Up first: a `verify` that opened the store before the node did
     // would keep it from starting.

@@ -170,3 +170,22 @@ pub fn http_get(base: &str, path: &str) -> (u16, String) {
         .unwrap_or_default();
     (status, body)
 }
+
+/// Waits until `verify MANIFEST` passes on `env`: the article and all its
+/// files are there and genuine (a minute at most).
+pub fn wait_verified(env: &Env, manifest: &str) {
+    let start = std::time::Instant::now();
+    loop {
+        let v = env.run(&["verify", manifest]);
+        if v.status.success() {
+            assert!(String::from_utf8_lossy(&v.stdout).contains("VERIFIED"));
+            return;
+        }
+        assert!(
+            start.elapsed() < std::time::Duration::from_secs(60),
+            "never verified: {}",
+            String::from_utf8_lossy(&v.stdout)
+        );
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+}
