@@ -1,4 +1,6 @@
-//! A node started while a command holds the store waits for it, naming it.
+//! A node connected to nobody says so: `status`, the gateway's pages,
+//! `/metrics`, the log, and `get`. And a node started while a command
+//! holds the store waits for it, naming it.
 
 mod common;
 
@@ -9,7 +11,12 @@ use std::{
     time::{Duration, Instant},
 };
 
-use common::{BIN, Env, node_command};
+use common::{BIN, Env, http_get, node_command, start_node};
+
+/// A hash nobody has.
+fn absent() -> String {
+    blake3::hash(b"nobody has this").to_hex().to_string()
+}
 
 /// Every line the child writes on stderr, as it comes (drained by a
 /// thread, so the child never blocks on a full pipe).
@@ -54,6 +61,122 @@ fn wait_until(limit: Duration, what: &str, mut check: impl FnMut() -> bool) {
         assert!(Instant::now() < deadline, "{what}: not within {limit:?}");
         std::thread::sleep(Duration::from_millis(200));
     }
+}
+
+fn status_json(env: &Env) -> serde_json::Value {
+    serde_json::from_str(&env.ok(&["status", "--json"])).unwrap()
+}
+
+/// The value of an unlabelled sample in a `/metrics` answer.
+fn sample(metrics: &str, name: &str) -> Option<String> {
+    metrics
+        .lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ').map(str::to_owned))
+}
+
+#[test]
+fn a_lone_node_says_so_everywhere_until_a_peer_joins() {
+    let env = Env::new();
+    std::fs::create_dir_all(env.data()).unwrap();
+    std::fs::write(
+        env.data().join("config.toml"),
+        "[node]\nalone_warning_secs = 1\n",
+    )
+    .unwrap();
+    let mut cmd = node_command(BIN, &env);
+    cmd.stderr(Stdio::piped());
+    let mut lone = start_node(cmd);
+    let log = stderr_lines(&mut lone.child);
+
+    let text = env.ok(&["status"]);
+    assert!(
+        text.contains(
+            "state      alone: connected to nobody: add a card (`tamizdat follow CARD`) \
+             or a bootstrap address"
+        ),
+        "{text}"
+    );
+    let status = status_json(&env);
+    assert_eq!(status["state"], "alone", "{status}");
+    assert_eq!(status["connected_peers"], 0, "{status}");
+
+    let (code, page) = http_get(&lone.gateway, "/");
+    assert_eq!(code, 200);
+    assert!(page.contains("connected to nobody"), "{page}");
+    let (_, metrics) = http_get(&lone.gateway, "/metrics");
+    assert_eq!(
+        sample(&metrics, "tamizdat_connected_peers").as_deref(),
+        Some("0"),
+        "{metrics}"
+    );
+
+    // Through the lone node: nobody was asked, and it says so at once.
+    let hash = absent();
+    let err = env.fails(&["get", &hash, "--timeout", "30"]);
+    assert!(err.contains("reached no peer"), "{err}");
+    assert!(err.contains("--peer"), "{err}");
+    assert!(!err.contains("no provider"), "{err}");
+
+    // The log says it in plain words, again and again (every second
+    // here), and libp2p's own "No known peers" warning is gone.
+    let seen = wait_lines(&log, Duration::from_secs(30), 2, |l| {
+        l.contains("WARN") && l.contains("connected to nobody")
+    });
+    assert!(
+        seen.iter()
+            .any(|l| l.contains("knows no bootstrap address")),
+        "{seen:?}"
+    );
+    assert!(
+        !seen
+            .iter()
+            .any(|l| l.contains("Failed to trigger bootstrap")),
+        "{seen:?}"
+    );
+
+    // A second node joins through it: the state changes everywhere.
+    let other = Env::new();
+    let mut cmd = node_command(BIN, &other);
+    cmd.args(["--bootstrap", &lone.addr]);
+    let _joined = start_node(cmd);
+    wait_until(Duration::from_secs(30), "the peer is counted", || {
+        status_json(&env)["connected_peers"] == 1
+    });
+    assert_eq!(status_json(&env)["state"], "connected");
+    let text = env.ok(&["status"]);
+    assert!(text.contains("state      connected\n"), "{text}");
+    assert!(!text.contains("nobody"), "{text}");
+    let (_, page) = http_get(&lone.gateway, "/");
+    assert!(!page.contains("connected to nobody"), "{page}");
+    // A scrape is reused for 5 s.
+    wait_until(Duration::from_secs(30), "the gauge says 1", || {
+        let (_, metrics) = http_get(&lone.gateway, "/metrics");
+        sample(&metrics, "tamizdat_connected_peers").as_deref() == Some("1")
+    });
+    // Now a peer was asked, and had nothing: another failure.
+    let err = env.fails(&["get", &hash, "--timeout", "30"]);
+    assert!(err.contains(&hash), "{err}");
+    assert!(!err.contains("reached no peer"), "{err}");
+}
+
+#[test]
+fn get_with_no_node_and_no_peer_says_it_reached_no_peer() {
+    let env = Env::new();
+    let hash = absent();
+    let err = env.fails(&["get", &hash, "--timeout", "30"]);
+    assert!(err.contains("reached no peer"), "{err}");
+    assert!(err.contains("add a card"), "{err}");
+    assert!(!err.contains("no provider"), "{err}");
+    // A peer named that nobody answers for: reached no peer either.
+    let err = env.fails(&[
+        "get",
+        &hash,
+        "--peer",
+        "/ip4/127.0.0.1/tcp/1/p2p/12D3KooWDpJ7As7BWAwRMfu1VU2WCqNjvq387JEYKDBj4kx6nXTN",
+        "--timeout",
+        "30",
+    ]);
+    assert!(err.contains("reached no peer"), "{err}");
 }
 
 #[test]

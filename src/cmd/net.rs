@@ -213,6 +213,9 @@ pub fn node(dir: &Path, cfg: &config::Config, args: NodeArgs) -> Result<ExitCode
     config.mdns = tuning.mdns;
     config.relay_server = tuning.relay_server;
     config.nat.only_global_ips = !tuning.nat_trust_private;
+    if let Some(secs) = cfg.node.alone_warning_secs {
+        config.alone_warning = (secs > 0).then(|| Duration::from_secs(secs));
+    }
     for addr in remembered(dir) {
         if !config.bootstrap.contains(&addr) {
             config.bootstrap.push(addr);
@@ -454,10 +457,11 @@ fn fetch_alone(
                 },
             }
         };
+        let peers = client.peer_count();
         client.shutdown().await;
         match result {
             Some(r) => {
-                let f = r?;
+                let f = r.map_err(|e| anyhow::anyhow!(control::fetch_failure(&e)))?;
                 Ok(FetchDone {
                     size: f.size,
                     new_bytes: f.new_bytes,
@@ -465,7 +469,7 @@ fn fetch_alone(
                     bad: f.bad.len(),
                 })
             }
-            None => bail!("no provider delivered {hash} within {timeout} s"),
+            None => bail!(control::fetch_timed_out(&hash, timeout, peers)),
         }
     });
     match follow {
@@ -503,10 +507,12 @@ pub fn status(dir: &Path, json_out: bool) -> Result<ExitCode> {
         let out = match &status {
             Some(s) => json!({
                 "running": true,
+                "state": if s.connected.is_empty() { "alone" } else { "connected" },
                 "peer_id": s.peer_id,
                 "listen": s.listen,
                 "pid": s.pid,
                 "gateway": s.gateway,
+                "connected_peers": s.connected.len(),
                 "connected": s.connected,
                 "nat": s.nat,
                 "following": s.following,
@@ -519,6 +525,11 @@ pub fn status(dir: &Path, json_out: bool) -> Result<ExitCode> {
         println!("{}", serde_json::to_string_pretty(&out)?);
     } else if let Some(s) = &status {
         println!("node       running (pid {})", s.pid);
+        if s.connected.is_empty() {
+            println!("state      alone: {}", control::ALONE);
+        } else {
+            println!("state      connected");
+        }
         println!("peer id    {}", s.peer_id);
         for a in &s.listen {
             println!("listen     {a}");
