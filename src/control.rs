@@ -131,8 +131,9 @@ pub enum Request {
     },
 }
 
-/// What a node connected to nobody is, and what would help: `status`
-/// says it, and a fetch that reached no peer.
+/// What a node connected to nobody is, and what would help, as `status`
+/// says it (a fetch that reached no peer adds `--peer`: see
+/// [`fetch_failure`]).
 pub const ALONE: &str =
     "connected to nobody: add a card (`tamizdat follow CARD`) or a bootstrap address";
 
