@@ -216,6 +216,17 @@ pub struct NodeArgs {
     /// `init` does, for the profile given): for containers.
     #[arg(long)]
     pub init: bool,
+    /// When another command (`scrub`, `verify`, a cron job) holds the
+    /// store, wait up to this many seconds for it to finish before giving
+    /// up (0: do not wait). The holder's PID is named either way.
+    #[arg(
+        long,
+        value_name = "SECONDS",
+        env = "TAMIZDAT_STORE_WAIT",
+        default_value_t = 30,
+        value_parser = clap::value_parser!(u64).range(0..=3600)
+    )]
+    pub store_wait: u64,
 }
 
 #[derive(Debug, Args)]

@@ -51,6 +51,14 @@ pub const NODE_MAX_CONNECTIONS: Range = Range {
     max: 16_384,
     unit: "",
 };
+/// `[node] alone_warning_secs`: 0 (never) to a day.
+pub const NODE_ALONE_WARNING: Range = Range {
+    section: "node",
+    key: "alone_warning_secs",
+    min: 0,
+    max: 86_400,
+    unit: " seconds",
+};
 /// `[gateway] max_connections`.
 pub const GATEWAY_MAX_CONNECTIONS: Range = Range {
     section: "gateway",
@@ -220,6 +228,11 @@ pub struct NodeConfig {
     /// Most connections held at once: 1 to 16384. Default by profile: 256
     /// (desktop), 1024 (server), 64 (lowpower).
     pub max_connections: Option<u64>,
+    /// While the node is connected to nobody, warn in the log this often,
+    /// in seconds: 0 (never: a node kept apart on purpose, fed by bundles)
+    /// to 86400. The first warning comes at most 10 s after start.
+    /// Default 60.
+    pub alone_warning_secs: Option<u64>,
     /// Publishers to follow (root public keys), besides those followed with
     /// `tamizdat follow`. At most [`MAX_FOLLOWS`] (1024), as many as a node
     /// follows in all.
@@ -450,6 +463,7 @@ impl Config {
             ));
         }
         NODE_MAX_CONNECTIONS.check(self.node.max_connections)?;
+        NODE_ALONE_WARNING.check(self.node.alone_warning_secs)?;
         STORE_QUOTA.check(self.store.quota.map(|q| q.as_u64()))?;
         for range in [
             (GATEWAY_MAX_CONNECTIONS, self.gateway.max_connections),

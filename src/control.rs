@@ -140,6 +140,36 @@ pub enum Request {
     },
 }
 
+/// What a node connected to nobody is, and what would help, as `status`
+/// says it (a fetch that reached no peer adds `--peer`: see
+/// [`fetch_failure`]).
+pub const ALONE: &str =
+    "connected to nobody: add a card (`tamizdat follow CARD`) or a bootstrap address";
+
+/// A failed fetch in words for whoever asked: when nobody could be asked,
+/// what would help.
+pub fn fetch_failure(e: &tamizdat_node::NodeError) -> String {
+    match e {
+        tamizdat_node::NodeError::NoPeers(_) => format!(
+            "{e}; this node is connected to nobody: add a card (`tamizdat follow CARD`), \
+             a bootstrap address or --peer MULTIADDR"
+        ),
+        _ => e.to_string(),
+    }
+}
+
+/// A fetch that did not end in time: whether anyone was reached at all.
+pub fn fetch_timed_out(hash: &Hash, secs: u64, peers: usize) -> String {
+    if peers == 0 {
+        format!(
+            "reached no peer within {secs} s, so nobody was asked for {hash}; add a card \
+             (`tamizdat follow CARD`), a bootstrap address or --peer MULTIADDR"
+        )
+    } else {
+        format!("no provider delivered {hash} within {secs} s")
+    }
+}
+
 /// The heads of a publisher's feeds the running node knows after asking
 /// its peers: only heads whose signed manifests it fetched and accepted.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -871,7 +901,7 @@ fn fetch(
         loop {
             tokio::select! {
                 done = &mut work => {
-                    let f = done.map_err(text)?;
+                    let f = done.map_err(|e| fetch_failure(&e))?;
                     return reply(&FetchDone {
                         size: f.size,
                         new_bytes: f.new_bytes,
@@ -880,7 +910,7 @@ fn fetch(
                     });
                 }
                 () = &mut limit => {
-                    return Err(format!("no provider delivered {hash} within {timeout_secs} s"));
+                    return Err(fetch_timed_out(&hash, timeout_secs, node.peer_count()));
                 }
                 changed = rx.changed() => {
                     if changed.is_err() {

@@ -13,7 +13,7 @@ use std::{
 use anyhow::{Context, Result, bail};
 use serde_json::json;
 use tamizdat_node::{Config, Multiaddr, Protocol, identity};
-use tamizdat_store::Hash;
+use tamizdat_store::{Hash, Store};
 
 use crate::{
     cli::{GetArgs, NodeArgs},
@@ -149,21 +149,52 @@ fn runtime() -> Result<tokio::runtime::Runtime> {
         .build()?)
 }
 
+/// How often a node waiting for the store tries to take it again.
+const STORE_POLL: Duration = Duration::from_millis(200);
+
+/// Opens the store for the node. Another node holding it is an error at
+/// once; a command holding it (`scrub` from cron while systemd restarts
+/// the node) is waited for, up to `wait`, saying once who holds it.
+fn open_store_for_node(dir: &Path, cfg: &config::Config, wait: Duration) -> Result<Store> {
+    let deadline = std::time::Instant::now() + wait;
+    let mut told = false;
+    loop {
+        let e = match super::open_store(dir, cfg) {
+            Ok(store) => return Ok(store),
+            Err(e) if super::repo::in_use(&e) => e,
+            Err(e) => return Err(e),
+        };
+        if let Some(remote) = Remote::find(dir) {
+            let pid = remote
+                .call::<control::Status>(&Request::Status)
+                .map(|s| format!(" (pid {})", s.pid))
+                .unwrap_or_default();
+            bail!("a node is already running on {}{pid}", dir.display());
+        }
+        let holder = super::repo::holder(&e)
+            .map(|pid| format!("process {pid}"))
+            .unwrap_or_else(|| "another process".into());
+        if std::time::Instant::now() >= deadline {
+            return Err(e.context(format!(
+                "{holder} still holds the store after {} s (--store-wait); \
+                 let it finish or stop it, then start the node again",
+                wait.as_secs()
+            )));
+        }
+        if !told {
+            eprintln!(
+                "tamizdat: the store is held by {holder} (a command such as `scrub`); \
+                 waiting up to {} s for it to finish",
+                wait.as_secs()
+            );
+            told = true;
+        }
+        std::thread::sleep(STORE_POLL);
+    }
+}
+
 pub fn node(dir: &Path, cfg: &config::Config, args: NodeArgs) -> Result<ExitCode> {
-    let store = match super::open_store(dir, cfg) {
-        Ok(store) => store,
-        Err(e) if super::repo::in_use(&e) => match Remote::find(dir) {
-            Some(remote) => {
-                let pid = remote
-                    .call::<control::Status>(&Request::Status)
-                    .map(|s| format!(" (pid {})", s.pid))
-                    .unwrap_or_default();
-                bail!("a node is already running on {}{pid}", dir.display());
-            }
-            None => return Err(e),
-        },
-        Err(e) => return Err(e),
-    };
+    let store = open_store_for_node(dir, cfg, Duration::from_secs(args.store_wait))?;
     let listen = if args.listen.is_empty() {
         cfg.node.listen.clone().unwrap_or_else(default_listen)
     } else {
@@ -182,6 +213,9 @@ pub fn node(dir: &Path, cfg: &config::Config, args: NodeArgs) -> Result<ExitCode
     config.mdns = tuning.mdns;
     config.relay_server = tuning.relay_server;
     config.nat.only_global_ips = !tuning.nat_trust_private;
+    if let Some(secs) = cfg.node.alone_warning_secs {
+        config.alone_warning = (secs > 0).then(|| Duration::from_secs(secs));
+    }
     // Cards of the publishers followed, then the peers of the last run.
     for addr in super::card::bootstrap_addrs(dir)
         .into_iter()
@@ -430,10 +464,11 @@ fn fetch_alone(
                 },
             }
         };
+        let peers = client.peer_count();
         client.shutdown().await;
         match result {
             Some(r) => {
-                let f = r?;
+                let f = r.map_err(|e| anyhow::anyhow!(control::fetch_failure(&e)))?;
                 Ok(FetchDone {
                     size: f.size,
                     new_bytes: f.new_bytes,
@@ -441,7 +476,7 @@ fn fetch_alone(
                     bad: f.bad.len(),
                 })
             }
-            None => bail!("no provider delivered {hash} within {timeout} s"),
+            None => bail!(control::fetch_timed_out(&hash, timeout, peers)),
         }
     });
     match follow {
@@ -479,10 +514,12 @@ pub fn status(dir: &Path, json_out: bool) -> Result<ExitCode> {
         let out = match &status {
             Some(s) => json!({
                 "running": true,
+                "state": if s.connected.is_empty() { "alone" } else { "connected" },
                 "peer_id": s.peer_id,
                 "listen": s.listen,
                 "pid": s.pid,
                 "gateway": s.gateway,
+                "connected_peers": s.connected.len(),
                 "connected": s.connected,
                 "nat": s.nat,
                 "following": s.following,
@@ -495,6 +532,11 @@ pub fn status(dir: &Path, json_out: bool) -> Result<ExitCode> {
         println!("{}", serde_json::to_string_pretty(&out)?);
     } else if let Some(s) = &status {
         println!("node       running (pid {})", s.pid);
+        if s.connected.is_empty() {
+            println!("state      alone: {}", control::ALONE);
+        } else {
+            println!("state      connected");
+        }
         println!("peer id    {}", s.peer_id);
         for a in &s.listen {
             println!("listen     {a}");

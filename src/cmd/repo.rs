@@ -279,5 +279,14 @@ fn local_feeds(s: &Store) -> Result<Feeds> {
 
 /// Whether opening failed because another process holds the store.
 pub fn in_use(e: &anyhow::Error) -> bool {
-    matches!(e.downcast_ref::<OpenError>(), Some(OpenError::InUse(_)))
+    matches!(e.downcast_ref::<OpenError>(), Some(OpenError::InUse { .. }))
+}
+
+/// The PID of the process holding the store, when opening failed because
+/// one does and it wrote its PID.
+pub fn holder(e: &anyhow::Error) -> Option<u32> {
+    match e.downcast_ref::<OpenError>() {
+        Some(OpenError::InUse { pid, .. }) => *pid,
+        _ => None,
+    }
 }

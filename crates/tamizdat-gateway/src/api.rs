@@ -80,6 +80,7 @@ pub(crate) async fn status(State(app): State<Arc<App>>) -> Response {
         "peer_id": app.node.peer_id().to_string(),
         "listen": app.node.listen_addrs().iter().map(|a| a.to_string()).collect::<Vec<_>>(),
         "connected": connected,
+        "state": if connected == 0 { "alone" } else { "connected" },
         "nat": format!("{:?}", app.node.nat_status()),
         "following": app.node.following().len(),
         "conflicts": app.node.conflicts().into_iter().map(|c| c.detail).collect::<Vec<_>>(),

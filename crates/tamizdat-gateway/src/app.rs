@@ -141,7 +141,9 @@ impl App {
             Err(e) => {
                 self.metrics.network_fetch("failed");
                 let status = match e {
-                    NodeError::NoProviders(_) | NodeError::NotFound { .. } => StatusCode::NOT_FOUND,
+                    NodeError::NoPeers(_)
+                    | NodeError::NoProviders(_)
+                    | NodeError::NotFound { .. } => StatusCode::NOT_FOUND,
                     _ => StatusCode::BAD_GATEWAY,
                 };
                 return Err(Failure::new(

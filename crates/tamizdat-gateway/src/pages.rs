@@ -152,6 +152,19 @@ fn failure_page(f: Failure) -> Response {
     )
 }
 
+/// Said at the top of the pages while the node is connected to nobody:
+/// what they show may be all there is, and nothing new arrives.
+fn alone_notice(app: &App) -> Markup {
+    html! {
+        @if app.node.peer_count() == 0 {
+            p.warning.alone {
+                "This node is connected to nobody: no new article can reach it, and it passes none on. "
+                "Its operator can add a card (" code { "tamizdat follow CARD" } ") or a bootstrap address."
+            }
+        }
+    }
+}
+
 /// A publisher's display name: the one the operator gave, else its fingerprint.
 fn name_of(app: &App, key: &PublicKey) -> (Option<String>, bool) {
     match app.node.following().into_iter().find(|f| &f.key == key) {
@@ -190,6 +203,7 @@ pub(crate) async fn front(State(app): State<Arc<App>>) -> Response {
     let counts = index.publishers();
     let main = html! {
         h1 { "Articles on this node" }
+        (alone_notice(&app))
         section {
             h2 { "Publishers followed" }
             @if following.is_empty() {
@@ -254,6 +268,7 @@ pub(crate) async fn publisher(State(app): State<Arc<App>>, Path(raw): Path<Strin
     };
     let main = html! {
         h1 { (render::shown(&shown)) }
+        (alone_notice(&app))
         dl.keyinfo {
             dt { "Fingerprint" } dd.fingerprint { (key.fingerprint()) }
             dt { "Public key" } dd { code.key { (key) } }

@@ -6,13 +6,14 @@
 //! - `tamizdat_fetched_bytes_total`: blob bytes fetched and verified.
 //! - `tamizdat_dials_total{transport,outcome}`: outgoing connections.
 //! - `tamizdat_served_bytes_total`: blob bytes sent to peers.
+//! - `tamizdat_connected_peers`: peers connected now (0: the node is alone).
 
 use std::fmt::Write as _;
 
 use libp2p::{Multiaddr, multiaddr::Protocol, swarm::DialError};
 use prometheus_client::{
     encoding::{EncodeLabelSet, EncodeLabelValue, LabelValueEncoder},
-    metrics::{counter::Counter, family::Family},
+    metrics::{counter::Counter, family::Family, gauge::Gauge},
     registry::{Registry, Unit},
 };
 
@@ -27,6 +28,8 @@ pub(crate) enum FetchOutcome {
     NotFound,
     /// Nobody was found who has it.
     NoProviders,
+    /// The node was connected to nobody: nobody was asked.
+    NoPeers,
     /// Anything else: providers failed part-way, the store failed, the node stopped.
     Failed,
 }
@@ -37,6 +40,7 @@ impl FetchOutcome {
             Ok(_) => Self::Ok,
             Err(NodeError::NotFound { .. }) => Self::NotFound,
             Err(NodeError::NoProviders(_)) => Self::NoProviders,
+            Err(NodeError::NoPeers(_)) => Self::NoPeers,
             Err(_) => Self::Failed,
         }
     }
@@ -48,6 +52,7 @@ impl EncodeLabelValue for FetchOutcome {
             Self::Ok => "ok",
             Self::NotFound => "not_found",
             Self::NoProviders => "no_providers",
+            Self::NoPeers => "no_peers",
             Self::Failed => "failed",
         })
     }
@@ -129,6 +134,7 @@ pub(crate) struct NodeMetrics {
     fetched_bytes: Counter,
     dials: Family<DialLabels, Counter>,
     served_bytes: Counter,
+    connected_peers: Gauge,
 }
 
 impl NodeMetrics {
@@ -140,7 +146,8 @@ impl NodeMetrics {
             "fetches",
             "Blob fetches finished, by outcome: ok (complete here, including \
              blobs held already), not_found (peers asked could not deliver), \
-             no_providers (nobody known has it), failed (anything else)",
+             no_providers (nobody known has it), no_peers (connected to nobody, \
+             nobody asked), failed (anything else)",
             m.fetches.clone(),
         );
         r.register_with_unit(
@@ -161,7 +168,19 @@ impl NodeMetrics {
             Unit::Bytes,
             m.served_bytes.clone(),
         );
+        r.register(
+            "connected_peers",
+            "Peers connected now; 0 means the node is alone and can neither \
+             receive articles nor pass them on",
+            m.connected_peers.clone(),
+        );
         m
+    }
+
+    /// Sets the number of peers connected now.
+    pub(crate) fn connected_peers(&self, n: usize) {
+        self.connected_peers
+            .set(i64::try_from(n).unwrap_or(i64::MAX));
     }
 
     /// Counts one fetch's result.

@@ -134,6 +134,13 @@ const RELAY_MAX_CIRCUITS_PER_PEER: usize = 4;
 const RELAY_CIRCUIT_DURATION: Duration = Duration::from_secs(2 * 60);
 /// A circuit is closed after this many bytes (both directions together).
 const RELAY_CIRCUIT_BYTES: u64 = 1 << 20;
+/// How often the DHT routing table is refreshed (a Kademlia bootstrap),
+/// when it holds anyone to ask. libp2p's own timer is off: it tries with
+/// an empty table too, and warns about it.
+const KAD_REFRESH: Duration = Duration::from_secs(5 * 60);
+/// The first warning that a node is connected to nobody comes this soon
+/// after start at the latest (then every [`Config::alone_warning`]).
+const ALONE_FIRST_WARNING: Duration = Duration::from_secs(10);
 
 /// Whether others can dial this node, as AutoNAT probes found.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -226,6 +233,10 @@ pub struct Config {
     /// How often a node with no connection at all dials its bootstrap
     /// addresses again (neighbours may start after it).
     pub bootstrap_retry: Duration,
+    /// While the node is connected to nobody, a warning is logged this
+    /// often (the first at most 10 s after start); `None`: never, for a
+    /// node kept apart on purpose, fed by bundles.
+    pub alone_warning: Option<Duration>,
 }
 
 impl Config {
@@ -249,6 +260,7 @@ impl Config {
             mdns: false,
             nat: NatConfig::default(),
             bootstrap_retry: Duration::from_secs(5),
+            alone_warning: Some(Duration::from_secs(60)),
         }
     }
 }
@@ -267,8 +279,12 @@ pub enum NodeError {
     /// to run; the node is down (see [`Client::failed`]).
     #[error("the node failed: {0}")]
     Failed(String),
-    /// Nobody could be found who has the blob.
-    #[error("no provider of {0} answered")]
+    /// The node is connected to nobody, so nobody could be asked for the
+    /// blob (not even through the DHT).
+    #[error("reached no peer: nobody could be asked for {0}")]
+    NoPeers(Hash),
+    /// Peers were asked, and none knows anyone who has the blob.
+    #[error("the peers asked know no provider of {0}")]
     NoProviders(Hash),
     /// The peers asked could not prove the blob's size (they lack it, or lied).
     #[error("none of the {asked} peers asked could deliver {hash} (last: {detail})")]
@@ -415,6 +431,8 @@ pub struct Client {
     /// How many listeners have at least one address.
     listening: watch::Receiver<usize>,
     nat: watch::Receiver<NatStatus>,
+    /// Peers connected now, as the event loop last counted them.
+    peers: watch::Receiver<usize>,
     store: Arc<Store>,
     config: Arc<Config>,
     bad: Arc<BadPeers>,
@@ -613,7 +631,9 @@ pub fn spawn_with_metrics(
             let mut kad_cfg = kad::Config::new(KAD_PROTOCOL);
             kad_cfg
                 .set_record_filtering(StoreInserts::FilterBoth)
-                .set_query_timeout(Duration::from_secs(30));
+                .set_query_timeout(Duration::from_secs(30))
+                // The event loop refreshes the table itself (KAD_REFRESH).
+                .set_periodic_bootstrap_interval(None);
             let limits = connection_limits::ConnectionLimits::default()
                 .with_max_pending_incoming(Some(MAX_PENDING))
                 .with_max_established(Some(max_conn))
@@ -738,6 +758,7 @@ pub fn spawn_with_metrics(
     let (addr_tx, addrs) = watch::channel(Vec::new());
     let (listening_tx, listening) = watch::channel(0);
     let (nat_tx, nat) = watch::channel(NatStatus::Unknown);
+    let (peers_tx, peers) = watch::channel(0);
     let config = Arc::new(config);
     let metrics = NodeMetrics::register(registry);
     let (failure_tx, failure) = watch::channel(None);
@@ -749,6 +770,7 @@ pub fn spawn_with_metrics(
         addrs,
         listening,
         nat,
+        peers,
         store: store.clone(),
         config: config.clone(),
         bad: Arc::default(),
@@ -762,6 +784,9 @@ pub fn spawn_with_metrics(
         swarm,
         bootstrap: config.bootstrap.clone(),
         bootstrap_retry: config.bootstrap_retry,
+        alone_warning: config.alone_warning,
+        warned_alone: false,
+        peers_tx,
         commands,
         addr_tx,
         listening_tx,
@@ -1044,6 +1069,13 @@ impl Client {
             .await
             .map_err(|_| NodeError::Stopped)?;
         Ok(self.addrs.borrow().clone())
+    }
+
+    /// How many peers the node is connected to now; 0 when it is alone
+    /// (it can then neither receive articles nor pass them on). Unlike
+    /// [`Client::connected`], it does not wait for the event loop.
+    pub fn peer_count(&self) -> usize {
+        *self.peers.borrow()
     }
 
     /// Whether others can dial this node, as last found.
@@ -1632,6 +1664,10 @@ impl Client {
                     ),
                 });
             }
+            // The lookup is over: connected to nobody now, nobody was asked.
+            if self.connected().await?.is_empty() {
+                return Err(NodeError::NoPeers(hash));
+            }
             return Err(NodeError::NoProviders(hash));
         }
         let mut last_error = String::new();
@@ -1723,6 +1759,11 @@ impl Client {
             });
         }
         let Some(size) = size else {
+            // Nobody answered at all (no stream could even be opened), and
+            // nobody is connected: the peers named could not be reached.
+            if candidates.iter().all(|p| silent.contains(p)) && self.connected().await?.is_empty() {
+                return Err(NodeError::NoPeers(hash));
+            }
             return Err(NodeError::NotFound {
                 hash,
                 asked: candidates.len(),
@@ -1967,6 +2008,12 @@ struct EventLoop {
     /// `Config::bootstrap`, dialled again while the node is alone.
     bootstrap: Vec<Multiaddr>,
     bootstrap_retry: Duration,
+    /// `Config::alone_warning`.
+    alone_warning: Option<Duration>,
+    /// A warning that the node is alone went out since it last had a peer.
+    warned_alone: bool,
+    /// Peers connected now, for [`Client::peer_count`].
+    peers_tx: watch::Sender<usize>,
     commands: mpsc::Receiver<Command>,
     addr_tx: watch::Sender<Vec<Multiaddr>>,
     listening_tx: watch::Sender<usize>,
@@ -2007,6 +2054,17 @@ impl EventLoop {
         let mut retry = tokio::time::interval(self.bootstrap_retry);
         retry.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         retry.tick().await;
+        let mut refresh = tokio::time::interval(KAD_REFRESH);
+        refresh.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        refresh.tick().await;
+        // Every `alone_warning` (never, when it is `None`).
+        self.alone_warning = self.alone_warning.filter(|d| !d.is_zero());
+        let every = self.alone_warning.unwrap_or(Duration::from_secs(86_400));
+        let mut alone = tokio::time::interval_at(
+            tokio::time::Instant::now() + every.min(ALONE_FIRST_WARNING),
+            every,
+        );
+        alone.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tokio::select! {
                 ev = self.swarm.select_next_some() => {
@@ -2014,7 +2072,15 @@ impl EventLoop {
                         ev,
                         SwarmEvent::ConnectionClosed { num_established: 0, .. }
                     );
+                    let peers_changed = matches!(
+                        ev,
+                        SwarmEvent::ConnectionClosed { num_established: 0, .. }
+                            | SwarmEvent::ConnectionEstablished { .. }
+                    );
                     self.on_swarm_event(ev);
+                    if peers_changed {
+                        self.count_peers();
+                    }
                     // Alone again (a link cut, pings unanswered): the way
                     // back in is tried at once, then on the usual beat.
                     if lost_last && self.swarm.connected_peers().next().is_none() {
@@ -2022,6 +2088,8 @@ impl EventLoop {
                     }
                 }
                 _ = retry.tick() => self.redial_bootstrap(),
+                _ = refresh.tick() => self.refresh_routing_table(),
+                _ = alone.tick(), if self.alone_warning.is_some() => self.warn_if_alone(),
                 cmd = self.commands.recv() => match cmd {
                     Some(Command::Shutdown) | None => {
                         info!("node stopping");
@@ -2033,6 +2101,53 @@ impl EventLoop {
                     Some(cmd) => self.on_command(cmd),
                 },
             }
+        }
+    }
+
+    /// Counts the peers connected now, for [`Client::peer_count`] and the
+    /// `tamizdat_connected_peers` gauge.
+    fn count_peers(&mut self) {
+        let n = self.swarm.connected_peers().count();
+        self.metrics.connected_peers(n);
+        let before = self.peers_tx.send_replace(n);
+        if before == 0 && n > 0 && std::mem::take(&mut self.warned_alone) {
+            info!("connected to a peer again");
+        }
+    }
+
+    /// Says, in plain words, that a node connected to nobody can neither
+    /// receive articles nor pass them on, and what it is trying.
+    fn warn_if_alone(&mut self) {
+        if self.swarm.connected_peers().next().is_some() {
+            return;
+        }
+        self.warned_alone = true;
+        let trying = match self.bootstrap.len() {
+            0 => "it knows no bootstrap address to dial".to_owned(),
+            n => format!(
+                "none of its {n} bootstrap address(es) answers (dialled again every {} s)",
+                self.bootstrap_retry.as_secs().max(1)
+            ),
+        };
+        warn!(
+            "connected to nobody: this node can neither receive articles nor pass them on, \
+             and {trying}. Give it a publisher's card or a bootstrap address"
+        );
+    }
+
+    /// Whether the DHT's routing table is empty: nobody to ask.
+    fn routing_table_is_empty(&mut self) -> bool {
+        self.swarm
+            .behaviour_mut()
+            .kad
+            .kbuckets()
+            .all(|b| b.num_entries() == 0)
+    }
+
+    /// Refreshes the DHT routing table, when there is anyone to ask.
+    fn refresh_routing_table(&mut self) {
+        if !self.routing_table_is_empty() {
+            let _ = self.swarm.behaviour_mut().kad.bootstrap();
         }
     }
 
@@ -2197,6 +2312,14 @@ impl EventLoop {
                 address,
             } => {
                 info!("listening on {address}");
+                // Kademlia schedules a bootstrap when a listen address comes
+                // while it has no connection; with an empty routing table
+                // that can only fail, and libp2p warns "No known peers". The
+                // failed call made here, at once, cancels the one scheduled
+                // (the node says it is alone in its own words).
+                if self.routing_table_is_empty() {
+                    let _ = self.swarm.behaviour_mut().kad.bootstrap();
+                }
                 self.swarm.add_external_address(address.clone());
                 self.listeners.entry(listener_id).or_default().push(address);
                 self.publish_addrs();

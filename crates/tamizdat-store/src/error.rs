@@ -56,9 +56,16 @@ pub enum OpenError {
     /// A directory or file of the store could not be created or read.
     #[error(transparent)]
     Io(#[from] IoError),
-    /// Another process has the store open.
-    #[error("the store at {0} is in use by another tamizdat process")]
-    InUse(PathBuf),
+    /// Another process has the store open. `pid` is the holder's, from the
+    /// store's lock file (`None` when it has not written it yet, or is a
+    /// version without that file).
+    #[error("the store at {} is in use by {}", .dir.display(), holder(.pid))]
+    InUse {
+        /// The store directory.
+        dir: PathBuf,
+        /// The process that holds it.
+        pid: Option<u32>,
+    },
     /// The index could not be opened.
     #[error("cannot open the store index {path}: {source}")]
     Index {
@@ -257,4 +264,12 @@ pub(crate) fn is_disk_full(e: &io::Error) -> bool {
     matches!(e.kind(), io::ErrorKind::StorageFull | io::ErrorKind::QuotaExceeded)
         || e.raw_os_error() == Some(28) // ENOSPC
         || e.raw_os_error() == Some(122) // EDQUOT
+}
+
+/// Who holds a store, as [`OpenError::InUse`] says it.
+fn holder(pid: &Option<u32>) -> String {
+    match pid {
+        Some(pid) => format!("another tamizdat process (pid {pid})"),
+        None => "another tamizdat process".to_owned(),
+    }
 }

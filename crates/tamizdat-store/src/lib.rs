@@ -17,6 +17,7 @@
 
 mod error;
 mod hash;
+mod lock;
 mod record;
 mod store;
 mod verify;

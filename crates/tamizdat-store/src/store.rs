@@ -37,6 +37,7 @@ pub use recover::{RECOVERED_PIN, RecoverReport};
 use crate::{
     ChunkRanges, Hash,
     error::{Error, IndexError, IoError, OpenError, ReadError, WriteError, io_err, is_disk_full},
+    lock::Lock,
     record::{self, EntryRecord, QuarantineRecord, StateRecord},
     verify::{self, BLOCK_SIZE, BlobReader, CorruptBlob, ObFile, chunks, outboard_size, tree},
 };
@@ -184,6 +185,8 @@ pub struct Store {
     locks: Vec<Mutex<()>>,
     tmp_seq: AtomicU64,
     written: AtomicU64,
+    /// The store's lock file, held until everything above is closed.
+    _lock: Lock,
 }
 
 /// The index database, closed without a panic even when its file is damaged.
@@ -276,7 +279,10 @@ fn open_db(index: &Path, dir: &Path, honour_marker: bool) -> Result<Database, Op
         Err(panic) => return Err(damaged(panic)),
         Ok(Ok(db)) => db,
         Ok(Err(redb::DatabaseError::DatabaseAlreadyOpen)) => {
-            return Err(OpenError::InUse(dir.to_owned()));
+            return Err(OpenError::InUse {
+                dir: dir.to_owned(),
+                pid: None,
+            });
         }
         // The file cannot be read at all: that is the disk or a permission,
         // not damage, and recovery would not help.
@@ -569,10 +575,17 @@ impl Store {
     /// opened as new, it would lose track of every blob, and `gc` would
     /// delete them. [`Store::recover`] rebuilds such an index.
     pub fn open(dir: impl AsRef<Path>, opts: Options) -> Result<Self, OpenError> {
-        Self::open_checked(dir.as_ref(), opts, true)
+        let dir = dir.as_ref();
+        Self::open_checked(dir, opts, true, Lock::take(dir)?)
     }
 
-    fn open_checked(dir: &Path, opts: Options, guard_lost: bool) -> Result<Self, OpenError> {
+    /// Opens the store in `dir`, whose lock `lock` is.
+    fn open_checked(
+        dir: &Path,
+        opts: Options,
+        guard_lost: bool,
+        lock: Lock,
+    ) -> Result<Self, OpenError> {
         let dir = dir.to_owned();
         for sub in ["", "blobs", "tmp", "quarantine"] {
             let p = dir.join(sub);
@@ -628,6 +641,7 @@ impl Store {
             locks: (0..LOCK_STRIPES).map(|_| Mutex::new(())).collect(),
             tmp_seq: AtomicU64::new(0),
             written: AtomicU64::new(0),
+            _lock: lock,
         };
         store.init_tables().map_err(|e| OpenError::Index {
             path: store.dir.join("index.redb"),

@@ -11,7 +11,7 @@ use std::{
 use proptest::prelude::*;
 use rand::{Rng, SeedableRng, rngs::StdRng};
 use tamizdat_store::{
-    ChunkRanges, Error, Hash, Options, ReadError, Store, WriteError, request_ranges,
+    ChunkRanges, Error, Hash, OpenError, Options, ReadError, Store, WriteError, request_ranges,
     size_proof_ranges,
 };
 use tempfile::TempDir;
@@ -640,6 +640,20 @@ fn a_second_process_handle_is_refused_clearly() {
     let _first = open(dir.path());
     let err = Store::open(dir.path(), Options::default()).unwrap_err();
     assert!(err.to_string().contains("in use"), "{err}");
+    // The holder is named, from the lock file it wrote.
+    let me = std::process::id();
+    assert!(
+        matches!(err, OpenError::InUse { pid: Some(p), .. } if p == me),
+        "{err:?}"
+    );
+    assert!(err.to_string().contains(&format!("pid {me}")), "{err}");
+    assert_eq!(
+        std::fs::read_to_string(dir.path().join("lock")).unwrap(),
+        format!("{me}\n")
+    );
+    // Released with the store: the next one opens.
+    drop(_first);
+    Store::open(dir.path(), Options::default()).unwrap();
 }
 
 proptest! {

@@ -25,6 +25,7 @@ use super::{
 use crate::{
     ChunkRanges, Hash,
     error::{Error, IndexError, OpenError, io_err},
+    lock::Lock,
     record::{self, EntryRecord, QuarantineRecord, StateRecord},
 };
 
@@ -83,14 +84,21 @@ impl Store {
         let dir = dir.as_ref();
         let mut report = RecoverReport::default();
         let index = dir.join("index.redb");
-        // Held until the new index is open: no other process may use the
-        // old one while it is moved aside.
+        // The store's lock first, so that a refusal names the holder; it
+        // passes to the store opened below.
+        let lock = Lock::take(dir)?;
+        // Held until the new index is open: no other process (of a version
+        // before the lock file) may use the old one while it is moved aside.
         let _lock = match OpenOptions::new().read(true).write(true).open(&index) {
             Ok(f) => {
                 match f.try_lock() {
                     Ok(()) => {}
                     Err(TryLockError::WouldBlock) => {
-                        return Err(OpenError::InUse(dir.to_owned()).into());
+                        return Err(OpenError::InUse {
+                            dir: dir.to_owned(),
+                            pid: None,
+                        }
+                        .into());
                     }
                     Err(TryLockError::Error(e)) => return Err(io_err(&index)(e).into()),
                 }
@@ -114,7 +122,7 @@ impl Store {
         // second `recover` starts again.
         let marker = dir.join(RECOVERY_NEEDED);
         write_marker(&marker, "a recovery of the index was interrupted")?;
-        let store = Self::open_checked(dir, opts, false)?;
+        let store = Self::open_checked(dir, opts, false, lock)?;
         drop(_lock);
         store.rebuild(&mut report)?;
         fs::remove_file(&marker).map_err(io_err(&marker))?;
