@@ -441,6 +441,12 @@ fn config_check_refuses_numbers_out_of_range_naming_key_value_and_range() {
 const NUMERIC_KEYS: &[(&str, &str, &[&str], &[&str])] = &[
     (
         "node",
+        "alone_warning_secs",
+        &["0", "60", "86400"],
+        &["86401", "18446744073709551615"],
+    ),
+    (
+        "node",
         "max_connections",
         &["1", "64", "16384"],
         &["0", "16385", "18446744073709551615"],
