@@ -766,8 +766,18 @@ fn dispatch(
                     }
                 }
             });
-            let reached = ctx.runtime.block_on(futures::future::join_all(dials));
-            reply(&reached.iter().filter(|r| **r).count())
+            let reached = ctx.runtime.block_on(async move {
+                let mut set = tokio::task::JoinSet::new();
+                for dial in dials {
+                    set.spawn(dial);
+                }
+                let mut reached = 0usize;
+                while let Some(r) = set.join_next().await {
+                    reached += usize::from(r.unwrap_or(false));
+                }
+                reached
+            });
+            reply(&reached)
         }
         Request::AnnounceKey { envelope } => reply(
             &ctx.runtime
