@@ -10,7 +10,7 @@ use std::{
 use rand::{Rng, SeedableRng, rngs::StdRng};
 
 mod common;
-use common::{BIN, Env, random};
+use common::{BIN, Env, is_root, random};
 const SIZES: &[usize] = &[
     0,
     1,
@@ -281,13 +281,6 @@ fn sigkill_during_add_loses_nothing_acknowledged() {
         );
     }
     assert!(env.run(&["scrub"]).status.success());
-}
-
-fn is_root() -> bool {
-    Command::new("id")
-        .arg("-u")
-        .output()
-        .is_ok_and(|o| o.stdout.trim_ascii() == b"0")
 }
 
 /// A real full disk: a 2 MiB tmpfs in a private mount namespace.

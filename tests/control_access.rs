@@ -5,11 +5,11 @@ mod common;
 
 use std::process::Command;
 
-use common::{BIN, Env, node_command, sigterm, start_node};
+use common::{BIN, Env, is_root, node_command, sigterm, start_node};
 
 #[test]
 fn status_as_another_user_says_it_cannot_tell_not_that_no_node_runs() {
-    if !nix_root() {
+    if !is_root() {
         eprintln!("skipped: needs root to run a command as another user");
         return;
     }
@@ -34,11 +34,4 @@ fn status_as_another_user_says_it_cannot_tell_not_that_no_node_runs() {
     // Its owner is answered as before.
     assert!(env.ok(&["status"]).contains("running (pid"));
     sigterm(&mut node);
-}
-
-fn nix_root() -> bool {
-    Command::new("id")
-        .arg("-u")
-        .output()
-        .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
 }

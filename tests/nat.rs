@@ -24,15 +24,8 @@ use std::{
     time::{Duration, Instant},
 };
 
-use common::BIN;
+use common::{BIN, is_root};
 use tempfile::TempDir;
-
-fn is_root() -> bool {
-    Command::new("id")
-        .arg("-u")
-        .output()
-        .is_ok_and(|o| o.stdout.trim_ascii() == b"0")
-}
 
 fn sh(script: &str) {
     let out = Command::new("sh").args(["-ec", script]).output().unwrap();

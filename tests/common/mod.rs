@@ -189,3 +189,12 @@ pub fn wait_verified(env: &Env, manifest: &str) {
         std::thread::sleep(std::time::Duration::from_millis(200));
     }
 }
+
+/// Whether the tests run as root (network namespaces, file modes that
+/// root ignores).
+pub fn is_root() -> bool {
+    Command::new("id")
+        .arg("-u")
+        .output()
+        .is_ok_and(|o| o.stdout.trim_ascii() == b"0")
+}
