@@ -125,6 +125,27 @@ fn an_outlet_makes_a_card_that_shows_checks_and_draws_as_a_qr_code() {
     );
     assert!(b.body().issued > a.body().issued);
 
+    // An address nobody outside can reach is made a card of, with a warning;
+    // a public one is not warned about.
+    let args = |addr: &'static str| {
+        [
+            "card",
+            "new",
+            "--root",
+            "outlet",
+            "--name",
+            "x",
+            "--addr",
+            addr,
+            "--no-passphrase",
+        ]
+    };
+    let out = env.run(&args("/ip4/192.168.1.5/tcp/4001"));
+    assert!(out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("loopback or private"));
+    let out = env.run(&args(ADDRS[1]));
+    assert!(!String::from_utf8_lossy(&out.stderr).contains("warning"));
+
     // A signing key cannot make a card.
     env.ok(&[
         "key",

@@ -45,7 +45,7 @@ fn new(dir: &Path, args: CardNewArgs) -> Result<ExitCode> {
         let addr: Multiaddr = a
             .parse()
             .with_context(|| format!("--addr {a:?} is not a multiaddr"))?;
-        if !reachable_from_afar(&addr) {
+        if tamizdat_node::scope(&addr) != tamizdat_node::Scope::Global {
             eprintln!(
                 "warning: {a} is a loopback or private address: only this machine or its \
                  network can reach it"
@@ -196,12 +196,12 @@ pub fn dir(data: &Path) -> PathBuf {
 }
 
 fn path(dir: &Path, root: &PublicKey) -> PathBuf {
-    dir.join(CARDS).join(format!("{root}.card"))
+    self::dir(dir).join(format!("{root}.card"))
 }
 
 /// Writes a card to `DIR/cards/ROOTKEY.card`, durably.
 pub fn keep(dir: &Path, card: &Signed<Card>) -> Result<()> {
-    let cards = dir.join(CARDS);
+    let cards = self::dir(dir);
     fs::create_dir_all(&cards).with_context(|| format!("cannot create {}", cards.display()))?;
     let line = card_to_line(card) + "\n";
     super::replace_file(&path(dir, &card.body().root), line.as_bytes())
@@ -237,7 +237,7 @@ fn held(dir: &Path, root: &PublicKey) -> Result<Option<Signed<Card>>> {
 /// through. A damaged, expired or misplaced card is named on stderr and
 /// left out; it never stops the node.
 pub fn bootstrap_addrs(dir: &Path) -> Vec<Multiaddr> {
-    let Ok(entries) = fs::read_dir(dir.join(CARDS)) else {
+    let Ok(entries) = fs::read_dir(self::dir(dir)) else {
         return Vec::new();
     };
     let mut addrs = Vec::new();
@@ -270,24 +270,6 @@ pub fn bootstrap_addrs(dir: &Path) -> Vec<Multiaddr> {
         }
     }
     addrs
-}
-
-/// Whether peers elsewhere on the internet could dial this address: not
-/// loopback, private, link-local or unspecified.
-fn reachable_from_afar(addr: &Multiaddr) -> bool {
-    use tamizdat_node::Protocol;
-    addr.iter().all(|p| match p {
-        Protocol::Ip4(ip) => {
-            !(ip.is_loopback() || ip.is_private() || ip.is_link_local() || ip.is_unspecified())
-        }
-        Protocol::Ip6(ip) => {
-            !(ip.is_loopback()
-                || ip.is_unspecified()
-                || ip.is_unique_local()
-                || ip.is_unicast_link_local())
-        }
-        _ => true,
-    })
 }
 
 /// Draws the card as a QR code: on stderr for a terminal, and as SVG.

@@ -28,7 +28,7 @@ pub use bans::BAN_FOR;
 pub use libp2p::{Multiaddr, PeerId, identity, multiaddr::Protocol};
 pub use node::{
     Client, Config, Fetched, GossipPeer, KAD_PROTOCOL, MAX_RELAYS, NatConfig, NatStatus, NodeError,
-    Progress, spawn, spawn_with_metrics,
+    Progress, Scope, scope, spawn, spawn_with_metrics,
 };
 /// The metrics library the node registers into: the gateway encodes the
 /// same [`prometheus_client::registry::Registry`] with it.

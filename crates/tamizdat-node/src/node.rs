@@ -355,16 +355,19 @@ fn is_relayed(addr: &Multiaddr) -> bool {
 /// How far an address reaches: this host only, its local network, or the
 /// internet. Ordered: a wider scope is greater.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-pub(crate) enum Scope {
+pub enum Scope {
+    /// Loopback: this host only.
     Host,
+    /// Private, link-local, shared or unique-local: one network.
     Local,
+    /// Anything else: the internet.
     Global,
 }
 
 /// The scope of an address: loopback is this host's; private, link-local,
 /// shared (100.64/10) and unique-local ones are a local network's;
 /// anything else, DNS names and relayed addresses included, is global.
-pub(crate) fn scope(addr: &Multiaddr) -> Scope {
+pub fn scope(addr: &Multiaddr) -> Scope {
     if is_relayed(addr) {
         return Scope::Global;
     }
