@@ -26,6 +26,9 @@
 //! Peak RSS (`VmHWM`) covers the whole process (the 50 nodes, the baseline
 //! pair) and is divided by 50.
 //!
+//! Idle: after the settle, the process's CPU time (user + system) is read
+//! over `TAMIZDAT_BENCH_IDLE_SECS` (default 5) with nothing published.
+//!
 //! Run: `cargo bench -p tamizdat-node --bench replication`
 //! Articles: `TAMIZDAT_BENCH_ARTICLES` (default 5). Logs: `RUST_LOG`.
 
@@ -189,6 +192,26 @@ fn status_kib(key: &str) -> Option<u64> {
     line.split_whitespace().nth(1)?.parse().ok()
 }
 
+/// The process's user + system CPU time so far, from `/proc/self/stat`.
+fn cpu_seconds() -> f64 {
+    let stat = fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    // Fields after the command name (which may hold spaces) in parentheses.
+    let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
+    let f: Vec<u64> = rest
+        .split_whitespace()
+        .map(|x| x.parse().unwrap_or(0))
+        .collect();
+    // utime and stime are fields 14 and 15 of the line, 12 and 13 here.
+    let ticks = f.get(11).copied().unwrap_or(0) + f.get(12).copied().unwrap_or(0);
+    ticks as f64 / 100.0
+}
+
+/// How long the idle mesh is watched: `TAMIZDAT_BENCH_IDLE_SECS` (default 5).
+fn idle_window() -> Duration {
+    let v = std::env::var("TAMIZDAT_BENCH_IDLE_SECS").ok();
+    Duration::from_secs(v.and_then(|s| s.parse().ok()).unwrap_or(5))
+}
+
 /// Nearest-rank percentile of sorted samples.
 fn pct(sorted: &[Duration], q: f64) -> Duration {
     let i = ((q * sorted.len() as f64).ceil() as usize).clamp(1, sorted.len().max(1)) - 1;
@@ -267,6 +290,18 @@ fn main() -> Res<()> {
         conns[0],
         conns[NODES / 2],
         conns[NODES - 1],
+    );
+
+    // The idle mesh: CPU the process spends with no article moving.
+    let idle = idle_window();
+    let (cpu0, wall0) = (cpu_seconds(), Instant::now());
+    thread::sleep(idle);
+    let idle_cpu = (cpu_seconds() - cpu0) / wall0.elapsed().as_secs_f64();
+    println!(
+        "idle mesh: {:.2} CPU-seconds per second over {} s ({:.1} % of a core per node)",
+        idle_cpu,
+        idle.as_secs(),
+        idle_cpu * 100.0 / NODES as f64
     );
 
     let (publisher, followers) = nodes.split_first().ok_or("no nodes")?;
