@@ -388,7 +388,8 @@ pub struct PublishArgs {
     /// Title (default: the first heading of `index.md`, or the file name).
     #[arg(long)]
     pub title: Option<String>,
-    /// Language tag, BCP 47 (`en`, `ru`, `fa-IR`); default `und`.
+    /// Language tag, BCP 47 (`en`, `ru`, `fa-IR`), checked against the
+    /// IANA registry; default `und` (undetermined).
     #[arg(long)]
     pub lang: Option<String>,
     /// A one-paragraph summary.
@@ -406,6 +407,10 @@ pub struct PublishArgs {
     /// every reader as a sign that the key was stolen.
     #[arg(long)]
     pub first: bool,
+    /// Refuse to sign when the text refers to a file the article lacks or
+    /// to an image on another server (without it, each is a warning).
+    #[arg(long)]
+    pub strict: bool,
     #[command(flatten)]
     pub pass: PassArgs,
 }
@@ -430,6 +435,11 @@ pub struct ExportArgs {
     /// (new or empty).
     #[arg(long, value_name = "DIR")]
     pub html: Option<PathBuf>,
+    /// With --html: the pages' language (`en`, `ru`). Default: each
+    /// article's page in the article's language where it can be, the index
+    /// in the language most articles are in, English otherwise.
+    #[arg(long, value_name = "LANG", requires = "html")]
+    pub lang: Option<String>,
     /// Only this publisher's articles (root public key; repeatable).
     #[arg(long, value_name = "PUBKEY")]
     pub publisher: Vec<String>,

@@ -653,3 +653,69 @@ fn a_key_file_others_can_read_is_used_with_a_warning() {
         "{err}"
     );
 }
+
+/// A command whose stdout is a pipe nobody reads any more (`tamizdat man |
+/// head`) ends quietly with the status a shell gives a process ended by
+/// SIGPIPE, whether it writes through `write!` or `println!`.
+#[test]
+fn a_closed_output_pipe_ends_a_command_quietly() {
+    let env = Env::new();
+    let key = env.ok(&["key", "new", "--name", "o", "--no-passphrase"]);
+    let key = key.split_whitespace().next().unwrap().to_owned();
+    env.ok(&["follow", &key]);
+    for args in [&["man"][..], &["following"], &["completions", "bash"]] {
+        let (reader, writer) = std::io::pipe().unwrap();
+        drop(reader);
+        let out = env.cmd().args(args).stdout(writer).output().unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(141), "{args:?}: {stderr}");
+        assert!(stderr.is_empty(), "{args:?}: {stderr}");
+    }
+}
+
+#[test]
+fn verify_of_a_directory_says_what_it_takes() {
+    let env = Env::new();
+    env.ok(&["init"]);
+    fs::create_dir_all(env.work().join("article")).unwrap();
+    let err = env.fails(&["verify", "article"]);
+    assert!(err.contains("article is a directory"), "{err}");
+    assert!(err.contains("manifest"), "{err}");
+    assert!(!err.contains("os error"), "{err}");
+}
+
+/// `follow` again changes the limits given and keeps the others, says what
+/// changed, and `following` shows durations as `--keep` takes them.
+#[test]
+fn following_again_updates_limits_and_keeps_the_rest() {
+    let env = Env::new();
+    let key = env.ok(&["key", "new", "--name", "o", "--no-passphrase"]);
+    let key = key.split_whitespace().next().unwrap().to_owned();
+    let said = |args: &[&str]| {
+        let out = env.run(args);
+        assert!(out.status.success(), "{args:?}");
+        String::from_utf8(out.stderr).unwrap()
+    };
+    let first = said(&["follow", &key, "--keep", "365d"]);
+    assert!(
+        first.contains("following") && first.ends_with(": keep 365d\n"),
+        "{first}"
+    );
+    let again = said(&["follow", &key, "--max-bytes", "2 GiB", "--name", "Outlet"]);
+    assert!(
+        again.contains("now max 2.0 GiB, keep 365d (was keep 365d)"),
+        "{again}"
+    );
+    let list = env.ok(&["following"]);
+    assert!(list.contains("  Outlet  max 2.0 GiB, keep 365d"), "{list}");
+    let same = said(&["follow", &key]);
+    assert!(
+        same.ends_with("max 2.0 GiB, keep 365d; nothing changed\n"),
+        "{same}"
+    );
+    let shorter = said(&["follow", &key, "--keep", "36h"]);
+    assert!(
+        shorter.contains("now max 2.0 GiB, keep 1d 12h"),
+        "{shorter}"
+    );
+}

@@ -80,7 +80,7 @@ fn a_lone_node_says_so_everywhere_until_a_peer_joins() {
     std::fs::create_dir_all(env.data()).unwrap();
     std::fs::write(
         env.data().join("config.toml"),
-        "[node]\nalone_warning_secs = 1\n",
+        "[node]\nalone_warning_secs = 1\n[store]\nquota = \"1 GiB\"\n",
     )
     .unwrap();
     let mut cmd = node_command(BIN, &env);
@@ -96,6 +96,9 @@ fn a_lone_node_says_so_everywhere_until_a_peer_joins() {
         ),
         "{text}"
     );
+    // Sizes for a person, not byte counts.
+    let stored = text.lines().find(|l| l.starts_with("stored")).unwrap_or("");
+    assert!(stored.ends_with(" of 1.0 GiB (0 %)"), "{text}");
     let status = status_json(&env);
     assert_eq!(status["state"], "alone", "{status}");
     assert_eq!(status["connected_peers"], 0, "{status}");

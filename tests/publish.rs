@@ -517,3 +517,99 @@ fn a_signing_key_never_shares_the_roots_passphrase() {
     assert!(delegate(&["--new-passphrase-file", p]).contains("must differ"));
     assert!(!env.data().join("keys/desk.key").exists());
 }
+
+/// Blob files in the store, and what `keys/heads.json` says: what a publish
+/// that was refused must leave as it was.
+fn stored(env: &Env) -> (usize, Option<Vec<u8>>) {
+    let blobs = walk(&env.data().join("store/blobs"));
+    (blobs, fs::read(env.data().join("keys/heads.json")).ok())
+}
+
+fn walk(dir: &std::path::Path) -> usize {
+    fs::read_dir(dir).map_or(0, |rd| {
+        rd.flatten()
+            .map(|e| {
+                if e.path().is_dir() {
+                    walk(&e.path())
+                } else {
+                    1
+                }
+            })
+            .sum()
+    })
+}
+
+/// A signature is for good: `publish` checks the article before it signs,
+/// and the path before it asks for a passphrase.
+#[test]
+fn publish_checks_before_it_signs() {
+    let n = Newsroom::new();
+    let art = n.env.work().join("article");
+    fs::write(
+        art.join("index.md"),
+        "# Заголовок\n\n![фото](img/photo.jpg) ![нет](img/missing.jpg)\n\n\
+         ![трекер](https://tracker.example/pixel.png) [источник](https://example.org/)\n",
+    )
+    .unwrap();
+    let before = stored(&n.env);
+    let base = ["publish", "article", "--key", "laptop", "--passphrase-file"];
+    let run = |extra: &[&str]| {
+        let mut args = base.to_vec();
+        args.push(n.pass());
+        args.extend_from_slice(extra);
+        n.env.run(&args)
+    };
+
+    // --strict: each reference named, nothing signed, nothing stored.
+    let out = run(&["--lang", "ru", "--strict"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("img/missing.jpg") && err.contains("no such file"),
+        "{err}"
+    );
+    assert!(
+        err.contains("tracker.example") && err.contains("another server"),
+        "{err}"
+    );
+    assert!(
+        !err.contains("example.org/"),
+        "a link the reader follows is kept: {err}"
+    );
+    assert!(err.contains("nothing signed or stored"), "{err}");
+    assert_eq!(stored(&n.env), before);
+
+    // A language that is not one: refused before anything happens.
+    for bad in ["russian", "ru_RU", "xx-ZZZZ"] {
+        let out = run(&["--lang", bad]);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{bad}");
+        assert!(
+            err.contains("--lang") && err.contains("BCP 47"),
+            "{bad}: {err}"
+        );
+        assert_eq!(stored(&n.env), before, "{bad}");
+    }
+
+    // A path that does not exist is named before any passphrase is asked.
+    let (ok, term) = on_terminal(&n.env, "publish artcle --key laptop", "");
+    assert!(!ok);
+    assert!(term.contains("artcle"), "{term}");
+    assert!(!term.contains("Passphrase"), "{term}");
+
+    // Without --strict: warned, summarised, signed.
+    let out = run(&["--lang", "fa-ir"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    assert!(
+        err.contains("warning: index.md: img src \"img/missing.jpg\""),
+        "{err}"
+    );
+    assert!(
+        err.contains("signing \"Заголовок\" (fa-IR): 3 files"),
+        "{err}"
+    );
+    let hash = String::from_utf8(out.stdout).unwrap().trim().to_owned();
+    let shown: serde_json::Value = serde_json::from_str(&n.env.ok(&["show", &hash])).unwrap();
+    assert_eq!(shown["lang"], "fa-IR", "{shown}");
+}

@@ -114,6 +114,75 @@ fn store_file(store: &Repo, path: &Path) -> Result<tamizdat_store::Added> {
 }
 
 /// The first Markdown heading of `index.md`, if any.
+/// A language tag as BCP 47 defines it, every subtag in the IANA registry
+/// (`ru`, `fa-IR`, `zh-Hant`; not `russian`), in its canonical case.
+fn language(tag: &str) -> Result<String> {
+    let hint = "give a BCP 47 language tag such as en, ru, fa, zh-Hant or be-BY \
+                (https://www.iana.org/assignments/language-subtag-registry)";
+    let parsed = language_tags::LanguageTag::parse(tag)
+        .map_err(|e| anyhow::anyhow!("--lang {tag:?} is not a language tag ({e}): {hint}"))?;
+    parsed.validate().map_err(|e| {
+        anyhow::anyhow!("--lang {tag:?} is not a registered language ({e}): {hint}")
+    })?;
+    Ok(parsed.to_string())
+}
+
+/// Warns of every reference in the article's text that its page will not
+/// have (a file it lacks, an image on another server), as the gateway
+/// renders it; with `strict`, refuses.
+fn check_references(files: &[(String, PathBuf)], strict: bool) -> Result<()> {
+    let entries: Vec<Entry> = files
+        .iter()
+        .map(|(rel, path)| Entry {
+            path: rel.clone(),
+            hash: [0; 32],
+            size: fs::metadata(path).map_or(0, |m| m.len()),
+            media_type: media_type(rel),
+        })
+        .collect();
+    let Some(body) = tamizdat_gateway::body_of_entries(&entries) else {
+        return Ok(());
+    };
+    let Some((_, path)) = files.iter().find(|(rel, _)| *rel == body.path) else {
+        return Ok(());
+    };
+    if body.size > tamizdat_gateway::MAX_BODY {
+        eprintln!(
+            "warning: {} is over {}: readers' pages offer it as a file instead of showing it",
+            body.path,
+            bytesize::ByteSize::b(tamizdat_gateway::MAX_BODY)
+                .display()
+                .iec()
+        );
+        return Ok(());
+    }
+    let mut text = String::new();
+    fs::File::open(path)
+        .and_then(|f| f.take(tamizdat_gateway::MAX_BODY).read_to_string(&mut text))
+        .with_context(|| format!("cannot read {} as UTF-8 text", path.display()))?;
+    let dropped = tamizdat_gateway::dropped_references(&entries, &text);
+    for d in &dropped {
+        eprintln!(
+            "{}: {}: {} {:?}: {}",
+            if strict { "error" } else { "warning" },
+            body.path,
+            d.at,
+            d.url,
+            d.why
+        );
+    }
+    if strict && !dropped.is_empty() {
+        bail!(
+            "{} reference{} in {} would be left out of the page (--strict): nothing signed \
+             or stored",
+            dropped.len(),
+            if dropped.len() == 1 { "" } else { "s" },
+            body.path
+        );
+    }
+    Ok(())
+}
+
 fn first_heading(files: &[(String, PathBuf)]) -> Option<String> {
     let (_, path) = files.iter().find(|(p, _)| p == "index.md")?;
     let mut text = String::new();
@@ -139,6 +208,42 @@ fn media_type(path: &str) -> String {
 }
 
 pub fn publish(data: &Path, store: &Repo, args: PublishArgs) -> Result<ExitCode> {
+    // All that can be checked without the key is checked before its
+    // passphrase is asked for: a signature is for good.
+    let files = collect(&args.path)?;
+    if files.is_empty() {
+        bail!("{} holds no files", args.path.display());
+    }
+    let title = match args.title.clone().or_else(|| first_heading(&files)) {
+        Some(t) => t,
+        None if files.len() == 1 => files[0].0.clone(),
+        None => bail!("no title: give --title or start index.md with a # heading"),
+    };
+    let lang = match &args.lang {
+        Some(l) => language(l)?,
+        None => "und".to_owned(),
+    };
+    let supersedes = args
+        .supersedes
+        .as_deref()
+        .map(parse_hash)
+        .transpose()?
+        .map(|h| *h.as_bytes());
+    check_references(&files, args.strict)?;
+    let total: u64 = files
+        .iter()
+        .map(|(_, p)| fs::metadata(p).map_or(0, |m| m.len()))
+        .sum();
+    eprintln!(
+        "signing {title:?} ({lang}): {} file{}, {}",
+        files.len(),
+        if files.len() == 1 { "" } else { "s" },
+        bytesize::ByteSize::b(total).display().iec()
+    );
+    for (rel, path) in &files {
+        let size = fs::metadata(path).map_or(0, |m| m.len());
+        eprintln!("  {rel}  {}", bytesize::ByteSize::b(size).display().iec());
+    }
     let keys = KeyDir::open(data)?;
     let (kind, key) = keys.load(&args.key, &args.pass)?;
     let (publisher, delegation) = match kind {
@@ -163,21 +268,6 @@ pub fn publish(data: &Path, store: &Repo, args: PublishArgs) -> Result<ExitCode>
         .feed
         .or_else(|| delegation.as_ref().and_then(|d| d.body().feed.clone()))
         .unwrap_or_else(|| "main".into());
-    let files = collect(&args.path)?;
-    if files.is_empty() {
-        bail!("{} holds no files", args.path.display());
-    }
-    let title = match args.title.or_else(|| first_heading(&files)) {
-        Some(t) => t,
-        None if files.len() == 1 => files[0].0.clone(),
-        None => bail!("no title: give --title or start index.md with a # heading"),
-    };
-    let supersedes = args
-        .supersedes
-        .as_deref()
-        .map(parse_hash)
-        .transpose()?
-        .map(|h| *h.as_bytes());
     let mut entries = Vec::new();
     for (rel, path) in &files {
         let added =
@@ -228,7 +318,7 @@ pub fn publish(data: &Path, store: &Repo, args: PublishArgs) -> Result<ExitCode>
         prev,
         created,
         title,
-        lang: args.lang.unwrap_or_else(|| "und".into()),
+        lang,
         summary: args.summary,
         supersedes,
         entries,
@@ -477,6 +567,12 @@ fn load_envelope(store: &Repo, target: &str) -> Result<(Vec<u8>, String)> {
     if !path.exists() && target.len() == 64 {
         // Looks like a hash but is not one: say why.
         parse_hash(target)?;
+    }
+    if path.is_dir() {
+        bail!(
+            "{target} is a directory: give a manifest's hash (as `publish` printed it) \
+             or a signed manifest file"
+        );
     }
     let file = fs::File::open(path).with_context(|| format!("cannot open {target}"))?;
     let mut bytes = Vec::new();

@@ -16,6 +16,7 @@ use anyhow::{Context, Result, bail};
 use tamizdat_node::bundle::{self, Info, Skip, Step, Writer};
 use tamizdat_sign::{
     Delegation, MAX_MANIFEST_LEN, PublicKey, Signed, TrustState, VerifiedManifest, Verifier,
+    VerifyError,
 };
 use tamizdat_store::Hash;
 
@@ -33,12 +34,32 @@ use crate::{
 
 pub fn export(_dir: &Path, store: &Repo, args: ExportArgs) -> Result<ExitCode> {
     let trust = state::load(store)?;
-    let (articles, mut problems) = select(store, &trust, &args)?;
+    let Selected {
+        articles,
+        mut problems,
+        withdrawn,
+    } = select(store, &trust, &args)?;
     if articles.is_empty() {
-        bail!("nothing to export: no complete, verified article here matches");
+        bail!(
+            "nothing to export: no complete, verified article here matches{}",
+            if withdrawn > 0 {
+                format!(
+                    " ({withdrawn} withdrawn: their publisher revoked the key that signed \
+                     them)"
+                )
+            } else {
+                String::new()
+            }
+        );
+    }
+    if withdrawn > 0 {
+        eprintln!(
+            "{withdrawn} withdrawn article(s) left out: their publisher revoked the key that \
+             signed them"
+        );
     }
     if let Some(dir) = &args.html {
-        problems += html(store, dir, &articles)?;
+        problems += html(store, dir, &articles, args.lang.as_deref())?;
     } else if let Some(out) = &args.output {
         problems += write_bundle(store, &trust, &articles, out)?;
     }
@@ -49,13 +70,20 @@ pub fn export(_dir: &Path, store: &Repo, args: ExportArgs) -> Result<ExitCode> {
     })
 }
 
-/// The articles the arguments choose, verified, with all their files
-/// here, in feed order; and how many were left out for a problem.
-fn select(
-    store: &Repo,
-    trust: &TrustState,
-    args: &ExportArgs,
-) -> Result<(Vec<VerifiedManifest>, usize)> {
+/// What `export` takes.
+struct Selected {
+    /// The articles the arguments choose, verified, with all their files
+    /// here, in feed order.
+    articles: Vec<VerifiedManifest>,
+    /// How many were left out for a problem (a file missing, a manifest
+    /// that does not verify): the export's exit status says so.
+    problems: usize,
+    /// How many were left out as withdrawn (signed by a key its publisher
+    /// revoked since): what the publisher wants, not a problem.
+    withdrawn: usize,
+}
+
+fn select(store: &Repo, trust: &TrustState, args: &ExportArgs) -> Result<Selected> {
     let publishers = args
         .publisher
         .iter()
@@ -69,6 +97,7 @@ fn select(
     let verifier = Verifier::new();
     let mut chosen: BTreeMap<Hash, VerifiedManifest> = BTreeMap::new();
     let mut problems = 0;
+    let mut withdrawn = 0;
     for h in &args.manifest {
         let hash = parse_hash(h)?;
         let bytes = read_manifest(store, &hash)?
@@ -92,6 +121,14 @@ fn select(
                 };
                 let m = match verifier.verify(&bytes, trust) {
                     Ok(m) => m,
+                    // Genuine, and withdrawn since (a forgery naming a
+                    // revoked key is a problem like any other).
+                    Err(VerifyError::Revoked { .. })
+                        if verifier.verify(&bytes, &TrustState::default()).is_ok() =>
+                    {
+                        withdrawn += 1;
+                        continue;
+                    }
                     Err(e) => {
                         eprintln!("left out {hash}: {e}");
                         problems += 1;
@@ -130,7 +167,11 @@ fn select(
         let (a, b) = (a.manifest(), b.manifest());
         (a.publisher, &a.feed, a.seq).cmp(&(b.publisher, &b.feed, b.seq))
     });
-    Ok((articles, problems))
+    Ok(Selected {
+        articles,
+        problems,
+        withdrawn,
+    })
 }
 
 /// A blob's bytes if it is complete, small enough, and looks like a
@@ -382,7 +423,20 @@ fn write_bundle(
 }
 
 /// The static HTML export; returns the number of articles left out.
-fn html(store: &Repo, dir: &Path, articles: &[VerifiedManifest]) -> Result<usize> {
+fn html(
+    store: &Repo,
+    dir: &Path,
+    articles: &[VerifiedManifest],
+    lang: Option<&str>,
+) -> Result<usize> {
+    if let Some(l) = lang
+        && !tamizdat_gateway::html::languages().contains(&l)
+    {
+        bail!(
+            "--lang {l:?}: the pages can be written in {}",
+            tamizdat_gateway::html::languages().join(", ")
+        );
+    }
     let following: BTreeMap<PublicKey, Option<String>> = store
         .following()?
         .into_iter()
@@ -402,7 +456,7 @@ fn html(store: &Repo, dir: &Path, articles: &[VerifiedManifest]) -> Result<usize
     let open = |h: &Hash| -> io::Result<Box<dyn Read + Send>> {
         store.reader(h).map_err(io::Error::other)
     };
-    let report = tamizdat_gateway::html::export(dir, &pages, &open)
+    let report = tamizdat_gateway::html::export_in(dir, &pages, &open, lang)
         .with_context(|| format!("exporting to {}", dir.display()))?;
     eprintln!(
         "wrote {} articles of {} publishers ({} files, {} bytes) to {}; open {} in a browser",

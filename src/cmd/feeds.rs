@@ -34,9 +34,22 @@ pub fn follow(
         Some(c) => c.body().root,
         None => parse_key(arg)?,
     };
-    let name = name.or_else(|| card.as_ref().map(|c| c.body().name.clone()));
     let repo = repo()?;
-    let new = repo.follow(key, name, policy)?;
+    // Following again changes what was given and keeps the rest: `follow
+    // KEY --keep 90d` on a followed key must not drop its `--max-bytes`.
+    let before = repo.following()?.into_iter().find(|f| f.key == key);
+    let (name, policy) = match &before {
+        Some(b) => (
+            name.or_else(|| b.name.clone()),
+            Policy {
+                max_bytes: policy.max_bytes.or(b.policy.max_bytes),
+                max_age: policy.max_age.or(b.policy.max_age),
+            },
+        ),
+        None => (name, policy),
+    };
+    let name = name.or_else(|| card.as_ref().map(|c| c.body().name.clone()));
+    repo.follow(key, name.clone(), policy)?;
     if let Some(card) = &card {
         super::card::keep(dir, card)?;
         let n = card.body().addrs.len();
@@ -54,17 +67,69 @@ pub fn follow(
             ),
         }
     }
-    eprintln!(
-        "{} {} ({})",
-        if new {
-            "following"
-        } else {
-            "already following"
-        },
-        key,
-        key.fingerprint()
-    );
+    match &before {
+        None => eprintln!(
+            "following {key} ({}): {}",
+            key.fingerprint(),
+            limits(&policy)
+        ),
+        Some(b) if b.policy == policy && b.name == name => eprintln!(
+            "already following {key} ({}): {}; nothing changed",
+            key.fingerprint(),
+            limits(&policy)
+        ),
+        Some(b) => eprintln!(
+            "already following {key} ({}): now {} (was {}){}",
+            key.fingerprint(),
+            limits(&policy),
+            limits(&b.policy),
+            if b.name != name {
+                format!(", named {:?}", name.as_deref().unwrap_or("-"))
+            } else {
+                String::new()
+            }
+        ),
+    }
     Ok(ExitCode::SUCCESS)
+}
+
+/// A publisher's limits as `following` shows them, in the forms `follow`
+/// takes ("max 5 GiB, keep 365d").
+fn limits(p: &Policy) -> String {
+    let mut out = Vec::new();
+    if let Some(b) = p.max_bytes {
+        out.push(format!("max {}", bytesize::ByteSize::b(b).display().iec()));
+    }
+    if let Some(a) = p.max_age {
+        out.push(format!("keep {}", duration(a)));
+    }
+    if out.is_empty() {
+        "keep all".to_owned()
+    } else {
+        out.join(", ")
+    }
+}
+
+/// Seconds as days, hours, minutes and seconds ("365d", "1d 12h"), which
+/// `--keep` reads back; humantime's own form counts months of 30.44 days
+/// and shows 365 days as "11months 30days 3h 50m 24s".
+fn duration(secs: u64) -> String {
+    let parts = [
+        (secs / 86_400, "d"),
+        (secs % 86_400 / 3_600, "h"),
+        (secs % 3_600 / 60, "m"),
+        (secs % 60, "s"),
+    ];
+    let s: Vec<String> = parts
+        .iter()
+        .filter(|(n, _)| *n > 0)
+        .map(|(n, u)| format!("{n}{u}"))
+        .collect();
+    if s.is_empty() {
+        "0s".to_owned()
+    } else {
+        s.join(" ")
+    }
 }
 
 pub fn unfollow(dir: &Path, repo: &Repo, key: &str) -> Result<ExitCode> {
@@ -84,26 +149,12 @@ pub fn following(repo: &Repo) -> Result<ExitCode> {
         eprintln!("following nobody: `tamizdat follow CARD` to replicate a publisher");
     }
     for f in list {
-        let mut limits = Vec::new();
-        if let Some(b) = f.policy.max_bytes {
-            limits.push(format!("max {}", bytesize::ByteSize::b(b).display().iec()));
-        }
-        if let Some(a) = f.policy.max_age {
-            limits.push(format!(
-                "keep {}",
-                humantime::format_duration(std::time::Duration::from_secs(a))
-            ));
-        }
         println!(
             "{}  {}  {}  {}",
             f.key,
             f.key.fingerprint(),
             f.name.as_deref().unwrap_or("-"),
-            if limits.is_empty() {
-                "keep all".to_owned()
-            } else {
-                limits.join(", ")
-            }
+            limits(&f.policy)
         );
     }
     Ok(ExitCode::SUCCESS)

@@ -550,9 +550,15 @@ pub fn status(dir: &Path, json_out: bool) -> Result<ExitCode> {
         for c in &s.conflicts {
             println!("CONFLICT   {c}");
         }
+        let size = |b: u64| bytesize::ByteSize::b(b).display().iec().to_string();
         match s.quota {
-            Some(q) => println!("stored     {} of {} bytes", s.stored_bytes, q),
-            None => println!("stored     {} bytes", s.stored_bytes),
+            Some(q) => println!(
+                "stored     {} of {} ({:.0} %)",
+                size(s.stored_bytes),
+                size(q),
+                s.stored_bytes as f64 * 100.0 / q.max(1) as f64
+            ),
+            None => println!("stored     {}", size(s.stored_bytes)),
         }
     } else {
         println!("node       not running (start it with `tamizdat node`)");

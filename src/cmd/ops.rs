@@ -127,7 +127,13 @@ fn healthz(url: &str) -> Result<String> {
 /// `completions SHELL`.
 pub fn completions(shell: clap_complete::Shell) -> Result<ExitCode> {
     let mut cmd = Cli::command();
-    clap_complete::generate(shell, &mut cmd, "tamizdat", &mut std::io::stdout());
+    // Into memory first: `generate` panics on a failed write, and a closed
+    // pipe is an error `main` ends quietly on.
+    let mut script = Vec::new();
+    clap_complete::generate(shell, &mut cmd, "tamizdat", &mut script);
+    let mut out = std::io::stdout().lock();
+    out.write_all(&script)?;
+    out.flush()?;
     Ok(ExitCode::SUCCESS)
 }
 
