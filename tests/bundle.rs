@@ -369,6 +369,61 @@ fn a_bundle_claiming_huge_sizes_is_refused_before_anything_is_read() {
     assert!(err.contains("not a tamizdat bundle"), "{err}");
 }
 
+/// Articles their publisher withdrew (by revoking the key that signed
+/// them) are left out of an export as the publisher wants: said, and no
+/// error, so a nightly export keeps working.
+#[test]
+fn withdrawn_articles_are_left_out_of_an_export_without_an_error() {
+    let f = fixture();
+    f.newsroom.ok(&[
+        "key",
+        "revoke",
+        "--root",
+        "outlet",
+        "desk",
+        "--no-passphrase",
+    ]);
+    // The root signs a new article itself.
+    let dir = f.newsroom.work().join("story-after");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("index.md"), "# After\n\nStill here.\n").unwrap();
+    let after = f.newsroom.ok(&[
+        "publish",
+        dir.to_str().unwrap(),
+        "--key",
+        "outlet",
+        "--no-passphrase",
+    ]);
+    let after = after.trim().to_owned();
+    let out = f.newsroom.work().join("nightly.bundle");
+    for html in [false, true] {
+        let args: Vec<String> = if html {
+            vec![
+                "export".into(),
+                "--html".into(),
+                f.newsroom.work().join("site").display().to_string(),
+            ]
+        } else {
+            vec!["export".into(), "-o".into(), out.display().to_string()]
+        };
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let run = f.newsroom.run(&args);
+        let err = String::from_utf8_lossy(&run.stderr);
+        assert_eq!(run.status.code(), Some(0), "{args:?}: {err}");
+        assert!(
+            err.contains("3 withdrawn article(s) left out: their publisher revoked the key"),
+            "{err}"
+        );
+    }
+    let home = reader(&f.root);
+    let (code, listed, err) = import(&home, &out);
+    assert_eq!(code, 0, "{err}");
+    assert!(listed.contains(&after), "{listed}");
+    for id in &f.ids {
+        assert!(!listed.contains(id.as_str()), "{listed}");
+    }
+}
+
 #[test]
 fn a_revoked_keys_article_is_refused_with_the_revocation_the_bundle_carries() {
     use tamizdat_node::bundle::{Info, Writer};
@@ -545,6 +600,25 @@ fn export_html_writes_pages_a_reader_opens_and_checks_without_a_node() {
         .newsroom
         .fails(&["export", "--html", dir.to_str().unwrap()]);
     assert!(err.contains("must be new or empty"), "{err}");
+    // The pages in the language asked for; one there are no pages in is
+    // refused, saying which there are.
+    let ru = f.newsroom.work().join("site-ru");
+    f.newsroom
+        .ok(&["export", "--html", ru.to_str().unwrap(), "--lang", "ru"]);
+    let index = std::fs::read_to_string(ru.join("index.html")).unwrap();
+    assert!(
+        index.contains("<html lang=\"ru\">") && index.contains("Подписанные статьи"),
+        "{index}"
+    );
+    let de = f.newsroom.work().join("site-de");
+    let err = f
+        .newsroom
+        .fails(&["export", "--html", de.to_str().unwrap(), "--lang", "de"]);
+    assert!(
+        err.contains("--lang \"de\": the pages can be written in en, ru"),
+        "{err}"
+    );
+    assert!(!de.exists());
 }
 
 #[test]

@@ -136,7 +136,7 @@ pub(crate) async fn manifest(
         }
         Err(Err(f)) => return error(f),
     };
-    let (v, standing) = match crate::pages::load_verified(&app, ip, id).await {
+    let (v, standing) = match crate::pages::load_verified(&app, ip, id, &Default::default()).await {
         Ok(v) => v,
         Err(f) => return error(f),
     };

@@ -187,6 +187,10 @@ impl App {
 pub(crate) struct Failure {
     pub status: StatusCode,
     pub message: String,
+    /// What a reader's page shows instead of `message` (its title and
+    /// body), when there is more to say than a line (a withdrawn article:
+    /// when, why, what replaced it).
+    pub page: Option<(String, maud::Markup)>,
 }
 
 impl Failure {
@@ -194,6 +198,7 @@ impl Failure {
         Self {
             status,
             message: message.into(),
+            page: None,
         }
     }
 

@@ -36,6 +36,7 @@ use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
 use tamizdat_sign::{Entry, PublicKey, VerifiedManifest};
 use tamizdat_store::Hash;
 
+use crate::i18n::Locale;
 use crate::render;
 
 /// One article to export.
@@ -101,8 +102,6 @@ pub enum Error {
     },
 }
 
-/// Largest article text rendered into a page (as on the gateway).
-const MAX_BODY: u64 = 2 << 20;
 /// Where files are written before they are renamed into place.
 const PARTIAL: &str = ".tamizdat-partial";
 
@@ -135,6 +134,25 @@ pub fn export(
     articles: &[Article],
     open_blob: &dyn Fn(&Hash) -> io::Result<Box<dyn Read + Send>>,
 ) -> Result<Report, Error> {
+    export_in(dir, articles, open_blob, None)
+}
+
+/// The languages the pages can be written in (`en`, `ru`).
+pub fn languages() -> Vec<&'static str> {
+    Locale::all().iter().map(|l| l.tag).collect()
+}
+
+/// [`export`], its pages in `lang` (a language tag; one with no messages
+/// here gives English). Without it, each article's page speaks the
+/// article's language where it can, and the index the language most of
+/// the articles are in. `VERIFY.txt` (English) and `VERIFY.ru.txt` are
+/// always both written.
+pub fn export_in(
+    dir: &Path,
+    articles: &[Article],
+    open_blob: &dyn Fn(&Hash) -> io::Result<Box<dyn Read + Send>>,
+    lang: Option<&str>,
+) -> Result<Report, Error> {
     let created = prepare(dir)?;
     let mut out = Out::new(dir)?;
     if created {
@@ -143,7 +161,8 @@ pub fn export(
             out.dirs.insert(0, parent.to_owned());
         }
     }
-    let result = write_all(&mut out, articles, open_blob);
+    let chosen = lang.map(|l| Locale::find(l).unwrap_or_else(Locale::en));
+    let result = write_all(&mut out, articles, open_blob, chosen);
     let _ = fs::remove_dir_all(dir.join(PARTIAL));
     result?;
     out.sync_dirs()?;
@@ -183,6 +202,7 @@ fn write_all(
     out: &mut Out,
     articles: &[Article],
     open_blob: &dyn Fn(&Hash) -> io::Result<Box<dyn Read + Send>>,
+    chosen: Option<&'static Locale>,
 ) -> Result<(), Error> {
     let mut seen = HashSet::new();
     let mut items: Vec<Item<'_>> = articles
@@ -217,13 +237,16 @@ fn write_all(
         let mut text = None;
         for (e, name) in m.entries.iter().zip(&files) {
             let rel = format!("articles/{}/{name}", item.id);
-            let keep = body_entry.is_some_and(|b| b.path == e.path) && e.size <= MAX_BODY;
+            let keep = body_entry.is_some_and(|b| b.path == e.path) && e.size <= render::MAX_BODY;
             let bytes = out.write_entry(&rel, item.id, e, open_blob, keep)?;
             if keep {
                 text = bytes;
             }
         }
-        let page = article_page(item, &items, &files, text.as_deref());
+        let loc = chosen
+            .or_else(|| Locale::find(&m.lang))
+            .unwrap_or_else(Locale::en);
+        let page = article_page(item, &items, &files, text.as_deref(), loc);
         out.write_bytes(
             &format!("articles/{}.html", item.id),
             page.into_string().as_bytes(),
@@ -232,7 +255,9 @@ fn write_all(
     }
     out.write_bytes("style.css", crate::pages::STYLE.as_bytes())?;
     out.write_bytes("VERIFY.txt", VERIFY_TXT.as_bytes())?;
-    let (index, publishers) = index_page(&items);
+    out.write_bytes("VERIFY.ru.txt", VERIFY_RU_TXT.as_bytes())?;
+    let loc = chosen.unwrap_or_else(|| most_common(&items));
+    let (index, publishers) = index_page(&items, loc);
     out.report.publishers = publishers;
     out.write_bytes("index.html", index.into_string().as_bytes())?;
     out.write_sums()
@@ -551,10 +576,29 @@ impl HashingWriter<'_> {
     }
 }
 
-fn page(title: &str, lang: &str, root: &str, main: Markup) -> Markup {
+/// The language most of the articles are in, among those with messages
+/// here; English on a tie or when none is.
+fn most_common(items: &[Item<'_>]) -> &'static Locale {
+    let mut count: HashMap<&'static str, usize> = HashMap::new();
+    for item in items {
+        if let Some(l) = Locale::find(&item.a.manifest.manifest().lang) {
+            *count.entry(l.tag).or_insert(0) += 1;
+        }
+    }
+    let en = count.get(Locale::en().tag).copied().unwrap_or(0);
+    count
+        .into_iter()
+        .filter(|(_, n)| *n > en)
+        .max_by_key(|(tag, n)| (*n, std::cmp::Reverse(*tag)))
+        .and_then(|(tag, _)| Locale::find(tag))
+        .unwrap_or_else(Locale::en)
+}
+
+fn page(title: &str, loc: &Locale, root: &str, main: Markup) -> Markup {
+    let verify = format!("{root}{}", loc.s("export-verify-file", &[]));
     html! {
         (DOCTYPE)
-        html lang=(lang) {
+        html lang=(loc.tag) dir=[loc.is_rtl().then_some("rtl")] {
             head {
                 meta charset="utf-8";
                 meta http-equiv="Content-Security-Policy" content=(PAGE_CSP);
@@ -566,14 +610,15 @@ fn page(title: &str, lang: &str, root: &str, main: Markup) -> Markup {
             }
             body {
                 header.site {
-                    a href=(format!("{root}index.html")) { "tamizdat" } " · signed articles, carried by hand · "
-                    a href=(format!("{root}VERIFY.txt")) { "how to check them" }
+                    a href=(format!("{root}index.html")) { "tamizdat" } " · " (loc.s("export-tagline", &[])) " · "
+                    a href=(verify) { (loc.s("export-how-to-check", &[])) }
                 }
                 main { (main) }
                 footer.site {
-                    "Exported from a tamizdat node, which checked every article's signature and every file's hash when it wrote these pages. "
-                    "Pages can be changed after they are written: what proves an article is its signed manifest, in "
-                    code { "manifests/" } ". " a href=(format!("{root}VERIFY.txt")) { "How to check it yourself" } "."
+                    (loc.h("export-footer", &[
+                        ("manifests", html! { code { "manifests/" } }.into()),
+                        ("link", html! { a href=(verify) { (loc.s("export-footer-link", &[])) } }.into()),
+                    ]))
                 }
             }
         }
@@ -586,7 +631,7 @@ fn publisher_label(a: &Article) -> String {
         .unwrap_or_else(|| a.manifest.manifest().publisher.fingerprint())
 }
 
-fn index_page(items: &[Item<'_>]) -> (Markup, usize) {
+fn index_page(items: &[Item<'_>], loc: &Locale) -> (Markup, usize) {
     // Publishers in the order of their newest article.
     let mut order: Vec<PublicKey> = Vec::new();
     let mut by: HashMap<PublicKey, Vec<&Item<'_>>> = HashMap::new();
@@ -598,14 +643,17 @@ fn index_page(items: &[Item<'_>]) -> (Markup, usize) {
         by.entry(key).or_default().push(item);
     }
     let main = html! {
-        h1 { "Signed articles" }
+        h1 { (loc.s("export-heading", &[])) }
+        @let verify = loc.s("export-verify-file", &[]);
         p {
-            "Each article here was signed by its publisher. Its page says who signed it and when; "
-            a href="VERIFY.txt" { "VERIFY.txt" } " says how to check that with "
-            code { "tamizdat verify" } " or with the BLAKE3 hashes in " a href="B3SUMS" { "B3SUMS" } "."
+            (loc.h("export-intro", &[
+                ("verify", html! { a href=(verify) { (verify) } }.into()),
+                ("command", html! { code { "tamizdat verify" } }.into()),
+                ("sums", html! { a href="B3SUMS" { "B3SUMS" } }.into()),
+            ]))
         }
         @if items.is_empty() {
-            p { "This export holds no article." }
+            p { (loc.s("export-empty", &[])) }
         }
         @for key in &order {
             @let list = &by[key];
@@ -613,16 +661,13 @@ fn index_page(items: &[Item<'_>]) -> (Markup, usize) {
             section.publisher {
                 h2 {
                     @if first.followed { "✔ " } @else { "⚠ " }
-                    (render::shown(&first.publisher_name.clone().unwrap_or_else(|| format!("Publisher {}", key.fingerprint()))))
+                    (render::shown(&first.publisher_name.clone().unwrap_or_else(|| loc.s("publisher-unnamed", &[("fingerprint", key.fingerprint().into())]))))
                 }
                 dl.keyinfo {
-                    dt { "Fingerprint" } dd.fingerprint { (key.fingerprint()) }
-                    dt { "Public key" } dd { code.key { (key) } }
-                    dt { "Followed" }
-                    dd {
-                        @if first.followed { "yes: the node that made this export follows this publisher" }
-                        @else { "no: the signatures are valid, but nobody here vouches for who holds this key" }
-                    }
+                    dt { (loc.s("publisher-fingerprint", &[])) } dd.fingerprint { (key.fingerprint()) }
+                    dt { (loc.s("publisher-key", &[])) } dd { code.key { (key) } }
+                    dt { (loc.s("export-followed", &[])) }
+                    dd { (loc.s(if first.followed { "export-followed-yes" } else { "export-followed-no" }, &[])) }
                 }
                 ul.articles {
                     @for item in list {
@@ -643,7 +688,7 @@ fn index_page(items: &[Item<'_>]) -> (Markup, usize) {
         }
     };
     (
-        page("tamizdat: signed articles", "en", "", main),
+        page(&loc.s("export-title", &[]), loc, "", main),
         order.len(),
     )
 }
@@ -653,6 +698,7 @@ fn article_page(
     all: &[Item<'_>],
     files: &[String],
     text: Option<&[u8]>,
+    loc: &Locale,
 ) -> Markup {
     let (a, id) = (item.a, item.id);
     let m = a.manifest.manifest();
@@ -670,51 +716,55 @@ fn article_page(
             render::kind_of(e),
             links,
         ))),
-        (Some(_), None) => Some(
-            html! { p.note { "The article's text is too large to show here; it is listed below." } },
-        ),
+        (Some(_), None) => Some(html! { p.note { (loc.s("export-text-too-large", &[])) } }),
         (None, _) => None,
     };
     let main = html! {
         p.provenance {
-            @if a.followed { "✔ Signed by " } @else { "⚠ Signed by an unknown publisher, " }
-            strong { (render::shown(&publisher_label(a))) }
+            (loc.h(
+                if a.followed { "article-signed" } else { "article-unknown" },
+                &[("name", html! { strong { (render::shown(&publisher_label(a))) } }.into())],
+            ))
             " · " time { (render::time(m.created)) } " · "
-            a href="#provenance" { "who signed this" }
+            a href="#provenance" { (loc.s("article-who-signed", &[])) }
         }
         article lang=(m.lang) dir=[render::is_rtl(&m.lang).then_some("rtl")] {
             h1 { (render::shown(&m.title)) }
             @if let Some(t) = rendered { div.body { (t) } }
         }
         section.files {
-            h2 { "Files" }
+            h2 { (loc.s("files", &[])) }
             ul {
                 @for (e, f) in m.entries.iter().zip(files) {
                     li {
                         a href=(format!("{id}/{}", href(f))) { (render::shown(&e.path)) }
-                        " · " (render::shown(&e.media_type)) " · " (e.size) " bytes · BLAKE3 " code.key { (Hash::from_bytes(e.hash)) }
+                        " · " (render::shown(&e.media_type)) " · "
+                        (loc.h("export-file-line", &[
+                            ("size", loc.s("file-size", &[("bytes", e.size.into())]).into()),
+                            ("hash", html! { code.key { (Hash::from_bytes(e.hash)) } }.into()),
+                        ]))
                         @if *f != e.path {
                             br;
-                            small { "saved as " code { (render::shown(f)) } (renamed_note(f)) }
+                            small { (loc.h("export-saved-as", &[("name", html! { code { (render::shown(f)) } }.into())])) (renamed_note(f, loc)) }
                         }
                     }
                 }
             }
         }
-        (badge(item, all))
+        (badge(item, all, loc))
     };
-    page(&m.title, &m.lang, "../", main)
+    page(&m.title, loc, "../", main)
 }
 
-fn renamed_note(saved: &str) -> &'static str {
+fn renamed_note(saved: &str, loc: &Locale) -> String {
     if saved.ends_with(".txt") {
-        ", so that no browser runs what it may contain; to open it with its own program, copy it and remove the added .txt"
+        loc.s("export-renamed-txt", &[])
     } else {
-        ", because its path cannot be a file name on every disk"
+        loc.s("export-renamed-hash", &[])
     }
 }
 
-fn badge(item: &Item<'_>, all: &[Item<'_>]) -> Markup {
+fn badge(item: &Item<'_>, all: &[Item<'_>], loc: &Locale) -> Markup {
     let (a, id, v) = (item.a, item.id, &item.a.manifest);
     let m = v.manifest();
     let same_feed = |o: &&Item<'_>| {
@@ -734,51 +784,54 @@ fn badge(item: &Item<'_>, all: &[Item<'_>]) -> Markup {
     let manifest_file = format!("manifests/{id}.manifest");
     html! {
         section.badge #provenance {
-            h2 { "Who signed this" }
+            h2 { (loc.s("badge-heading", &[])) }
             @if a.followed {
-                p.verified { "✔ The node that made this export follows this publisher. It checked this article's signature, its signing key's delegation from the publisher's root key, the revocations it knew of, and every file's hash, when it wrote this page." }
+                p.verified { (loc.s("export-verified", &[])) }
             } @else {
-                p.warning { "⚠ Unknown publisher. The signature is valid: this article is exactly what the holder of this key signed. But the node that made this export does not follow this key, so nobody here vouches for who holds it, and it may not have known of its revocations. Compare the fingerprint with one you trust." }
+                p.warning { (loc.s("export-unknown", &[])) }
             }
             dl {
-                dt { "Publisher" }
-                dd { (render::shown(&a.publisher_name.clone().unwrap_or_else(|| "(no name given)".into())))
-                    @if !a.followed { " — not followed by the node that made this export" } }
-                (crate::pages::provenance_rows(v))
+                dt { (loc.s("badge-publisher", &[])) }
+                dd { (render::shown(&a.publisher_name.clone().unwrap_or_else(|| loc.s("export-no-name", &[]))))
+                    @if !a.followed { " " (loc.s("export-not-followed", &[])) } }
+                (crate::pages::provenance_rows(v, loc))
                 @if let Some(old) = m.supersedes {
                     @let old = Hash::from_bytes(old);
-                    dt { "Corrects" }
+                    dt { (loc.s("badge-corrects", &[])) }
                     dd {
-                        "This version replaces an earlier article, "
                         @if all.iter().any(|o| o.id == old) {
-                            a href=(format!("{old}.html")) { code.key { (old) } }
+                            (loc.h("export-corrects-text", &[("link", html! { a href=(format!("{old}.html")) { code.key { (old) } } }.into())]))
                         } @else {
-                            code.key { (old) } " (not in this export)"
+                            (loc.h("export-corrects-text", &[("link", loc.h("export-not-here", &[("hash", html! { code.key { (old) } }.into())]).into())]))
                         }
-                        "."
                     }
                 }
                 @if let Some(n) = newer_version {
-                    dt.warning { "Corrected" }
-                    dd.warning { "A newer version of this article exists: " a href=(format!("{}.html", n.id)) { "read the correction" } "." }
+                    dt.warning { (loc.s("badge-corrected", &[])) }
+                    dd.warning { (loc.h("badge-corrected-text", &[("link", html! { a href=(format!("{}.html", n.id)) { (loc.s("badge-corrected-link", &[])) } }.into())])) }
                 }
                 @if let Some(h) = feed_head {
-                    dt { "Newer articles" }
-                    dd { "The feed goes on to " a href=(format!("{}.html", h.id)) { "#" (h.a.manifest.manifest().seq) } " in this export." }
+                    dt { (loc.s("badge-newer", &[])) }
+                    dd { (loc.h("export-newer-text", &[("link", html! { a href=(format!("{}.html", h.id)) { "#" (h.a.manifest.manifest().seq) } }.into())])) }
                 }
-                dt { "Manifest" }
+                dt { (loc.s("badge-manifest", &[])) }
                 dd { a href=(format!("../{manifest_file}")) { code.key { (id) } } }
             }
-            p { "Check it yourself, in this folder, with your own copy of tamizdat and of b3sum:" }
+            p { (loc.s("export-check", &[])) }
             pre.command { "tamizdat verify " (manifest_file) "\nb3sum --check B3SUMS" }
             p {
-                "The first checks the signature and prints every file's BLAKE3 hash; the second checks that each file here has the hash listed. "
-                "Then compare the fingerprint " strong.fingerprint { (m.publisher.fingerprint()) } " with the one the publisher gives out on its site or on a printed card. "
-                a href="../VERIFY.txt" { "More in VERIFY.txt" } "."
+                (loc.h("export-check-how", &[
+                    ("fingerprint", html! { strong.fingerprint { (m.publisher.fingerprint()) } }.into()),
+                    ("link", html! { a href=(format!("../{}", loc.s("export-verify-file", &[]))) { (loc.s("export-check-more", &[])) } }.into()),
+                ]))
             }
         }
     }
 }
+
+/// [`VERIFY_TXT`] in Russian: UTF-8 with a byte-order mark, so that a
+/// browser opening it from a USB stick reads it as UTF-8.
+const VERIFY_RU_TXT: &str = include_str!("../locales/VERIFY.ru.txt");
 
 /// How to check an export, for readers. ASCII only, so any browser or
 /// editor shows it right.

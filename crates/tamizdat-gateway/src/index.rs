@@ -70,6 +70,24 @@ impl Index {
         out
     }
 
+    /// The articles that arrived here genuine and were withdrawn since.
+    pub fn withdrawn_articles(&self) -> impl Iterator<Item = &Arc<Article>> {
+        self.verified
+            .iter()
+            .filter(|(id, _)| !self.articles.contains_key(*id))
+            .map(|(_, a)| a)
+    }
+
+    /// How many articles arrived here genuine and were withdrawn since (the
+    /// publisher revoked the key that signed them), per publisher.
+    pub fn withdrawn(&self) -> BTreeMap<PublicKey, usize> {
+        let mut out = BTreeMap::new();
+        for a in self.withdrawn_articles() {
+            *out.entry(a.manifest.publisher).or_insert(0) += 1;
+        }
+        out
+    }
+
     /// A recorded article that says it supersedes `id`.
     pub fn superseded_by(&self, id: &Hash) -> Option<Hash> {
         self.superseded_by.get(id).copied()
@@ -120,7 +138,10 @@ impl Index {
                 let Ok(bytes) = store.read_to_vec(&id) else {
                     continue;
                 };
-                match verifier.verify(&bytes, trust) {
+                // Checked without revocations: a withdrawn article is still
+                // known as one (its page says so, and links to what
+                // replaced it); the lists leave it out below.
+                match verifier.verify(&bytes, &TrustState::default()) {
                     Ok(v) if tamizdat_node::feeds::feed_pin(v.manifest()) == pin => {
                         verified.insert(
                             id,
@@ -158,9 +179,9 @@ impl Index {
         for id in newest.iter().rev() {
             let a = &articles[id];
             // Only the publisher's own later article in the same feed can
-            // say it corrects one.
+            // say it corrects one (a withdrawn one too).
             if let Some(old) = a.supersedes()
-                && articles.get(&old).is_some_and(|o| {
+                && verified.get(&old).is_some_and(|o: &Arc<Article>| {
                     o.manifest.publisher == a.manifest.publisher
                         && o.manifest.feed == a.manifest.feed
                 })

@@ -21,6 +21,7 @@ mod api;
 mod app;
 mod blob;
 pub mod html;
+mod i18n;
 mod index;
 mod metrics;
 mod nesting;
@@ -28,4 +29,5 @@ mod pages;
 mod render;
 mod server;
 
+pub use render::{DropReason, DroppedReference, MAX_BODY, body_of_entries, dropped_references};
 pub use server::{Config, Gateway, spawn};

@@ -177,6 +177,18 @@ pub(crate) async fn get(State(app): State<Arc<App>>) -> Response {
 async fn scrape(app: &Arc<App>) -> Result<String, Failure> {
     let index = app.index.get(app).await?;
     let articles: Vec<_> = index.newest().cloned().collect();
+    // A withdrawn article is one the node is not missing: its publisher no
+    // longer wants it shown, so it is no lag.
+    let withdrawn: Vec<_> = index
+        .withdrawn_articles()
+        .map(|a| {
+            (
+                a.manifest.publisher.to_string(),
+                a.manifest.feed.clone(),
+                a.manifest.seq,
+            )
+        })
+        .collect();
     let scraped = app
         .blocking(move |s| -> Result<Scraped, String> {
             // One pass over the index for every blob's state.
@@ -200,6 +212,10 @@ async fn scrape(app: &Arc<App>) -> Result<String, Failure> {
                     let seq = complete.entry((publisher, m.feed.clone())).or_insert(0);
                     *seq = (*seq).max(m.seq);
                 }
+            }
+            for (publisher, feed, n) in withdrawn {
+                let seq = complete.entry((publisher, feed)).or_insert(0);
+                *seq = (*seq).max(n);
             }
             Ok(Scraped {
                 blobs: list.len(),

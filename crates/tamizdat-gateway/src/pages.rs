@@ -12,12 +12,11 @@ use tamizdat_sign::{MAX_MANIFEST_LEN, PublicKey, VerifiedManifest, Verifier, Ver
 use tamizdat_store::Hash;
 
 use crate::app::{App, Failure, SMALL_BLOB, parse_hash, parse_key};
+use crate::i18n::{Arg, Locale, Prefs};
 use crate::index::{Article, Index};
 use crate::render;
 use crate::server::ClientIp;
 
-/// Largest article text rendered into a page.
-const MAX_BODY: u64 = 2 << 20;
 /// Article texts rendered at once; the others wait their turn.
 const RENDERING: usize = 2;
 /// Memory kept for rendered article texts.
@@ -109,10 +108,12 @@ pub(crate) async fn style() -> Response {
     r
 }
 
-fn page(status: StatusCode, title: &str, lang: &str, main: Markup) -> Response {
+/// A page in `loc`'s language: its chrome says so (`<html lang dir>`);
+/// whatever article it shows carries its own `lang` and `dir`.
+fn page(status: StatusCode, title: &str, loc: &Locale, main: Markup) -> Response {
     let doc = html! {
         (DOCTYPE)
-        html lang=(lang) {
+        html lang=(loc.tag) dir=[loc.is_rtl().then_some("rtl")] {
             head {
                 meta charset="utf-8";
                 meta name="viewport" content="width=device-width, initial-scale=1";
@@ -122,10 +123,18 @@ fn page(status: StatusCode, title: &str, lang: &str, main: Markup) -> Response {
                 link rel="stylesheet" href="/assets/style.css";
             }
             body {
-                header.site { a href="/" { "tamizdat" } " · signed articles, kept reachable" }
+                header.site { a href="/" { "tamizdat" } " · " (loc.s("site-tagline", &[])) }
                 main { (main) }
                 footer.site {
-                    "Served by a tamizdat node. Everything here was checked against its publisher's signature before it was shown."
+                    p { (loc.s("site-footer", &[])) }
+                    nav.languages {
+                        (loc.s("site-languages", &[]))
+                        @for l in Locale::all() {
+                            " "
+                            @if l.tag == loc.tag { strong lang=(l.tag) { (l.s("language-name", &[])) } }
+                            @else { a href=(format!("?lang={}", l.tag)) lang=(l.tag) hreflang=(l.tag) { (l.s("language-name", &[])) } }
+                        }
+                    }
                 }
             }
         }
@@ -139,27 +148,32 @@ fn page(status: StatusCode, title: &str, lang: &str, main: Markup) -> Response {
     // Plain-HTTP pages would otherwise have every linked host looked up in
     // advance, telling the reader's resolver what they are reading.
     h.insert("x-dns-prefetch-control", HeaderValue::from_static("off"));
+    // The language follows the reader's `Accept-Language`.
+    h.insert(header::VARY, HeaderValue::from_static("accept-language"));
     h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
     r
 }
 
-fn failure_page(f: Failure) -> Response {
+fn failure_page(f: Failure, loc: &Locale) -> Response {
+    if let Some((title, main)) = f.page {
+        return page(f.status, &title, loc, main);
+    }
+    let title = loc.s("not-available", &[]);
     page(
         f.status,
-        "Not available",
-        "en",
-        html! { h1 { "Not available" } p.warning { (f.message) } },
+        &title,
+        loc,
+        html! { h1 { (title) } p.warning lang="en" { (f.message) } },
     )
 }
 
 /// Said at the top of the pages while the node is connected to nobody:
 /// what they show may be all there is, and nothing new arrives.
-fn alone_notice(app: &App) -> Markup {
+fn alone_notice(app: &App, loc: &Locale) -> Markup {
     html! {
         @if app.node.peer_count() == 0 {
             p.warning.alone {
-                "This node is connected to nobody: no new article can reach it, and it passes none on. "
-                "Its operator can add a card (" code { "tamizdat follow CARD" } ") or a bootstrap address."
+                (loc.h("alone", &[("command", html! { code { "tamizdat follow CARD" } }.into())]))
             }
         }
     }
@@ -194,21 +208,23 @@ fn article_row(following: &[Followed], a: &Article) -> Markup {
     }
 }
 
-pub(crate) async fn front(State(app): State<Arc<App>>) -> Response {
+pub(crate) async fn front(State(app): State<Arc<App>>, prefs: Prefs) -> Response {
+    let loc = prefs.pick(None);
     let index = match app.index.get(&app).await {
         Ok(i) => i,
-        Err(f) => return failure_page(f),
+        Err(f) => return failure_page(f, loc),
     };
     let following = app.node.following();
     let counts = index.publishers();
+    let withdrawn = index.withdrawn();
+    let all_withdrawn: usize = withdrawn.values().sum();
     let main = html! {
-        h1 { "Articles on this node" }
-        (alone_notice(&app))
+        h1 { (loc.s("front-heading", &[])) }
+        (alone_notice(&app, loc))
         section {
-            h2 { "Publishers followed" }
+            h2 { (loc.s("front-publishers", &[])) }
             @if following.is_empty() {
-                p { "This node follows no publisher yet. Its operator adds one with "
-                    code { "tamizdat follow PUBKEY" } "." }
+                p { (loc.h("front-no-publisher", &[("command", html! { code { "tamizdat follow PUBKEY" } }.into())])) }
             } @else {
                 ul.publishers {
                     @for f in &following {
@@ -217,16 +233,21 @@ pub(crate) async fn front(State(app): State<Arc<App>>) -> Response {
                                 (render::shown(&f.name.clone().unwrap_or_else(|| f.key.fingerprint())))
                             }
                             " · " span.fingerprint { (f.key.fingerprint()) }
-                            " · " (counts.get(&f.key).copied().unwrap_or(0)) " article(s)"
+                            " · " (loc.s("front-articles", &[("n", counts.get(&f.key).copied().unwrap_or(0).into())]))
+                            @if let Some(w) = withdrawn.get(&f.key) {
+                                (loc.s("front-withdrawn", &[("n", (*w).into())]))
+                            }
                         }
                     }
                 }
             }
         }
         section {
-            h2 { "Latest articles" }
-            @if index.newest().next().is_none() {
-                p { "No article has reached this node yet." }
+            h2 { (loc.s("front-latest", &[])) }
+            @if index.newest().next().is_none() && all_withdrawn > 0 {
+                p { (loc.s("front-all-withdrawn", &[("n", all_withdrawn.into())])) }
+            } @else if index.newest().next().is_none() {
+                p { (loc.s("front-none", &[])) }
             } @else {
                 ul.articles {
                     @for a in index.newest().take(FRONT) { (article_row(&following, a)) }
@@ -234,30 +255,33 @@ pub(crate) async fn front(State(app): State<Arc<App>>) -> Response {
             }
         }
     };
-    page(
-        StatusCode::OK,
-        "tamizdat: articles on this node",
-        "en",
-        main,
-    )
+    page(StatusCode::OK, &loc.s("front-title", &[]), loc, main)
 }
 
-pub(crate) async fn publisher(State(app): State<Arc<App>>, Path(raw): Path<String>) -> Response {
+pub(crate) async fn publisher(
+    State(app): State<Arc<App>>,
+    Path(raw): Path<String>,
+    prefs: Prefs,
+) -> Response {
+    let loc = prefs.pick(None);
     let key = match parse_key(&raw) {
         Ok(k) => k,
-        Err(f) => return failure_page(f),
+        Err(f) => return failure_page(f, loc),
     };
     let index = match app.index.get(&app).await {
         Ok(i) => i,
-        Err(f) => return failure_page(f),
+        Err(f) => return failure_page(f, loc),
     };
     let following = app.node.following();
     let (name, followed) = name_of(&app, &key);
     let trust = app.node.trust();
     let feeds: Vec<_> = trust.feeds().filter(|(p, _, _)| **p == key).collect();
-    let shown = name
-        .clone()
-        .unwrap_or_else(|| format!("Publisher {}", key.fingerprint()));
+    let shown = name.clone().unwrap_or_else(|| {
+        loc.s(
+            "publisher-unnamed",
+            &[("fingerprint", key.fingerprint().into())],
+        )
+    });
     let articles: Vec<_> = index.of(&key).take(FEED).collect();
     let card = match app.config.cards.clone() {
         Some(dir) => tokio::task::spawn_blocking(move || card_of(&dir, &key))
@@ -268,33 +292,38 @@ pub(crate) async fn publisher(State(app): State<Arc<App>>, Path(raw): Path<Strin
     };
     let main = html! {
         h1 { (render::shown(&shown)) }
-        (alone_notice(&app))
+        (alone_notice(&app, loc))
         dl.keyinfo {
-            dt { "Fingerprint" } dd.fingerprint { (key.fingerprint()) }
-            dt { "Public key" } dd { code.key { (key) } }
-            dt { "Followed here" } dd { (if followed { "yes: this node keeps and passes on its articles" } else { "no" }) }
+            dt { (loc.s("publisher-fingerprint", &[])) } dd.fingerprint { (key.fingerprint()) }
+            dt { (loc.s("publisher-key", &[])) } dd { code.key { (key) } }
+            dt { (loc.s("publisher-followed", &[])) }
+            dd { (loc.s(if followed { "publisher-followed-yes" } else { "publisher-followed-no" }, &[])) }
         }
         @if !feeds.is_empty() {
-            h2 { "Feeds" }
+            h2 { (loc.s("publisher-feeds", &[])) }
             ul {
                 @for (_, feed, head) in &feeds {
-                    li { (render::shown(feed)) ": latest " a href=(format!("/m/{}", Hash::from_bytes(head.hash))) { "#" (head.seq) }
-                        " signed " (render::time(head.created)) }
+                    li { (loc.h("publisher-feed-latest", &[
+                        ("feed", render::shown(feed).into()),
+                        ("link", html! { a href=(format!("/m/{}", Hash::from_bytes(head.hash))) { "#" (head.seq) } }.into()),
+                        ("time", render::time(head.created).into()),
+                    ])) }
                 }
             }
         }
-        h2 { "Articles" }
+        h2 { (loc.s("publisher-articles", &[])) }
         @if articles.is_empty() {
-            p { "No article of this publisher is on this node." }
+            p { (loc.s("publisher-no-articles", &[])) }
         } @else {
             ul.articles { @for a in &articles { (article_row(&following, a)) } }
         }
         @if let Some((line, c)) = &card {
-            h2 { "Card" }
+            h2 { (loc.s("publisher-card", &[])) }
             p {
-                "Signed by this publisher's key, valid until " (render::time(c.not_after))
-                ": its name and the addresses of nodes that serve it. Anyone can join with "
-                code { "tamizdat follow CARD" } ". Pass it on."
+                (loc.h("publisher-card-about", &[
+                    ("time", render::time(c.not_after).into()),
+                    ("command", html! { code { "tamizdat follow CARD" } }.into()),
+                ]))
             }
             p { code.card { (line) } }
             @if let Some(svg) = render::qr_svg(&line.to_ascii_uppercase()) {
@@ -302,7 +331,7 @@ pub(crate) async fn publisher(State(app): State<Arc<App>>, Path(raw): Path<Strin
             }
         }
     };
-    page(StatusCode::OK, &shown, "en", main)
+    page(StatusCode::OK, &shown, loc, main)
 }
 
 /// Largest card file read.
@@ -352,24 +381,28 @@ pub(crate) async fn article(
     Extension(ClientIp(ip)): Extension<ClientIp>,
     Path(raw): Path<String>,
     headers: HeaderMap,
+    prefs: Prefs,
 ) -> Response {
     let id = match parse_hash(&raw) {
         Ok(h) => h,
         Err(Ok(canonical)) => {
             return Redirect::permanent(&format!("/m/{canonical}")).into_response();
         }
-        Err(Err(f)) => return failure_page(f),
+        Err(Err(f)) => return failure_page(f, prefs.pick(None)),
     };
-    let (verified, standing) = match load_verified(&app, ip, id).await {
+    let (verified, standing) = match load_verified(&app, ip, id, &prefs).await {
         Ok(v) => v,
-        Err(f) => return failure_page(f),
+        Err(f) => return failure_page(f, prefs.pick(None)),
     };
+    let loc = prefs.pick(Some(&verified.manifest().lang));
     let placed = standing.is_genuine();
     let index = app.index.get(&app).await.ok();
-    let (text, status) = match body(&app, ip, &verified, id).await {
+    let (text, status) = match body(&app, ip, &verified, id, loc).await {
         Ok(t) => (t, StatusCode::OK),
         Err(f) => (
-            Some(html! { p.warning { "The article's text could not be shown: " (f.message) } }),
+            Some(
+                html! { p.warning { (loc.h("article-text-failed", &[("why", html! { span lang="en" { (f.message) } }.into())])) } },
+            ),
             f.status,
         ),
     };
@@ -378,21 +411,21 @@ pub(crate) async fn article(
     let (name, followed) = name_of(&app, &m.publisher);
     let main = html! {
         p.provenance {
-            @if followed && placed { "✔ Signed by " }
-            @else if followed { "⚠ Signed by, but not placed in its feed: " }
-            @else { "⚠ Signed by an unknown publisher, " }
-            strong { (render::shown(&name.unwrap_or_else(|| m.publisher.fingerprint()))) }
+            (loc.h(
+                if followed && placed { "article-signed" } else if followed { "article-unplaced" } else { "article-unknown" },
+                &[("name", html! { strong { (render::shown(&name.unwrap_or_else(|| m.publisher.fingerprint()))) } }.into())],
+            ))
             " · " time { (render::time(m.created)) } " · "
-            a href="#provenance" { "who signed this" }
+            a href="#provenance" { (loc.s("article-who-signed", &[])) }
         }
         article lang=(m.lang) dir=[render::is_rtl(&m.lang).then_some("rtl")] {
             h1 { (render::shown(&m.title)) }
             @if let Some(t) = text { div.body { (t) } }
         }
-        (attachments(m, id))
-        (badge(&app, &verified, &standing, id, index.as_deref(), &url))
+        (attachments(m, id, loc))
+        (badge(&app, &verified, &standing, id, index.as_deref(), &url, loc))
     };
-    page(status, &m.title, &m.lang, main)
+    page(status, &m.title, loc, main)
 }
 
 /// The manifest `id`, fetched if need be, verified against what this node
@@ -405,8 +438,9 @@ pub(crate) async fn load_verified(
     app: &Arc<App>,
     ip: std::net::IpAddr,
     id: Hash,
+    prefs: &Prefs,
 ) -> Result<(VerifiedManifest, Standing), Failure> {
-    let v = load_signed(app, ip, id).await?;
+    let v = load_signed(app, ip, id, prefs).await?;
     let pin = feeds::feed_pin(v.manifest());
     let recorded = app
         .blocking(move |s| s.info(&id))
@@ -436,6 +470,7 @@ async fn load_signed(
     app: &Arc<App>,
     ip: std::net::IpAddr,
     id: Hash,
+    prefs: &Prefs,
 ) -> Result<VerifiedManifest, Failure> {
     let info = app.ensure(ip, id, MAX_MANIFEST_LEN as u64).await?;
     if info.size > MAX_MANIFEST_LEN as u64 {
@@ -448,10 +483,14 @@ async fn load_signed(
     }
     let bytes = app.small_bytes(id).await?;
     let trust = app.node.trust();
-    tokio::task::spawn_blocking(move || Verifier::new().verify(&bytes, &trust))
+    let checked = bytes.clone();
+    let verdict = tokio::task::spawn_blocking(move || Verifier::new().verify(&checked, &trust))
         .await
-        .map_err(|e| Failure::internal(e.to_string()))?
-        .map_err(|e| match e {
+        .map_err(|e| Failure::internal(e.to_string()))?;
+    if let Err(VerifyError::Revoked { revocation, .. }) = &verdict {
+        return Err(withdrawn(app, id, bytes, revocation, prefs).await);
+    }
+    verdict.map_err(|e| match e {
             VerifyError::Decode(_) => Failure::new(
                 StatusCode::UNPROCESSABLE_ENTITY,
                 format!("{id} is not an article manifest; its bytes are at /b/{id}"),
@@ -463,11 +502,102 @@ async fn load_signed(
         })
 }
 
+/// The refusal of an article signed by a key its publisher revoked since:
+/// what happened, when, the reason the publisher gave, and the version that
+/// replaced it if one is here. Said only of a manifest whose signature holds
+/// (checked again without revocations); anything else is "not verified".
+async fn withdrawn(
+    app: &Arc<App>,
+    id: Hash,
+    bytes: bytes::Bytes,
+    revocation: &str,
+    prefs: &Prefs,
+) -> Failure {
+    let genuine = tokio::task::spawn_blocking(move || {
+        Verifier::new().verify(&bytes, &tamizdat_sign::TrustState::default())
+    })
+    .await;
+    let Ok(Ok(v)) = genuine else {
+        return Failure::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            format!(
+                "NOT VERIFIED: {id} claims to be a signed article, but it does not verify. Do not trust it."
+            ),
+        );
+    };
+    // The revocation itself, kept in the store when it was applied.
+    let revocation = revocation.parse::<Hash>().ok().map(|h| async move {
+        let bytes = app.small_bytes(h).await.ok()?;
+        tamizdat_sign::Signed::<tamizdat_sign::Revocation>::decode(&bytes)
+            .ok()
+            .map(|r| r.body().clone())
+    });
+    let revocation = match revocation {
+        Some(f) => f.await,
+        None => None,
+    };
+    let newer = app
+        .index
+        .get(app)
+        .await
+        .ok()
+        .and_then(|i| i.superseded_by(&id));
+    let m = v.manifest();
+    let loc = prefs.pick(Some(&m.lang));
+    let (name, _) = name_of(app, &m.publisher);
+    let name = name.unwrap_or_else(|| m.publisher.fingerprint());
+    let when = revocation.as_ref().map(|r| render::time(r.created));
+    let reason = revocation
+        .as_ref()
+        .map(|r| r.reason.trim().to_owned())
+        .filter(|r| !r.is_empty());
+    let message = format!(
+        "WITHDRAWN: {id} was signed by {name}, who has since revoked the key that signed it{}{}. \
+         It is no longer vouched for.{}",
+        when.as_deref()
+            .map(|w| format!(" (on {w})"))
+            .unwrap_or_default(),
+        reason
+            .as_deref()
+            .map(|r| format!("; the reason given: {r:?}"))
+            .unwrap_or_default(),
+        newer
+            .map(|n| format!(" A newer version: /m/{n}"))
+            .unwrap_or_default(),
+    );
+    let title = loc.s("withdrawn-title", &[]);
+    let who: Arg = html! { strong { (render::shown(&name)) } }.into();
+    let page = html! {
+        h1 { (title) }
+        p.warning {
+            @match &when {
+                Some(w) => (loc.h("withdrawn-signed-on", &[("name", who), ("time", html! { time { (w) } }.into())])),
+                None => (loc.h("withdrawn-signed", &[("name", who)])),
+            }
+        }
+        @if let Some(r) = &reason {
+            p { (loc.h("withdrawn-reason", &[("reason", html! { q { (render::shown(r)) } }.into())])) }
+        } @else {
+            p { (loc.s("withdrawn-no-reason", &[])) }
+        }
+        @if let Some(n) = newer {
+            p.verified { (loc.h("withdrawn-newer", &[("link", html! { a href=(format!("/m/{n}")) { (loc.s("withdrawn-newer-link", &[])) } }.into())])) }
+        } @else {
+            p { (loc.s("withdrawn-no-newer", &[])) }
+        }
+        p.note { (loc.h("withdrawn-was", &[("title", html! { q lang=(m.lang) dir=[render::is_rtl(&m.lang).then_some("rtl")] { (render::shown(&m.title)) } }.into())])) }
+    };
+    let mut f = Failure::new(StatusCode::GONE, message);
+    f.page = Some((title, page));
+    f
+}
+
 async fn body(
     app: &Arc<App>,
     ip: std::net::IpAddr,
     v: &VerifiedManifest,
     id: Hash,
+    loc: &Locale,
 ) -> Result<Option<Markup>, Failure> {
     let m = v.manifest();
     let Some(entry) = render::body_entry(m) else {
@@ -479,15 +609,15 @@ async fn body(
     let shown = |r: Rendered| match r {
         Rendered::Html(html) => PreEscaped(html.to_string()),
         Rendered::TooComplex => html! {
-            p.note { "The article's text is too complex to show here. Its file: " (file) "." }
+            p.note { (loc.h("article-text-too-complex", &[("file", file.clone().into())])) }
         },
     };
     if let Some(r) = app.renders.done.get(&id) {
         return Ok(Some(shown(r)));
     }
-    if entry.size > MAX_BODY {
+    if entry.size > render::MAX_BODY {
         return Ok(Some(
-            html! { p.note { "The article's text is too large to show here. Its file: " (file) "." } },
+            html! { p.note { (loc.h("article-text-too-large", &[("file", file.into())])) } },
         ));
     }
     let hash = Hash::from_bytes(entry.hash);
@@ -548,7 +678,7 @@ async fn body(
     Ok(Some(shown(r)))
 }
 
-fn attachments(m: &tamizdat_sign::Manifest, id: Hash) -> Markup {
+fn attachments(m: &tamizdat_sign::Manifest, id: Hash, loc: &Locale) -> Markup {
     let body = render::body_entry(m).map(|e| e.path.as_str());
     let rest: Vec<_> = m
         .entries
@@ -558,12 +688,12 @@ fn attachments(m: &tamizdat_sign::Manifest, id: Hash) -> Markup {
     html! {
         @if !rest.is_empty() {
             section.files {
-                h2 { "Files" }
+                h2 { (loc.s("files", &[])) }
                 ul {
                     @for e in rest {
                         li {
                             a href=(format!("/b/{}?m={id}", Hash::from_bytes(e.hash))) { (render::shown(&e.path)) }
-                            " · " (render::shown(&e.media_type)) " · " (e.size) " bytes"
+                            " · " (render::shown(&e.media_type)) " · " (loc.s("file-size", &[("bytes", e.size.into())]))
                         }
                     }
                 }
@@ -579,6 +709,7 @@ fn badge(
     id: Hash,
     index: Option<&Index>,
     url: &str,
+    loc: &Locale,
 ) -> Markup {
     let m = v.manifest();
     let (name, followed) = name_of(app, &m.publisher);
@@ -587,43 +718,43 @@ fn badge(
     let verify = format!("tamizdat get {id} && tamizdat verify {id}");
     html! {
         section.badge #provenance {
-            h2 { "Who signed this" }
+            h2 { (loc.s("badge-heading", &[])) }
             @if let Standing::Unplaced(why) = standing {
-                p.warning { "⚠ The signature is valid, but this article is older than what this node remembers of its feed, so it cannot check that it is the article the publisher placed there (" (why) "). Compare it with another copy before you rely on it." }
+                p.warning { (loc.h("badge-unplaced", &[("why", html! { span lang="en" { (why) } }.into())])) }
             } @else if followed {
-                p.verified { "✔ This node checked this article's signature, its signing key's delegation from the publisher's root key, and the revocations it knows of, when serving this page." }
+                p.verified { (loc.s("badge-verified", &[])) }
             } @else {
-                p.warning { "⚠ Unknown publisher. The signature is valid: this article is exactly what the holder of this key signed. But this node does not follow this key, so it cannot tell you who holds it, and it may not know of its revocations. Compare the fingerprint with one you trust." }
+                p.warning { (loc.s("badge-unknown", &[])) }
             }
             dl {
-                dt { "Publisher" }
-                dd { a href=(format!("/p/{}", m.publisher)) { (render::shown(&name.unwrap_or_else(|| "(no name given on this node)".into()))) }
-                    @if !followed { " — not followed by this node" } }
-                (provenance_rows(v))
+                dt { (loc.s("badge-publisher", &[])) }
+                dd { a href=(format!("/p/{}", m.publisher)) { (render::shown(&name.unwrap_or_else(|| loc.s("badge-no-name", &[])))) }
+                    @if !followed { " " (loc.s("badge-not-followed", &[])) } }
+                (provenance_rows(v, loc))
                 @if let Some(old) = m.supersedes {
-                    dt { "Corrects" }
-                    dd { "This version replaces " a href=(format!("/m/{}", Hash::from_bytes(old))) { "an earlier article" } "." }
+                    dt { (loc.s("badge-corrects", &[])) }
+                    dd { (loc.h("badge-corrects-text", &[("link", html! { a href=(format!("/m/{}", Hash::from_bytes(old))) { (loc.s("badge-corrects-link", &[])) } }.into())])) }
                 }
                 @if let Some(newer) = newer_version {
-                    dt.warning { "Corrected" }
-                    dd.warning { "A newer version of this article exists: " a href=(format!("/m/{newer}")) { "read the correction" } "." }
+                    dt.warning { (loc.s("badge-corrected", &[])) }
+                    dd.warning { (loc.h("badge-corrected-text", &[("link", html! { a href=(format!("/m/{newer}")) { (loc.s("badge-corrected-link", &[])) } }.into())])) }
                 }
                 @if let Some(h) = head {
                     @if h.seq > m.seq {
-                        dt { "Newer articles" }
-                        dd { "The feed has gone on to " a href=(format!("/m/{}", Hash::from_bytes(h.hash))) { "#" (h.seq) } "." }
+                        dt { (loc.s("badge-newer", &[])) }
+                        dd { (loc.h("badge-newer-text", &[("link", html! { a href=(format!("/m/{}", Hash::from_bytes(h.hash))) { "#" (h.seq) } }.into())])) }
                     } @else if h.seq == m.seq && Hash::from_bytes(h.hash) == id {
-                        dt { "Newer articles" } dd { "none known: this is the feed's latest" }
+                        dt { (loc.s("badge-newer", &[])) } dd { (loc.s("badge-newer-none", &[])) }
                     }
                 }
-                dt { "Manifest" }
+                dt { (loc.s("badge-manifest", &[])) }
                 dd { a href=(format!("/b/{id}")) { code { (id) } } }
             }
-            p { "Check it yourself, with your own copy of tamizdat:" }
+            p { (loc.s("badge-check", &[])) }
             pre.command { (verify) }
             figure.qr {
                 (PreEscaped(render::qr_svg(url).unwrap_or_default()))
-                figcaption { "This article's link: " code { (url) } }
+                figcaption { (loc.h("badge-link", &[("url", html! { code { (url) } }.into())])) }
             }
         }
     }
@@ -632,25 +763,38 @@ fn badge(
 /// The badge's rows every provenance box shows, live or exported: the
 /// publisher's fingerprint and key, who signed and under which delegation,
 /// when, where in its feed, and the language.
-pub(crate) fn provenance_rows(v: &VerifiedManifest) -> Markup {
+pub(crate) fn provenance_rows(v: &VerifiedManifest, loc: &Locale) -> Markup {
     let m = v.manifest();
     html! {
-        dt { "Fingerprint" } dd.fingerprint #fingerprint { (m.publisher.fingerprint()) }
-        dt { "Public key" } dd { code.key { (m.publisher) } }
-        dt { "Signed by" }
+        dt { (loc.s("prov-fingerprint", &[])) } dd.fingerprint #fingerprint { (m.publisher.fingerprint()) }
+        dt { (loc.s("prov-key", &[])) } dd { code.key { (m.publisher) } }
+        dt { (loc.s("prov-signed-by", &[])) }
         dd {
             @match v.delegation() {
-                None => { "the publisher's root key itself" }
+                None => { (loc.s("prov-root", &[])) }
                 Some(d) => {
-                    "signing key " code.key { (m.signer) } " (" (m.signer.fingerprint()) "), delegated by the root key"
-                    " from " (render::time(d.body().not_before)) " to " (render::time(d.body().not_after))
-                    @if let Some(f) = &d.body().feed { " for feed " (render::shown(f)) }
-                    " (delegation " code { (hex::encode(d.id())) } ")"
+                    @let args = |feed: Option<&String>| {
+                        let mut a: Vec<(&str, Arg)> = vec![
+                            ("key", html! { code.key { (m.signer) } }.into()),
+                            ("fingerprint", m.signer.fingerprint().into()),
+                            ("from", render::time(d.body().not_before).into()),
+                            ("to", render::time(d.body().not_after).into()),
+                            ("delegation", html! { code { (hex::encode(d.id())) } }.into()),
+                        ];
+                        if let Some(f) = feed {
+                            a.push(("feed", render::shown(f).into()));
+                        }
+                        a
+                    };
+                    @match &d.body().feed {
+                        Some(f) => (loc.h("prov-delegated-feed", &args(Some(f)))),
+                        None => (loc.h("prov-delegated", &args(None))),
+                    }
                 }
             }
         }
-        dt { "Signed at" } dd { time { (render::time(m.created)) } }
-        dt { "Feed" } dd { (render::shown(&m.feed)) ", article #" (m.seq) }
-        dt { "Language" } dd { (render::shown(&m.lang)) }
+        dt { (loc.s("prov-signed-at", &[])) } dd { time { (render::time(m.created)) } }
+        dt { (loc.s("prov-feed", &[])) } dd { (loc.h("prov-feed-place", &[("feed", render::shown(&m.feed).into()), ("seq", m.seq.into())])) }
+        dt { (loc.s("prov-language", &[])) } dd { (render::shown(&m.lang)) }
     }
 }

@@ -7,7 +7,7 @@
 
 use std::borrow::Cow;
 use std::collections::HashMap;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, UNIX_EPOCH};
 
 use tamizdat_sign::Manifest;
@@ -15,14 +15,23 @@ use tamizdat_store::Hash;
 
 use crate::nesting;
 
+/// Largest article text rendered into a page (on the gateway and in a
+/// static export); a larger one is offered as a file.
+pub const MAX_BODY: u64 = 2 << 20;
+
 /// The entry holding an article's text: `index.md`, else `index.html`, else
 /// the first markdown, HTML or plain-text file.
 pub(crate) fn body_entry(m: &Manifest) -> Option<&tamizdat_sign::Entry> {
-    let by_path = |p: &str| m.entries.iter().find(|e| e.path == p);
+    body_of_entries(&m.entries)
+}
+
+/// [`body_entry`] among entries not yet signed.
+pub fn body_of_entries(entries: &[tamizdat_sign::Entry]) -> Option<&tamizdat_sign::Entry> {
+    let by_path = |p: &str| entries.iter().find(|e| e.path == p);
     by_path("index.md")
         .or_else(|| by_path("index.html"))
         .or_else(|| {
-            m.entries.iter().find(|e| {
+            entries.iter().find(|e| {
                 matches!(
                     e.media_type.split(';').next().map(str::trim),
                     Some("text/markdown" | "text/html" | "text/plain")
@@ -64,16 +73,70 @@ pub(crate) fn article_html(m: &Manifest, id: Hash, text: &str, kind: Kind) -> St
     article_html_linked(m, text, kind, links)
 }
 
-/// The article's text as sanitized HTML, a relative link to one of its
-/// files (by manifest path) becoming `links[path]`; links to paths not in
-/// `links` are dropped.
-pub(crate) fn article_html_linked(
-    m: &Manifest,
-    text: &str,
-    kind: Kind,
-    links: HashMap<String, String>,
-) -> String {
-    let html = match kind {
+/// A reference in an article's text that its page will not have: the
+/// sanitizer drops it, as it does on the gateway and in a static export.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DroppedReference {
+    /// The element and attribute (`img src`, `a href`).
+    pub at: String,
+    /// The URL as written.
+    pub url: String,
+    /// Why it is dropped.
+    pub why: DropReason,
+}
+
+/// Why a reference is dropped from an article's page.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DropReason {
+    /// An image, video or other resource on another server: a reader's
+    /// browser would fetch it by itself and tell that server who reads
+    /// what. (A link the reader chooses to follow is kept.)
+    External,
+    /// A relative path to a file that is not part of the article.
+    Missing,
+    /// A path from the site's root (`/x`) or out of the article (`../x`).
+    OutsideTheArticle,
+}
+
+impl std::fmt::Display for DropReason {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            DropReason::External => {
+                "on another server: readers' browsers never load it (it would tell \
+                 that server who reads the article), so it is not shown"
+            }
+            DropReason::Missing => "no such file in the article: it is dropped from the page",
+            DropReason::OutsideTheArticle => {
+                "points outside the article: it is dropped from the page"
+            }
+        })
+    }
+}
+
+/// The references in `entries`' body text (see [`body_of_entries`]) that
+/// its page will not have, found by the same rendering and sanitizing the
+/// gateway does. `text` is the body file's text.
+pub fn dropped_references(entries: &[tamizdat_sign::Entry], text: &str) -> Vec<DroppedReference> {
+    let Some(body) = body_of_entries(entries) else {
+        return Vec::new();
+    };
+    let kind = kind_of(body);
+    let links = entries
+        .iter()
+        .map(|e| (e.path.clone(), format!("file:{}", e.path)))
+        .collect();
+    let report = Arc::new(Mutex::new(Vec::new()));
+    let html = body_html(text, kind);
+    let html = nesting::shallow_html(&html);
+    quietly(|| sanitize_reporting(links, &html, Some(report.clone())));
+    let mut out = report.lock().map(|r| r.clone()).unwrap_or_default();
+    out.dedup();
+    out
+}
+
+/// Markdown or HTML text as (unsanitized) HTML.
+fn body_html(text: &str, kind: Kind) -> String {
+    match kind {
         Kind::Markdown => {
             use pulldown_cmark::{Options, Parser, html};
             let mut opts = Options::empty();
@@ -86,10 +149,23 @@ pub(crate) fn article_html_linked(
             out
         }
         Kind::Html => body_of(text).to_owned(),
-        Kind::Plain => {
-            return maud::html! { pre.plain { (text) } }.into_string();
-        }
-    };
+        Kind::Plain => String::new(),
+    }
+}
+
+/// The article's text as sanitized HTML, a relative link to one of its
+/// files (by manifest path) becoming `links[path]`; links to paths not in
+/// `links` are dropped.
+pub(crate) fn article_html_linked(
+    m: &Manifest,
+    text: &str,
+    kind: Kind,
+    links: HashMap<String, String>,
+) -> String {
+    if kind == Kind::Plain {
+        return maud::html! { pre.plain { (text) } }.into_string();
+    }
+    let html = body_html(text, kind);
     let html = nesting::shallow_html(&html);
     let clean = quietly(|| sanitize(links, &html));
     // The page shows the signed title as its heading: drop the text's own
@@ -160,11 +236,36 @@ fn body_of(doc: &str) -> &str {
     &doc[start..end]
 }
 
+/// At most this many dropped references are reported for one text.
+const MAX_REPORTED: usize = 1_000;
+
 /// Prefix of every id in an article's text.
 const ID_PREFIX: &str = "a-";
 
 fn sanitize(links: HashMap<String, String>, html: &str) -> String {
+    sanitize_reporting(links, html, None)
+}
+
+/// [`sanitize`], telling `report` of every reference it drops.
+fn sanitize_reporting(
+    links: HashMap<String, String>,
+    html: &str,
+    report: Option<Arc<Mutex<Vec<DroppedReference>>>>,
+) -> String {
     let files = Arc::new(links);
+    let drop = move |element: &str, attribute: &str, url: &str, why| {
+        if let Some(r) = &report
+            && let Ok(mut r) = r.lock()
+            && r.len() < MAX_REPORTED
+        {
+            r.push(DroppedReference {
+                at: format!("{element} {attribute}"),
+                url: url.to_owned(),
+                why,
+            });
+        }
+        None
+    };
     ammonia::Builder::default()
         .link_rel(Some("noopener noreferrer nofollow"))
         // Footnotes and in-page links work, in a namespace of their own so
@@ -182,13 +283,21 @@ fn sanitize(links: HashMap<String, String>, html: &str) -> String {
             if is_absolute(v) {
                 // A link a reader chooses to follow is theirs to follow; a
                 // resource the browser loads by itself is not.
-                return (element == "a" && attribute == "href").then(|| value.into());
+                if element == "a" && attribute == "href" {
+                    return Some(value.into());
+                }
+                return drop(element, attribute, v, DropReason::External);
             }
             if v.starts_with('/') {
-                return None;
+                return drop(element, attribute, v, DropReason::OutsideTheArticle);
             }
-            let path = relative_path(v)?;
-            files.get(&path).map(|url| Cow::Owned(url.clone()))
+            let Some(path) = relative_path(v) else {
+                return drop(element, attribute, v, DropReason::OutsideTheArticle);
+            };
+            match files.get(&path) {
+                Some(url) => Some(Cow::Owned(url.clone())),
+                None => drop(element, attribute, v, DropReason::Missing),
+            }
         })
         .clean(html)
         .to_string()
@@ -266,6 +375,64 @@ mod tests {
         assert!(is_absolute("//example.org/x.png"));
         assert!(!is_absolute("img/a:b.png"));
         assert!(!is_absolute("a.png"));
+    }
+
+    #[test]
+    fn dropped_references_are_what_the_page_leaves_out() {
+        let entry = |path: &str, media: &str| tamizdat_sign::Entry {
+            path: path.into(),
+            hash: [0; 32],
+            size: 1,
+            media_type: media.into(),
+        };
+        let entries = [
+            entry("index.md", "text/markdown"),
+            entry("img/a.jpg", "image/jpeg"),
+        ];
+        let text = "# T\n\n![a](img/a.jpg) ![b](img/missing.jpg) \
+                    ![c](https://tracker.example/c.png)\n\n\
+                    [source](https://example.org/) [doc](report.pdf) [up](../x) \
+                    [here](#t)\n\n<img src=\"/abs.png\">\n";
+        let got: Vec<(String, String, DropReason)> = dropped_references(&entries, text)
+            .into_iter()
+            .map(|d| (d.at, d.url, d.why))
+            .collect();
+        let want = [
+            ("img src", "img/missing.jpg", DropReason::Missing),
+            (
+                "img src",
+                "https://tracker.example/c.png",
+                DropReason::External,
+            ),
+            ("a href", "report.pdf", DropReason::Missing),
+            ("a href", "../x", DropReason::OutsideTheArticle),
+            ("img src", "/abs.png", DropReason::OutsideTheArticle),
+        ]
+        .map(|(a, u, w)| (a.to_owned(), u.to_owned(), w));
+        assert_eq!(got, want);
+        // What the page keeps, it keeps: the same text renders the image.
+        let html = article_html_linked(
+            &Manifest {
+                publisher: tamizdat_sign::SecretKey::from_seed(&[1; 32]).public(),
+                signer: tamizdat_sign::SecretKey::from_seed(&[1; 32]).public(),
+                delegation: None,
+                feed: "main".into(),
+                seq: 1,
+                prev: None,
+                created: 0,
+                title: "T".into(),
+                lang: "en".into(),
+                summary: None,
+                supersedes: None,
+                entries: entries.to_vec(),
+            },
+            text,
+            Kind::Markdown,
+            [("img/a.jpg".to_owned(), "A".to_owned())].into(),
+        );
+        assert!(html.contains("src=\"A\""), "{html}");
+        assert!(!html.contains("tracker.example"), "{html}");
+        assert!(html.contains("https://example.org/"), "{html}");
     }
 
     #[test]

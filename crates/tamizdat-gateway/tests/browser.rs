@@ -105,3 +105,135 @@ async fn chromium_shows_the_article_its_image_and_badge_and_runs_no_script() {
     assert!(seen.png.starts_with(b"\x89PNG\r\n\x1a\n"));
     site.gateway.shutdown().await;
 }
+
+/// Opens `url` at a phone's width and evaluates each expression there;
+/// returns their values and a screenshot.
+fn look(url: &str, exprs: &[&str]) -> Res<(Vec<Value>, Vec<u8>)> {
+    let chromium = Chromium::launch()?;
+    let seen = (|| -> Res<(Vec<Value>, Vec<u8>)> {
+        let mut cdp = Cdp::connect(&chromium.ws_url)?;
+        let sid = cdp.new_page()?;
+        let s = Some(sid.as_str());
+        cdp.call(
+            s,
+            "Emulation.setDeviceMetricsOverride",
+            json!({ "width": 412, "height": 1400, "deviceScaleFactor": 1, "mobile": true }),
+        )?;
+        cdp.navigate(&sid, url)?;
+        let mut values = Vec::new();
+        for e in exprs {
+            values.push(cdp.eval(&sid, e)?);
+        }
+        let shot = cdp.call(s, "Page.captureScreenshot", json!({ "format": "png" }))?;
+        let png = base64::engine::general_purpose::STANDARD
+            .decode(shot["data"].as_str().ok_or("no screenshot")?)?;
+        let _ = cdp.call(None, "Browser.close", json!({}));
+        Ok((values, png))
+    })();
+    seen.map_err(|e| format!("{e}\n--- chromium ---\n{}", chromium.tail()).into())
+}
+
+/// The page's chrome speaks the reader's language and says so (`lang`),
+/// the article keeps its own language and direction: a Russian article in
+/// Russian and in English, a Persian one laid out right to left inside an
+/// English page. Screenshots: `target/tmp/lang-*.png`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn chromium_shows_each_page_in_the_readers_language() {
+    let site = site(|_| {}).await;
+    let outlet = Outlet::new();
+    let mut ids = Vec::new();
+    for (seq, title, lang, text) in [
+        (
+            1,
+            "Свобода слова",
+            "ru",
+            "# Свобода слова\n\nНезависимые журналисты продолжают работу.\n",
+        ),
+        (
+            2,
+            "آزادی بیان",
+            "fa",
+            "# آزادی بیان\n\nروزنامه‌نگاران مستقل به کار خود ادامه می‌دهند.\n",
+        ),
+    ] {
+        let (id, _) = publish(
+            &site,
+            &outlet,
+            Draft {
+                seq,
+                prev: ids.last().copied(),
+                title,
+                lang,
+                files: vec![("index.md", text.as_bytes().to_vec(), "text/markdown")],
+                supersedes: None,
+            },
+        )
+        .await;
+        ids.push(id);
+    }
+    let exprs = [
+        "document.documentElement.lang",
+        "getComputedStyle(document.body).direction",
+        "document.querySelector('.badge h2').textContent",
+        "document.querySelector('article').lang",
+        "getComputedStyle(document.querySelector('article')).direction",
+        "document.querySelector('article h1').textContent",
+        "document.querySelector('footer nav strong').textContent",
+    ];
+    let cases = [
+        // ?lang= first; Chromium's own Accept-Language (English) after.
+        (
+            "ru",
+            format!("/m/{}?lang=ru", ids[0]),
+            [
+                "ru",
+                "ltr",
+                "Кто подписал",
+                "ru",
+                "ltr",
+                "Свобода слова",
+                "Русский",
+            ],
+        ),
+        (
+            "ru-in-en",
+            format!("/m/{}", ids[0]),
+            [
+                "en",
+                "ltr",
+                "Who signed this",
+                "ru",
+                "ltr",
+                "Свобода слова",
+                "English",
+            ],
+        ),
+        (
+            "fa",
+            format!("/m/{}", ids[1]),
+            [
+                "en",
+                "ltr",
+                "Who signed this",
+                "fa",
+                "rtl",
+                "آزادی بیان",
+                "English",
+            ],
+        ),
+    ];
+    for (name, path, want) in cases {
+        let url = site.url(&path);
+        let (values, png) = tokio::task::spawn_blocking(move || look(&url, &exprs))
+            .await
+            .unwrap()
+            .unwrap();
+        let shot =
+            std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("lang-{name}.png"));
+        std::fs::write(&shot, &png).unwrap();
+        eprintln!("screenshot: {}", shot.display());
+        let got: Vec<&str> = values.iter().map(|v| v.as_str().unwrap_or("?")).collect();
+        assert_eq!(got, want, "{name}");
+    }
+    site.gateway.shutdown().await;
+}

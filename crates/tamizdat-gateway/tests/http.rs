@@ -18,8 +18,9 @@ fn client() -> reqwest::Client {
         .unwrap()
 }
 
+/// A request as an English-speaking reader's browser makes it.
 async fn get(url: &str) -> (StatusCode, HeaderMap, Vec<u8>) {
-    get_with(url, &[]).await
+    get_with(url, &[("accept-language", "en-GB,en;q=0.9")]).await
 }
 
 async fn get_with(url: &str, headers: &[(&str, &str)]) -> (StatusCode, HeaderMap, Vec<u8>) {
@@ -112,8 +113,10 @@ async fn article_page_renders_sanitized_with_its_provenance() {
     );
     assert_eq!(h[header::X_CONTENT_TYPE_OPTIONS], "nosniff");
     assert_eq!(h["x-dns-prefetch-control"], "off");
-    // The article, in its language.
-    assert!(page.contains("<html lang=\"ru\">"), "{page}");
+    // The chrome in the reader's language (English here), the article in
+    // its own.
+    assert!(page.contains("<html lang=\"en\">"), "{page}");
+    assert!(page.contains("<article lang=\"ru\">"), "{page}");
     assert!(page.contains("<h1><bdi>Свобода слова</bdi></h1>"), "{page}");
     assert_eq!(page.matches("<h1>").count(), 1, "one heading");
     assert!(page.contains("Текст статьи по-русски."));
@@ -825,7 +828,8 @@ async fn html_articles_right_to_left_and_nothing_from_elsewhere() {
     let (status, _, body) = get(&site.url(&format!("/m/{id}"))).await;
     let page = text(&body);
     assert_eq!(status, StatusCode::OK, "{page}");
-    assert!(page.contains("<html lang=\"fa\">"));
+    // The chrome in the reader's language, the article in its own.
+    assert!(page.contains("<html lang=\"en\">"), "{page}");
     assert!(page.contains("lang=\"fa\" dir=\"rtl\""), "{page}");
     assert!(page.contains("سلام دنیا"));
     assert!(page.contains(&format!("src=\"/b/{}?m={id}\"", Hash::of(PNG))));
@@ -912,11 +916,75 @@ async fn lists_show_only_what_verifies_here_and_revocations_take_effect() {
         .unwrap();
     tokio::time::sleep(Duration::from_millis(2100)).await;
     let (_, _, body) = get(&site.url("/")).await;
-    assert!(!text(&body).contains(&format!("/m/{genuine}")));
+    let front = visible_text(&text(&body));
+    assert!(!front.contains(&format!("/m/{genuine}")));
+    // Not "no article has reached this node": one did, and was withdrawn.
+    assert!(!front.contains("No article has reached"), "{front}");
+    assert!(
+        front.contains("One article reached this node, and it was withdrawn since"),
+        "{front}"
+    );
     let (status, _, body) = get(&site.url(&format!("/m/{genuine}"))).await;
-    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+    let page = visible_text(&text(&body));
+    assert_eq!(status, StatusCode::GONE, "{page}");
+    assert!(page.contains("Withdrawn by its publisher"), "{page}");
+    assert!(
+        page.contains("revoked the key that signed it on "),
+        "{page}"
+    );
+    assert!(page.contains("The reason they gave: key lost"), "{page}");
+    assert!(page.contains("No newer version"), "{page}");
+    assert!(!page.contains("✔"), "{page}");
+    // Withdrawn is not missing: the feed shows no lag for it.
+    let (_, _, body) = get(&site.url("/metrics")).await;
+    let metrics = text(&body);
+    let lag = metrics
+        .lines()
+        .find(|l| {
+            l.starts_with("tamizdat_feed_lag_articles")
+                && l.contains(&outlet.root.public().to_string())
+        })
+        .unwrap_or_else(|| panic!("no feed lag in\n{metrics}"));
+    assert!(lag.ends_with(" 0"), "{lag}");
+
+    // The publisher signs it again with its root key, saying it replaces
+    // the withdrawn one: the old link leads to it.
+    let again = Manifest {
+        signer: outlet.root.public(),
+        delegation: None,
+        seq: 2,
+        prev: Some(*genuine.as_bytes()),
+        supersedes: Some(*genuine.as_bytes()),
+        title: "Свобода слова (заново)".into(),
+        ..signed.body().clone()
+    };
+    let again = Signed::sign(again, &outlet.root).unwrap();
+    let again = site.node.publish(again.bytes()).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(2100)).await;
+    let (status, _, body) = get(&site.url(&format!("/m/{genuine}"))).await;
+    assert_eq!(status, StatusCode::GONE);
+    assert!(
+        text(&body).contains(&format!("href=\"/m/{again}\"")),
+        "{}",
+        text(&body)
+    );
+    let (status, _, _) = get(&site.url(&format!("/m/{again}"))).await;
+    assert_eq!(status, StatusCode::OK);
+    // A forgery naming the revoked key is not dressed up as withdrawn.
+    let mut fake = signed.body().clone();
+    fake.title = "Подделка".into();
+    fake.created += 1;
+    let mut fake = Signed::sign(fake, &outlet.signing)
+        .unwrap()
+        .bytes()
+        .to_vec();
+    let last = fake.len() - 1;
+    fake[last] ^= 1;
+    let fake = site.store.add_bytes(&fake).unwrap().hash;
+    let (status, _, body) = get(&site.url(&format!("/m/{fake}"))).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{}", text(&body));
     assert!(text(&body).contains("NOT VERIFIED"), "{}", text(&body));
-    assert!(text(&body).contains("revoked"), "{}", text(&body));
+    assert!(!text(&body).contains("Подделка"), "{}", text(&body));
     site.gateway.shutdown().await;
 }
 
@@ -1188,5 +1256,100 @@ async fn an_unusable_publisher_key_is_a_400() {
             assert!(page.contains("not a usable publisher key"), "{page}");
         }
     }
+    site.gateway.shutdown().await;
+}
+
+/// The pages speak the reader's language: `?lang=`, then the browser's
+/// `Accept-Language`, then the article's own language, then English.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pages_speak_the_readers_language() {
+    let site = site(|_| {}).await;
+    let outlet = Outlet::new();
+    let (id, _) = publish(
+        &site,
+        &outlet,
+        Draft {
+            seq: 1,
+            prev: None,
+            title: "Свобода слова",
+            lang: "ru",
+            files: vec![("index.md", ARTICLE_MD.as_bytes().to_vec(), "text/markdown")],
+            supersedes: None,
+        },
+    )
+    .await;
+    let article = site.url(&format!("/m/{id}"));
+    // (url, request headers, expected <html lang>, a phrase of that language)
+    type Case<'a> = (&'a str, &'a [(&'a str, &'a str)], &'a str, &'a str);
+    let cases: [Case<'_>; 6] = [
+        // No preference: the article's language.
+        (&article, &[], "ru", "Кто подписал"),
+        // The browser's, over the article's; q=0 means "not this one".
+        (
+            &article,
+            &[("accept-language", "en-US,en;q=0.9")],
+            "en",
+            "Who signed this",
+        ),
+        (
+            &article,
+            &[("accept-language", "ru;q=0, de")],
+            "ru",
+            "Кто подписал",
+        ),
+        (
+            &article,
+            &[("accept-language", "de-DE,ru;q=0.5,en;q=0.4")],
+            "ru",
+            "Кто подписал",
+        ),
+        // ?lang= over everything; an unknown one is ignored.
+        (
+            &format!("{article}?lang=en"),
+            &[("accept-language", "ru")],
+            "en",
+            "Who signed this",
+        ),
+        (
+            &format!("{article}?lang=xx"),
+            &[("accept-language", "en")],
+            "en",
+            "Who signed this",
+        ),
+    ];
+    for (url, headers, lang, heading) in cases {
+        let (status, h, body) = get_with(url, headers).await;
+        let page = text(&body);
+        assert_eq!(status, StatusCode::OK, "{url} {headers:?}");
+        assert!(
+            page.contains(&format!("<html lang=\"{lang}\">")),
+            "{url} {headers:?}: {page}"
+        );
+        assert!(
+            page.contains(&format!("<h2>{heading}</h2>")),
+            "{url} {headers:?}: {page}"
+        );
+        // The article's own language stays its own.
+        assert!(page.contains("<article lang=\"ru\">"), "{page}");
+        assert_eq!(h[header::VARY], "accept-language");
+    }
+    // The front page has no article language: the browser's, else English.
+    let (_, _, body) = get_with(&site.url("/"), &[("accept-language", "ru-RU")]).await;
+    let front = text(&body);
+    assert!(front.contains("<html lang=\"ru\">"), "{front}");
+    assert!(
+        front.contains("Статьи на этом узле") && front.contains("1 статья"),
+        "{front}"
+    );
+    let (_, _, body) = get_with(&site.url("/"), &[]).await;
+    assert!(text(&body).contains("Articles on this node"));
+    // A publisher's page, in Russian on request.
+    let key = outlet.root.public();
+    let (_, _, body) = get_with(&site.url(&format!("/p/{key}?lang=ru")), &[]).await;
+    let page = text(&body);
+    assert!(
+        page.contains("Отпечаток ключа") && page.contains("Статьи"),
+        "{page}"
+    );
     site.gateway.shutdown().await;
 }

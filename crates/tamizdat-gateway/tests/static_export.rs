@@ -729,7 +729,8 @@ fn pages_show_provenance_corrections_and_right_to_left_text() {
     let (id1, id2, id3) = (id_of(&first), id_of(&fix), id_of(&unknown));
     let fp = outlet.root.public().fingerprint();
     for (p, id) in [(&p1, id1), (&p2, id2)] {
-        assert!(p.contains("<html lang=\"fa\">"), "{p}");
+        // No Persian messages yet: English chrome around the Persian article.
+        assert!(p.contains("<html lang=\"en\">"), "{p}");
         assert!(p.contains("<article lang=\"fa\" dir=\"rtl\">"), "{p}");
         assert!(p.contains(&fp));
         assert!(p.contains(&outlet.root.public().to_string()));
@@ -770,6 +771,89 @@ fn pages_show_provenance_corrections_and_right_to_left_text() {
     assert!(verify.contains("tamizdat verify manifests/HASH.manifest"));
     assert!(verify.contains("b3sum --check B3SUMS"));
     assert!(verify.contains("fingerprint"));
+}
+
+/// An export speaks its articles' language: a Russian article's page in
+/// Russian, the index in the language most articles are in, the Russian
+/// VERIFY beside the English one; or every page in the language asked for.
+#[test]
+fn pages_speak_the_articles_language_or_the_one_asked_for() {
+    let (_s, store) = store();
+    let outlet = Outlet::new();
+    let mut signed = Vec::new();
+    for (seq, title, lang) in [
+        (1, "Свобода слова", "ru"),
+        (2, "Выборы", "ru"),
+        (3, "Elections", "en"),
+    ] {
+        let prev = signed.last().map(id_of);
+        signed.push(sign(
+            &store,
+            &outlet,
+            Draft {
+                seq,
+                prev,
+                title,
+                lang,
+                files: vec![(
+                    "index.md",
+                    format!("# {title}\n\nТекст.\n").into_bytes(),
+                    "text/markdown",
+                )],
+                supersedes: None,
+            },
+        ));
+    }
+    let articles: Vec<_> = signed
+        .iter()
+        .map(|s| article(s, Some("Новая газета"), true))
+        .collect();
+    let out = TempDir::new().unwrap();
+    let read = |dir: &std::path::Path, f: &str| std::fs::read_to_string(dir.join(f)).unwrap();
+
+    let dir = out.path().join("auto");
+    html::export(&dir, &articles, &reader_of(&store)).unwrap();
+    let ru = read(&dir, &format!("articles/{}.html", id_of(&signed[0])));
+    assert!(ru.contains("<html lang=\"ru\">"), "{ru}");
+    assert!(
+        ru.contains("<h2>Кто подписал</h2>") && ru.contains("✔ Подписано:"),
+        "{ru}"
+    );
+    assert!(ru.contains("href=\"../VERIFY.ru.txt\""), "{ru}");
+    let en = read(&dir, &format!("articles/{}.html", id_of(&signed[2])));
+    assert!(
+        en.contains("<html lang=\"en\">") && en.contains("<h2>Who signed this</h2>"),
+        "{en}"
+    );
+    let index = read(&dir, "index.html");
+    assert!(
+        index.contains("<html lang=\"ru\">") && index.contains("Подписанные статьи"),
+        "{index}"
+    );
+    let verify_ru = std::fs::read(dir.join("VERIFY.ru.txt")).unwrap();
+    assert!(verify_ru.starts_with("\u{feff}КАК ПРОВЕРИТЬ ЭТИ СТАТЬИ".as_bytes()));
+    assert!(
+        String::from_utf8(verify_ru)
+            .unwrap()
+            .contains("tamizdat verify manifests/ХЕШ.manifest")
+    );
+    assert!(read(&dir, "VERIFY.txt").starts_with("HOW TO CHECK THESE ARTICLES"));
+    // Both are listed in B3SUMS, like every file.
+    let sums = read(&dir, "B3SUMS");
+    assert!(
+        sums.contains("  VERIFY.ru.txt\n") && sums.contains("  VERIFY.txt\n"),
+        "{sums}"
+    );
+
+    let dir = out.path().join("english");
+    html::export_in(&dir, &articles, &reader_of(&store), Some("en-GB")).unwrap();
+    let ru = read(&dir, &format!("articles/{}.html", id_of(&signed[0])));
+    assert!(
+        ru.contains("<html lang=\"en\">") && ru.contains("<h2>Who signed this</h2>"),
+        "{ru}"
+    );
+    assert!(ru.contains("<article lang=\"ru\">"), "{ru}");
+    assert!(read(&dir, "index.html").contains("Signed articles"));
 }
 
 /// Characters that reorder text in a title or a file name are shown as
