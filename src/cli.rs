@@ -137,8 +137,9 @@ pub enum Command {
     /// Run the node: join the network, announce the blobs held here, and
     /// serve them. Stops cleanly on Ctrl-C or SIGTERM.
     Node(NodeArgs),
-    /// Fetch a blob from the network into the store (and FILE), verifying
-    /// every chunk. Exits non-zero when no provider delivers in time.
+    /// Fetch an article (its manifest, verified, and every file) or any blob
+    /// from the network into the store, verifying every chunk; an article
+    /// is pinned as get/HASH. Exits 3 when files did not arrive in time.
     Get(GetArgs),
     /// Write chosen articles to a bundle file (`-o`) that carries them across
     /// a shutdown, or to a folder of plain HTML pages (`--html`) that any
@@ -231,14 +232,21 @@ pub struct NodeArgs {
 
 #[derive(Debug, Args)]
 pub struct GetArgs {
-    /// The blob's hash.
+    /// The hash: of an article (its manifest), or of any blob.
     pub hash: String,
-    /// Also write the blob to FILE.
-    #[arg(short, long, value_name = "FILE")]
+    /// Also write it out: an article's files under their signed paths in the
+    /// new folder PATH (or in PATH when it is a folder), any other blob as
+    /// the file PATH.
+    #[arg(short, long, value_name = "PATH")]
     pub output: Option<PathBuf>,
-    /// Ask this peer first (repeatable); it also serves as a way into the network.
+    /// Ask this peer first (repeatable; with or without /p2p/PEER_ID); it
+    /// also serves as a way into the network.
     #[arg(long, value_name = "MULTIADDR")]
     pub peer: Vec<String>,
+    /// Only this blob, even when it is an article's manifest (with -o, the
+    /// manifest's own bytes).
+    #[arg(long)]
+    pub raw: bool,
     /// Give up after this many seconds.
     #[arg(long, default_value_t = 120)]
     pub timeout: u64,

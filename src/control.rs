@@ -754,7 +754,7 @@ fn dispatch(
                 let node = ctx.node.clone();
                 async move {
                     match tokio::time::timeout(JOIN_WAIT, node.dial(addr.clone())).await {
-                        Ok(Ok(())) => true,
+                        Ok(Ok(_)) => true,
                         Ok(Err(e)) => {
                             tracing::info!("cannot dial {addr}: {e}");
                             false
@@ -890,17 +890,25 @@ fn fetch(
         let addr: tamizdat_node::Multiaddr = p
             .parse()
             .map_err(|e| format!("invalid multiaddr {p:?}: {e}"))?;
-        match addr.iter().last() {
-            Some(tamizdat_node::Protocol::P2p(id)) => hints.push(id),
-            _ => return Err(format!("--peer {p} must end in /p2p/PEER_ID")),
+        // As `--bootstrap` and cards allow: with or without /p2p/PEER_ID;
+        // with it, that peer is also asked first.
+        if let Some(tamizdat_node::Protocol::P2p(id)) = addr.iter().last() {
+            hints.push(id);
         }
         addrs.push(addr);
     }
     let node = &ctx.node;
     ctx.runtime.block_on(async {
         for a in addrs {
-            if let Err(e) = node.dial(a.clone()).await {
-                warn!("cannot reach {a}: {e}");
+            match tokio::time::timeout(JOIN_WAIT, node.dial(a.clone())).await {
+                // Whoever answered is asked first, as with /p2p/PEER_ID.
+                Ok(Ok(peer)) => {
+                    if !hints.contains(&peer) {
+                        hints.push(peer);
+                    }
+                }
+                Ok(Err(e)) => warn!("cannot reach {a}: {e}"),
+                Err(_) => warn!("no answer from {a} within {JOIN_WAIT:?}"),
             }
         }
         let (tx, mut rx) = tokio::sync::watch::channel(tamizdat_node::Progress::default());

@@ -517,3 +517,93 @@ fn node_logs_carry_no_colour_codes_when_stderr_is_a_pipe() {
     assert!(!err.is_empty(), "info logs were written");
     assert!(!err.contains("\x1b["), "{err}");
 }
+
+/// The article page's "Check it yourself" line, as a reader copies it.
+fn check_command(page: &str) -> String {
+    let start = page
+        .find("<pre class=\"command\">")
+        .expect("the page shows the command")
+        + "<pre class=\"command\">".len();
+    let end = start + page[start..].find("</pre>").unwrap();
+    page[start..end].replace("&amp;", "&")
+}
+
+#[test]
+fn the_pages_check_it_yourself_commands_work_as_printed_on_a_fresh_machine() {
+    let newsroom = Env::new();
+    newsroom.ok(&["key", "new", "--name", "desk", "--no-passphrase"]);
+    std::fs::create_dir_all(newsroom.work().join("story/img")).unwrap();
+    newsroom.write("story/index.md", b"# Report\n\n![map](img/map.png)\n");
+    let photo = random(700_000, 31);
+    newsroom.write("story/img/map.png", &photo);
+    newsroom.write("story/data.csv", b"a,b\n1,2\n");
+    let manifest = newsroom
+        .ok(&["publish", "story", "--key", "desk", "--no-passphrase"])
+        .trim()
+        .to_owned();
+    let desk = start(&newsroom, None);
+    let (code, page) = http_get(&desk.gateway, &format!("/m/{manifest}"));
+    assert_eq!(code, 200, "{page}");
+    let line = check_command(&page);
+    assert!(line.contains("--peer /ip4/127.0.0.1/tcp/"), "{line}");
+
+    // A reader with nothing: no data dir, no config, no node; the line as
+    // printed, one command after the other as a shell runs `&&`.
+    let reader = Env::new();
+    for part in line.split(" && ") {
+        let args: Vec<&str> = part.split_whitespace().collect();
+        assert_eq!(args[0], "tamizdat", "{line}");
+        let out = reader.run(&args[1..]);
+        assert!(
+            out.status.success(),
+            "`{part}` failed ({:?}): {}{}",
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        if args[1] == "verify" {
+            let said = String::from_utf8_lossy(&out.stdout);
+            assert!(said.contains("result       VERIFIED"), "{said}");
+        }
+    }
+    // The article is kept as a whole: pinned, so gc keeps every file.
+    let pins = reader.ok(&["pins"]);
+    assert!(pins.contains(&format!("get/{manifest}")), "{pins}");
+    reader.ok(&["gc"]);
+    let verify = reader.ok(&["verify", &manifest]);
+    assert!(verify.contains("result       VERIFIED"), "{verify}");
+
+    // -o writes the article's files under their signed paths; an address
+    // without /p2p/ is taken as --bootstrap takes it.
+    let other = Env::new();
+    let out = other.work().join("article");
+    let plain = desk.addr.rsplit_once("/p2p/").unwrap().0;
+    let got = other.run(&[
+        "get",
+        &manifest,
+        "--peer",
+        plain,
+        "-o",
+        out.to_str().unwrap(),
+        "--timeout",
+        "60",
+    ]);
+    assert!(
+        got.status.success(),
+        "{}",
+        String::from_utf8_lossy(&got.stderr)
+    );
+    assert_eq!(std::fs::read(out.join("img/map.png")).unwrap(), photo);
+    assert_eq!(std::fs::read(out.join("data.csv")).unwrap(), b"a,b\n1,2\n");
+    assert!(out.join("index.md").is_file());
+    // --raw keeps the old meaning: the manifest's own bytes.
+    let raw = other.work().join("manifest.bin");
+    other.ok(&["get", &manifest, "--raw", "-o", raw.to_str().unwrap()]);
+    assert_eq!(
+        blake3::hash(&std::fs::read(&raw).unwrap())
+            .to_hex()
+            .as_str(),
+        manifest
+    );
+    drop(desk);
+}

@@ -6,6 +6,7 @@ mod bundle;
 mod card;
 mod demo;
 mod feeds;
+mod get;
 mod heads;
 mod keys;
 mod net;
@@ -92,7 +93,7 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         Command::Unfollow { pubkey } => feeds::unfollow(&dir, &store()?, &pubkey),
         Command::Following => feeds::following(&store()?),
         Command::Node(args) => net::node(&dir, &cfg, args),
-        Command::Get(args) => net::get(&dir, &cfg, store()?, args),
+        Command::Get(args) => get::get(&dir, &cfg, store()?, args),
         Command::Export(args) => bundle::export(&dir, &store()?, args),
         Command::Import(args) => bundle::import(&dir, &store()?, args),
         Command::Health => ops::health(&dir),

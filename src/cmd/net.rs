@@ -4,7 +4,7 @@ use std::{
     fs,
     io::{self, Write},
     os::unix::fs::{OpenOptionsExt, PermissionsExt},
-    path::{Path, PathBuf},
+    path::Path,
     process::ExitCode,
     sync::Arc,
     time::Duration,
@@ -13,16 +13,13 @@ use std::{
 use anyhow::{Context, Result, bail};
 use serde_json::json;
 use tamizdat_node::{Config, Multiaddr, Protocol, identity};
-use tamizdat_store::{Hash, Store};
+use tamizdat_store::Store;
 
 use crate::{
-    cli::{GetArgs, NodeArgs},
+    cli::NodeArgs,
     config,
-    control::{self, FetchDone, FetchProgress, Remote, Request},
-    export::Follow,
+    control::{self, Remote, Request},
 };
-
-use super::{parse_hash, repo::Repo};
 
 /// The node's identity, separate from any publisher key.
 const NODE_KEY: &str = "node.key";
@@ -86,7 +83,7 @@ fn check_ports_free(addrs: &[Multiaddr]) -> Result<()> {
     Ok(())
 }
 
-fn parse_addrs(list: &[String]) -> Result<Vec<Multiaddr>> {
+pub(super) fn parse_addrs(list: &[String]) -> Result<Vec<Multiaddr>> {
     list.iter()
         .map(|a| {
             a.parse::<Multiaddr>()
@@ -143,7 +140,7 @@ fn write_private(path: &Path, bytes: &[u8]) -> Result<()> {
     write().with_context(|| format!("cannot write {}", path.display()))
 }
 
-fn runtime() -> Result<tokio::runtime::Runtime> {
+pub(super) fn runtime() -> Result<tokio::runtime::Runtime> {
     Ok(tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?)
@@ -363,130 +360,6 @@ pub fn node(dir: &Path, cfg: &config::Config, args: NodeArgs) -> Result<ExitCode
     rt.shutdown_timeout(Duration::from_secs(2));
     let _ = fs::remove_file(&info_path);
     result.map(|()| ExitCode::SUCCESS)
-}
-
-pub fn get(dir: &Path, cfg: &config::Config, repo: Repo, args: GetArgs) -> Result<ExitCode> {
-    let hash = parse_hash(&args.hash)?;
-    let peers = parse_addrs(&args.peer)?;
-    for p in &peers {
-        if !matches!(p.iter().last(), Some(tamizdat_node::Protocol::P2p(_))) {
-            bail!("--peer {p} must end in /p2p/PEER_ID");
-        }
-    }
-    // The node may run elsewhere in the file system's eyes: give it a full path.
-    let output = args
-        .output
-        .as_deref()
-        .map(std::path::absolute)
-        .transpose()
-        .context("the output path")?;
-    let bar = indicatif::ProgressBar::new(0).with_style(
-        indicatif::ProgressStyle::with_template(
-            "{bar:40} {bytes}/{total_bytes} {bytes_per_sec} {msg}",
-        )
-        .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
-    );
-    // Progress on stderr (indicatif draws nothing when it is not a terminal).
-    let show = |p: FetchProgress| {
-        bar.set_length(p.size);
-        bar.set_position(p.verified);
-        bar.set_message(format!("{} provider(s)", p.providers));
-    };
-    let fetched = match &repo {
-        Repo::Remote(remote) => {
-            let peers = peers.iter().map(|p| p.to_string()).collect();
-            remote.fetch(&hash, peers, args.timeout, output, show)
-        }
-        Repo::Local(store) => {
-            fetch_alone(dir, cfg, store, hash, &peers, args.timeout, output, show)
-        }
-    };
-    bar.finish_and_clear();
-    let fetched = fetched?;
-    eprintln!(
-        "{hash}: {} bytes verified ({} new) from {} provider(s){}",
-        fetched.size,
-        fetched.new_bytes,
-        fetched.providers,
-        if fetched.bad == 0 {
-            String::new()
-        } else {
-            format!("; {} sent bad data and were dropped", fetched.bad)
-        }
-    );
-    Ok(ExitCode::SUCCESS)
-}
-
-/// Fetches with a short-lived node of our own, which only dials out.
-#[allow(clippy::too_many_arguments)]
-fn fetch_alone(
-    dir: &Path,
-    cfg: &config::Config,
-    store: &Arc<tamizdat_store::Store>,
-    hash: Hash,
-    peers: &[Multiaddr],
-    timeout: u64,
-    output: Option<PathBuf>,
-    show: impl Fn(FetchProgress),
-) -> Result<FetchDone> {
-    let hints: Vec<_> = peers
-        .iter()
-        .filter_map(|p| match p.iter().last() {
-            Some(tamizdat_node::Protocol::P2p(id)) => Some(id),
-            _ => None,
-        })
-        .collect();
-    let mut config = Config::new(node_key(dir)?, Vec::new());
-    config.bootstrap = parse_addrs(&cfg.node.bootstrap)?;
-    let follow = output
-        .map(|out| Follow::start(store.clone(), hash, out))
-        .transpose()?;
-    let store = store.clone();
-    let rt = runtime()?;
-    let fetched = rt.block_on(async {
-        let client = tamizdat_node::spawn(config, store)?;
-        for p in peers {
-            if let Err(e) = client.dial(p.clone()).await {
-                eprintln!("tamizdat: cannot reach {p}: {e}");
-            }
-        }
-        let (tx, mut rx) = tokio::sync::watch::channel(tamizdat_node::Progress::default());
-        let work = client.fetch_with_progress(hash, &hints, Some(tx));
-        let limit = tokio::time::sleep(Duration::from_secs(timeout));
-        tokio::pin!(work, limit);
-        let result = loop {
-            tokio::select! {
-                r = &mut work => break Some(r),
-                () = &mut limit => break None,
-                c = rx.changed() => if c.is_ok() {
-                    let p = *rx.borrow();
-                    show(FetchProgress { size: p.size, verified: p.verified, providers: p.providers });
-                },
-            }
-        };
-        let peers = client.peer_count();
-        client.shutdown().await;
-        match result {
-            Some(r) => {
-                let f = r.map_err(|e| anyhow::anyhow!(control::fetch_failure(&e)))?;
-                Ok(FetchDone {
-                    size: f.size,
-                    new_bytes: f.new_bytes,
-                    providers: f.providers.len(),
-                    bad: f.bad.len(),
-                })
-            }
-            None => bail!(control::fetch_timed_out(&hash, timeout, peers)),
-        }
-    });
-    match follow {
-        // The fetch's own failure says more than the file's.
-        Some(f) => {
-            let written = f.finish(fetched.is_ok());
-            fetched.and_then(|done| written.map(|()| done))
-        }
-        None => fetched,
-    }
 }
 
 /// `status` for a user the node does not let in: it cannot tell (exit 4).

@@ -7,6 +7,7 @@ use axum::extract::{Extension, Path, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Redirect, Response};
 use maud::{DOCTYPE, Markup, PreEscaped, html};
+use tamizdat_node::Protocol;
 use tamizdat_node::feeds::{self, Followed, Standing};
 use tamizdat_sign::{MAX_MANIFEST_LEN, PublicKey, VerifiedManifest, Verifier, VerifyError};
 use tamizdat_store::Hash;
@@ -376,6 +377,47 @@ fn base_url(app: &App, headers: &HeaderMap) -> String {
     format!("http://{host}")
 }
 
+/// This node's address for `tamizdat get --peer`, from the host the reader
+/// reached the gateway by (they can reach it, so likely its node too) and
+/// the node's TCP port: a fresh `tamizdat` has no other way in.
+fn node_addr(app: &App, headers: &HeaderMap) -> Option<String> {
+    let base = base_url(app, headers);
+    let host = base.split_once("://")?.1.split('/').next()?;
+    let name = match host.strip_prefix('[') {
+        Some(rest) => rest.split_once(']')?.0,
+        None => host.rsplit_once(':').map_or(host, |(h, _)| h),
+    };
+    let ip: Option<std::net::IpAddr> = name.parse().ok();
+    let tcp = |a: &tamizdat_node::Multiaddr| {
+        let mut at = None;
+        let mut port = None;
+        for p in a.iter() {
+            match p {
+                Protocol::Ip4(x) => at = Some(std::net::IpAddr::V4(x)),
+                Protocol::Ip6(x) => at = Some(std::net::IpAddr::V6(x)),
+                Protocol::Tcp(n) => port = Some(n),
+                Protocol::P2pCircuit | Protocol::Ws(_) | Protocol::Wss(_) => return None,
+                _ => {}
+            }
+        }
+        Some((at, port?))
+    };
+    let listen: Vec<_> = app.node.listen_addrs().iter().filter_map(tcp).collect();
+    // The listener on the reader's address when there is one, else any.
+    let port = listen
+        .iter()
+        .find(|(at, _)| ip.is_some() && *at == ip)
+        .or(listen.first())?
+        .1;
+    let head = match ip {
+        Some(std::net::IpAddr::V4(x)) => format!("/ip4/{x}"),
+        Some(std::net::IpAddr::V6(x)) => format!("/ip6/{x}"),
+        None if !name.is_empty() => format!("/dns/{name}"),
+        None => return None,
+    };
+    Some(format!("{head}/tcp/{port}/p2p/{}", app.node.peer_id()))
+}
+
 pub(crate) async fn article(
     State(app): State<Arc<App>>,
     Extension(ClientIp(ip)): Extension<ClientIp>,
@@ -407,6 +449,7 @@ pub(crate) async fn article(
         ),
     };
     let url = format!("{}/m/{id}", base_url(&app, &headers));
+    let peer = node_addr(&app, &headers);
     let m = verified.manifest();
     let (name, followed) = name_of(&app, &m.publisher);
     let main = html! {
@@ -423,7 +466,7 @@ pub(crate) async fn article(
             @if let Some(t) = text { div.body { (t) } }
         }
         (attachments(m, id, loc))
-        (badge(&app, &verified, &standing, id, index.as_deref(), &url, loc))
+        (badge(&app, &verified, &standing, id, index.as_deref(), (&url, peer.as_deref()), loc))
     };
     page(status, &m.title, loc, main)
 }
@@ -708,14 +751,17 @@ fn badge(
     standing: &Standing,
     id: Hash,
     index: Option<&Index>,
-    url: &str,
+    (url, peer): (&str, Option<&str>),
     loc: &Locale,
 ) -> Markup {
     let m = v.manifest();
     let (name, followed) = name_of(app, &m.publisher);
     let head = app.node.trust().head(&m.publisher, &m.feed).cloned();
     let newer_version = index.and_then(|i| i.superseded_by(&id));
-    let verify = format!("tamizdat get {id} && tamizdat verify {id}");
+    let verify = match peer {
+        Some(p) => format!("tamizdat get {id} --peer {p} && tamizdat verify {id}"),
+        None => format!("tamizdat get {id} && tamizdat verify {id}"),
+    };
     html! {
         section.badge #provenance {
             h2 { (loc.s("badge-heading", &[])) }

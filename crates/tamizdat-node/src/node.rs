@@ -398,7 +398,7 @@ pub(crate) fn reachable(addrs: Vec<Multiaddr>, via: Scope) -> Vec<Multiaddr> {
 }
 
 enum Command {
-    Dial(Multiaddr, oneshot::Sender<Result<(), String>>),
+    Dial(Multiaddr, oneshot::Sender<Result<PeerId, String>>),
     Listen(Multiaddr, oneshot::Sender<Result<(), String>>),
     Provide(Hash, Option<oneshot::Sender<Result<(), String>>>),
     Providers(Hash, oneshot::Sender<HashSet<PeerId>>),
@@ -802,6 +802,7 @@ pub fn spawn_with_metrics(
         mdns_peers: HashSet::new(),
         listeners: HashMap::new(),
         pending_dial: HashMap::new(),
+        pending_conn: HashMap::new(),
         pending_providers: HashMap::new(),
         pending_provide: HashMap::new(),
         reannounce: true,
@@ -1113,10 +1114,9 @@ impl Client {
         self.tx.send(c).await.map_err(|_| NodeError::Stopped)
     }
 
-    /// Connects to a peer at `addr`. With `/p2p/PEER_ID` at its end it
-    /// returns once connected (or the dial failed); without, once the dial
-    /// has started.
-    pub async fn dial(&self, addr: Multiaddr) -> Result<(), NodeError> {
+    /// Connects to a peer at `addr`, with or without `/p2p/PEER_ID` at its
+    /// end; returns who answered once connected (or the dial failed).
+    pub async fn dial(&self, addr: Multiaddr) -> Result<PeerId, NodeError> {
         let (tx, rx) = oneshot::channel();
         self.send(Command::Dial(addr, tx)).await?;
         rx.await
@@ -2034,7 +2034,9 @@ struct EventLoop {
     /// Peers found by mDNS (bounded).
     mdns_peers: HashSet<PeerId>,
     listeners: HashMap<ListenerId, Vec<Multiaddr>>,
-    pending_dial: HashMap<PeerId, Vec<oneshot::Sender<Result<(), String>>>>,
+    pending_dial: HashMap<PeerId, Vec<oneshot::Sender<Result<PeerId, String>>>>,
+    /// Dials to an address without a peer id, by connection.
+    pending_conn: HashMap<ConnectionId, oneshot::Sender<Result<PeerId, String>>>,
     pending_providers: HashMap<kad::QueryId, (oneshot::Sender<HashSet<PeerId>>, HashSet<PeerId>)>,
     pending_provide: HashMap<kad::QueryId, oneshot::Sender<Result<(), String>>>,
     /// Listen addresses peers announced through identify (bounded), only
@@ -2179,14 +2181,22 @@ impl EventLoop {
         match cmd {
             Command::Dial(addr, reply) => {
                 let Some(Protocol::P2p(peer)) = addr.iter().last() else {
-                    // Whoever answers there (noise proves who it is);
-                    // nothing to wait for by peer id.
-                    let r = self.swarm.dial(addr).map_err(|e| e.to_string());
-                    let _ = reply.send(r);
+                    // Whoever answers there (noise proves who it is): wait
+                    // on this connection rather than on a peer id.
+                    let opts = DialOpts::unknown_peer_id().address(addr).build();
+                    let id = opts.connection_id();
+                    match self.swarm.dial(opts) {
+                        Ok(()) => {
+                            self.pending_conn.insert(id, reply);
+                        }
+                        Err(e) => {
+                            let _ = reply.send(Err(e.to_string()));
+                        }
+                    }
                     return;
                 };
                 if self.swarm.is_connected(&peer) {
-                    let _ = reply.send(Ok(()));
+                    let _ = reply.send(Ok(peer));
                     return;
                 }
                 self.swarm
@@ -2370,16 +2380,24 @@ impl EventLoop {
                 self.conn_scope
                     .insert(connection_id, scope(endpoint.get_remote_address()));
                 for reply in self.pending_dial.remove(&peer_id).unwrap_or_default() {
-                    let _ = reply.send(Ok(()));
+                    let _ = reply.send(Ok(peer_id));
+                }
+                if let Some(reply) = self.pending_conn.remove(&connection_id) {
+                    let _ = reply.send(Ok(peer_id));
                 }
             }
             SwarmEvent::OutgoingConnectionError {
-                peer_id: Some(peer),
+                peer_id,
+                connection_id,
                 error,
-                ..
             } => {
-                for reply in self.pending_dial.remove(&peer).unwrap_or_default() {
+                if let Some(reply) = self.pending_conn.remove(&connection_id) {
                     let _ = reply.send(Err(error.to_string()));
+                }
+                if let Some(peer) = peer_id {
+                    for reply in self.pending_dial.remove(&peer).unwrap_or_default() {
+                        let _ = reply.send(Err(error.to_string()));
+                    }
                 }
             }
             SwarmEvent::Behaviour(BehaviourEvent::Identify(identify::Event::Received {
