@@ -106,6 +106,24 @@ withdrawn-newer-link = read the version that replaced it
 withdrawn-no-newer = No newer version of it has reached this node.
 withdrawn-was = Its title was { $title }. A revoked key may have been stolen: what it signed could be anyone's words.
 
+## When a page cannot be shown
+
+fail-detail = Technical detail
+fail-not-found-title = Not found
+fail-timeout = This node does not have { $hash }, and no node that has it answered within { $secs } s. Whoever holds it may be out of reach just now: try again later, or open the same address on another gateway.
+fail-not-found = This node does not have { $hash }, and none of the nodes it could reach has it. Try again later, or open the same address on another gateway.
+fail-forged-title = Not verified: do not trust it
+fail-forged = This claims to be a signed article, but its signature does not hold: it is not what its publisher signed, or it was damaged on the way. Do not trust it, and do not pass it on as genuine.
+fail-refused-title = Refused: do not trust it
+fail-refused = This is signed with the publisher's key, but it contradicts what this node already holds of that publisher's feed (for instance, a second and different version of an article already published, or a date that cannot be right). Something like this is made with a stolen key. Do not trust it; if you know the publisher, tell them.
+fail-not-article-title = Not an article
+fail-not-article = This address holds a file, but not an article. Its bytes, unchecked by anyone's signature: { $link }.
+fail-bad-address-title = Not a valid address
+fail-bad-hash = This is not an article's address: an address here is 64 hex digits (0–9 and a–f), as the publisher gave it. Check that it was copied whole.
+fail-bad-key = This is not a publisher's key: a key is 64 hex digits (0–9 and a–f), as the publisher gave it. Check that it was copied whole.
+fail-busy-title = Busy
+fail-busy = This node is busy fetching for other readers. Try again in a minute.
+
 ## A static export (a folder of pages for a USB stick)
 
 export-tagline = signed articles, carried by hand

@@ -119,19 +119,25 @@ impl App {
             self.node.fetch_bounded(hash, &[], max),
         )
         .await;
-        let fetched = match fetched {
-            Err(_) => {
-                self.metrics.network_fetch("timeout");
-                return Err(Failure::new(
+        let fetched =
+            match fetched {
+                Err(_) => {
+                    self.metrics.network_fetch("timeout");
+                    let secs = self.config.fetch_timeout.as_secs();
+                    return Err(Failure::new(
                     StatusCode::GATEWAY_TIMEOUT,
                     format!(
-                        "{hash} is not on this node and was not found on the network within {}s",
-                        self.config.fetch_timeout.as_secs()
+                        "{hash} is not on this node and was not found on the network within {secs}s"
                     ),
+                )
+                .said(
+                    "fail-not-found-title",
+                    "fail-timeout",
+                    vec![("hash", SaidArg::T(hash.to_string())), ("secs", SaidArg::N(secs))],
                 ));
-            }
-            Ok(r) => r,
-        };
+                }
+                Ok(r) => r,
+            };
         match fetched {
             Ok(_) => {
                 // Not announced: provider records would tell anyone
@@ -146,10 +152,19 @@ impl App {
                     | NodeError::NotFound { .. } => StatusCode::NOT_FOUND,
                     _ => StatusCode::BAD_GATEWAY,
                 };
-                return Err(Failure::new(
+                let failure = Failure::new(
                     status,
                     format!("{hash} is not on this node and could not be fetched: {e}"),
-                ));
+                );
+                return Err(if status == StatusCode::NOT_FOUND {
+                    failure.said(
+                        "fail-not-found-title",
+                        "fail-not-found",
+                        vec![("hash", SaidArg::T(hash.to_string()))],
+                    )
+                } else {
+                    failure
+                });
             }
         }
         self.blocking(move |s| s.info_without_pins(&hash))
@@ -191,6 +206,27 @@ pub(crate) struct Failure {
     /// body), when there is more to say than a line (a withdrawn article:
     /// when, why, what replaced it).
     pub page: Option<(String, maud::Markup)>,
+    /// What a reader's page says in the reader's language: a title and a
+    /// text message id (`locales/*.ftl`) and the text's arguments. The
+    /// `message`, in English, goes under it as the technical detail.
+    pub said: Option<Said>,
+}
+
+/// A failure in plain words, to be said in the reader's language.
+#[derive(Debug, Clone)]
+pub(crate) struct Said {
+    pub title: &'static str,
+    pub text: &'static str,
+    pub args: Vec<(&'static str, SaidArg)>,
+}
+
+/// An argument of a [`Said`] message.
+#[derive(Debug, Clone)]
+pub(crate) enum SaidArg {
+    N(u64),
+    T(String),
+    /// A link: its target and the text shown (as code).
+    Link(String, String),
 }
 
 impl Failure {
@@ -199,7 +235,19 @@ impl Failure {
             status,
             message: message.into(),
             page: None,
+            said: None,
         }
+    }
+
+    /// The same failure, said to a reader with `text` under `title`.
+    pub fn said(
+        mut self,
+        title: &'static str,
+        text: &'static str,
+        args: Vec<(&'static str, SaidArg)>,
+    ) -> Self {
+        self.said = Some(Said { title, text, args });
+        self
     }
 
     pub fn bad_request(message: impl Into<String>) -> Self {
@@ -242,7 +290,8 @@ pub(crate) fn parse_hash(s: &str) -> Result<Hash, Result<String, Failure>> {
     let shown: String = s.chars().take(80).collect();
     Err(Err(Failure::bad_request(format!(
         "{shown:?} is not a content hash: expected 64 hex digits (a BLAKE3 hash)"
-    ))))
+    ))
+    .said("fail-bad-address-title", "fail-bad-hash", Vec::new())))
 }
 
 /// Parses a publisher key in a URL: 64 hex digits, and a key someone could
@@ -253,6 +302,7 @@ pub(crate) fn parse_key(s: &str) -> Result<PublicKey, Failure> {
         Failure::bad_request(format!(
             "not a usable publisher key (64 hex digits, as `tamizdat key show` prints it): {e}"
         ))
+        .said("fail-bad-address-title", "fail-bad-key", Vec::new())
     })
 }
 
@@ -300,12 +350,14 @@ impl Limiter {
                     self.per
                 ),
             )
+            .said("fail-busy-title", "fail-busy", Vec::new())
         })?;
         let all = self.total.clone().try_acquire_owned().map_err(|_| {
             Failure::new(
                 StatusCode::SERVICE_UNAVAILABLE,
                 "this node is fetching as much as it will for readers; try again shortly",
             )
+            .said("fail-busy-title", "fail-busy", Vec::new())
         })?;
         Ok((mine, all))
     }

@@ -12,7 +12,7 @@ use tamizdat_node::feeds::{self, Followed, Standing};
 use tamizdat_sign::{MAX_MANIFEST_LEN, PublicKey, VerifiedManifest, Verifier, VerifyError};
 use tamizdat_store::Hash;
 
-use crate::app::{App, Failure, SMALL_BLOB, parse_hash, parse_key};
+use crate::app::{App, Failure, SMALL_BLOB, SaidArg, parse_hash, parse_key};
 use crate::i18n::{Arg, Locale, Prefs};
 use crate::index::{Article, Index};
 use crate::render;
@@ -159,13 +159,49 @@ fn failure_page(f: Failure, loc: &Locale) -> Response {
     if let Some((title, main)) = f.page {
         return page(f.status, &title, loc, main);
     }
-    let title = loc.s("not-available", &[]);
+    let Some(said) = f.said else {
+        let title = loc.s("not-available", &[]);
+        return page(
+            f.status,
+            &title,
+            loc,
+            html! { h1 { (title) } p.warning lang="en" { (f.message) } },
+        );
+    };
+    let args: Vec<(&str, Arg)> = said
+        .args
+        .into_iter()
+        .map(|(k, a)| {
+            let a = match a {
+                SaidArg::N(n) => Arg::N(n),
+                SaidArg::T(t) => Arg::T(t),
+                SaidArg::Link(href, text) => html! { a href=(href) { code { (text) } } }.into(),
+            };
+            (k, a)
+        })
+        .collect();
+    let title = loc.s(said.title, &[]);
     page(
         f.status,
         &title,
         loc,
-        html! { h1 { (title) } p.warning lang="en" { (f.message) } },
+        html! {
+            h1 { (title) }
+            p.warning { (loc.h(said.text, &args)) }
+            details.detail {
+                summary { (loc.s("fail-detail", &[])) }
+                p lang="en" { (f.message) }
+            }
+        },
     )
+}
+
+/// The link to a blob's own bytes, as a message argument.
+fn raw_link(id: Hash) -> Vec<(&'static str, SaidArg)> {
+    vec![(
+        "link",
+        SaidArg::Link(format!("/b/{id}"), format!("/b/{id}")),
+    )]
 }
 
 /// Said at the top of the pages while the node is connected to nobody:
@@ -502,7 +538,8 @@ pub(crate) async fn load_verified(
                 "REFUSED: {id} is signed with the publisher's key, but this node's feed rules refuse it: {e}. \
                  It may have been made with a stolen key. Do not trust it."
             ),
-        )),
+        )
+        .said("fail-refused-title", "fail-refused", Vec::new())),
         standing => Ok((v, standing)),
     }
 }
@@ -522,7 +559,8 @@ async fn load_signed(
             format!(
                 "{id} is not an article (too large to be a manifest); its bytes are at /b/{id}"
             ),
-        ));
+        )
+        .said("fail-not-article-title", "fail-not-article", raw_link(id)));
     }
     let bytes = app.small_bytes(id).await?;
     let trust = app.node.trust();
@@ -537,11 +575,13 @@ async fn load_signed(
             VerifyError::Decode(_) => Failure::new(
                 StatusCode::UNPROCESSABLE_ENTITY,
                 format!("{id} is not an article manifest; its bytes are at /b/{id}"),
-            ),
+            )
+            .said("fail-not-article-title", "fail-not-article", raw_link(id)),
             e => Failure::new(
                 StatusCode::UNPROCESSABLE_ENTITY,
                 format!("NOT VERIFIED: {id} claims to be a signed article, but it does not verify: {e}. Do not trust it."),
-            ),
+            )
+            .said("fail-forged-title", "fail-forged", Vec::new()),
         })
 }
 
@@ -566,7 +606,8 @@ async fn withdrawn(
             format!(
                 "NOT VERIFIED: {id} claims to be a signed article, but it does not verify. Do not trust it."
             ),
-        );
+        )
+        .said("fail-forged-title", "fail-forged", Vec::new());
     };
     // The revocation itself, kept in the store when it was applied.
     let revocation = revocation.parse::<Hash>().ok().map(|h| async move {

@@ -1351,5 +1351,65 @@ async fn pages_speak_the_readers_language() {
         page.contains("Отпечаток ключа") && page.contains("Статьи"),
         "{page}"
     );
+    // What cannot be shown is said in plain words in the reader's language,
+    // the technical line (English) under it.
+    let mut forged = site.store.read_to_vec(&id).unwrap();
+    let at = forged
+        .windows("Свобода".len())
+        .position(|w| w == "Свобода".as_bytes())
+        .unwrap();
+    forged[at..at + "Свобода".len()].copy_from_slice("Свадьба".as_bytes());
+    let forged = site.store.add_bytes(&forged).unwrap().hash;
+    let absent = blake3::hash(b"no such article").to_hex().to_string();
+    let failures: [(String, &str, StatusCode, &str); 5] = [
+        (
+            format!("/m/{forged}"),
+            "ru",
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "Не подтверждено: не доверяйте",
+        ),
+        (
+            format!("/m/{forged}"),
+            "en",
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "Not verified: do not trust it",
+        ),
+        (
+            format!("/m/{absent}"),
+            "ru",
+            StatusCode::NOT_FOUND,
+            "Не найдено",
+        ),
+        (
+            format!("/m/{}", &absent[..40]),
+            "ru",
+            StatusCode::BAD_REQUEST,
+            "Неверный адрес",
+        ),
+        (
+            format!("/p/{}", &absent[..40]),
+            "en",
+            StatusCode::BAD_REQUEST,
+            "Not a valid address",
+        ),
+    ];
+    for (path, lang, want, title) in failures {
+        let (status, _, body) = get_with(&site.url(&path), &[("accept-language", lang)]).await;
+        let page = text(&body);
+        assert_eq!(status, want, "{path} {lang}: {page}");
+        assert!(page.contains(&format!("<html lang=\"{lang}\">")), "{page}");
+        assert!(
+            page.contains(&format!("<h1>{title}</h1>")),
+            "{path} {lang}: {page}"
+        );
+        assert!(
+            page.contains("<p lang=\"en\">"),
+            "the detail, in English: {page}"
+        );
+        assert!(
+            !page.contains("Свадьба"),
+            "none of a forgery's content: {page}"
+        );
+    }
     site.gateway.shutdown().await;
 }
