@@ -209,7 +209,7 @@ pub(crate) struct Failure {
     /// What a reader's page says in the reader's language: a title and a
     /// text message id (`locales/*.ftl`) and the text's arguments. The
     /// `message`, in English, goes under it as the technical detail.
-    pub said: Option<Said>,
+    pub said: Option<Box<Said>>,
 }
 
 /// A failure in plain words, to be said in the reader's language.
@@ -246,7 +246,7 @@ impl Failure {
         text: &'static str,
         args: Vec<(&'static str, SaidArg)>,
     ) -> Self {
-        self.said = Some(Said { title, text, args });
+        self.said = Some(Box::new(Said { title, text, args }));
         self
     }
 

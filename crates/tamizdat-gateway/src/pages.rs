@@ -168,6 +168,7 @@ fn failure_page(f: Failure, loc: &Locale) -> Response {
             html! { h1 { (title) } p.warning lang="en" { (f.message) } },
         );
     };
+    let said = *said;
     let args: Vec<(&str, Arg)> = said
         .args
         .into_iter()
