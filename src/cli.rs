@@ -31,15 +31,23 @@ pub enum Command {
     ///
     /// A file is acknowledged (its line printed) only once its data, proof
     /// tree and index entry are on disk.
+    #[command(display_order = 16)]
     Add(AddArgs),
     /// Write a blob to stdout, verifying every chunk as it is read.
+    #[command(display_order = 17)]
     Cat {
         /// The blob's hash (64 lowercase hex digits).
         hash: String,
     },
     /// List blobs: hash, size, complete or partial, pins.
-    Ls,
+    #[command(display_order = 18)]
+    Ls {
+        /// One JSON object per line (hash, size, complete, verified_bytes, pins).
+        #[arg(long)]
+        json: bool,
+    },
     /// Keep blobs from garbage collection under a named pin.
+    #[command(display_order = 19)]
     Pin {
         /// The pin's name.
         name: String,
@@ -48,6 +56,7 @@ pub enum Command {
         hashes: Vec<String>,
     },
     /// Remove blobs from a pin, or the whole pin when no hash is given.
+    #[command(display_order = 20)]
     Unpin {
         /// The pin's name.
         name: String,
@@ -55,8 +64,14 @@ pub enum Command {
         hashes: Vec<String>,
     },
     /// List pins and the blobs they hold.
-    Pins,
+    #[command(display_order = 21)]
+    Pins {
+        /// One JSON object per line (name, blobs).
+        #[arg(long)]
+        json: bool,
+    },
     /// Delete every blob that no pin holds.
+    #[command(display_order = 22)]
     Gc {
         /// Only print what would be deleted.
         #[arg(long)]
@@ -65,12 +80,14 @@ pub enum Command {
     /// Re-hash every blob; quarantine those whose bytes no longer match.
     ///
     /// Exits non-zero when anything was found damaged.
+    #[command(display_order = 23)]
     Scrub,
     /// Rebuild a lost or damaged store index from the blob files: every
     /// blob re-verified against its name (what fails goes to quarantine),
     /// then the articles found re-pinned under their feeds, feed positions
     /// and revocations restored. The old index is kept beside. Stop the
     /// node first.
+    #[command(display_order = 24)]
     Recover {
         /// Rebuild even when the index opens fine (pins made by hand are lost).
         #[arg(long)]
@@ -82,24 +99,33 @@ pub enum Command {
     },
     /// Publisher keys: root keys, signing keys, delegations, revocations.
     #[command(subcommand)]
+    #[command(display_order = 12)]
     Key(KeyCommand),
     /// Publisher cards: an outlet's name, key and addresses, signed by its
     /// root key, in one line that a newcomer pastes into `tamizdat follow`.
     #[command(subcommand)]
+    #[command(display_order = 13)]
     Card(CardCommand),
     /// Sign and store an article: a file, or a directory with `index.md` or
     /// `index.html` plus its images and attachments. Prints the article's
     /// hash (its link).
+    #[command(display_order = 11)]
     Publish(PublishArgs),
     /// Check an article: signature, delegation chain, revocations, feed
     /// position, and every file's bytes. Exit 0 only when all of it holds;
     /// 1 when anything is forged, tampered or revoked; 3 when the signature
     /// holds but files are missing here.
+    #[command(display_order = 9)]
     Verify {
         /// The manifest's hash (in the store) or a manifest file.
         target: String,
+        /// Print what was checked as one JSON object (`result`: verified,
+        /// incomplete or not_verified); the exit status is the same.
+        #[arg(long)]
+        json: bool,
     },
     /// Print a manifest as JSON, for scripts.
+    #[command(display_order = 10)]
     Show {
         /// The manifest's hash (in the store) or a manifest file.
         target: String,
@@ -110,6 +136,7 @@ pub enum Command {
     /// Given the publisher's card (`tamizdat1...`, or a file holding it), the
     /// card is checked and kept, and the node joins the network through the
     /// addresses on it, now and at every start.
+    #[command(display_order = 5)]
     Follow {
         /// The publisher's card (a `tamizdat1...` line or a file holding
         /// one), or its root public key (64 hex digits, as `key show` prints).
@@ -128,33 +155,45 @@ pub enum Command {
     },
     /// Stop following a publisher (its card is dropped too). What is stored
     /// stays until unpinned.
+    #[command(display_order = 7)]
     Unfollow {
         /// The publisher's root public key.
         pubkey: String,
     },
     /// List the publishers followed.
-    Following,
+    #[command(display_order = 6)]
+    Following {
+        /// One JSON object per line (key, fingerprint, name, max_bytes, max_age_secs).
+        #[arg(long)]
+        json: bool,
+    },
     /// Run the node: join the network, announce the blobs held here, and
     /// serve them. Stops cleanly on Ctrl-C or SIGTERM.
+    #[command(display_order = 3)]
     Node(NodeArgs),
     /// Fetch an article (its manifest, verified, and every file) or any blob
     /// from the network into the store, verifying every chunk; an article
     /// is pinned as get/HASH. Exits 3 when files did not arrive in time.
+    #[command(display_order = 8)]
     Get(GetArgs),
     /// Write chosen articles to a bundle file (`-o`) that carries them across
     /// a shutdown, or to a folder of plain HTML pages (`--html`) that any
     /// browser opens. Without a choice, every article of every feed held here.
+    #[command(display_order = 14)]
     Export(ExportArgs),
     /// Import a bundle: every signature, delegation, revocation, feed rule
     /// and file hash is checked before anything of it is kept. Exit 0 when
     /// all of it imported; 1 when any part was damaged, forged or refused.
+    #[command(display_order = 15)]
     Import(ImportArgs),
     /// Start a small local network (a publisher and volunteers on
     /// 127.0.0.1) with a demo outlet and a sample article, and print the
     /// article's address in a volunteer's gateway. Ctrl-C stops it and
     /// removes everything it made.
+    #[command(display_order = 1)]
     Demo(DemoArgs),
     /// Show the running node: peer id, addresses (`--json` for scripts).
+    #[command(display_order = 4)]
     Status {
         /// Print JSON.
         #[arg(long)]
@@ -162,6 +201,7 @@ pub enum Command {
     },
     /// Set up a data directory: the node's key and a commented config.toml
     /// for the kind of machine. Refuses to overwrite an existing config.
+    #[command(display_order = 2)]
     Init {
         /// The kind of machine the config is written for.
         #[arg(long, value_enum, default_value = "desktop")]
@@ -169,19 +209,32 @@ pub enum Command {
     },
     /// Check the configuration.
     #[command(subcommand)]
+    #[command(display_order = 25)]
     Config(ConfigCommand),
     /// Exit 0 when this data directory's node is up and serving: its control
     /// socket answers, and its gateway's /healthz too when it runs one.
+    #[command(display_order = 26)]
     Health,
     /// Print shell completions, e.g. `tamizdat completions bash >
     /// /etc/bash_completion.d/tamizdat`.
+    #[command(display_order = 27)]
     Completions {
         /// The shell.
         shell: clap_complete::Shell,
     },
     /// Print the man page (roff), e.g. `tamizdat man >
-    /// /usr/local/share/man/man1/tamizdat.1`.
-    Man,
+    /// /usr/local/share/man/man1/tamizdat.1`; `tamizdat man get` the page of
+    /// one command; `--dir DIR` writes every page (tamizdat.1,
+    /// tamizdat-get.1, tamizdat-key-new.1, ...) into DIR.
+    #[command(display_order = 28)]
+    Man {
+        /// The command whose page to print (`get`, `key new`).
+        #[arg(value_name = "COMMAND", conflicts_with = "dir")]
+        command: Vec<String>,
+        /// Write every page into this directory instead.
+        #[arg(long, value_name = "DIR")]
+        dir: Option<PathBuf>,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -319,7 +372,11 @@ pub enum KeyCommand {
         files: Vec<PathBuf>,
     },
     /// List the keys in this data directory.
-    List,
+    List {
+        /// One JSON object per line (name, kind, public, fingerprint, encrypted).
+        #[arg(long)]
+        json: bool,
+    },
     /// Show a key: public key, fingerprint, delegations.
     Show {
         /// The key's name.
@@ -461,6 +518,11 @@ pub struct ExportArgs {
     /// --since as well, articles matching either are exported.
     #[arg(long, value_name = "HASH")]
     pub manifest: Vec<String>,
+    /// Write the running node's peer id and addresses into the bundle, as a
+    /// way into the network for whoever imports it. Off by default: a bundle
+    /// found on a seized USB stick would name this machine's addresses.
+    #[arg(long, conflicts_with = "html")]
+    pub with_addresses: bool,
 }
 
 #[derive(Debug, Args)]

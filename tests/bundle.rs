@@ -514,9 +514,29 @@ fn two_groups_with_no_connection_exchange_a_feed_by_bundle() {
     });
     let first = article(&desk_env, "Before the shutdown", &random(200_000, 7));
     wait_verified(&abroad, &first);
-    // The volunteer exports while its node runs; the bundle names it.
+    // The volunteer exports while its node runs. By default the bundle
+    // names no node: a seized stick must not say where it came from.
     let carried = abroad.work().join("usb.bundle");
     abroad.ok(&["export", "-o", carried.to_str().unwrap()]);
+    let bytes = std::fs::read(&carried).unwrap();
+    let (peer_id, ip) = (
+        volunteer.addr.rsplit('/').next().unwrap(),
+        "/ip4/127.0.0.1/tcp/",
+    );
+    assert!(
+        !bytes
+            .windows(peer_id.len())
+            .any(|w| w == peer_id.as_bytes())
+            && !bytes.windows(ip.len()).any(|w| w == ip.as_bytes()),
+        "no peer id, no address in a plain export"
+    );
+    // Asked for, they are in it, as a bootstrap hint.
+    abroad.ok(&[
+        "export",
+        "-o",
+        carried.to_str().unwrap(),
+        "--with-addresses",
+    ]);
     // Group B never heard of it.
     assert!(!hashes(&inside).contains(&first));
     let (code, out, err) = import(&inside, &carried);

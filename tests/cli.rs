@@ -719,3 +719,72 @@ fn following_again_updates_limits_and_keeps_the_rest() {
         "{shorter}"
     );
 }
+
+/// Every command that prints state has `--json` for scripts: one object
+/// (verify) or one object per line (the lists), with the same facts as
+/// the lines for people.
+#[test]
+fn state_comes_as_json_for_scripts() {
+    let env = Env::new();
+    let key = env.ok(&["key", "new", "--name", "desk", "--no-passphrase"]);
+    let key = key.split_whitespace().next().unwrap().to_owned();
+    env.ok(&["follow", &key, "--name", "The Desk", "--keep", "30d"]);
+    fs::create_dir_all(env.work().join("story")).unwrap();
+    env.write("story/index.md", b"# Title\n\nText.\n");
+    env.write("story/data.csv", b"a,b\n");
+    let id = env
+        .ok(&["publish", "story", "--key", "desk", "--no-passphrase"])
+        .trim()
+        .to_owned();
+    let lines = |args: &[&str]| -> Vec<serde_json::Value> {
+        env.ok(args)
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{args:?}: {l}: {e}")))
+            .collect()
+    };
+    let keys = lines(&["key", "list", "--json"]);
+    assert_eq!(keys.len(), 1);
+    assert_eq!(keys[0]["name"], "desk");
+    assert_eq!(keys[0]["public"], key.as_str());
+    assert_eq!(keys[0]["encrypted"], false);
+    let following = lines(&["following", "--json"]);
+    assert_eq!(following[0]["key"], key.as_str());
+    assert_eq!(following[0]["name"], "The Desk");
+    assert_eq!(following[0]["max_age_secs"], 30 * 86_400);
+    let blobs = lines(&["ls", "--json"]);
+    let manifest = blobs.iter().find(|b| b["hash"] == id.as_str()).unwrap();
+    assert_eq!(manifest["complete"], true);
+    assert!(manifest["pins"][0].as_str().unwrap().starts_with("feed/"));
+    assert_eq!(blobs.len(), 3, "the manifest and its two files: {blobs:?}");
+    let pins = lines(&["pins", "--json"]);
+    assert_eq!(pins[0]["blobs"].as_array().unwrap().len(), 3, "{pins:?}");
+
+    let verify = |want: i32| -> serde_json::Value {
+        let out = env.run(&["verify", &id, "--json"]);
+        assert_eq!(out.status.code(), Some(want));
+        serde_json::from_slice(&out.stdout).unwrap()
+    };
+    let v = verify(0);
+    assert_eq!(v["result"], "verified");
+    assert_eq!(v["publisher"], key.as_str());
+    assert_eq!(v["title"], "Title");
+    assert_eq!(v["seq"], 1);
+    assert_eq!(v["feed_check"]["ok"], true);
+    assert_eq!(v["entries"].as_array().unwrap().len(), 2);
+    // A file gone: the same facts, and exit 3 as without --json.
+    let csv = v["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["path"] == "data.csv")
+        .unwrap()["hash"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let pin = manifest["pins"][0].as_str().unwrap().to_owned();
+    env.ok(&["unpin", &pin, &csv]);
+    env.ok(&["gc"]);
+    let v = verify(3);
+    assert_eq!(v["result"], "incomplete");
+    assert_eq!(v["missing"], 1);
+}

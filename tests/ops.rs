@@ -178,4 +178,69 @@ fn completions_and_the_man_page_come_from_the_command_line_definition() {
     );
     assert!(man.contains(".TH tamizdat"));
     assert!(man.contains("publish") && man.contains("health"));
+    assert!(man.contains(".SH \"EXIT STATUS\""), "{man}");
+    // One page per command, and every page a page refers to exists.
+    let dir = env.work().join("man1");
+    std::fs::create_dir_all(&dir).unwrap();
+    let listed = env.ok(&["man", "--dir", dir.to_str().unwrap()]);
+    let mut pages = std::collections::BTreeMap::new();
+    for entry in std::fs::read_dir(&dir).unwrap() {
+        let path = entry.unwrap().path();
+        let name = path.file_name().unwrap().to_string_lossy().into_owned();
+        assert!(listed.contains(&name), "{name} printed: {listed}");
+        pages.insert(name, std::fs::read_to_string(&path).unwrap());
+    }
+    for want in [
+        "tamizdat.1",
+        "tamizdat-get.1",
+        "tamizdat-key.1",
+        "tamizdat-key-new.1",
+    ] {
+        assert!(pages.contains_key(want), "{want}: {:?}", pages.keys());
+    }
+    for (name, page) in &pages {
+        assert!(page.contains(".SH \"EXIT STATUS\""), "{name}");
+        let mut rest = page.as_str();
+        while let Some(at) = rest.find("tamizdat\\-") {
+            let tail = &rest[at..];
+            let end = tail.find("(1)").unwrap_or(0);
+            if end > 0 && !tail[..end].contains(char::is_whitespace) {
+                let file = format!("{}.1", tail[..end].replace("\\-", "-"));
+                assert!(
+                    pages.contains_key(&file),
+                    "{name} refers to {file}, not written"
+                );
+            }
+            rest = &tail[1..];
+        }
+    }
+    // One command's page, with what its exit statuses mean.
+    let get = env.ok(&["man", "get"]);
+    assert!(get.contains(".TH tamizdat-get"), "{get}");
+    assert!(get.contains("some of its files did not arrive"), "{get}");
+    let err = env.fails(&["man", "nope"]);
+    assert!(err.contains("no such command"), "{err}");
+}
+
+/// `--help` lists commands by what people do most: trying it, running a
+/// node, following, reading, publishing; store plumbing after.
+#[test]
+fn help_lists_what_people_do_first() {
+    let env = Env::new();
+    let help = env.ok(&["--help"]);
+    let at = |name: &str| {
+        help.find(&format!("\n  {name} "))
+            .unwrap_or_else(|| panic!("{name} in --help: {help}"))
+    };
+    let order = [
+        "demo", "node", "follow", "get", "verify", "publish", "export", "add", "gc", "man",
+    ];
+    for pair in order.windows(2) {
+        assert!(
+            at(pair[0]) < at(pair[1]),
+            "{} before {}: {help}",
+            pair[0],
+            pair[1]
+        );
+    }
 }

@@ -354,8 +354,11 @@ pub fn publish(data: &Path, store: &Repo, args: PublishArgs) -> Result<ExitCode>
         );
         return Ok(ExitCode::SUCCESS);
     }
-    // A node started later keeps this feed and serves it to followers.
-    store.follow(publisher, None, Default::default())?;
+    // A node started later keeps this feed and serves it to followers. A
+    // follow already there keeps its name and limits.
+    if !store.following()?.iter().any(|f| f.key == publisher) {
+        store.follow(publisher, None, Default::default())?;
+    }
     let hash = record_local(store, &mut trust, &verified, created)?;
     println!("{hash}");
     eprintln!(
@@ -621,63 +624,90 @@ fn check_entry(store: &Repo, e: &Entry) -> Result<EntryState> {
     }
 }
 
-pub fn verify(store: &Repo, target: &str) -> Result<ExitCode> {
+pub fn verify(store: &Repo, target: &str, json_out: bool) -> Result<ExitCode> {
     let (bytes, id) = load_envelope(store, target)?;
     let trust = state::load(store)?;
-    println!("manifest     {id}");
+    // Lines for people, unless JSON is asked for.
+    let say = |label: &str, text: &str| {
+        if !json_out {
+            println!("{label:<12} {text}");
+        }
+    };
+    say("manifest", &id);
     let v = match Verifier::new().verify(&bytes, &trust) {
         Ok(v) => v,
         Err(e) => {
-            println!("result       NOT VERIFIED: {e}");
+            say("result", &format!("NOT VERIFIED: {e}"));
+            if json_out {
+                let out =
+                    json!({ "manifest": id, "result": "not_verified", "reason": e.to_string() });
+                println!("{}", serde_json::to_string_pretty(&out)?);
+            }
             return Ok(ExitCode::FAILURE);
         }
     };
     let m = v.manifest();
-    println!(
-        "publisher    {}  ({})",
-        m.publisher,
-        m.publisher.fingerprint()
+    say(
+        "publisher",
+        &format!("{}  ({})", m.publisher, m.publisher.fingerprint()),
     );
+    let delegation = v.delegation().map(|d| {
+        let b = d.body();
+        json!({
+            "id": hex::encode(d.id()),
+            "key": b.key.to_string(),
+            "not_before": b.not_before,
+            "not_after": b.not_after,
+            "feed": b.feed,
+        })
+    });
     match v.delegation() {
-        None => println!("signed by    the publisher's root key"),
+        None => say("signed by", "the publisher's root key"),
         Some(d) => {
             let b = d.body();
-            println!(
-                "signed by    {}  ({}), delegated by the root from {} until {}{}",
-                m.signer,
-                m.signer.fingerprint(),
-                format_time(b.not_before),
-                format_time(b.not_after),
-                b.feed
-                    .as_ref()
-                    .map(|f| format!(" for feed {f}"))
-                    .unwrap_or_default()
+            say(
+                "signed by",
+                &format!(
+                    "{}  ({}), delegated by the root from {} until {}{}",
+                    m.signer,
+                    m.signer.fingerprint(),
+                    format_time(b.not_before),
+                    format_time(b.not_after),
+                    b.feed
+                        .as_ref()
+                        .map(|f| format!("for feed {f}"))
+                        .unwrap_or_default()
+                ),
             );
         }
     }
-    println!("signed at    {}", format_time(m.created));
-    println!(
-        "feed         {}  seq {}  prev {}",
-        m.feed,
-        m.seq,
-        m.prev.map(hex::encode).unwrap_or_else(|| "none".into())
+    say("signed at", &format!("{}", format_time(m.created)));
+    say(
+        "feed",
+        &format!(
+            "     {}  seq {}  prev {}",
+            m.feed,
+            m.seq,
+            m.prev.map(hex::encode).unwrap_or_else(|| "none".into())
+        ),
     );
-    println!("title        {}", m.title);
-    println!("language     {}", m.lang);
-    if let Some(s) = &m.supersedes {
-        println!("supersedes   {}", hex::encode(s));
+    say("title", &format!("{}", m.title));
+    say("language", &format!("{}", m.lang));
+    if let Some(sup) = &m.supersedes {
+        say("supersedes", &format!("{}", hex::encode(sup)));
     }
     let mut failed = None;
     let position = feed_position(&trust, &v);
     match &position {
-        Ok(note) => println!("feed check   {note}"),
+        Ok(note) => say("feed check", &format!("{note}")),
         Err(e) => {
-            println!("feed check   FAILED: {e}");
+            say("feed check", &format!("FAILED: {e}"));
             failed = Some(e.to_string());
         }
     }
-    println!("entries      {}", m.entries.len());
+    say("entries", &format!("{}", m.entries.len()));
     let mut missing = 0;
+    let mut entries = Vec::new();
     for e in &m.entries {
         let hash = hex::encode(e.hash);
         let state = check_entry(store, e)?;
@@ -690,10 +720,20 @@ pub fn verify(store: &Repo, target: &str) -> Result<ExitCode> {
             EntryState::Partial => ("PARTIAL", " (only part of it is here yet)".into()),
             EntryState::Bad(why) => ("BAD", format!(": {why}")),
         };
-        println!(
-            "  {label:<8} {}  {hash}  {} bytes  {}{note}",
-            e.path, e.size, e.media_type
-        );
+        if !json_out {
+            println!(
+                "  {label:<8} {}  {hash}  {} bytes  {}{note}",
+                e.path, e.size, e.media_type
+            );
+        }
+        entries.push(json!({
+            "path": e.path,
+            "hash": hash,
+            "size": e.size,
+            "media_type": e.media_type,
+            "state": label.to_lowercase(),
+            "problem": match &state { EntryState::Bad(why) => Some(why.clone()), _ => None },
+        }));
         match state {
             EntryState::Ok => {}
             EntryState::Missing | EntryState::Partial => missing += 1,
@@ -702,19 +742,48 @@ pub fn verify(store: &Repo, target: &str) -> Result<ExitCode> {
             }
         }
     }
-    if let Some(why) = failed {
-        println!("result       NOT VERIFIED: {why}");
-        return Ok(ExitCode::FAILURE);
-    }
-    if missing > 0 {
-        println!(
-            "result       SIGNATURE VERIFIED, {missing} of {} files missing here",
-            m.entries.len()
+    let (result, code) = if let Some(why) = &failed {
+        say("result", &format!("NOT VERIFIED: {why}"));
+        ("not_verified", ExitCode::FAILURE)
+    } else if missing > 0 {
+        say(
+            "result",
+            &format!(
+                "SIGNATURE VERIFIED, {missing} of {} files missing here",
+                m.entries.len()
+            ),
         );
-        return Ok(ExitCode::from(EXIT_INCOMPLETE));
+        ("incomplete", ExitCode::from(EXIT_INCOMPLETE))
+    } else {
+        say("result", "VERIFIED");
+        ("verified", ExitCode::SUCCESS)
+    };
+    if json_out {
+        let out = json!({
+            "manifest": id,
+            "result": result,
+            "reason": failed,
+            "publisher": m.publisher.to_string(),
+            "fingerprint": m.publisher.fingerprint(),
+            "signer": m.signer.to_string(),
+            "delegation": delegation,
+            "created": m.created,
+            "feed": m.feed,
+            "seq": m.seq,
+            "prev": m.prev.map(hex::encode),
+            "title": m.title,
+            "lang": m.lang,
+            "supersedes": m.supersedes.map(hex::encode),
+            "feed_check": match &position {
+                Ok(note) => json!({ "ok": true, "note": note }),
+                Err(e) => json!({ "ok": false, "note": e.to_string() }),
+            },
+            "missing": missing,
+            "entries": entries,
+        });
+        println!("{}", serde_json::to_string_pretty(&out)?);
     }
-    println!("result       VERIFIED");
-    Ok(ExitCode::SUCCESS)
+    Ok(code)
 }
 
 /// Where the manifest stands against this node's view of its feed. An older

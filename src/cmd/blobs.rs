@@ -113,9 +113,20 @@ pub fn cat(store: &Repo, hash: &Hash) -> Result<ExitCode> {
     }
 }
 
-pub fn ls(store: &Repo) -> Result<ExitCode> {
+pub fn ls(store: &Repo, json_out: bool) -> Result<ExitCode> {
     let mut out = io::stdout().lock();
     for b in store.list()? {
+        if json_out {
+            let line = serde_json::json!({
+                "hash": b.hash.to_string(),
+                "size": b.size,
+                "complete": b.complete,
+                "verified_bytes": b.verified_bytes,
+                "pins": b.pins,
+            });
+            writeln!(out, "{line}")?;
+            continue;
+        }
         let state = if b.complete {
             "complete".to_owned()
         } else {
@@ -150,9 +161,18 @@ pub fn unpin(store: &Repo, name: &str, hashes: &[Hash]) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-pub fn pins(store: &Repo) -> Result<ExitCode> {
+pub fn pins(store: &Repo, json_out: bool) -> Result<ExitCode> {
     let mut out = io::stdout().lock();
     for (name, hashes) in store.pins()? {
+        if json_out {
+            let blobs: Vec<String> = hashes.iter().map(|h| h.to_string()).collect();
+            writeln!(
+                out,
+                "{}",
+                serde_json::json!({ "name": name, "blobs": blobs })
+            )?;
+            continue;
+        }
         for h in hashes {
             writeln!(out, "{name}  {h}")?;
         }

@@ -61,7 +61,7 @@ pub fn export(_dir: &Path, store: &Repo, args: ExportArgs) -> Result<ExitCode> {
     if let Some(dir) = &args.html {
         problems += html(store, dir, &articles, args.lang.as_deref())?;
     } else if let Some(out) = &args.output {
-        problems += write_bundle(store, &trust, &articles, out)?;
+        problems += write_bundle(store, &trust, &articles, out, args.with_addresses)?;
     }
     Ok(if problems == 0 {
         ExitCode::SUCCESS
@@ -305,6 +305,7 @@ fn write_bundle(
     trust: &TrustState,
     articles: &[VerifiedManifest],
     out: &Path,
+    with_addresses: bool,
 ) -> Result<usize> {
     let (keys, missing) = key_records(store, trust, articles)?;
     // What an importer would refuse is not written.
@@ -338,7 +339,16 @@ fn write_bundle(
             }
         }
     }
-    let (peer, addrs) = addresses(store);
+    // Only when asked: whoever finds the bundle learns where this node is.
+    let (peer, addrs) = if with_addresses {
+        let (peer, addrs) = addresses(store);
+        if addrs.is_empty() {
+            eprintln!("--with-addresses: no node runs here, so there are no addresses to write");
+        }
+        (peer, addrs)
+    } else {
+        (None, Vec::new())
+    };
     let info = Info {
         created: now(),
         peer,

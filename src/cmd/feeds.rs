@@ -143,12 +143,23 @@ pub fn unfollow(dir: &Path, repo: &Repo, key: &str) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-pub fn following(repo: &Repo) -> Result<ExitCode> {
+pub fn following(repo: &Repo, json_out: bool) -> Result<ExitCode> {
     let list = repo.following()?;
     if list.is_empty() {
         eprintln!("following nobody: `tamizdat follow CARD` to replicate a publisher");
     }
     for f in list {
+        if json_out {
+            let line = serde_json::json!({
+                "key": f.key.to_string(),
+                "fingerprint": f.key.fingerprint(),
+                "name": f.name,
+                "max_bytes": f.policy.max_bytes,
+                "max_age_secs": f.policy.max_age,
+            });
+            println!("{line}");
+            continue;
+        }
         println!(
             "{}  {}  {}  {}",
             f.key,

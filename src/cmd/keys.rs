@@ -458,8 +458,22 @@ pub fn run(data: &Path, store: impl Fn() -> Result<Repo>, cmd: KeyCommand) -> Re
                 state::save(&store, &trust)?;
             }
         }
-        KeyCommand::List => {
+        KeyCommand::List { json } => {
             for name in keys.names()? {
+                if json {
+                    let line = match keys.info(&name) {
+                        Ok(i) => serde_json::json!({
+                            "name": name,
+                            "kind": kind_name(i.kind),
+                            "public": i.public.to_string(),
+                            "fingerprint": i.public.fingerprint(),
+                            "encrypted": i.encrypted,
+                        }),
+                        Err(e) => serde_json::json!({ "name": name, "error": format!("{e:#}") }),
+                    };
+                    println!("{line}");
+                    continue;
+                }
                 match keys.info(&name) {
                     Ok(i) => println!(
                         "{name}  {}  {}  {}{}",

@@ -31,7 +31,7 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
     // Commands that need no data directory.
     match &cli.command {
         Command::Completions { shell } => return ops::completions(*shell),
-        Command::Man => return ops::man(),
+        Command::Man { command, dir } => return ops::man(command, dir.as_deref()),
         Command::Demo(args) => return demo::run(args),
         _ => {}
     }
@@ -63,10 +63,10 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
     match cli.command {
         Command::Add(args) => blobs::add(&store()?, &args),
         Command::Cat { hash } => blobs::cat(&store()?, &parse_hash(&hash)?),
-        Command::Ls => blobs::ls(&store()?),
+        Command::Ls { json } => blobs::ls(&store()?, json),
         Command::Pin { name, hashes } => blobs::pin(&store()?, &name, &parse_hashes(&hashes)?),
         Command::Unpin { name, hashes } => blobs::unpin(&store()?, &name, &parse_hashes(&hashes)?),
-        Command::Pins => blobs::pins(&store()?),
+        Command::Pins { json } => blobs::pins(&store()?, json),
         Command::Gc { dry_run } => blobs::gc(&store()?, dry_run),
         Command::Scrub => blobs::scrub(&store()?),
         Command::Recover {
@@ -76,7 +76,7 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         Command::Key(cmd) => keys::run(&dir, store, cmd),
         Command::Card(cmd) => card::run(&dir, cmd),
         Command::Publish(args) => articles::publish(&dir, &store()?, args),
-        Command::Verify { target } => articles::verify(&store()?, &target),
+        Command::Verify { target, json } => articles::verify(&store()?, &target, json),
         Command::Show { target } => articles::show(&store()?, &target),
         Command::Follow {
             pubkey,
@@ -91,7 +91,7 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
             feeds::follow(&dir, store, &pubkey, name, policy)
         }
         Command::Unfollow { pubkey } => feeds::unfollow(&dir, &store()?, &pubkey),
-        Command::Following => feeds::following(&store()?),
+        Command::Following { json } => feeds::following(&store()?, json),
         Command::Node(args) => net::node(&dir, &cfg, args),
         Command::Get(args) => get::get(&dir, &cfg, store()?, args),
         Command::Export(args) => bundle::export(&dir, &store()?, args),
@@ -101,7 +101,7 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         | Command::Status { .. }
         | Command::Config(_)
         | Command::Completions { .. }
-        | Command::Man
+        | Command::Man { .. }
         | Command::Demo(_) => {
             unreachable!("handled above")
         }

@@ -138,9 +138,134 @@ pub fn completions(shell: clap_complete::Shell) -> Result<ExitCode> {
 }
 
 /// `man`.
-pub fn man() -> Result<ExitCode> {
+pub fn man(path: &[String], dir: Option<&Path>) -> Result<ExitCode> {
+    // Built, so that every subcommand has its display name (`tamizdat-get`),
+    // which is what the SUBCOMMANDS section of its parent refers to.
+    let mut cmd = Cli::command().disable_help_subcommand(true);
+    cmd.build();
+    if let Some(dir) = dir {
+        let mut written = Vec::new();
+        write_pages(&cmd, &[], dir, &mut written)?;
+        for f in &written {
+            println!("{}", f.display());
+        }
+        return Ok(ExitCode::SUCCESS);
+    }
+    let mut at = &cmd;
+    for name in path {
+        at = at.find_subcommand(name).with_context(|| {
+            format!(
+                "{name:?}: no such command under `{}` (see `tamizdat --help`)",
+                at.get_display_name().unwrap_or(at.get_name())
+            )
+        })?;
+    }
+    let names: Vec<&str> = path.iter().map(String::as_str).collect();
+    let page = man_page(at, &names)?;
     let mut out = std::io::stdout().lock();
-    clap_mangen::Man::new(Cli::command()).render(&mut out)?;
+    out.write_all(&page)?;
     out.flush()?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// Every page under `cmd`, into `dir`.
+fn write_pages(
+    cmd: &clap::Command,
+    path: &[&str],
+    dir: &Path,
+    written: &mut Vec<std::path::PathBuf>,
+) -> Result<()> {
+    let name = format!("{}.1", cmd.get_display_name().unwrap_or(cmd.get_name()));
+    let file = dir.join(name);
+    std::fs::write(&file, man_page(cmd, path)?)
+        .with_context(|| format!("cannot write {}", file.display()))?;
+    written.push(file);
+    for sub in cmd.get_subcommands().filter(|s| !s.is_hide_set()) {
+        let mut p = path.to_vec();
+        p.push(sub.get_name());
+        write_pages(sub, &p, dir, written)?;
+    }
+    Ok(())
+}
+
+/// One page: clap_mangen's sections, then EXIT STATUS.
+fn man_page(cmd: &clap::Command, path: &[&str]) -> Result<Vec<u8>> {
+    let mut page = Vec::new();
+    clap_mangen::Man::new(cmd.clone()).render(&mut page)?;
+    page.extend_from_slice(b".SH \"EXIT STATUS\"\n");
+    for (code, text) in exit_status(path) {
+        page.extend_from_slice(format!(".TP\n\\fB{code}\\fR\n{}\n", roff_text(text)).as_bytes());
+    }
+    Ok(page)
+}
+
+/// What each exit status means, for the command at `path` (empty: all).
+fn exit_status(path: &[&str]) -> Vec<(u8, &'static str)> {
+    let mut out = vec![(0, "Success.")];
+    let own: &[(u8, &str)] = match path {
+        [] => &[
+            (
+                1,
+                "An error, said on standard error; for verify and import, something forged, tampered with, revoked or refused.",
+            ),
+            (
+                3,
+                "verify: the signature holds but files are missing here; get: files of the article did not arrive in time; status: no node runs.",
+            ),
+            (4, "status: a node may run, but does not let this user in."),
+        ],
+        ["verify"] => &[
+            (
+                1,
+                "Something is forged, tampered with or revoked, or the manifest could not be read.",
+            ),
+            (
+                3,
+                "The signature holds, but some of the article's files are missing (or partial) here.",
+            ),
+        ],
+        ["get"] => &[
+            (
+                1,
+                "Nothing was fetched: no provider delivered, no peer could be reached, or the manifest does not verify.",
+            ),
+            (
+                3,
+                "The article's manifest verified, but some of its files did not arrive in time; run it again for the rest.",
+            ),
+        ],
+        ["status"] => &[
+            (1, "An error reaching the node."),
+            (3, "No node runs on this data directory."),
+            (4, "A node may run, but does not let this user in."),
+        ],
+        ["import"] => &[(
+            1,
+            "Some part of the bundle was damaged, forged, refused or skipped; the rest was imported.",
+        )],
+        ["export"] => &[(
+            1,
+            "An article chosen was left out (it does not verify here, or files are missing), or writing failed.",
+        )],
+        ["health"] => &[(1, "The node or its gateway does not answer.")],
+        _ => &[(1, "An error, said on standard error.")],
+    };
+    out.extend_from_slice(own);
+    out.push((2, "The command line could not be parsed."));
+    out.push((
+        141,
+        "Standard output was closed early (as by `head`); nothing else went wrong.",
+    ));
+    out.sort_by_key(|(c, _)| *c);
+    out
+}
+
+/// Text for a roff line: backslashes and hyphens escaped, no leading dot.
+fn roff_text(text: &str) -> String {
+    let t = text.replace('\\', "\\e").replace('-', "\\-");
+    if t.starts_with('.') || t.starts_with('\'') {
+        format!("\\&{t}")
+    } else {
+        t
+    }
 }
