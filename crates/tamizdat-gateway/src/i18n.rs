@@ -221,6 +221,12 @@ impl Prefs {
         article.and_then(Locale::find).unwrap_or_else(Locale::en)
     }
 
+    /// The shipped language the reader asked for with `?lang=`, if any:
+    /// the one links to other pages carry on.
+    pub fn carried(&self) -> Option<&'static str> {
+        self.query.as_deref().and_then(Locale::find).map(|l| l.tag)
+    }
+
     /// From a query string and an `Accept-Language` value.
     pub fn new(query: Option<&str>, accept: Option<&str>) -> Self {
         let query = query.filter(|q| q.len() <= MAX_PREF).and_then(|q| {

@@ -111,7 +111,7 @@ pub(crate) async fn style() -> Response {
 
 /// A page in `loc`'s language: its chrome says so (`<html lang dir>`);
 /// whatever article it shows carries its own `lang` and `dir`.
-fn page(status: StatusCode, title: &str, loc: &Locale, main: Markup) -> Response {
+fn page(status: StatusCode, title: &str, loc: &Locale, prefs: &Prefs, main: Markup) -> Response {
     let doc = html! {
         (DOCTYPE)
         html lang=(loc.tag) dir=[loc.is_rtl().then_some("rtl")] {
@@ -140,7 +140,11 @@ fn page(status: StatusCode, title: &str, loc: &Locale, main: Markup) -> Response
             }
         }
     };
-    let mut r = (status, axum::response::Html(doc.into_string())).into_response();
+    let mut doc = doc.into_string();
+    if let Some(tag) = prefs.carried() {
+        doc = carry_lang(&doc, tag);
+    }
+    let mut r = (status, axum::response::Html(doc)).into_response();
     let h = r.headers_mut();
     h.insert(
         header::CONTENT_SECURITY_POLICY,
@@ -155,9 +159,9 @@ fn page(status: StatusCode, title: &str, loc: &Locale, main: Markup) -> Response
     r
 }
 
-fn failure_page(f: Failure, loc: &Locale) -> Response {
+fn failure_page(f: Failure, loc: &Locale, prefs: &Prefs) -> Response {
     if let Some((title, main)) = f.page {
-        return page(f.status, &title, loc, main);
+        return page(f.status, &title, loc, prefs, main);
     }
     let Some(said) = f.said else {
         let title = loc.s("not-available", &[]);
@@ -165,6 +169,7 @@ fn failure_page(f: Failure, loc: &Locale) -> Response {
             f.status,
             &title,
             loc,
+            prefs,
             html! { h1 { (title) } p.warning lang="en" { (f.message) } },
         );
     };
@@ -186,6 +191,7 @@ fn failure_page(f: Failure, loc: &Locale) -> Response {
         f.status,
         &title,
         loc,
+        prefs,
         html! {
             h1 { (title) }
             p.warning { (loc.h(said.text, &args)) }
@@ -195,6 +201,37 @@ fn failure_page(f: Failure, loc: &Locale) -> Response {
             }
         },
     )
+}
+
+/// Links to the pages (`/`, `/m/...`, `/p/...`) carry `lang=TAG`, so that
+/// a language the reader chose with `?lang=` holds from page to page. The
+/// document is our own markup: every `href` value is escaped, so a quote
+/// ends it.
+fn carry_lang(doc: &str, tag: &str) -> String {
+    let mut out = String::with_capacity(doc.len() + 256);
+    let mut rest = doc;
+    while let Some(at) = rest.find("href=\"/") {
+        let start = at + "href=\"".len();
+        out.push_str(&rest[..start]);
+        let tail = &rest[start..];
+        let end = tail.find('"').unwrap_or(tail.len());
+        let link = &tail[..end];
+        let (path, fragment) = link.split_at(link.find('#').unwrap_or(link.len()));
+        let to_page = path == "/" || path.starts_with("/m/") || path.starts_with("/p/");
+        out.push_str(path);
+        if to_page && !path.contains("lang=") {
+            out.push_str(if path.contains('?') {
+                "&amp;lang="
+            } else {
+                "?lang="
+            });
+            out.push_str(tag);
+        }
+        out.push_str(fragment);
+        rest = &tail[end..];
+    }
+    out.push_str(rest);
+    out
 }
 
 /// The link to a blob's own bytes, as a message argument.
@@ -250,7 +287,7 @@ pub(crate) async fn front(State(app): State<Arc<App>>, prefs: Prefs) -> Response
     let loc = prefs.pick(None);
     let index = match app.index.get(&app).await {
         Ok(i) => i,
-        Err(f) => return failure_page(f, loc),
+        Err(f) => return failure_page(f, loc, &prefs),
     };
     let following = app.node.following();
     let counts = index.publishers();
@@ -293,7 +330,13 @@ pub(crate) async fn front(State(app): State<Arc<App>>, prefs: Prefs) -> Response
             }
         }
     };
-    page(StatusCode::OK, &loc.s("front-title", &[]), loc, main)
+    page(
+        StatusCode::OK,
+        &loc.s("front-title", &[]),
+        loc,
+        &prefs,
+        main,
+    )
 }
 
 pub(crate) async fn publisher(
@@ -304,11 +347,11 @@ pub(crate) async fn publisher(
     let loc = prefs.pick(None);
     let key = match parse_key(&raw) {
         Ok(k) => k,
-        Err(f) => return failure_page(f, loc),
+        Err(f) => return failure_page(f, loc, &prefs),
     };
     let index = match app.index.get(&app).await {
         Ok(i) => i,
-        Err(f) => return failure_page(f, loc),
+        Err(f) => return failure_page(f, loc, &prefs),
     };
     let following = app.node.following();
     let (name, followed) = name_of(&app, &key);
@@ -369,7 +412,7 @@ pub(crate) async fn publisher(
             }
         }
     };
-    page(StatusCode::OK, &shown, loc, main)
+    page(StatusCode::OK, &shown, loc, &prefs, main)
 }
 
 /// Largest card file read.
@@ -467,11 +510,11 @@ pub(crate) async fn article(
         Err(Ok(canonical)) => {
             return Redirect::permanent(&format!("/m/{canonical}")).into_response();
         }
-        Err(Err(f)) => return failure_page(f, prefs.pick(None)),
+        Err(Err(f)) => return failure_page(f, prefs.pick(None), &prefs),
     };
     let (verified, standing) = match load_verified(&app, ip, id, &prefs).await {
         Ok(v) => v,
-        Err(f) => return failure_page(f, prefs.pick(None)),
+        Err(f) => return failure_page(f, prefs.pick(None), &prefs),
     };
     let loc = prefs.pick(Some(&verified.manifest().lang));
     let placed = standing.is_genuine();
@@ -505,7 +548,7 @@ pub(crate) async fn article(
         (attachments(m, id, loc))
         (badge(&app, &verified, &standing, id, index.as_deref(), (&url, peer.as_deref()), loc))
     };
-    page(status, &m.title, loc, main)
+    page(status, &m.title, loc, &prefs, main)
 }
 
 /// The manifest `id`, fetched if need be, verified against what this node

@@ -1351,6 +1351,33 @@ async fn pages_speak_the_readers_language() {
         page.contains("Отпечаток ключа") && page.contains("Статьи"),
         "{page}"
     );
+    // A language chosen with ?lang= holds from page to page: the links to
+    // other pages carry it, those to files and fragments are left alone.
+    let (_, _, body) = get_with(&site.url("/?lang=ru"), &[("accept-language", "en")]).await;
+    let front = text(&body);
+    let link = format!("href=\"/m/{id}?lang=ru\"");
+    assert!(front.contains(&link), "{front}");
+    assert!(
+        front.contains(&format!("href=\"/p/{key}?lang=ru\"")),
+        "{front}"
+    );
+    let (_, _, body) = get_with(
+        &site.url(&format!("/m/{id}?lang=ru")),
+        &[("accept-language", "en")],
+    )
+    .await;
+    let page = text(&body);
+    assert!(page.contains("<html lang=\"ru\">"), "{page}");
+    assert!(
+        page.contains("href=\"/?lang=ru\""),
+        "the way back keeps it: {page}"
+    );
+    assert!(page.contains("href=\"#provenance\""), "{page}");
+    assert!(!page.contains("/assets/style.css?lang"), "{page}");
+    assert!(
+        !page.contains("?m={id}?lang") && !page.contains(&format!("href=\"/b/{id}?lang")),
+        "{page}"
+    );
     // What cannot be shown is said in plain words in the reader's language,
     // the technical line (English) under it.
     let mut forged = site.store.read_to_vec(&id).unwrap();
