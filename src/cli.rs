@@ -529,6 +529,10 @@ pub struct ExportArgs {
 pub struct ImportArgs {
     /// The bundle file (`-` for standard input).
     pub file: PathBuf,
+    /// One JSON object per article or record on standard output (status:
+    /// imported, present, old, unfollowed or refused; id; and what applies).
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Debug, Args)]

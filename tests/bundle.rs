@@ -174,6 +174,19 @@ fn a_bundle_carries_a_feed_to_a_follower_and_importing_twice_is_harmless() {
     assert_eq!(code, 0, "{err}");
     assert_eq!(out.lines().filter(|l| l.starts_with("present")).count(), 3);
     assert_eq!(hashes(&home), hashes(&f.newsroom));
+    // The same report as JSON, one object per line, for scripts.
+    let out = home.ok(&["import", path.to_str().unwrap(), "--json"]);
+    let lines: Vec<serde_json::Value> = out
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{l}: {e}")))
+        .collect();
+    assert_eq!(lines.len(), 3, "{out}");
+    assert!(lines.iter().all(|l| l["status"] == "present"), "{out}");
+    let ids: BTreeSet<String> = lines
+        .iter()
+        .map(|l| l["id"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(ids, f.ids.iter().cloned().collect::<BTreeSet<_>>(), "{out}");
 
     // Choosing: from the second article on; one article by hash.
     let later = f.newsroom.work().join("later.bundle");

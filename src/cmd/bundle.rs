@@ -13,6 +13,7 @@ use std::{
 };
 
 use anyhow::{Context, Result, bail};
+use serde_json::json;
 use tamizdat_node::bundle::{self, Info, Skip, Step, Writer};
 use tamizdat_sign::{
     Delegation, MAX_MANIFEST_LEN, PublicKey, Signed, TrustState, VerifiedManifest, Verifier,
@@ -499,7 +500,17 @@ fn remove_stale_staging(dir: &Path) {
     }
 }
 
+/// One line of `import`'s report: for people, or a JSON object.
+fn emit(json_out: bool, text: String, value: serde_json::Value) {
+    if json_out {
+        println!("{value}");
+    } else {
+        println!("{text}");
+    }
+}
+
 pub fn import(dir: &Path, store: &Repo, args: ImportArgs) -> Result<ExitCode> {
+    let json_out = args.json;
     let (input, bar): (Box<dyn Read>, _) = if args.file == Path::new("-") {
         (Box::new(io::stdin().lock()), None)
     } else {
@@ -582,9 +593,17 @@ pub fn import(dir: &Path, store: &Repo, args: ImportArgs) -> Result<ExitCode> {
                             let id = Hash::of(m.envelope().bytes());
                             let why = format!("{e:#}");
                             if why.contains("already have it") {
-                                println!("present   {id}");
+                                emit(
+                                    json_out,
+                                    format!("present   {id}"),
+                                    json!({"status": "present", "id": id.to_string()}),
+                                );
                             } else {
-                                println!("refused   {id}  the running node: {why}");
+                                emit(
+                                    json_out,
+                                    format!("refused   {id}  the running node: {why}"),
+                                    json!({"status": "refused", "id": id.to_string(), "why": format!("the running node: {why}")}),
+                                );
                                 eprintln!(
                                     "error: the running node refused {:?} ({id}): {why}",
                                     b.title
@@ -595,19 +614,42 @@ pub fn import(dir: &Path, store: &Repo, args: ImportArgs) -> Result<ExitCode> {
                         }
                     }
                 };
-                println!(
-                    "imported  {id}  {}/{} #{}  {}",
-                    b.publisher.fingerprint(),
-                    b.feed,
-                    b.seq,
-                    b.title
+                emit(
+                    json_out,
+                    format!(
+                        "imported  {id}  {}/{} #{}  {}",
+                        b.publisher.fingerprint(),
+                        b.feed,
+                        b.seq,
+                        b.title
+                    ),
+                    json!({
+                        "status": "imported",
+                        "id": id.to_string(),
+                        "publisher": b.publisher.to_string(),
+                        "feed": b.feed,
+                        "seq": b.seq,
+                        "title": b.title,
+                    }),
                 );
             }
             Step::Skipped(skip) => match skip {
-                Skip::Present { id } => println!("present   {id}"),
-                Skip::Old { id, why } => println!("old       {id}  {why}"),
+                Skip::Present { id } => emit(
+                    json_out,
+                    format!("present   {id}"),
+                    json!({"status": "present", "id": id.to_string()}),
+                ),
+                Skip::Old { id, why } => emit(
+                    json_out,
+                    format!("old       {id}  {why}"),
+                    json!({"status": "old", "id": id.to_string(), "why": why.to_string()}),
+                ),
                 Skip::Unfollowed { id, publisher } => {
-                    println!("unfollowed  {id}  {publisher}");
+                    emit(
+                        json_out,
+                        format!("unfollowed  {id}  {publisher}"),
+                        json!({"status": "unfollowed", "id": id.to_string(), "publisher": publisher.to_string()}),
+                    );
                     *unfollowed.entry(publisher).or_default() += 1;
                 }
                 Skip::Refused {
@@ -616,7 +658,11 @@ pub fn import(dir: &Path, store: &Repo, args: ImportArgs) -> Result<ExitCode> {
                     offset,
                     why,
                 } => {
-                    println!("refused   {id}  {why}");
+                    emit(
+                        json_out,
+                        format!("refused   {id}  {why}"),
+                        json!({"status": "refused", "id": id.to_string(), "why": why.to_string(), "offset": offset}),
+                    );
                     eprintln!(
                         "error: {} at byte {offset} of the bundle: {why}. Nothing of it was kept.",
                         match title {
