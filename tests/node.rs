@@ -564,6 +564,10 @@ fn the_pages_check_it_yourself_commands_work_as_printed_on_a_fresh_machine() {
         if args[1] == "verify" {
             let said = String::from_utf8_lossy(&out.stdout);
             assert!(said.contains("result       VERIFIED"), "{said}");
+        } else {
+            // Each blob says who delivered it, small ones too.
+            let said = String::from_utf8_lossy(&out.stderr);
+            assert_eq!(said.matches("from 1 provider(s)").count(), 4, "{said}");
         }
     }
     // The article is kept as a whole: pinned, so gc keeps every file.
@@ -578,21 +582,7 @@ fn the_pages_check_it_yourself_commands_work_as_printed_on_a_fresh_machine() {
     let other = Env::new();
     let out = other.work().join("article");
     let plain = desk.addr.rsplit_once("/p2p/").unwrap().0;
-    let got = other.run(&[
-        "get",
-        &manifest,
-        "--peer",
-        plain,
-        "-o",
-        out.to_str().unwrap(),
-        "--timeout",
-        "60",
-    ]);
-    assert!(
-        got.status.success(),
-        "{}",
-        String::from_utf8_lossy(&got.stderr)
-    );
+    get_into(&other, &manifest, plain, &out);
     assert_eq!(std::fs::read(out.join("img/map.png")).unwrap(), photo);
     assert_eq!(std::fs::read(out.join("data.csv")).unwrap(), b"a,b\n1,2\n");
     assert!(out.join("index.md").is_file());

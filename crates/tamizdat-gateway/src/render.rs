@@ -412,20 +412,7 @@ mod tests {
         assert_eq!(got, want);
         // What the page keeps, it keeps: the same text renders the image.
         let html = article_html_linked(
-            &Manifest {
-                publisher: tamizdat_sign::SecretKey::from_seed(&[1; 32]).public(),
-                signer: tamizdat_sign::SecretKey::from_seed(&[1; 32]).public(),
-                delegation: None,
-                feed: "main".into(),
-                seq: 1,
-                prev: None,
-                created: 0,
-                title: "T".into(),
-                lang: "en".into(),
-                summary: None,
-                supersedes: None,
-                entries: entries.to_vec(),
-            },
+            &test_manifest(entries.to_vec()),
             text,
             Kind::Markdown,
             [("img/a.jpg".to_owned(), "A".to_owned())].into(),
@@ -435,22 +422,28 @@ mod tests {
         assert!(html.contains("https://example.org/"), "{html}");
     }
 
-    #[test]
-    fn footnotes_link_within_the_article_only() {
-        let m = Manifest {
-            publisher: tamizdat_sign::SecretKey::from_seed(&[1; 32]).public(),
-            signer: tamizdat_sign::SecretKey::from_seed(&[1; 32]).public(),
+    /// An unsigned manifest with these entries, for rendering only.
+    fn test_manifest(entries: Vec<tamizdat_sign::Entry>) -> Manifest {
+        let key = tamizdat_sign::SecretKey::from_seed(&[1; 32]).public();
+        Manifest {
+            publisher: key,
+            signer: key,
             delegation: None,
             feed: "main".into(),
             seq: 1,
             prev: None,
             created: 0,
-            title: "t".into(),
+            title: "T".into(),
             lang: "en".into(),
             summary: None,
             supersedes: None,
-            entries: Vec::new(),
-        };
+            entries,
+        }
+    }
+
+    #[test]
+    fn footnotes_link_within_the_article_only() {
+        let m = test_manifest(Vec::new());
         let html = article_html(
             &m,
             Hash::of(b"x"),

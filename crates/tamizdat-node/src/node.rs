@@ -1687,6 +1687,8 @@ impl Client {
         };
         let mut wait = Duration::ZERO;
         let mut silent = HashSet::new();
+        // Who sent bytes of the blob with its size proof.
+        let mut proved_by = None;
         for round in 0..SIZE_PROOF_ROUNDS {
             if size.is_some() {
                 break;
@@ -1734,6 +1736,10 @@ impl Client {
                 match asked {
                     Ok(piece) => {
                         size = Some(piece.size);
+                        // A small blob comes whole with its size proof.
+                        if !piece.got.is_empty() {
+                            proved_by = Some(p);
+                        }
                         break;
                     }
                     Err((why, _, detail)) => {
@@ -1813,7 +1819,7 @@ impl Client {
                 add(&mut plan, p);
             }
         }
-        let mut delivered = HashSet::new();
+        let mut delivered: HashSet<PeerId> = proved_by.into_iter().collect();
         let mut running = JoinSet::new();
         let mut last_told: Option<std::time::Instant> = None;
         // When the last piece came, and the longest one took: the end game
