@@ -681,7 +681,7 @@ pub fn verify(store: &Repo, target: &str, json_out: bool) -> Result<ExitCode> {
             );
         }
     }
-    say("signed at", &format!("{}", format_time(m.created)));
+    say("signed at", &format_time(m.created).to_string());
     say(
         "feed",
         &format!(
@@ -691,15 +691,15 @@ pub fn verify(store: &Repo, target: &str, json_out: bool) -> Result<ExitCode> {
             m.prev.map(hex::encode).unwrap_or_else(|| "none".into())
         ),
     );
-    say("title", &format!("{}", m.title));
-    say("language", &format!("{}", m.lang));
+    say("title", &m.title);
+    say("language", &m.lang);
     if let Some(sup) = &m.supersedes {
-        say("supersedes", &format!("{}", hex::encode(sup)));
+        say("supersedes", &hex::encode(sup));
     }
     let mut failed = None;
     let position = feed_position(&trust, &v);
     match &position {
-        Ok(note) => say("feed check", &format!("{note}")),
+        Ok(note) => say("feed check", note),
         Err(e) => {
             say("feed check", &format!("FAILED: {e}"));
             failed = Some(e.to_string());
