@@ -1819,7 +1819,7 @@ impl Client {
                 add(&mut plan, p);
             }
         }
-        let mut delivered: HashSet<PeerId> = proved_by.into_iter().collect();
+        let mut delivered = HashSet::new();
         let mut running = JoinSet::new();
         let mut last_told: Option<std::time::Instant> = None;
         // When the last piece came, and the longest one took: the end game
@@ -1963,6 +1963,10 @@ impl Client {
         // once accepted.
         if max.is_none() {
             self.announce(hash).await;
+        }
+        // A small blob came whole with its size proof: no piece was asked.
+        if delivered.is_empty() {
+            delivered.extend(proved_by);
         }
         Ok(Fetched {
             size,
