@@ -352,10 +352,10 @@ pub(crate) async fn serve(
 /// (`None`: all of it).
 pub fn decode(version: u8, buf: &[u8]) -> Result<Vec<(Digest, Option<ChunkRanges>)>, String> {
     let have: Vec<(Digest, Option<ChunkRanges>)> = if version == 1 {
-        let hashes: Vec<Digest> = postcard::from_bytes(buf).map_err(|e| e.to_string())?;
+        let hashes: Vec<Digest> = crate::replicate::decode_exact(buf)?;
         hashes.into_iter().map(|h| (h, None)).collect()
     } else {
-        let entries: Vec<Have> = postcard::from_bytes(buf).map_err(|e| e.to_string())?;
+        let entries: Vec<Have> = crate::replicate::decode_exact(buf)?;
         let mut out = Vec::with_capacity(entries.len().min(MAX_HAVE));
         for e in entries.into_iter().take(MAX_HAVE + 1) {
             let held = match e.held {
@@ -419,6 +419,10 @@ mod tests {
         assert!(decode(2, &buf[..buf.len() - 1]).is_err(), "cut short");
         let old = postcard::to_stdvec(&vec![[7u8; 32]; 3]).unwrap();
         assert_eq!(decode(1, &old).unwrap(), vec![([7u8; 32], None); 3]);
+        assert!(
+            decode(1, &[&old[..], &[0]].concat()).is_err(),
+            "bytes after its end"
+        );
     }
 
     #[test]

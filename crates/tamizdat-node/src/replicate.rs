@@ -952,7 +952,17 @@ async fn ask<T: serde::de::DeserializeOwned>(
         .await
         .map_err(|_| "heads: timed out".to_string())?
         .map_err(|e| e.to_string())?;
-    postcard::from_bytes(&buf).map_err(|e| e.to_string())
+    decode_exact(&buf)
+}
+
+/// A whole postcard message: bytes after its end are refused, so one
+/// answer has one encoding.
+pub(crate) fn decode_exact<T: serde::de::DeserializeOwned>(buf: &[u8]) -> Result<T, String> {
+    let (value, rest) = postcard::take_from_bytes(buf).map_err(|e| e.to_string())?;
+    if !rest.is_empty() {
+        return Err(format!("{} bytes after the end of the message", rest.len()));
+    }
+    Ok(value)
 }
 
 /// Answers revocation requests: the ids of the revocations we know for the
@@ -1007,8 +1017,7 @@ async fn serve_asked(
                 }
                 let mut buf = vec![0u8; len];
                 stream.read_exact(&mut buf).await?;
-                let asked: Vec<PublicKey> =
-                    postcard::from_bytes(&buf).map_err(std::io::Error::other)?;
+                let asked: Vec<PublicKey> = decode_exact(&buf).map_err(std::io::Error::other)?;
                 if asked.len() > MAX_ASKED {
                     return Err(std::io::Error::other("too many publishers asked"));
                 }
@@ -1022,5 +1031,20 @@ async fn serve_asked(
             }
             drop(slot);
         });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::decode_exact;
+
+    #[test]
+    fn a_message_with_bytes_after_its_end_is_refused() {
+        let mut buf = postcard::to_stdvec(&vec![[7u8; 32]; 2]).unwrap();
+        let back: Vec<[u8; 32]> = decode_exact(&buf).unwrap();
+        assert_eq!(back, vec![[7u8; 32]; 2]);
+        buf.push(0);
+        let err = decode_exact::<Vec<[u8; 32]>>(&buf).unwrap_err();
+        assert!(err.contains("1 bytes after the end"), "{err}");
     }
 }
