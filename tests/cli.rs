@@ -765,6 +765,15 @@ fn state_comes_as_json_for_scripts() {
         serde_json::from_slice(&out.stdout).unwrap()
     };
     let v = verify(0);
+    // The lines for people line up as before, one label column.
+    let text = env.ok(&["verify", &id]);
+    for line in [
+        "feed         main  seq 1  prev none",
+        "title        Title",
+        "result       VERIFIED",
+    ] {
+        assert!(text.lines().any(|l| l == line), "{line:?} in {text}");
+    }
     assert_eq!(v["result"], "verified");
     assert_eq!(v["publisher"], key.as_str());
     assert_eq!(v["title"], "Title");

@@ -113,7 +113,6 @@ fn store_file(store: &Repo, path: &Path) -> Result<tamizdat_store::Added> {
     store.add_sized(reader, meta.len(), path)
 }
 
-/// The first Markdown heading of `index.md`, if any.
 /// A language tag as BCP 47 defines it, every subtag in the IANA registry
 /// (`ru`, `fa-IR`, `zh-Hant`; not `russian`), in its canonical case.
 fn language(tag: &str) -> Result<String> {
@@ -183,6 +182,7 @@ fn check_references(files: &[(String, PathBuf)], strict: bool) -> Result<()> {
     Ok(())
 }
 
+/// The first Markdown heading of `index.md`, if any.
 fn first_heading(files: &[(String, PathBuf)]) -> Option<String> {
     let (_, path) = files.iter().find(|(p, _)| p == "index.md")?;
     let mut text = String::new();
@@ -230,19 +230,18 @@ pub fn publish(data: &Path, store: &Repo, args: PublishArgs) -> Result<ExitCode>
         .transpose()?
         .map(|h| *h.as_bytes());
     check_references(&files, args.strict)?;
-    let total: u64 = files
+    let sizes: Vec<u64> = files
         .iter()
         .map(|(_, p)| fs::metadata(p).map_or(0, |m| m.len()))
-        .sum();
+        .collect();
     eprintln!(
         "signing {title:?} ({lang}): {} file{}, {}",
         files.len(),
         if files.len() == 1 { "" } else { "s" },
-        bytesize::ByteSize::b(total).display().iec()
+        bytesize::ByteSize::b(sizes.iter().sum()).display().iec()
     );
-    for (rel, path) in &files {
-        let size = fs::metadata(path).map_or(0, |m| m.len());
-        eprintln!("  {rel}  {}", bytesize::ByteSize::b(size).display().iec());
+    for ((rel, _), size) in files.iter().zip(&sizes) {
+        eprintln!("  {rel}  {}", bytesize::ByteSize::b(*size).display().iec());
     }
     let keys = KeyDir::open(data)?;
     let (kind, key) = keys.load(&args.key, &args.pass)?;
@@ -685,7 +684,7 @@ pub fn verify(store: &Repo, target: &str, json_out: bool) -> Result<ExitCode> {
     say(
         "feed",
         &format!(
-            "     {}  seq {}  prev {}",
+            "{}  seq {}  prev {}",
             m.feed,
             m.seq,
             m.prev.map(hex::encode).unwrap_or_else(|| "none".into())
