@@ -911,48 +911,62 @@ fn fetch(
                 Err(_) => warn!("no answer from {a} within {JOIN_WAIT:?}"),
             }
         }
-        let (tx, mut rx) = tokio::sync::watch::channel(tamizdat_node::Progress::default());
-        let work = node.fetch_with_progress(hash, &hints, Some(tx));
-        let limit = tokio::time::sleep(Duration::from_secs(timeout_secs.clamp(1, 86_400)));
-        let mut beat = tokio::time::interval(HEARTBEAT);
-        tokio::pin!(work, limit);
-        loop {
-            tokio::select! {
-                done = &mut work => {
-                    let f = done.map_err(|e| fetch_failure(&e))?;
-                    return reply(&FetchDone {
-                        size: f.size,
-                        new_bytes: f.new_bytes,
-                        providers: f.providers.len(),
-                        bad: f.bad.len(),
-                    });
-                }
-                () = &mut limit => {
-                    return Err(fetch_timed_out(&hash, timeout_secs, node.peer_count()));
-                }
-                changed = rx.changed() => {
-                    if changed.is_err() {
-                        continue;
-                    }
-                }
-                _ = beat.tick() => {}
-            }
-            // Progress, and a heartbeat: a caller that went away (Ctrl-C on
-            // `get`) cancels the fetch and its file.
-            let p = *rx.borrow();
-            let p = FetchProgress {
-                size: p.size,
-                verified: p.verified,
-                providers: p.providers,
-            };
-            let sent = encode(&p)
+        // Progress, and a heartbeat: a caller that went away (Ctrl-C on
+        // `get`) cancels the fetch and its file.
+        let done = fetch_within(node, hash, &hints, timeout_secs, |p| {
+            encode(&p)
                 .and_then(|b| write_frame(w, PROGRESS, &b))
-                .and_then(|()| w.flush());
-            if sent.is_err() {
-                return Err("the caller went away; fetch cancelled".into());
-            }
-        }
+                .and_then(|()| w.flush())
+                .map_err(|_| "the caller went away; fetch cancelled".to_owned())
+        })
+        .await?;
+        reply(&done)
     })
+}
+
+/// Fetches `hash` through `node` within `secs` (1 s to a day), with
+/// `progress` told of each change and every [`HEARTBEAT`]; an error from
+/// it cancels the fetch. Used by the node for `get` and by `get` itself
+/// when no node runs.
+pub async fn fetch_within(
+    node: &tamizdat_node::Client,
+    hash: Hash,
+    hints: &[tamizdat_node::PeerId],
+    secs: u64,
+    mut progress: impl FnMut(FetchProgress) -> Result<(), String>,
+) -> Result<FetchDone, String> {
+    let secs = secs.clamp(1, 86_400);
+    let (tx, mut rx) = tokio::sync::watch::channel(tamizdat_node::Progress::default());
+    let work = node.fetch_with_progress(hash, hints, Some(tx));
+    let limit = tokio::time::sleep(Duration::from_secs(secs));
+    let mut beat = tokio::time::interval(HEARTBEAT);
+    tokio::pin!(work, limit);
+    loop {
+        tokio::select! {
+            done = &mut work => {
+                let f = done.map_err(|e| fetch_failure(&e))?;
+                return Ok(FetchDone {
+                    size: f.size,
+                    new_bytes: f.new_bytes,
+                    providers: f.providers.len(),
+                    bad: f.bad.len(),
+                });
+            }
+            () = &mut limit => return Err(fetch_timed_out(&hash, secs, node.peer_count())),
+            changed = rx.changed() => {
+                if changed.is_err() {
+                    continue;
+                }
+            }
+            _ = beat.tick() => {}
+        }
+        let p = *rx.borrow();
+        progress(FetchProgress {
+            size: p.size,
+            verified: p.verified,
+            providers: p.providers,
+        })?;
+    }
 }
 
 #[cfg(test)]

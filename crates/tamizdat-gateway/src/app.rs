@@ -19,6 +19,7 @@ use tamizdat_sign::PublicKey;
 use tamizdat_store::{BlobInfo, Hash, Store};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
+use crate::i18n::Arg;
 use crate::server::Config;
 use crate::{api, blob, index, metrics, pages};
 
@@ -119,25 +120,21 @@ impl App {
             self.node.fetch_bounded(hash, &[], max),
         )
         .await;
-        let fetched =
-            match fetched {
-                Err(_) => {
-                    self.metrics.network_fetch("timeout");
-                    let secs = self.config.fetch_timeout.as_secs();
-                    return Err(Failure::new(
+        let fetched = match fetched {
+            Err(_) => {
+                self.metrics.network_fetch("timeout");
+                let secs = self.config.fetch_timeout.as_secs();
+                let args = vec![("hash", Arg::T(hash.to_string())), ("secs", Arg::N(secs))];
+                return Err(Failure::new(
                     StatusCode::GATEWAY_TIMEOUT,
                     format!(
                         "{hash} is not on this node and was not found on the network within {secs}s"
                     ),
                 )
-                .said(
-                    "fail-not-found-title",
-                    "fail-timeout",
-                    vec![("hash", SaidArg::T(hash.to_string())), ("secs", SaidArg::N(secs))],
-                ));
-                }
-                Ok(r) => r,
-            };
+                .said("fail-not-found-title", "fail-timeout", args));
+            }
+            Ok(r) => r,
+        };
         match fetched {
             Ok(_) => {
                 // Not announced: provider records would tell anyone
@@ -160,7 +157,7 @@ impl App {
                     failure.said(
                         "fail-not-found-title",
                         "fail-not-found",
-                        vec![("hash", SaidArg::T(hash.to_string()))],
+                        vec![("hash", Arg::T(hash.to_string()))],
                     )
                 } else {
                     failure
@@ -217,16 +214,7 @@ pub(crate) struct Failure {
 pub(crate) struct Said {
     pub title: &'static str,
     pub text: &'static str,
-    pub args: Vec<(&'static str, SaidArg)>,
-}
-
-/// An argument of a [`Said`] message.
-#[derive(Debug, Clone)]
-pub(crate) enum SaidArg {
-    N(u64),
-    T(String),
-    /// A link: its target and the text shown (as code).
-    Link(String, String),
+    pub args: Vec<(&'static str, Arg)>,
 }
 
 impl Failure {
@@ -244,7 +232,7 @@ impl Failure {
         mut self,
         title: &'static str,
         text: &'static str,
-        args: Vec<(&'static str, SaidArg)>,
+        args: Vec<(&'static str, Arg)>,
     ) -> Self {
         self.said = Some(Box::new(Said { title, text, args }));
         self

@@ -42,6 +42,7 @@ impl std::fmt::Debug for Locale {
 }
 
 /// An argument of a message.
+#[derive(Debug, Clone)]
 pub(crate) enum Arg {
     /// A number: shown as digits, and selects the plural form.
     N(u64),

@@ -12,7 +12,7 @@ use tamizdat_node::feeds::{self, Followed, Standing};
 use tamizdat_sign::{MAX_MANIFEST_LEN, PublicKey, VerifiedManifest, Verifier, VerifyError};
 use tamizdat_store::Hash;
 
-use crate::app::{App, Failure, SMALL_BLOB, SaidArg, parse_hash, parse_key};
+use crate::app::{App, Failure, SMALL_BLOB, parse_hash, parse_key};
 use crate::i18n::{Arg, Locale, Prefs};
 use crate::index::{Article, Index};
 use crate::render;
@@ -173,19 +173,6 @@ fn failure_page(f: Failure, loc: &Locale, prefs: &Prefs) -> Response {
             html! { h1 { (title) } p.warning lang="en" { (f.message) } },
         );
     };
-    let said = *said;
-    let args: Vec<(&str, Arg)> = said
-        .args
-        .into_iter()
-        .map(|(k, a)| {
-            let a = match a {
-                SaidArg::N(n) => Arg::N(n),
-                SaidArg::T(t) => Arg::T(t),
-                SaidArg::Link(href, text) => html! { a href=(href) { code { (text) } } }.into(),
-            };
-            (k, a)
-        })
-        .collect();
     let title = loc.s(said.title, &[]);
     page(
         f.status,
@@ -194,7 +181,7 @@ fn failure_page(f: Failure, loc: &Locale, prefs: &Prefs) -> Response {
         prefs,
         html! {
             h1 { (title) }
-            p.warning { (loc.h(said.text, &args)) }
+            p.warning { (loc.h(said.text, &said.args)) }
             details.detail {
                 summary { (loc.s("fail-detail", &[])) }
                 p lang="en" { (f.message) }
@@ -235,11 +222,9 @@ fn carry_lang(doc: &str, tag: &str) -> String {
 }
 
 /// The link to a blob's own bytes, as a message argument.
-fn raw_link(id: Hash) -> Vec<(&'static str, SaidArg)> {
-    vec![(
-        "link",
-        SaidArg::Link(format!("/b/{id}"), format!("/b/{id}")),
-    )]
+fn raw_link(id: Hash) -> Vec<(&'static str, Arg)> {
+    let href = format!("/b/{id}");
+    vec![("link", html! { a href=(href) { code { (href) } } }.into())]
 }
 
 /// Said at the top of the pages while the node is connected to nobody:
