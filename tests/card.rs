@@ -181,13 +181,10 @@ fn bad_cards_are_refused_with_a_clear_error_and_nothing_changes() {
 
     let reader = Env::new();
     reader.ok(&["follow", &new]);
-    let kept = fs::read_dir(reader.data().join("cards"))
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .collect::<Vec<_>>();
-    assert_eq!(kept.len(), 1);
-    let kept = &kept[0];
-    let before = fs::read(kept).unwrap();
+    // The card is kept in the store, under the key objects' pin.
+    let card_hash = tamizdat_store::Hash::of(card_from_line(&new).unwrap().bytes()).to_string();
+    let before = reader.ok(&["pins"]);
+    assert!(before.contains(&card_hash), "the card pinned: {before}");
     let following = reader.ok(&["following"]);
     assert!(
         following.contains("Radio Azadi"),
@@ -248,16 +245,8 @@ fn bad_cards_are_refused_with_a_clear_error_and_nothing_changes() {
             let err = reader.fails(&["card", "check", card]);
             assert!(err.contains(why), "check, {why}: {err}");
         }
-        assert_eq!(
-            fs::read(kept).unwrap(),
-            before,
-            "{why}: the kept card changed"
-        );
+        assert_eq!(reader.ok(&["pins"]), before, "{why}: the kept card changed");
         assert_eq!(reader.ok(&["following"]), following, "{why}");
-        assert_eq!(
-            fs::read_dir(reader.data().join("cards")).unwrap().count(),
-            1
-        );
     }
     // The old card is genuine: `check` itself accepts it.
     assert!(reader.ok(&["card", "check", &old]).starts_with("ok: "));
@@ -265,7 +254,9 @@ fn bad_cards_are_refused_with_a_clear_error_and_nothing_changes() {
     // Unfollowing drops the card: the node no longer joins through it.
     let key = card_from_line(&new).unwrap().body().root.to_string();
     reader.ok(&["unfollow", &key]);
-    assert!(!kept.exists());
+    assert!(!reader.ok(&["pins"]).contains(&card_hash));
+    // And the old card is no longer refused as older than a kept one.
+    reader.ok(&["follow", &old]);
 }
 
 #[test]
@@ -325,4 +316,68 @@ fn a_running_node_told_a_card_joins_through_it_at_once() {
     wait_verified(&volunteer, &manifest);
     sigterm(&mut home);
     sigterm(&mut desk);
+}
+
+/// Waits until the publisher's page on `gateway` shows `line`.
+fn wait_card_shown(gateway: &str, root: &str, line: &str, who: &str) {
+    let start = std::time::Instant::now();
+    loop {
+        let (code, page) = common::http_get(gateway, &format!("/p/{root}"));
+        if code == 200 && page.contains(line) {
+            return;
+        }
+        assert!(
+            start.elapsed() < std::time::Duration::from_secs(60),
+            "{who}: the newer card never reached the page"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+}
+
+#[test]
+fn a_newer_card_reaches_followers_by_gossip_by_exchange_and_by_bundle() {
+    let newsroom = Env::new();
+    outlet(&newsroom);
+    newsroom.write("story.md", "# Вести\n\nЗавтра.\n".as_bytes());
+    let manifest = newsroom
+        .ok(&["publish", "story.md", "--key", "outlet", "--no-passphrase"])
+        .trim()
+        .to_owned();
+    let mut desk = start_node(node_command(BIN, &newsroom));
+    let first = new_card(&newsroom, &[&desk.addr]);
+    let root = card_from_line(&first).unwrap().body().root.to_string();
+
+    // A follower online when the outlet makes a new card gets it by gossip.
+    let online = Env::new();
+    online.ok(&["follow", &first]);
+    let mut home = start_node(node_command(BIN, &online));
+    wait_verified(&online, &manifest);
+    let second = new_card(&newsroom, &[&desk.addr, ADDRS[1]]);
+    assert_ne!(first, second);
+    wait_card_shown(&desk.gateway, &root, &second, "the outlet's own node");
+    wait_card_shown(&home.gateway, &root, &second, "the follower online");
+
+    // One that joins later, with the first card only, gets the newer one
+    // from the peers it meets.
+    let late = Env::new();
+    late.ok(&["follow", &first]);
+    let mut late_node = start_node(node_command(BIN, &late));
+    wait_card_shown(&late_node.gateway, &root, &second, "the late follower");
+    sigterm(&mut late_node);
+    // It kept the newer card: the first one is now refused as older.
+    let err = late.fails(&["follow", &first]);
+    assert!(err.contains("an old card is never taken"), "{err}");
+
+    // A reader far away gets the card with the articles, in a bundle.
+    let bundle = newsroom.work().join("news.tmz");
+    newsroom.ok(&["export", "-o", bundle.to_str().unwrap()]);
+    sigterm(&mut home);
+    sigterm(&mut desk);
+    let reader = Env::new();
+    reader.ok(&["follow", &first]);
+    let out = reader.ok(&["import", bundle.to_str().unwrap(), "--json"]);
+    assert!(out.contains("\"status\":\"card\""), "{out}");
+    let err = reader.fails(&["follow", &first]);
+    assert!(err.contains("an old card is never taken"), "{err}");
+    reader.ok(&["follow", &second]);
 }

@@ -56,6 +56,7 @@ fn run(data: &[u8]) {
         follows: follows.clone(),
         have: &have,
         now: NOW,
+        cards: Vec::new(),
     };
     // The stricter re-check's own state: revocations and accepted articles
     // as they were handed over.
@@ -77,6 +78,14 @@ fn run(data: &[u8]) {
                 assert!(follows.contains(&d.body().root));
                 verify_delegation(d.bytes()).expect("a delegation handed over verifies");
                 assert!(keys_seen.insert(d.id()), "a delegation handed over twice");
+            }
+            Step::Card { card, replaces } => {
+                assert!(follows.contains(&card.body().root));
+                tamizdat_sign::verify_card(card.bytes()).expect("a card handed over verifies");
+                assert!(keys_seen.insert(card.id()), "a card handed over twice");
+                if let Some(old) = replaces {
+                    assert!(old.body().issued <= card.body().issued, "a newer card only");
+                }
             }
             Step::Article(a) => {
                 for (hash, file) in &a.files {

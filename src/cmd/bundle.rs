@@ -212,7 +212,7 @@ fn parse_date(s: &str) -> Result<u64> {
         .unwrap_or(0))
 }
 
-/// The delegations and revocations of the articles' publishers, and how
+/// The delegations, revocations and cards of the articles' publishers, and how
 /// many revocations known here had no record to carry.
 fn key_records(
     store: &Repo,
@@ -264,9 +264,18 @@ fn key_records(
                 continue;
             }
             let bytes = store.read_to_vec(hash)?;
-            if let Ok(d) = Signed::<Delegation>::decode(&bytes)
-                && roots.contains(&d.body().root)
-            {
+            let root = if bytes.starts_with(b"tamizdat/card/") {
+                // The publisher's card, so that a reader who gets the
+                // bundle also learns where the outlet can be reached.
+                tamizdat_sign::verify_card(&bytes)
+                    .map(|c| c.body().root)
+                    .ok()
+            } else {
+                Signed::<Delegation>::decode(&bytes)
+                    .map(|d| d.body().root)
+                    .ok()
+            };
+            if root.is_some_and(|r| roots.contains(&r)) {
                 seen.insert(*hash);
                 out.push(bytes);
             }
@@ -536,6 +545,10 @@ pub fn import(dir: &Path, store: &Repo, args: ImportArgs) -> Result<ExitCode> {
         follows,
         have: &have,
         now: now(),
+        cards: super::card::kept(store)?
+            .into_iter()
+            .map(|(_, c)| c)
+            .collect(),
     };
     let local = matches!(store, Repo::Local(_));
     let policies: BTreeMap<PublicKey, tamizdat_node::retention::Policy> = store
@@ -561,6 +574,22 @@ pub fn import(dir: &Path, store: &Repo, args: ImportArgs) -> Result<ExitCode> {
             }
             Step::Delegation(d) => {
                 keep_key_object(store, d.bytes())?;
+            }
+            Step::Card { card, replaces } => {
+                super::card::keep(store, &card, replaces.as_deref())?;
+                let c = card.body();
+                emit(
+                    json_out,
+                    format!(
+                        "card of {:?} ({}) taken: issued {}, {} address{}",
+                        c.name,
+                        c.root.fingerprint(),
+                        format_time(c.issued),
+                        c.addrs.len(),
+                        if c.addrs.len() == 1 { "" } else { "es" }
+                    ),
+                    json!({"status": "card", "publisher": c.root.to_string(), "name": c.name, "issued": c.issued, "addrs": c.addrs}),
+                );
             }
             Step::Article(staged) => {
                 for (hash, path) in &staged.files {
@@ -706,12 +735,17 @@ pub fn import(dir: &Path, store: &Repo, args: ImportArgs) -> Result<ExitCode> {
         );
     }
     eprintln!(
-        "imported {} articles ({} already here, {} skipped, {} refused); {} revocations applied",
+        "imported {} articles ({} already here, {} skipped, {} refused); {} revocations applied{}",
         summary.imported - node_refused,
         summary.present,
         summary.skipped,
         summary.refused + node_refused,
-        summary.revocations
+        summary.revocations,
+        match summary.cards {
+            0 => String::new(),
+            1 => "; 1 newer card taken".to_owned(),
+            n => format!("; {n} newer cards taken"),
+        }
     );
     let hint: Vec<_> = info
         .addrs

@@ -1,7 +1,9 @@
 //! `card new`, `card show`, `card check`, and the cards a data directory
-//! keeps (`DIR/cards/ROOTKEY.card`, one line each): the cards of the
-//! publishers it follows, whose addresses the node joins through at every
-//! start, and the cards made here.
+//! keeps: the cards of the publishers it follows, whose addresses the node
+//! joins through at every start, and the cards made here. They live in the
+//! store, pinned beside the key objects (`tamizdat_node::feeds::cards`); the node
+//! takes newer ones from gossip, peers and bundles, judged by the feed
+//! rules. Cards kept by older versions in `DIR/cards/` move there.
 
 use std::{
     fs,
@@ -14,33 +16,37 @@ use anyhow::{Context, Result, bail};
 use qrcode::{EcLevel, QrCode, render::svg, render::unicode::Dense1x2};
 use serde_json::json;
 use tamizdat_node::Multiaddr;
+use tamizdat_node::feeds::cards::KEYS_PIN;
 use tamizdat_sign::{
     Card, KeyKind, MAX_CARD_LINE, PublicKey, Signed, card_supersedes, card_to_line,
     check_card_time, read_card,
 };
 
 use super::keys::{KeyDir, format_time, now, read_bounded};
+use super::repo::Repo;
 use crate::cli::{CardCommand, CardNewArgs, CardShowArgs};
 
-/// Where the cards live, under the data directory.
+/// Where older versions kept cards, under the data directory.
 const CARDS: &str = "cards";
 /// Most cards read from `DIR/cards` (one per publisher followed).
 const MAX_CARDS: usize = 1024;
+/// Key objects read when looking for the cards kept.
+const MAX_KEPT: usize = 4 * MAX_CARDS;
 /// A card file: the line and a newline, with room for CRLF or spaces.
 const MAX_CARD_FILE: u64 = MAX_CARD_LINE as u64 + 16;
 /// How far back a new card's validity starts, so that a reader whose clock
 /// runs up to a day slow still accepts it.
 const CLOCK_SLACK: u64 = 24 * 3600;
 
-pub fn run(dir: &Path, cmd: CardCommand) -> Result<ExitCode> {
+pub fn run(dir: &Path, repo: impl FnOnce() -> Result<Repo>, cmd: CardCommand) -> Result<ExitCode> {
     match cmd {
-        CardCommand::New(args) => new(dir, args),
+        CardCommand::New(args) => new(dir, &repo()?, args),
         CardCommand::Show(args) => show(args),
         CardCommand::Check { card } => check(&card),
     }
 }
 
-fn new(dir: &Path, args: CardNewArgs) -> Result<ExitCode> {
+fn new(dir: &Path, repo: &Repo, args: CardNewArgs) -> Result<ExitCode> {
     for a in &args.addrs {
         let addr: Multiaddr = a
             .parse()
@@ -66,7 +72,8 @@ fn new(dir: &Path, args: CardNewArgs) -> Result<ExitCode> {
     let root = key.public();
     // A card supersedes only cards issued before it: one made here in the
     // same second as the last one still replaces it.
-    let issued = match held(dir, &root)? {
+    let old = held(repo, &root)?;
+    let issued = match &old {
         Some(old) => now().max(old.body().issued + 1),
         None => now(),
     };
@@ -83,7 +90,7 @@ fn new(dir: &Path, args: CardNewArgs) -> Result<ExitCode> {
     };
     let card = Signed::sign(card, &key).context("cannot make this card")?;
     let line = card_to_line(&card);
-    keep(dir, &card)?;
+    keep(repo, &card, old.as_ref())?;
     println!("{line}");
     qr(&line, args.qr, args.qr_svg.as_deref())?;
     Ok(ExitCode::SUCCESS)
@@ -172,11 +179,13 @@ fn read_arg(arg: &str) -> Result<String> {
     String::from_utf8(bytes).context("a card file holds one line of text")
 }
 
-/// Checks a card given to `follow` and keeps it, unless a newer card of
-/// the same publisher is held already (then nothing changes).
-pub fn accept(dir: &Path, arg: &str) -> Result<Signed<Card>> {
+/// Checks a card given to `follow`, and the card it replaces: refused
+/// when a newer card of the same publisher is held already (then nothing
+/// changes).
+pub fn accept(repo: &Repo, arg: &str) -> Result<(Signed<Card>, Option<Signed<Card>>)> {
     let card = read_card(&read_arg(arg)?, now())?;
-    if let Some(old) = held(dir, &card.body().root)?
+    let old = held(repo, &card.body().root)?;
+    if let Some(old) = &old
         && !card_supersedes(card.body(), old.body())
     {
         bail!(
@@ -187,76 +196,145 @@ pub fn accept(dir: &Path, arg: &str) -> Result<Signed<Card>> {
             format_time(old.body().issued)
         );
     }
-    Ok(card)
+    Ok((card, old))
 }
 
-/// Where a data directory keeps its cards.
-pub fn dir(data: &Path) -> PathBuf {
+/// Where older versions kept cards.
+fn legacy_dir(data: &Path) -> PathBuf {
     data.join(CARDS)
 }
 
-fn path(dir: &Path, root: &PublicKey) -> PathBuf {
-    self::dir(dir).join(format!("{root}.card"))
-}
-
-/// Writes a card to `DIR/cards/ROOTKEY.card`, durably.
-pub fn keep(dir: &Path, card: &Signed<Card>) -> Result<()> {
-    let cards = self::dir(dir);
-    fs::create_dir_all(&cards).with_context(|| format!("cannot create {}", cards.display()))?;
-    let line = card_to_line(card) + "\n";
-    super::replace_file(&path(dir, &card.body().root), line.as_bytes())
-}
-
-/// Drops the card kept for a publisher, if any.
-pub fn drop_card(dir: &Path, root: &PublicKey) -> Result<()> {
-    match fs::remove_file(path(dir, root)) {
-        Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
-            Err(e).context("cannot remove the publisher's card")
+/// Keeps a card in the store in place of `replaces`, and hands it to the
+/// running node, which tells the publisher's followers.
+pub fn keep(repo: &Repo, card: &Signed<Card>, replaces: Option<&Signed<Card>>) -> Result<()> {
+    let added = repo.add_bytes(card.bytes())?;
+    repo.pin(KEYS_PIN, &added.hash)?;
+    if let Some(old) = replaces {
+        let old = tamizdat_store::Hash::of(old.bytes());
+        if old != added.hash {
+            unpin_quietly(repo, &old)?;
         }
-        _ => Ok(()),
+    }
+    repo.announce_key(card.bytes())?;
+    Ok(())
+}
+
+fn unpin_quietly(repo: &Repo, hash: &tamizdat_store::Hash) -> Result<()> {
+    match repo.unpin(KEYS_PIN, Some(hash)) {
+        Ok(_) => Ok(()),
+        Err(e)
+            if e.chain().any(|c| {
+                matches!(
+                    c.downcast_ref::<tamizdat_store::Error>(),
+                    Some(
+                        tamizdat_store::Error::NotPinned { .. }
+                            | tamizdat_store::Error::NoSuchPin(_)
+                    )
+                )
+            }) =>
+        {
+            Ok(())
+        }
+        Err(e) => Err(e),
     }
 }
 
-/// The card kept for a publisher, checked (its validity window aside).
-fn held(dir: &Path, root: &PublicKey) -> Result<Option<Signed<Card>>> {
-    let p = path(dir, root);
-    if !p.exists() {
-        return Ok(None);
+/// Drops every card kept for a publisher.
+pub fn drop_card(repo: &Repo, root: &PublicKey) -> Result<()> {
+    for (hash, card) in kept(repo)? {
+        if card.body().root == *root {
+            unpin_quietly(repo, &hash)?;
+        }
     }
-    let line = String::from_utf8(read_bounded(&p, MAX_CARD_FILE)?)
-        .with_context(|| format!("{} is not text", p.display()))?;
-    let card = tamizdat_sign::card_from_line(&line)
-        .with_context(|| format!("the card kept in {} is damaged", p.display()))?;
-    if card.body().root != *root {
-        bail!("{} holds the card of another publisher", p.display());
+    Ok(())
+}
+
+/// Every genuine card kept in the store, with its blob's hash.
+pub(super) fn kept(repo: &Repo) -> Result<Vec<(tamizdat_store::Hash, Signed<Card>)>> {
+    let mut out = Vec::new();
+    let pins = repo.pins()?;
+    for hash in pins.get(KEYS_PIN).into_iter().flatten().take(MAX_KEPT) {
+        let Some(info) = repo.info(hash)? else {
+            continue;
+        };
+        if !info.complete || info.size > tamizdat_sign::MAX_CARD_LEN as u64 {
+            continue;
+        }
+        let bytes = repo.read_to_vec(hash)?;
+        if bytes.starts_with(b"tamizdat/card/")
+            && let Ok(card) = tamizdat_sign::verify_card(&bytes)
+        {
+            out.push((*hash, card));
+        }
     }
-    Ok(Some(card))
+    Ok(out)
+}
+
+/// The newest card kept for a publisher, checked (its validity window
+/// aside).
+fn held(repo: &Repo, root: &PublicKey) -> Result<Option<Signed<Card>>> {
+    Ok(tamizdat_node::feeds::cards::newest_of(
+        kept(repo)?.into_iter().map(|(_, c)| c),
+        root,
+    ))
+}
+
+/// Moves the cards older versions kept in `DIR/cards/` into the store,
+/// and removes that directory. A damaged file there is named and left.
+pub fn import_legacy(dir: &Path, store: &tamizdat_store::Store) {
+    let legacy = legacy_dir(dir);
+    let Ok(entries) = fs::read_dir(&legacy) else {
+        return;
+    };
+    for entry in entries.flatten().take(MAX_CARDS) {
+        let p = entry.path();
+        let card = read_bounded(&p, MAX_CARD_FILE)
+            .ok()
+            .and_then(|b| String::from_utf8(b).ok())
+            .and_then(|line| tamizdat_sign::card_from_line(&line).ok());
+        let Some(card) = card else {
+            tracing::warn!("{} is not a card; left where it is", p.display());
+            continue;
+        };
+        let root = card.body().root;
+        let old = tamizdat_node::feeds::cards::newest(store, &root)
+            .ok()
+            .flatten();
+        let newer = old
+            .as_ref()
+            .is_none_or(|o| card_supersedes(card.body(), o.body()));
+        if (!newer || tamizdat_node::feeds::cards::keep(store, &card, old.as_ref()).is_ok())
+            && let Err(e) = fs::remove_file(&p)
+        {
+            tracing::warn!("cannot remove {}: {e}", p.display());
+        }
+    }
+    let _ = fs::remove_dir(&legacy);
 }
 
 /// The addresses of every valid card kept here, for the node to join
-/// through. A damaged, expired or misplaced card is named on stderr and
-/// left out; it never stops the node.
-pub fn bootstrap_addrs(dir: &Path) -> Vec<Multiaddr> {
-    let Ok(entries) = fs::read_dir(self::dir(dir)) else {
-        return Vec::new();
+/// through. A damaged or expired card is named in the log and left out;
+/// it never stops the node.
+pub fn bootstrap_addrs(store: &tamizdat_store::Store) -> Vec<Multiaddr> {
+    let held = match tamizdat_node::feeds::cards::held(store) {
+        Ok(held) => held,
+        Err(e) => {
+            tracing::warn!("cards left out: {e}");
+            return Vec::new();
+        }
     };
+    let mut newest: std::collections::BTreeMap<PublicKey, Signed<Card>> = Default::default();
+    for (_, card) in held {
+        let root = card.body().root;
+        let keep = newest
+            .get(&root)
+            .is_none_or(|o| card_supersedes(card.body(), o.body()));
+        if keep {
+            newest.insert(root, card);
+        }
+    }
     let mut addrs = Vec::new();
-    for entry in entries.flatten().take(MAX_CARDS) {
-        let name = entry.file_name().to_string_lossy().into_owned();
-        let Some(root) = name
-            .strip_suffix(".card")
-            .and_then(|k| k.parse::<PublicKey>().ok())
-        else {
-            continue;
-        };
-        let card = match held(dir, &root) {
-            Ok(Some(card)) => card,
-            Ok(None) => continue,
-            Err(e) => {
-                tracing::warn!("card {name} left out: {e:#}");
-                continue;
-            }
-        };
+    for card in newest.into_values() {
         if let Err(e) = check_card_time(card.body(), now()) {
             tracing::warn!("card of {:?} left out: {e}", card.body().name);
             continue;

@@ -1,6 +1,6 @@
 //! `follow`, `unfollow`, `following`.
 
-use std::{path::Path, process::ExitCode};
+use std::process::ExitCode;
 
 use anyhow::{Context, Result, bail};
 use tamizdat_node::retention::Policy;
@@ -15,26 +15,32 @@ fn parse_key(s: &str) -> Result<PublicKey> {
 }
 
 pub fn follow(
-    dir: &Path,
     repo: impl FnOnce() -> Result<Repo>,
     arg: &str,
     name: Option<String>,
     policy: Policy,
 ) -> Result<ExitCode> {
     // A key parses first: a file named like a key is still the key.
-    let card = match arg.parse::<PublicKey>() {
-        Ok(_) => None,
-        Err(_) if super::card::is_card(arg) => Some(super::card::accept(dir, arg)?),
+    let is_card = match arg.parse::<PublicKey>() {
+        Ok(_) => false,
+        Err(_) if super::card::is_card(arg) => true,
         Err(_) => bail!(
             "{arg:?} is neither a publisher key (64 hex digits, as `key show` prints) \
              nor a card (a tamizdat1... line, or a file holding one)"
         ),
     };
+    let repo = repo()?;
+    let (card, replaces) = match is_card {
+        true => {
+            let (card, old) = super::card::accept(&repo, arg)?;
+            (Some(card), old)
+        }
+        false => (None, None),
+    };
     let key = match &card {
         Some(c) => c.body().root,
         None => parse_key(arg)?,
     };
-    let repo = repo()?;
     // Following again changes what was given and keeps the rest: `follow
     // KEY --keep 90d` on a followed key must not drop its `--max-bytes`.
     let before = repo.following()?.into_iter().find(|f| f.key == key);
@@ -51,7 +57,7 @@ pub fn follow(
     let name = name.or_else(|| card.as_ref().map(|c| c.body().name.clone()));
     repo.follow(key, name.clone(), policy)?;
     if let Some(card) = &card {
-        super::card::keep(dir, card)?;
+        super::card::keep(&repo, card, replaces.as_ref())?;
         let n = card.body().addrs.len();
         match repo.join(&card.body().addrs)? {
             Some(reached) => eprintln!(
@@ -132,9 +138,9 @@ fn duration(secs: u64) -> String {
     }
 }
 
-pub fn unfollow(dir: &Path, repo: &Repo, key: &str) -> Result<ExitCode> {
+pub fn unfollow(repo: &Repo, key: &str) -> Result<ExitCode> {
     let key = parse_key(key)?;
-    super::card::drop_card(dir, &key)?;
+    super::card::drop_card(repo, &key)?;
     if repo.unfollow(&key)? {
         eprintln!("no longer following {key}; what is stored stays until unpinned");
     } else {

@@ -74,7 +74,7 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
             follow_found,
         } => recover::recover(&dir, &cfg, force, follow_found),
         Command::Key(cmd) => keys::run(&dir, store, cmd),
-        Command::Card(cmd) => card::run(&dir, cmd),
+        Command::Card(cmd) => card::run(&dir, store, cmd),
         Command::Publish(args) => articles::publish(&dir, &store()?, args),
         Command::Verify { target, json } => articles::verify(&store()?, &target, json),
         Command::Show { target } => articles::show(&store()?, &target),
@@ -88,9 +88,9 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
                 max_bytes: max_bytes.map(|b| b.as_u64()),
                 max_age: keep.map(|d| d.as_secs()),
             };
-            feeds::follow(&dir, store, &pubkey, name, policy)
+            feeds::follow(store, &pubkey, name, policy)
         }
-        Command::Unfollow { pubkey } => feeds::unfollow(&dir, &store()?, &pubkey),
+        Command::Unfollow { pubkey } => feeds::unfollow(&store()?, &pubkey),
         Command::Following { json } => feeds::following(&store()?, json),
         Command::Node(args) => net::node(&dir, &cfg, args),
         Command::Get(args) => get::get(&dir, &cfg, store()?, args),

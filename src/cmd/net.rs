@@ -214,7 +214,8 @@ pub fn node(dir: &Path, cfg: &config::Config, args: NodeArgs) -> Result<ExitCode
         config.alone_warning = (secs > 0).then(|| Duration::from_secs(secs));
     }
     // Cards of the publishers followed, then the peers of the last run.
-    for addr in super::card::bootstrap_addrs(dir)
+    super::card::import_legacy(dir, &store);
+    for addr in super::card::bootstrap_addrs(&store)
         .into_iter()
         .chain(remembered(dir))
     {
@@ -231,10 +232,7 @@ pub fn node(dir: &Path, cfg: &config::Config, args: NodeArgs) -> Result<ExitCode
                 .with_context(|| format!("config: [node] follow: {k:?} is not a publisher key"))
         })
         .collect::<Result<Vec<_>>>()?;
-    let mut gateway_config = cfg.gateway.resolve(args.gateway.as_deref())?;
-    if let Some(g) = &mut gateway_config {
-        g.cards = Some(super::card::dir(dir));
-    }
+    let gateway_config = cfg.gateway.resolve(args.gateway.as_deref())?;
     let store = Arc::new(store);
     let info_path = dir.join(NODE_INFO);
     let rt = runtime()?;

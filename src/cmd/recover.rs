@@ -150,8 +150,9 @@ fn restore(repo: &Repo, store: &Store, follow_found: bool) -> Result<Restored> {
                     .refused
                     .push(format!("{}  revocation: {e}", info.hash)),
             }
-        } else if bytes.starts_with(b"tamizdat/delegation/")
-            && tamizdat_sign::verify_delegation(&bytes).is_ok()
+        } else if (bytes.starts_with(b"tamizdat/delegation/")
+            && tamizdat_sign::verify_delegation(&bytes).is_ok())
+            || (bytes.starts_with(b"tamizdat/card/") && tamizdat_sign::verify_card(&bytes).is_ok())
         {
             store.pin("keys", &info.hash)?;
             unrecover(store, &info.hash)?;

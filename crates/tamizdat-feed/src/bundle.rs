@@ -22,7 +22,7 @@ use std::{
 
 use serde::{Deserialize, Serialize};
 use tamizdat_sign::{
-    Delegation, MAX_MANIFEST_LEN, Manifest, PublicKey, Revocation, Signed, TrustState,
+    Card, Delegation, MAX_MANIFEST_LEN, Manifest, PublicKey, Revocation, Signed, TrustState,
     VerifiedManifest, Verifier,
 };
 use tamizdat_store::Hash;
@@ -579,6 +579,14 @@ pub enum Step {
     Revocation(Box<Signed<Revocation>>),
     /// A delegation by a followed publisher, signature checked.
     Delegation(Box<Signed<Delegation>>),
+    /// A publisher's card newer than the one held, valid now: keep it in
+    /// place of `replaces`.
+    Card {
+        /// The card.
+        card: Box<Signed<Card>>,
+        /// The card it supersedes.
+        replaces: Option<Box<Signed<Card>>>,
+    },
     /// An article that verified in full.
     Article(Box<Staged>),
     /// An article not imported, and why.
@@ -636,6 +644,8 @@ pub struct Summary {
     pub refused: u64,
     /// Revocations applied.
     pub revocations: u64,
+    /// Publishers' cards taken (newer than the ones held).
+    pub cards: u64,
     /// Key records read past as copies of one earlier in the bundle.
     pub duplicates: u64,
     /// Whether the whole bundle was read to its end record.
@@ -662,6 +672,9 @@ pub struct Known<'a> {
     pub have: &'a dyn Fn(&Hash) -> bool,
     /// The time now, Unix seconds (for the feed rules).
     pub now: u64,
+    /// The cards held here (a card in the bundle replaces one only if it
+    /// is newer).
+    pub cards: Vec<Signed<Card>>,
 }
 
 impl std::fmt::Debug for Known<'_> {
@@ -721,6 +734,9 @@ pub fn import(
             })
             .collect(),
     );
+    for c in std::mem::take(&mut known.cards) {
+        let _ = feeds.keep_card(c);
+    }
     let verifier = Verifier::new();
     let mut pending: Option<Pending> = None;
     let mut keys = 0u64;
@@ -956,13 +972,26 @@ fn key_record(
             Step::Revocation(rev)
         }
         Judgement::Delegation(d) => Step::Delegation(d),
+        Judgement::Card(c) => match feeds.keep_card((*c).clone()) {
+            Ok(replaces) => {
+                summary.cards += 1;
+                Step::Card {
+                    card: c,
+                    replaces: replaces.map(Box::new),
+                }
+            }
+            Err(_) => return Ok(()),
+        },
         // Not followed here, or known already: nothing to do.
         Judgement::Ignore(_) => return Ok(()),
         Judgement::Reject(Refused::NotTamizdat) | Judgement::Manifest(..) => Step::Skipped(refuse(
-            "a key record that is neither a delegation nor a revocation".into(),
+            "a key record that is neither a delegation, a revocation nor a card".into(),
         )),
         Judgement::Reject(why) if revocation => {
             Step::Skipped(refuse(format!("a revocation that does not verify: {why}")))
+        }
+        Judgement::Reject(why) if bytes.starts_with(b"tamizdat/card/") => {
+            Step::Skipped(refuse(format!("a card that does not verify: {why}")))
         }
         Judgement::Reject(why) => {
             Step::Skipped(refuse(format!("a delegation that does not verify: {why}")))
@@ -1046,7 +1075,10 @@ fn open_article(
             refuse(format!("against the feed rules: {e}"))
         }
         Judgement::Reject(why) => refuse(format!("the manifest does not verify: {why}")),
-        Judgement::Revocation(_) | Judgement::Delegation(_) => {
+        Judgement::Revocation(_)
+        | Judgement::Delegation(_)
+        | Judgement::Card(_)
+        | Judgement::Ignore(Ignored::CardOutOfDate(_) | Ignored::Superseded) => {
             refuse("the manifest does not verify: not a manifest".into())
         }
     };
@@ -1199,6 +1231,7 @@ mod tests {
             follows: [key.public()].into_iter().collect(),
             have: &have,
             now: NOW + 100,
+            cards: Vec::new(),
         };
         let mut kept = Vec::new();
         let outcome = import(bytes, staging.path(), known, &mut |step| {

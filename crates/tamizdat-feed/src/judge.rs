@@ -8,8 +8,8 @@ use std::collections::{BTreeMap, VecDeque};
 
 use serde::{Deserialize, Serialize};
 use tamizdat_sign::{
-    Delegation, FeedError, Manifest, PublicKey, Revocation, Signed, TrustState, Verdict,
-    VerifiedManifest, Verifier, VerifyError,
+    Card, CardError, Delegation, FeedError, Manifest, PublicKey, Revocation, Signed, TrustState,
+    Verdict, VerifiedManifest, Verifier, VerifyError,
 };
 
 use crate::policy::Policy;
@@ -24,6 +24,18 @@ pub const MAX_FOLLOWS: usize = 1024;
 pub const MAX_CONFLICTS: usize = 256;
 /// Version byte of the stored follow list.
 const FOLLOWS_VERSION: u8 = 1;
+
+/// Whether card `new` replaces `old` of the same publisher: issued later,
+/// or (two cards signed in the same second) the greater signed bytes, so
+/// that every node keeps the same one.
+fn newer_card(new: &Card, old: &Card) -> bool {
+    new.root == old.root && card_order(new, old).is_gt()
+}
+
+/// Orders two cards of one publisher, older first (see [`newer_card`]).
+pub(crate) fn card_order(a: &Card, b: &Card) -> std::cmp::Ordering {
+    (a.issued, postcard::to_stdvec(a).ok()).cmp(&(b.issued, postcard::to_stdvec(b).ok()))
+}
 
 /// The gossip topic of a publisher: one per root key.
 pub fn topic(publisher: &PublicKey) -> String {
@@ -72,6 +84,13 @@ pub enum Ignored {
     /// Genuine but too old to place in its feed.
     #[error(transparent)]
     Replay(FeedError),
+    /// A genuine card outside its validity window (expired, or not yet
+    /// valid by our clock): kept by nobody, blamed on nobody.
+    #[error(transparent)]
+    CardOutOfDate(CardError),
+    /// A genuine card issued before the one held: the newer one stays.
+    #[error("a card issued before the one held here")]
+    Superseded,
 }
 
 /// Why an object is refused: the sender is to blame.
@@ -90,6 +109,9 @@ pub enum Refused {
     /// A valid manifest that breaks its feed's rules.
     #[error(transparent)]
     Feed(FeedError),
+    /// A card that does not decode or whose signature does not verify.
+    #[error(transparent)]
+    Card(CardError),
     /// Bytes that are no tamizdat object at all.
     #[error("not a tamizdat object")]
     NotTamizdat,
@@ -105,6 +127,9 @@ pub enum Judgement {
     Revocation(Box<Signed<Revocation>>),
     /// A valid delegation of a followed publisher: forward.
     Delegation(Box<Signed<Delegation>>),
+    /// A card of a followed publisher, valid now and newer than the one
+    /// held: keep it ([`Feeds::keep_card`]) and forward.
+    Card(Box<Signed<Card>>),
     /// Genuine perhaps, but nothing to do.
     Ignore(Ignored),
     /// Invalid: the sender is penalised.
@@ -139,6 +164,8 @@ pub struct Feeds {
     trust: TrustState,
     verifier: Verifier,
     conflicts: VecDeque<Conflict>,
+    /// The newest genuine card of each followed publisher.
+    cards: BTreeMap<PublicKey, Signed<Card>>,
 }
 
 impl Feeds {
@@ -153,6 +180,7 @@ impl Feeds {
             trust,
             verifier: Verifier::new(),
             conflicts: VecDeque::new(),
+            cards: BTreeMap::new(),
         }
     }
 
@@ -212,6 +240,7 @@ impl Feeds {
             trust: self.trust.clone(),
             verifier: Verifier::new(),
             conflicts: self.conflicts.clone(),
+            cards: self.cards.clone(),
         }
     }
 
@@ -256,9 +285,42 @@ impl Feeds {
         self.follows.get(key).map(|(_, p)| *p)
     }
 
-    /// Stops following `key`; false if it was not followed.
+    /// Stops following `key`; false if it was not followed. Its card is
+    /// forgotten too.
     pub fn unfollow(&mut self, key: &PublicKey) -> bool {
+        self.cards.remove(key);
         self.follows.remove(key).is_some()
+    }
+
+    /// The newest card held of a followed publisher, genuine (its validity
+    /// window is the reader's to check against its clock).
+    pub fn card(&self, key: &PublicKey) -> Option<&Signed<Card>> {
+        self.cards.get(key)
+    }
+
+    /// The cards held, one per followed publisher.
+    pub fn cards(&self) -> impl Iterator<Item = &Signed<Card>> {
+        self.cards.values()
+    }
+
+    /// Keeps a card judged new ([`Judgement::Card`]) in place of the one
+    /// held, and returns the one it replaces. A card of a publisher not
+    /// followed, or one that does not supersede the held one, changes
+    /// nothing (`Err` hands it back).
+    pub fn keep_card(
+        &mut self,
+        card: Signed<Card>,
+    ) -> Result<Option<Signed<Card>>, Box<Signed<Card>>> {
+        let root = card.body().root;
+        if !self.follows(&root)
+            || self
+                .cards
+                .get(&root)
+                .is_some_and(|old| !newer_card(card.body(), old.body()))
+        {
+            return Err(Box::new(card));
+        }
+        Ok(self.cards.insert(root, card))
     }
 
     /// Equivocations seen, oldest first.
@@ -316,8 +378,34 @@ impl Feeds {
                 Ok(d) => delegation_judgement(d, topic_of, |k| self.follows(k)),
                 Err(e) => Judgement::Reject(Refused::Invalid(e)),
             }
+        } else if bytes.starts_with(b"tamizdat/card/") {
+            self.judge_card(bytes, topic_of, now)
         } else {
             Judgement::Reject(Refused::NotTamizdat)
+        }
+    }
+
+    fn judge_card(&self, bytes: &[u8], topic_of: Option<&PublicKey>, now: u64) -> Judgement {
+        let card = match tamizdat_sign::verify_card(bytes) {
+            Ok(c) => c,
+            Err(e) => return Judgement::Reject(Refused::Card(e)),
+        };
+        let root = card.body().root;
+        if topic_of.is_some_and(|t| *t != root) {
+            return Judgement::Reject(Refused::WrongTopic { kind: "card" });
+        }
+        if !self.follows(&root) {
+            return Judgement::Ignore(Ignored::NotFollowed(root));
+        }
+        if let Err(e) = tamizdat_sign::check_card_time(card.body(), now) {
+            return Judgement::Ignore(Ignored::CardOutOfDate(e));
+        }
+        match self.cards.get(&root) {
+            Some(old) if old.body() == card.body() => Judgement::Ignore(Ignored::Duplicate),
+            Some(old) if !newer_card(card.body(), old.body()) => {
+                Judgement::Ignore(Ignored::Superseded)
+            }
+            _ => Judgement::Card(Box::new(card)),
         }
     }
 

@@ -9,6 +9,8 @@
 //!   out the [`Output`]s (`handle(input, now) -> outputs`). The module docs
 //!   of [`sync`] map every input and output to a node operation.
 //!
+//! - [`cards`] keeps publishers' cards in the store, as [`Feeds`] judged
+//!   them.
 //! - [`bundle`] is the bundle format (articles carried by hand) and its
 //!   import, which judges every record through [`Feeds`] as gossip does.
 //!
@@ -18,6 +20,7 @@
 #![warn(missing_docs)]
 
 pub mod bundle;
+pub mod cards;
 mod judge;
 mod policy;
 pub mod sync;

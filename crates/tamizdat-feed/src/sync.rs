@@ -375,6 +375,15 @@ pub enum Output<P> {
     /// A key object (a revocation) newly applied: keep its envelope, so
     /// that it can be handed on (bundles, peers that ask).
     Keep(Vec<u8>),
+    /// A publisher's newer card, now held by [`Feeds::card`]: keep its
+    /// envelope in place of the one it replaces, and join through its
+    /// addresses.
+    KeepCard {
+        /// The card taken.
+        card: Box<tamizdat_sign::Signed<tamizdat_sign::Card>>,
+        /// The card it replaces, to be dropped.
+        replaces: Option<Box<tamizdat_sign::Signed<tamizdat_sign::Card>>>,
+    },
     /// Score a peer down.
     Penalise {
         /// The peer.
@@ -676,12 +685,35 @@ where
                     data,
                 });
             }
+            Judgement::Card(c) => {
+                let root = c.body().root;
+                self.take_card(*c, &mut out);
+                out.push(Output::Broadcast {
+                    topic_of: root,
+                    data,
+                });
+            }
             Judgement::Ignore(i) => return Err(PublishError::Ignored(i)),
             Judgement::Reject(r) => return Err(PublishError::Refused(r)),
             Judgement::Equivocation(_, e) => return Err(PublishError::Equivocation(e)),
         }
         self.tick(now, &mut out);
         Ok(out)
+    }
+
+    /// Keeps a card judged new, and says so.
+    fn take_card(
+        &mut self,
+        card: tamizdat_sign::Signed<tamizdat_sign::Card>,
+        out: &mut Vec<Output<P>>,
+    ) {
+        let kept = card.clone();
+        if let Ok(replaces) = self.feeds.keep_card(card) {
+            out.push(Output::KeepCard {
+                card: Box::new(kept),
+                replaces: replaces.map(Box::new),
+            });
+        }
     }
 
     /// Takes one input at time `now` (Unix ms) and returns what to do.
@@ -826,7 +858,10 @@ where
         // judged, so that the pubsub layer keeps scoring its forgeries down.
         let banned = self.banned_at(&from, now);
         let acceptance = match self.feeds.judge(data, Some(&topic_of), now / 1000) {
-            Judgement::Manifest(_, _) | Judgement::Revocation(_) | Judgement::Delegation(_)
+            Judgement::Manifest(_, _)
+            | Judgement::Revocation(_)
+            | Judgement::Delegation(_)
+            | Judgement::Card(_)
                 if banned =>
             {
                 Acceptance::Ignore
@@ -846,6 +881,10 @@ where
                 Acceptance::Accept
             }
             Judgement::Delegation(_) => Acceptance::Accept,
+            Judgement::Card(c) => {
+                self.take_card(*c, out);
+                Acceptance::Accept
+            }
             Judgement::Ignore(_) => Acceptance::Ignore,
             Judgement::Reject(Refused::Feed(e @ FeedError::Fork { .. })) => {
                 self.refuse(hash);
@@ -942,7 +981,10 @@ where
                 self.admit(m, sources, w.walk, true, now, out);
             }
             Judgement::Ignore(Ignored::Duplicate) => self.see(hash),
-            Judgement::Ignore(_) | Judgement::Revocation(_) | Judgement::Delegation(_) => {}
+            Judgement::Ignore(_)
+            | Judgement::Revocation(_)
+            | Judgement::Delegation(_)
+            | Judgement::Card(_) => {}
             Judgement::Reject(Refused::Feed(e @ FeedError::Fork { .. })) => {
                 self.refuse(hash);
                 if let Ok(s) = tamizdat_sign::Signed::<tamizdat_sign::Manifest>::decode(bytes) {

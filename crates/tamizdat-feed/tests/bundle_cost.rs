@@ -54,6 +54,7 @@ fn import(bytes: &[u8]) -> (Vec<Vec<u8>>, bundle::Outcome) {
         follows: [root().public()].into_iter().collect::<HashSet<_>>(),
         have: &have,
         now: NOW,
+        cards: Vec::new(),
     };
     let mut handed = Vec::new();
     let outcome = bundle::import(bytes, staging.path(), known, &mut |step| {

@@ -462,3 +462,91 @@ fn an_article_dated_ahead_of_our_clock_blames_nobody_and_fits_once_clocks_agree(
     assert_eq!(validation(&outs), Some(Acceptance::Accept));
     assert_eq!(records(&outs), 1);
 }
+
+fn card(key: &SecretKey, issued_s: u64, addr: &str) -> Vec<u8> {
+    let c = tamizdat_sign::Card {
+        root: key.public(),
+        name: "Outlet".into(),
+        addrs: vec![addr.into()],
+        issued: issued_s,
+        not_before: issued_s - 60,
+        not_after: issued_s + 86_400,
+    };
+    Signed::sign(c, key).unwrap().bytes().to_vec()
+}
+
+fn card_gossip(from: u32, data: &[u8]) -> Input<u32> {
+    Input::Gossip {
+        from,
+        id: MsgId(blake3::hash(data).as_bytes().to_vec()),
+        topic_of: root().public(),
+        data: data.to_vec(),
+    }
+}
+
+fn validated(outs: &[Output<u32>]) -> Option<Acceptance> {
+    outs.iter().find_map(|o| match o {
+        Output::Validate { acceptance, .. } => Some(*acceptance),
+        _ => None,
+    })
+}
+
+#[test]
+fn a_newer_card_is_kept_and_forwarded_an_older_forged_or_stray_one_is_not() {
+    let mut core = core();
+    let now_s = T0 / 1000;
+    let first = card(&root(), now_s - 100, "/ip4/203.0.113.1/tcp/4001");
+    let newer = card(&root(), now_s - 10, "/ip4/203.0.113.2/tcp/4001");
+
+    // The first card: kept (nothing to replace) and forwarded.
+    let outs = core.handle(card_gossip(1, &first), T0);
+    assert_eq!(validated(&outs), Some(Acceptance::Accept));
+    assert!(outs.iter().any(|o| matches!(o,
+        Output::KeepCard { card, replaces: None } if card.bytes() == first.as_slice())));
+    // A newer one replaces it, and says which.
+    let outs = core.handle(card_gossip(2, &newer), T0);
+    assert_eq!(validated(&outs), Some(Acceptance::Accept));
+    assert!(outs.iter().any(|o| matches!(o,
+        Output::KeepCard { card, replaces: Some(old) }
+            if card.bytes() == newer.as_slice() && old.bytes() == first.as_slice())));
+    assert_eq!(
+        core.feeds().card(&root().public()).unwrap().bytes(),
+        newer.as_slice()
+    );
+
+    // The older one again, or the same one: dropped quietly, nothing kept.
+    for (from, data) in [(3, &first), (4, &newer)] {
+        let outs = core.handle(card_gossip(from, data), T0);
+        assert_eq!(validated(&outs), Some(Acceptance::Ignore));
+        assert!(!outs.iter().any(|o| matches!(o, Output::KeepCard { .. })));
+    }
+    // Expired by our clock: ignored, nobody blamed.
+    let stale = card(&root(), now_s - 200_000, "/ip4/203.0.113.3/tcp/4001");
+    let outs = core.handle(card_gossip(5, &stale), T0);
+    assert_eq!(validated(&outs), Some(Acceptance::Ignore));
+    assert!(!outs.iter().any(|o| matches!(o, Output::Penalise { .. })));
+
+    // Forged (a flipped signature bit) or another outlet's card on this
+    // outlet's topic: rejected, and the sender penalised.
+    let mut forged = card(&root(), now_s, "/ip4/198.51.100.9/tcp/4001");
+    *forged.last_mut().unwrap() ^= 1;
+    let stranger = card(
+        &SecretKey::from_seed(&[9; 32]),
+        now_s,
+        "/ip4/198.51.100.9/tcp/4001",
+    );
+    for (from, data) in [(6, &forged), (7, &stranger)] {
+        let outs = core.handle(card_gossip(from, data), T0);
+        assert_eq!(validated(&outs), Some(Acceptance::Reject));
+        assert!(
+            outs.iter()
+                .any(|o| matches!(o, Output::Penalise { peer, .. } if *peer == from))
+        );
+        assert!(!outs.iter().any(|o| matches!(o, Output::KeepCard { .. })));
+    }
+    assert_eq!(
+        core.feeds().card(&root().public()).unwrap().bytes(),
+        newer.as_slice(),
+        "the newer card stays"
+    );
+}

@@ -349,13 +349,7 @@ pub(crate) async fn publisher(
         )
     });
     let articles: Vec<_> = index.of(&key).take(FEED).collect();
-    let card = match app.config.cards.clone() {
-        Some(dir) => tokio::task::spawn_blocking(move || card_of(&dir, &key))
-            .await
-            .ok()
-            .flatten(),
-        None => None,
-    };
+    let card = card_of(&app, &key);
     let main = html! {
         h1 { (render::shown(&shown)) }
         (alone_notice(&app, loc))
@@ -400,25 +394,18 @@ pub(crate) async fn publisher(
     page(StatusCode::OK, &shown, loc, &prefs, main)
 }
 
-/// Largest card file read.
-const MAX_CARD_FILE: u64 = tamizdat_sign::MAX_CARD_LINE as u64 + 16;
-
 /// The card kept for `key` in `dir`, when it is genuine, its own and valid
 /// now: its line and what it says.
-fn card_of(dir: &std::path::Path, key: &PublicKey) -> Option<(String, tamizdat_sign::Card)> {
-    use std::io::Read;
-    let file = std::fs::File::open(dir.join(format!("{key}.card"))).ok()?;
-    if !file.metadata().ok()?.is_file() {
-        return None;
-    }
-    let mut line = String::new();
-    file.take(MAX_CARD_FILE).read_to_string(&mut line).ok()?;
+/// The card the node holds of a publisher, with its line, when it is
+/// valid now (the node took it as genuine and newest).
+fn card_of(app: &App, key: &PublicKey) -> Option<(String, tamizdat_sign::Card)> {
+    let card = app.node.card(key)?;
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .ok()?
         .as_secs();
-    let card = tamizdat_sign::read_card(&line, now).ok()?;
-    (card.body().root == *key).then(|| (line.trim().to_owned(), card.body().clone()))
+    tamizdat_sign::check_card_time(card.body(), now).ok()?;
+    Some((tamizdat_sign::card_to_line(&card), card.body().clone()))
 }
 
 /// The address readers reach this gateway by, for the article's link: the

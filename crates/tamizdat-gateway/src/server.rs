@@ -57,9 +57,6 @@ pub struct Config {
     /// Reverse proxies whose `X-Forwarded-For` is believed: a request from
     /// one of these counts against the reader it names, not the proxy.
     pub trusted_proxies: Vec<IpAddr>,
-    /// A directory of publisher cards (`ROOTKEY.card`, one line each): a
-    /// publisher's page shows its card, for readers to pass on.
-    pub cards: Option<std::path::PathBuf>,
 }
 
 impl Config {
@@ -79,7 +76,6 @@ impl Config {
             cache_bytes: 64 << 20,
             public_url: None,
             trusted_proxies: Vec::new(),
-            cards: None,
         }
     }
 }

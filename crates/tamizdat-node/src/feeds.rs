@@ -4,6 +4,7 @@
 //! its replication task owns the feed state; everyone else reads a
 //! snapshot ([`crate::Client::trust`], [`crate::Client::following`]).
 
+pub use tamizdat_feed::cards;
 pub use tamizdat_feed::{
     Conflict, FOLLOWS, Feeds, Followed, FollowsError, Ignored, Judgement, MAX_FOLLOWS, Refused,
     Standing, TRUST, feed_pin, standing, topic,

@@ -569,7 +569,16 @@ fn load_feeds(store: &Store) -> Result<Feeds, NodeError> {
         None => Vec::new(),
         Some(b) => Feeds::decode_follows(&b).map_err(|e| damaged("follow list", &e))?,
     };
-    Ok(Feeds::new(trust, follows))
+    let mut feeds = Feeds::new(trust, follows);
+    // The cards kept (of the publishers followed), oldest first, so the
+    // newest of each stays.
+    let mut cards =
+        tamizdat_feed::cards::held(store).map_err(|e| NodeError::Store(e.to_string()))?;
+    cards.sort_by_key(|(_, c)| c.body().issued);
+    for (_, c) in cards {
+        let _ = feeds.keep_card(c);
+    }
+    Ok(feeds)
 }
 
 /// Starts a node on the current tokio runtime. It runs until
@@ -739,6 +748,10 @@ pub fn spawn_with_metrics(
         .clone()
         .accept(replicate::REVOCATIONS)
         .map_err(|e| NodeError::Start(e.to_string()))?;
+    let cards_incoming = control
+        .clone()
+        .accept(replicate::CARDS)
+        .map_err(|e| NodeError::Start(e.to_string()))?;
     let have_1 = control
         .clone()
         .accept(have::HAVE_1)
@@ -826,6 +839,10 @@ pub fn spawn_with_metrics(
     tasks.spawn(
         "revocations server",
         replicate::serve_revocations(revocations_incoming, feeds.clone()),
+    );
+    tasks.spawn(
+        "cards server",
+        replicate::serve_cards(cards_incoming, feeds.clone()),
     );
     tasks.spawn(
         "heads server",
@@ -1320,6 +1337,50 @@ impl Client {
             .conflicts()
     }
 
+    /// The newest genuine card held of a followed publisher (its validity
+    /// window is the caller's to check).
+    pub fn card(
+        &self,
+        key: &tamizdat_sign::PublicKey,
+    ) -> Option<tamizdat_sign::Signed<tamizdat_sign::Card>> {
+        self.feeds
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .card(key)
+            .cloned()
+    }
+
+    /// A card made or given here: judged like one from a peer, kept when
+    /// it is new (in place of the older one) and told to the followers.
+    /// A card of a publisher not followed here is passed on all the same.
+    async fn announce_card(&self, envelope: &[u8]) -> Result<(), NodeError> {
+        let card =
+            tamizdat_sign::verify_card(envelope).map_err(|e| NodeError::Store(e.to_string()))?;
+        let root = card.body().root;
+        let (reply, rx) = oneshot::channel();
+        self.to_replication(replicate::Event::Publish {
+            envelope: envelope.to_vec(),
+            reply,
+        })
+        .await?;
+        // Refused or old: the judgement says why; a card of an outlet not
+        // followed here is only passed on (its followers judge it).
+        let judged = rx.await.map_err(|_| NodeError::Stopped)?;
+        let followed = self
+            .feeds
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .follows(&root);
+        match judged {
+            Ok(()) => Ok(()),
+            // Held already (given twice): told again, harmlessly.
+            Err(_) if !followed || self.card(&root).as_ref() == Some(&card) => {
+                self.gossip(feeds::topic(&root), envelope.to_vec()).await
+            }
+            Err(why) => Err(NodeError::Store(why)),
+        }
+    }
+
     /// The trust state (feed heads, revocations) as this node holds it.
     pub fn trust(&self) -> tamizdat_sign::TrustState {
         self.feeds
@@ -1414,6 +1475,9 @@ impl Client {
     /// signature is checked first.
     pub async fn announce_key_object(&self, envelope: &[u8]) -> Result<(), NodeError> {
         let bad = |e: &dyn std::fmt::Display| NodeError::Store(e.to_string());
+        if envelope.starts_with(b"tamizdat/card/") {
+            return self.announce_card(envelope).await;
+        }
         let root =
             if let Ok(rev) = tamizdat_sign::Signed::<tamizdat_sign::Revocation>::decode(envelope) {
                 // Checks the root's signature before anything changes.

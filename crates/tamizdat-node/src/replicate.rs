@@ -46,6 +46,11 @@ const MAX_ASKED: usize = 256;
 const MAX_HEADS: usize = 1024;
 /// Largest heads message.
 const MAX_HEADS_BYTES: usize = 256 * 1024;
+/// Publishers' cards newer than the asker's, exchanged when peers meet.
+pub(crate) const CARDS: StreamProtocol = StreamProtocol::new("/tamizdat/cards/1");
+/// Cards in one answer (a few newer ones at a time: the next exchange
+/// brings the rest).
+const MAX_CARDS_ANSWER: usize = 16;
 /// How long a heads or revocations request may take.
 const ASK_TIMEOUT: Duration = Duration::from_secs(10);
 /// How often recorded articles are checked for missing files.
@@ -242,8 +247,9 @@ struct HeadsWaiter {
 enum Done {
     /// An input for the core.
     Input(Input<PeerId>),
-    /// A revocation a peer offered in a heads exchange, fetched and read.
-    Revocation { from: PeerId, bytes: Vec<u8> },
+    /// A revocation a peer offered in a heads exchange, fetched and read,
+    /// or a card it sent.
+    KeyObject { from: PeerId, bytes: Vec<u8> },
     /// The repair pass: articles with files missing, manifests held.
     Repair(Vec<Unfinished>, Vec<Hash>),
 }
@@ -472,13 +478,13 @@ impl Driver {
     async fn done(&mut self, r: Done) {
         match r {
             Done::Input(input) => self.input(input).await,
-            Done::Revocation { from, bytes } => {
+            Done::KeyObject { from, bytes } => {
                 // Judged by the core like one made here; a forged one
                 // marks the peer that offered it.
                 match self.core.publish(bytes, now_ms()) {
                     Ok(outputs) => self.carry_out(outputs).await,
                     Err(tamizdat_feed::PublishError::Refused(why)) => {
-                        warn!(peer = %from, "offered a refused revocation: {why}");
+                        warn!(peer = %from, "offered a refused key object: {why}");
                         self.client.mark_bad(from);
                     }
                     Err(_) => {}
@@ -642,6 +648,36 @@ impl Driver {
                         warn!("could not keep a revocation");
                     } else {
                         info!("applied a revocation");
+                    }
+                }
+                Output::KeepCard { card, replaces } => {
+                    self.changed();
+                    let store = self.client.store().clone();
+                    let (name, addrs) = (card.body().name.clone(), card.body().addrs.clone());
+                    let kept = tokio::task::spawn_blocking(move || {
+                        tamizdat_feed::cards::keep(&store, &card, replaces.as_deref())
+                    })
+                    .await;
+                    match kept {
+                        Ok(Ok(_)) => info!(outlet = %name, "took a newer card"),
+                        _ => warn!(outlet = %name, "could not keep a card"),
+                    }
+                    // Its addresses are where the outlet says it can be
+                    // reached now: tried at once, in the background.
+                    let me = self.client.peer_id();
+                    for a in addrs.iter().take(tamizdat_sign::MAX_CARD_ADDRS) {
+                        if let Ok(addr) = a.parse::<libp2p::Multiaddr>()
+                            && !addr
+                                .iter()
+                                .any(|p| p == libp2p::multiaddr::Protocol::P2p(me))
+                        {
+                            let client = self.client.clone();
+                            tokio::spawn(async move {
+                                if let Err(e) = client.dial(addr.clone()).await {
+                                    debug!(%addr, "card address: {e}");
+                                }
+                            });
+                        }
                     }
                 }
                 Output::Penalise { peer, offence } => {
@@ -826,8 +862,8 @@ async fn fetch_file(
 
 /// A heads exchange with `peer`: the revocations it knows that we lack
 /// first (handed to the core before its heads, so that an article signed
-/// by a key revoked while we were away is not accepted on the way), then
-/// its heads.
+/// by a key revoked while we were away is not accepted on the way) and its
+/// newer cards, then its heads.
 async fn exchange(
     client: &Client,
     peer: PeerId,
@@ -835,7 +871,11 @@ async fn exchange(
     tx: &mpsc::Sender<Done>,
 ) -> Input<PeerId> {
     let asked: Vec<PublicKey> = asked.iter().take(MAX_ASKED).copied().collect();
-    catch_up_revocations(client, peer, &asked, tx).await;
+    // Cards beside the revocations: the exchange takes no longer.
+    tokio::join!(
+        catch_up_revocations(client, peer, &asked, tx),
+        catch_up_cards(client, peer, &asked, tx)
+    );
     match ask::<Vec<Head>>(client, peer, HEADS, &asked).await {
         Ok(heads) if heads.len() <= MAX_HEADS => Input::Heads { from: peer, heads },
         Ok(_) => Input::HeadsFailed { from: peer },
@@ -887,7 +927,33 @@ async fn catch_up_revocations(
         // Kept under the `keys` pin by the core's decision, or let go.
         discard(client, hash).await;
         if let Ok(Ok(bytes)) = read {
-            let _ = tx.send(Done::Revocation { from: peer, bytes }).await;
+            let _ = tx.send(Done::KeyObject { from: peer, bytes }).await;
+        }
+    }
+}
+
+/// Asks `peer` for the cards it holds of the publishers we follow that are
+/// newer than ours, for the core to judge.
+async fn catch_up_cards(
+    client: &Client,
+    peer: PeerId,
+    asked: &[PublicKey],
+    tx: &mpsc::Sender<Done>,
+) {
+    let ours: Vec<(PublicKey, u64)> = asked
+        .iter()
+        .map(|r| (*r, client.card(r).map_or(0, |c| c.body().issued)))
+        .collect();
+    let cards: Vec<Vec<u8>> = match ask(client, peer, CARDS, &ours).await {
+        Ok(cards) => cards,
+        Err(e) => {
+            debug!(%peer, "cards: {e}");
+            return;
+        }
+    };
+    for bytes in cards.into_iter().take(MAX_CARDS_ANSWER) {
+        if bytes.len() <= tamizdat_sign::MAX_CARD_LEN {
+            let _ = tx.send(Done::KeyObject { from: peer, bytes }).await;
         }
     }
 }
@@ -927,7 +993,7 @@ async fn ask<T: serde::de::DeserializeOwned>(
     client: &Client,
     peer: PeerId,
     protocol: StreamProtocol,
-    asked: &[PublicKey],
+    asked: &(impl serde::Serialize + ?Sized),
 ) -> Result<T, String> {
     let mut stream = client
         .open_stream(peer, protocol)
@@ -983,6 +1049,25 @@ pub(crate) async fn serve_revocations(
     .await
 }
 
+/// Answers cards requests: the cards we hold, of the publishers asked
+/// about, issued after what the asker holds (at most [`MAX_CARDS_ANSWER`]).
+pub(crate) async fn serve_cards(
+    incoming: libp2p_stream::IncomingStreams,
+    feeds: Arc<Mutex<Feeds>>,
+) {
+    serve_asked(incoming, move |asked: &[(PublicKey, u64)]| {
+        let f = feeds.lock().unwrap_or_else(|p| p.into_inner());
+        let cards: Vec<&[u8]> = asked
+            .iter()
+            .filter_map(|(r, issued)| f.card(r).filter(|c| c.body().issued > *issued))
+            .take(MAX_CARDS_ANSWER)
+            .map(|c| c.bytes())
+            .collect();
+        postcard::to_stdvec(&cards)
+    })
+    .await
+}
+
 /// Answers heads requests: the heads we hold of the feeds asked about.
 pub(crate) async fn serve_heads(
     incoming: libp2p_stream::IncomingStreams,
@@ -996,9 +1081,9 @@ pub(crate) async fn serve_heads(
 }
 
 /// Serves requests naming publishers: at most 16 at once, 20 s each.
-async fn serve_asked(
+async fn serve_asked<T: serde::de::DeserializeOwned + Send + 'static>(
     mut incoming: libp2p_stream::IncomingStreams,
-    answer: impl Fn(&[PublicKey]) -> Result<Vec<u8>, postcard::Error> + Send + Sync + 'static,
+    answer: impl Fn(&[T]) -> Result<Vec<u8>, postcard::Error> + Send + Sync + 'static,
 ) {
     let answer = Arc::new(answer);
     let slots = Arc::new(tokio::sync::Semaphore::new(16));
@@ -1012,12 +1097,13 @@ async fn serve_asked(
                 let mut len = [0u8; 4];
                 stream.read_exact(&mut len).await?;
                 let len = u32::from_be_bytes(len) as usize;
-                if len > MAX_ASKED * 40 {
+                // A key (33 bytes with its length) and a number each.
+                if len > MAX_ASKED * 48 {
                     return Err(std::io::Error::other("heads request too large"));
                 }
                 let mut buf = vec![0u8; len];
                 stream.read_exact(&mut buf).await?;
-                let asked: Vec<PublicKey> = decode_exact(&buf).map_err(std::io::Error::other)?;
+                let asked: Vec<T> = decode_exact(&buf).map_err(std::io::Error::other)?;
                 if asked.len() > MAX_ASKED {
                     return Err(std::io::Error::other("too many publishers asked"));
                 }

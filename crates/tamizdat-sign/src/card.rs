@@ -202,6 +202,12 @@ pub fn card_from_line(line: &str) -> Result<Signed<Card>, CardError> {
     if blake3::hash(envelope).as_bytes()[..CHECK_LEN] != *check {
         return Err(CardError::Checksum);
     }
+    verify_card(envelope)
+}
+
+/// Reads a card envelope (as gossip, bundles and the store carry it) and
+/// checks its signature. Its validity window is left to [`check_card_time`].
+pub fn verify_card(envelope: &[u8]) -> Result<Signed<Card>, CardError> {
     let card = Signed::<Card>::decode(envelope)?;
     card.check_signature()
         .map_err(|_| CardError::BadSignature(card.body().root))?;
