@@ -371,6 +371,13 @@ fn a_newer_card_reaches_followers_by_gossip_by_exchange_and_by_bundle() {
     // A reader far away gets the card with the articles, in a bundle.
     let bundle = newsroom.work().join("news.tmz");
     newsroom.ok(&["export", "-o", bundle.to_str().unwrap()]);
+    // And one who gets the folder of pages finds the card on its index.
+    let site = newsroom.work().join("site");
+    newsroom.ok(&["export", "--html", site.to_str().unwrap()]);
+    let index = fs::read_to_string(site.join("index.html")).unwrap();
+    assert!(index.contains(&second), "the newest card on the index");
+    assert!(!index.contains(&first));
+    assert!(index.contains("<svg"), "with its QR code");
     sigterm(&mut home);
     sigterm(&mut desk);
     let reader = Env::new();

@@ -67,6 +67,7 @@ fn main() {
             manifest: m,
             publisher_name: Some("Fuzz <b>News</b>".into()),
             followed: mode & 0x80 != 0,
+            card: None,
         };
         export(&out, &[article], &open).expect("an export of a verified article");
         let page = std::fs::read_to_string(out.join(format!("articles/{id}.html"))).unwrap();

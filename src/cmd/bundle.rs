@@ -462,6 +462,15 @@ fn html(
         .into_iter()
         .map(|f| (f.key, f.name))
         .collect();
+    // The newest card kept of each publisher, for readers to join with.
+    let kept: Vec<_> = super::card::kept(store)?.into_iter().map(|(_, c)| c).collect();
+    let cards: BTreeMap<PublicKey, _> = articles
+        .iter()
+        .map(|m| m.manifest().publisher)
+        .filter_map(|p| {
+            tamizdat_node::feeds::cards::newest_of(kept.iter().cloned(), &p).map(|c| (p, c))
+        })
+        .collect();
     let pages: Vec<tamizdat_gateway::html::Article> = articles
         .iter()
         .map(|m| {
@@ -470,6 +479,7 @@ fn html(
                 manifest: m.clone(),
                 publisher_name: following.get(&publisher).cloned().flatten(),
                 followed: following.contains_key(&publisher),
+                card: cards.get(&publisher).cloned(),
             }
         })
         .collect();

@@ -50,6 +50,9 @@ pub struct Article {
     /// Whether the node follows the publisher. `false`: the signature is
     /// valid, but nobody here vouches for who holds the key.
     pub followed: bool,
+    /// The publisher's card, as the node holds it (genuine; shown when it
+    /// is valid at the time of the export), for readers to join with.
+    pub card: Option<tamizdat_sign::Signed<tamizdat_sign::Card>>,
 }
 
 /// What an export wrote.
@@ -668,6 +671,9 @@ fn index_page(items: &[Item<'_>], loc: &Locale) -> (Markup, usize) {
                     dt { (loc.s("publisher-key", &[])) } dd { code.key { (key) } }
                     dt { (loc.s("export-followed", &[])) }
                     dd { (loc.s(if first.followed { "export-followed-yes" } else { "export-followed-no" }, &[])) }
+                }
+                @if let Some(card) = list.iter().find_map(|i| i.a.card.as_ref()).and_then(crate::pages::card_now) {
+                    (crate::pages::card_section(loc, &card.0, &card.1))
                 }
                 ul.articles {
                     @for item in list {

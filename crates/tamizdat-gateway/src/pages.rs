@@ -378,34 +378,46 @@ pub(crate) async fn publisher(
             ul.articles { @for a in &articles { (article_row(&following, a)) } }
         }
         @if let Some((line, c)) = &card {
-            h2 { (loc.s("publisher-card", &[])) }
-            p {
-                (loc.h("publisher-card-about", &[
-                    ("time", render::time(c.not_after).into()),
-                    ("command", html! { code { "tamizdat follow CARD" } }.into()),
-                ]))
-            }
-            p { code.card { (line) } }
-            @if let Some(svg) = render::qr_svg(&line.to_ascii_uppercase()) {
-                figure.qr { (PreEscaped(svg)) }
-            }
+            (card_section(loc, line, c))
         }
     };
     page(StatusCode::OK, &shown, loc, &prefs, main)
 }
 
-/// The card kept for `key` in `dir`, when it is genuine, its own and valid
-/// now: its line and what it says.
 /// The card the node holds of a publisher, with its line, when it is
 /// valid now (the node took it as genuine and newest).
 fn card_of(app: &App, key: &PublicKey) -> Option<(String, tamizdat_sign::Card)> {
-    let card = app.node.card(key)?;
+    card_now(&app.node.card(key)?)
+}
+
+/// A genuine card's line and what it says, when it is valid now.
+pub(crate) fn card_now(
+    card: &tamizdat_sign::Signed<tamizdat_sign::Card>,
+) -> Option<(String, tamizdat_sign::Card)> {
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .ok()?
         .as_secs();
     tamizdat_sign::check_card_time(card.body(), now).ok()?;
-    Some((tamizdat_sign::card_to_line(&card), card.body().clone()))
+    Some((tamizdat_sign::card_to_line(card), card.body().clone()))
+}
+
+/// A publisher's card: what it is for, its line, and its QR code (the
+/// publisher's page, and the static export's index).
+pub(crate) fn card_section(loc: &Locale, line: &str, c: &tamizdat_sign::Card) -> Markup {
+    html! {
+        h2 { (loc.s("publisher-card", &[])) }
+        p {
+            (loc.h("publisher-card-about", &[
+                ("time", render::time(c.not_after).into()),
+                ("command", html! { code { "tamizdat follow CARD" } }.into()),
+            ]))
+        }
+        p { code.card { (line) } }
+        @if let Some(svg) = render::qr_svg(&line.to_ascii_uppercase()) {
+            figure.qr { (PreEscaped(svg)) }
+        }
+    }
 }
 
 /// The address readers reach this gateway by, for the article's link: the

@@ -36,6 +36,7 @@ fn article(signed: &Signed<Manifest>, name: Option<&str>, followed: bool) -> Art
         manifest: verified(signed),
         publisher_name: name.map(str::to_owned),
         followed,
+        card: None,
     }
 }
 
