@@ -401,14 +401,21 @@ pub enum CardCommand {
 #[derive(Debug, Args)]
 pub struct CardNewArgs {
     /// The root key that signs (its name in this data directory).
+    #[arg(long, required_unless_present = "node", conflicts_with = "node")]
+    pub root: Option<String>,
+    /// Sign with this node's own key instead: a volunteer's card, for
+    /// friends to join the network through this node. It names no outlet:
+    /// `follow` of it follows nobody, it only joins through its addresses.
     #[arg(long)]
-    pub root: String,
-    /// The outlet's name, as readers know it (1 to 64 bytes).
+    pub node: bool,
+    /// The outlet's name, as readers know it (1 to 64 bytes); for --node, a
+    /// name for this node.
     #[arg(long)]
     pub name: String,
     /// A public address of a node that serves the outlet, as a multiaddr
     /// (`/ip4/203.0.113.7/tcp/4001/p2p/12D3...`, `/dns4/host/udp/4001/quic-v1`):
     /// 1 to 8. Give more than one transport, so a block on one leaves others.
+    /// With --node, this node's addresses (`/p2p/` and its id are added).
     #[arg(long = "addr", value_name = "MULTIADDR", required = true)]
     pub addrs: Vec<String>,
     /// How long the card is valid: `90d`, `1y` (at most 2 years).

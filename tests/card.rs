@@ -388,3 +388,61 @@ fn a_newer_card_reaches_followers_by_gossip_by_exchange_and_by_bundle() {
     assert!(err.contains("an old card is never taken"), "{err}");
     reader.ok(&["follow", &second]);
 }
+
+#[test]
+fn a_volunteers_own_card_lets_a_friend_join_through_its_node() {
+    let anna = Env::new();
+    let mut node = start_node(node_command(BIN, &anna));
+    let (addr, id) = node.addr.rsplit_once("/p2p/").unwrap();
+    // Another node's id on an address: refused, it would send friends
+    // elsewhere.
+    let other = "12D3KooWDpJ7As7BWAwRMfu1VU2WCqNjvq387JEYKDBj4kx6nXTN";
+    let err = anna.fails(&[
+        "card",
+        "new",
+        "--node",
+        "--name",
+        "Anna",
+        "--addr",
+        &format!("{addr}/p2p/{other}"),
+    ]);
+    assert!(err.contains("not this node"), "{err}");
+    // Without /p2p/ the node's own id is added.
+    let line = anna
+        .ok(&["card", "new", "--node", "--name", "Anna", "--addr", addr])
+        .trim()
+        .to_owned();
+    let card = card_from_line(&line).unwrap();
+    assert_eq!(card.body().addrs, vec![node.addr.clone()]);
+    let shown = anna.ok(&["card", "show", &line]);
+    assert!(
+        shown.contains(&format!("a volunteer's node ({id})")),
+        "{shown}"
+    );
+
+    // A friend pastes it: nobody is followed, and their node joins.
+    let friend = Env::new();
+    let out = friend.run(&["follow", &line]);
+    assert!(out.status.success());
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert!(said.contains("follows no outlet"), "{said}");
+    assert!(
+        friend.ok(&["following", "--json"]).trim().is_empty(),
+        "follows nobody"
+    );
+    let mut theirs = start_node(node_command(BIN, &friend));
+    let start = std::time::Instant::now();
+    loop {
+        let s: serde_json::Value = serde_json::from_str(&friend.ok(&["status", "--json"])).unwrap();
+        if s["connected_peers"].as_u64().unwrap_or(0) >= 1 {
+            break;
+        }
+        assert!(
+            start.elapsed() < std::time::Duration::from_secs(30),
+            "never joined through the volunteer's card: {s}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+    sigterm(&mut theirs);
+    sigterm(&mut node);
+}

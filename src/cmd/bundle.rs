@@ -463,7 +463,10 @@ fn html(
         .map(|f| (f.key, f.name))
         .collect();
     // The newest card kept of each publisher, for readers to join with.
-    let kept: Vec<_> = super::card::kept(store)?.into_iter().map(|(_, c)| c).collect();
+    let kept: Vec<_> = super::card::kept(store)?
+        .into_iter()
+        .map(|(_, c)| c)
+        .collect();
     let cards: BTreeMap<PublicKey, _> = articles
         .iter()
         .map(|m| m.manifest().publisher)

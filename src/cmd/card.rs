@@ -46,7 +46,38 @@ pub fn run(dir: &Path, repo: impl FnOnce() -> Result<Repo>, cmd: CardCommand) ->
     }
 }
 
-fn new(dir: &Path, repo: &Repo, args: CardNewArgs) -> Result<ExitCode> {
+fn new(dir: &Path, repo: &Repo, mut args: CardNewArgs) -> Result<ExitCode> {
+    // A volunteer's card is signed by the node's key, and each address
+    // names that node, so that whoever joins through it knows whom it
+    // reaches (and `follow` can tell it from an outlet's).
+    let node = match args.node {
+        true => {
+            let key = super::net::node_key(dir)?;
+            let peer = key.public().to_peer_id();
+            for a in &mut args.addrs {
+                let addr: Multiaddr = a
+                    .parse()
+                    .with_context(|| format!("--addr {a:?} is not a multiaddr"))?;
+                match addr.iter().last() {
+                    Some(tamizdat_node::Protocol::P2p(p)) if p == peer => {}
+                    Some(tamizdat_node::Protocol::P2p(p)) => {
+                        bail!("--addr {a}: names peer {p}, not this node ({peer})")
+                    }
+                    _ => *a = addr.with(tamizdat_node::Protocol::P2p(peer)).to_string(),
+                }
+            }
+            let seed = key
+                .try_into_ed25519()
+                .context("the node key is not an ed25519 key")?;
+            let seed: [u8; 32] = seed
+                .secret()
+                .as_ref()
+                .try_into()
+                .context("the node key is damaged")?;
+            Some(tamizdat_sign::SecretKey::from_seed(&seed))
+        }
+        false => None,
+    };
     for a in &args.addrs {
         let addr: Multiaddr = a
             .parse()
@@ -62,13 +93,17 @@ fn new(dir: &Path, repo: &Repo, args: CardNewArgs) -> Result<ExitCode> {
     if valid_for == 0 {
         bail!("--valid-for must be longer than 0");
     }
-    let (kind, key) = KeyDir::open(dir)?.load(&args.root, &args.pass)?;
-    if kind != KeyKind::Root {
-        bail!(
-            "{:?} is a signing key: a card is signed by the outlet's root key",
-            args.root
-        );
-    }
+    let key = match (node, &args.root) {
+        (Some(key), _) => key,
+        (None, Some(root)) => {
+            let (kind, key) = KeyDir::open(dir)?.load(root, &args.pass)?;
+            if kind != KeyKind::Root {
+                bail!("{root:?} is a signing key: a card is signed by the outlet's root key");
+            }
+            key
+        }
+        (None, None) => bail!("give --root NAME (an outlet's card) or --node (this node's)"),
+    };
     let root = key.public();
     // A card supersedes only cards issued before it: one made here in the
     // same second as the last one still replaces it.
@@ -114,6 +149,7 @@ fn show(args: CardShowArgs) -> Result<ExitCode> {
             "not_before": c.not_before,
             "not_after": c.not_after,
             "valid": check_card_time(c, now()).is_ok(),
+            "node": node_of(c).map(|p| p.to_string()),
         });
         println!("{}", serde_json::to_string_pretty(&v)?);
     } else {
@@ -122,6 +158,12 @@ fn show(args: CardShowArgs) -> Result<ExitCode> {
         println!("fingerprint  {}", c.root.fingerprint());
         for a in &c.addrs {
             println!("address      {a}");
+        }
+        match node_of(c) {
+            Some(peer) => {
+                println!("kind         a volunteer's node ({peer}): joins, follows nobody")
+            }
+            None => println!("kind         an outlet's card"),
         }
         println!("issued       {}", format_time(c.issued));
         println!("valid from   {}", format_time(c.not_before));
@@ -143,6 +185,23 @@ fn check(arg: &str) -> Result<ExitCode> {
         format_time(c.not_after)
     );
     Ok(ExitCode::SUCCESS)
+}
+
+/// The peer a volunteer's card names: its signer is that node's key and
+/// every address ends in `/p2p/` with that node's id. None for an outlet's
+/// card (an outlet's root key is never a node key).
+pub fn node_of(c: &Card) -> Option<tamizdat_node::PeerId> {
+    let key =
+        tamizdat_node::identity::ed25519::PublicKey::try_from_bytes(c.root.as_bytes()).ok()?;
+    let peer = tamizdat_node::identity::PublicKey::from(key).to_peer_id();
+    c.addrs
+        .iter()
+        .all(|a| {
+            a.parse::<Multiaddr>().is_ok_and(
+                |m| matches!(m.iter().last(), Some(tamizdat_node::Protocol::P2p(p)) if p == peer),
+            )
+        })
+        .then_some(peer)
 }
 
 fn is_line(arg: &str) -> bool {

@@ -37,6 +37,30 @@ pub fn follow(
         }
         false => (None, None),
     };
+    // A volunteer's card: joined through, nobody followed.
+    if let Some(card) = &card
+        && let Some(peer) = super::card::node_of(card.body())
+    {
+        super::card::keep(&repo, card, replaces.as_ref())?;
+        let n = card.body().addrs.len();
+        match repo.join(&card.body().addrs)? {
+            Some(reached) => eprintln!(
+                "card of the volunteer node {:?} ({peer}) kept: the node dialled its {n} \
+                 address{}, {reached} answered (it joins through them at every start); \
+                 this follows no outlet: follow one by its card or key",
+                card.body().name,
+                if n == 1 { "" } else { "es" },
+            ),
+            None => eprintln!(
+                "card of the volunteer node {:?} ({peer}) kept: the node joins through its \
+                 {n} address{} when it starts; this follows no outlet: follow one by its \
+                 card or key",
+                card.body().name,
+                if n == 1 { "" } else { "es" },
+            ),
+        }
+        return Ok(ExitCode::SUCCESS);
+    }
     let key = match &card {
         Some(c) => c.body().root,
         None => parse_key(arg)?,
