@@ -235,3 +235,71 @@ fn a_node_waits_for_a_command_holding_the_store_and_names_it() {
     let _ = child.wait();
     assert!(ready, "the node started once the store was free");
 }
+
+/// Waits until the node of `env` is connected to someone.
+fn wait_connected(env: &Env) {
+    let start = Instant::now();
+    loop {
+        let out = env.run(&["status", "--json"]);
+        let s: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
+        if s["connected_peers"].as_u64().unwrap_or(0) >= 1 {
+            return;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "never connected: {s}"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+#[test]
+fn remembered_addresses_are_scored_and_the_one_that_works_goes_first() {
+    let a = Env::new();
+    let mut na = start_node(node_command(BIN, &a));
+    // The peers of an earlier run, as older versions wrote them: a dead
+    // address first (a port nobody listens on, another node's id), then
+    // a's.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let gone = tamizdat_node::identity::Keypair::generate_ed25519()
+        .public()
+        .to_peer_id();
+    let dead = format!("/ip4/127.0.0.1/tcp/{port}/p2p/{gone}");
+    let b = Env::new();
+    std::fs::create_dir_all(b.data()).unwrap();
+    std::fs::write(
+        b.data().join("peers.json"),
+        serde_json::to_vec(&[&dead, &na.addr]).unwrap(),
+    )
+    .unwrap();
+    let mut nb = start_node(node_command(BIN, &b));
+    wait_connected(&b);
+    common::sigterm(&mut nb);
+    let saved: Vec<serde_json::Value> =
+        serde_json::from_slice(&std::fs::read(b.data().join("peers.json")).unwrap()).unwrap();
+    let entry = |addr: &str| {
+        saved
+            .iter()
+            .find(|e| e["addr"] == addr)
+            .unwrap_or_else(|| panic!("{addr} kept: {saved:?}"))
+            .clone()
+    };
+    assert_eq!(
+        saved[0]["addr"],
+        na.addr.as_str(),
+        "the one that worked first"
+    );
+    assert!(entry(&na.addr)["successes"].as_u64().unwrap() >= 1);
+    assert!(entry(&na.addr)["last_ok"].as_u64().unwrap() > 0);
+    assert!(entry(&dead)["failures"].as_u64().unwrap() >= 1, "{saved:?}");
+    assert_eq!(entry(&dead)["successes"], 0);
+    // The scored book is read back at the next start: it joins again.
+    let mut nb = start_node(node_command(BIN, &b));
+    wait_connected(&b);
+    common::sigterm(&mut nb);
+    common::sigterm(&mut na);
+}

@@ -30,18 +30,28 @@ const PEERS: &str = "peers.json";
 /// Most remembered peer addresses.
 const MAX_REMEMBERED: usize = 64;
 
-fn remembered(dir: &Path) -> Vec<Multiaddr> {
-    let Ok(bytes) = fs::read(dir.join(PEERS)) else {
+/// The address book of the last run: scored entries, or (as earlier
+/// versions wrote it) a plain list of addresses. Anything else is ignored:
+/// it is only a hint.
+fn remembered(dir: &Path) -> Vec<tamizdat_node::book::Entry> {
+    let Ok(bytes) = super::keys::read_bounded(&dir.join(PEERS), 64 * 1024) else {
         return Vec::new();
     };
-    if bytes.len() > 64 * 1024 {
-        return Vec::new();
-    }
-    let list: Vec<String> = serde_json::from_slice(&bytes).unwrap_or_default();
-    list.iter()
-        .take(MAX_REMEMBERED)
-        .filter_map(|a| a.parse().ok())
-        .collect()
+    let entries = serde_json::from_slice::<Vec<tamizdat_node::book::Entry>>(&bytes)
+        .or_else(|_| {
+            serde_json::from_slice::<Vec<String>>(&bytes).map(|list| {
+                list.into_iter()
+                    .map(|addr| tamizdat_node::book::Entry {
+                        addr,
+                        successes: 0,
+                        failures: 0,
+                        last_ok: 0,
+                    })
+                    .collect()
+            })
+        })
+        .unwrap_or_default();
+    entries.into_iter().take(MAX_REMEMBERED).collect()
 }
 
 fn default_listen() -> Vec<String> {
@@ -213,16 +223,15 @@ pub fn node(dir: &Path, cfg: &config::Config, args: NodeArgs) -> Result<ExitCode
     if let Some(secs) = cfg.node.alone_warning_secs {
         config.alone_warning = (secs > 0).then(|| Duration::from_secs(secs));
     }
-    // Cards of the publishers followed, then the peers of the last run.
+    // Cards of the publishers followed; then the peers of the last run,
+    // scored by how dialling them went.
     super::card::import_legacy(dir, &store);
-    for addr in super::card::bootstrap_addrs(&store)
-        .into_iter()
-        .chain(remembered(dir))
-    {
+    for addr in super::card::bootstrap_addrs(&store) {
         if !config.bootstrap.contains(&addr) {
             config.bootstrap.push(addr);
         }
     }
+    config.remembered = remembered(dir);
     let follow = cfg
         .node
         .follow
@@ -338,11 +347,7 @@ pub fn node(dir: &Path, cfg: &config::Config, args: NodeArgs) -> Result<ExitCode
             g.shutdown().await;
         }
         if let Ok(known) = client.known_addrs().await {
-            let list: Vec<String> = known
-                .iter()
-                .take(MAX_REMEMBERED)
-                .map(|a| a.to_string())
-                .collect();
+            let list: Vec<_> = known.into_iter().take(MAX_REMEMBERED).collect();
             if !list.is_empty() {
                 let _ = write_private(&dir.join(PEERS), &serde_json::to_vec_pretty(&list)?);
             }

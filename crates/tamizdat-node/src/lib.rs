@@ -12,6 +12,7 @@
 //! Knows nothing of HTTP or the command line.
 
 mod bans;
+pub mod book;
 pub mod feeds;
 pub mod fetch;
 pub mod have;

@@ -199,6 +199,10 @@ pub struct Config {
     pub listen: Vec<Multiaddr>,
     /// Peers to join through; each address ends in `/p2p/PEER_ID`.
     pub bootstrap: Vec<Multiaddr>,
+    /// Addresses of peers met in earlier runs, with how dialling them went
+    /// (`peers.json`): dialled after `bootstrap`, best first, each failing
+    /// one held back longer each time (see [`crate::book`]).
+    pub remembered: Vec<crate::book::Entry>,
     /// Blob streams served at once, in total.
     pub max_streams: usize,
     /// Blob streams served at once to one peer.
@@ -246,6 +250,7 @@ impl Config {
             keypair,
             listen,
             bootstrap: Vec::new(),
+            remembered: Vec::new(),
             max_streams: 32,
             max_streams_per_peer: 4,
             max_streams_per_blob: 8,
@@ -339,6 +344,17 @@ fn kad_mode(fixed: Option<bool>, nat: &NatStatus) -> Mode {
     }
 }
 
+/// Addresses dialled at once, at start and each time the node is alone.
+const FIRST_DIALS: usize = 32;
+
+/// `addr` ending in `/p2p/peer` (added when it has none).
+fn with_peer(addr: &Multiaddr, peer: PeerId) -> Multiaddr {
+    match addr.iter().last() {
+        Some(Protocol::P2p(_)) => addr.clone(),
+        _ => addr.clone().with(Protocol::P2p(peer)),
+    }
+}
+
 /// The address to listen on through `relay`, reached at `addr`.
 fn circuit_addr(addr: &Multiaddr, relay: PeerId) -> Multiaddr {
     let mut base = addr.clone();
@@ -403,7 +419,7 @@ enum Command {
     Provide(Hash, Option<oneshot::Sender<Result<(), String>>>),
     Providers(Hash, oneshot::Sender<HashSet<PeerId>>),
     Connected(oneshot::Sender<Vec<PeerId>>),
-    Known(oneshot::Sender<Vec<Multiaddr>>),
+    Known(oneshot::Sender<Vec<crate::book::Entry>>),
     /// Join (true) or leave a publisher's topic.
     Subscribe(String, bool),
     Gossip(String, Vec<u8>, oneshot::Sender<Result<(), String>>),
@@ -724,7 +740,18 @@ pub fn spawn_with_metrics(
             .listen_on(addr.clone())
             .map_err(|e| NodeError::Start(format!("listen on {addr}: {e}")))?;
     }
+    let mut book = crate::book::Book::from_saved(config.remembered.iter().cloned());
     for addr in &config.bootstrap {
+        book.learn(addr.clone());
+    }
+    // The bootstrap addresses, then the best of those remembered.
+    let mut first: Vec<Multiaddr> = config.bootstrap.clone();
+    for addr in book.due(0, FIRST_DIALS) {
+        if !first.contains(&addr) {
+            first.push(addr);
+        }
+    }
+    for addr in &first {
         // Without /p2p/PEER_ID (a container's `/dns4/node1/tcp/4001`) the
         // peer is dialled and identified like any other: noise proves who it
         // is, identify adds it to the DHT.
@@ -799,6 +826,8 @@ pub fn spawn_with_metrics(
     let event_loop = EventLoop {
         swarm,
         bootstrap: config.bootstrap.clone(),
+        book,
+        started: std::time::Instant::now(),
         bootstrap_retry: config.bootstrap_retry,
         alone_warning: config.alone_warning,
         warned_alone: false,
@@ -1148,9 +1177,10 @@ impl Client {
         rx.await.map_err(|_| NodeError::Stopped)
     }
 
-    /// Dialable addresses (ending in `/p2p/PEER_ID`) of peers connected now,
-    /// as they announced them: worth remembering for the next start.
-    pub async fn known_addrs(&self) -> Result<Vec<Multiaddr>, NodeError> {
+    /// The address book, best first (see [`crate::book`]): addresses that
+    /// connected, those connected peers announced, bootstrap and remembered
+    /// ones, with how dialling each went. Worth keeping for the next start.
+    pub async fn known_addrs(&self) -> Result<Vec<crate::book::Entry>, NodeError> {
         let (tx, rx) = oneshot::channel();
         self.send(Command::Known(tx)).await?;
         rx.await.map_err(|_| NodeError::Stopped)
@@ -2084,6 +2114,10 @@ struct EventLoop {
     stopping: Arc<AtomicBool>,
     /// `Config::bootstrap`, dialled again while the node is alone.
     bootstrap: Vec<Multiaddr>,
+    /// Every address known for reaching the network, scored.
+    book: crate::book::Book,
+    /// The book's clock starts here.
+    started: std::time::Instant,
     bootstrap_retry: Duration,
     /// `Config::alone_warning`.
     alone_warning: Option<Duration>,
@@ -2232,14 +2266,57 @@ impl EventLoop {
 
     /// A node connected to nobody dials its bootstrap addresses again.
     fn redial_bootstrap(&mut self) {
-        if self.bootstrap.is_empty() || self.swarm.connected_peers().next().is_some() {
+        if self.book.is_empty() || self.swarm.connected_peers().next().is_some() {
             return;
         }
-        debug!("alone: dialling the bootstrap addresses again");
-        for addr in self.bootstrap.clone() {
+        // Every address known, each when its backoff allows, best first: a
+        // blocked transport waits while the peer's others are tried.
+        let due = self.book.due(self.now_ms(), FIRST_DIALS);
+        debug!(due = due.len(), "alone: dialling known addresses again");
+        for addr in due {
             if let Err(e) = self.swarm.dial(addr.clone()) {
-                debug!("cannot dial bootstrap {addr}: {e}");
+                debug!("cannot dial {addr}: {e}");
             }
+        }
+    }
+
+    fn now_ms(&self) -> u64 {
+        self.started.elapsed().as_millis() as u64
+    }
+
+    /// Scores the address book with how a dial went.
+    fn note_dial(&mut self, event: &SwarmEvent<BehaviourEvent>) {
+        let now = self.now_ms();
+        match event {
+            SwarmEvent::ConnectionEstablished {
+                peer_id,
+                endpoint: libp2p::core::ConnectedPoint::Dialer { address, .. },
+                ..
+            } => {
+                let unix = std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map_or(0, |d| d.as_secs());
+                let full = with_peer(address, *peer_id);
+                // An address that worked is worth keeping, wherever it came from.
+                if !is_relayed(address) {
+                    self.book.learn(full.clone());
+                }
+                self.book.succeeded(address, now, unix);
+                self.book.succeeded(&full, now, unix);
+            }
+            SwarmEvent::OutgoingConnectionError {
+                peer_id,
+                error: libp2p::swarm::DialError::Transport(tried),
+                ..
+            } => {
+                for (addr, _) in tried {
+                    self.book.failed(addr, now);
+                    if let Some(p) = peer_id {
+                        self.book.failed(&with_peer(addr, *p), now);
+                    }
+                }
+            }
+            _ => {}
         }
     }
 
@@ -2317,13 +2394,15 @@ impl EventLoop {
                 let _ = reply.send(self.swarm.connected_peers().copied().collect());
             }
             Command::Known(reply) => {
-                let mut out = Vec::new();
-                for peer in self.swarm.connected_peers() {
-                    for addr in self.announced.get(peer).into_iter().flatten() {
-                        out.push(addr.clone().with(Protocol::P2p(*peer)));
+                // What connected peers announce (and could be reached by)
+                // joins the book before it is handed out.
+                let peers: Vec<PeerId> = self.swarm.connected_peers().copied().collect();
+                for peer in peers {
+                    for addr in self.announced.get(&peer).into_iter().flatten().take(8) {
+                        self.book.learn(with_peer(addr, peer));
                     }
                 }
-                let _ = reply.send(out);
+                let _ = reply.send(self.book.saved());
             }
             Command::Subscribe(topic, on) => {
                 subscribe(&mut self.swarm.behaviour_mut().gossipsub, &topic, on);
@@ -2393,6 +2472,7 @@ impl EventLoop {
 
     fn on_swarm_event(&mut self, event: SwarmEvent<BehaviourEvent>) {
         self.record(&event);
+        self.note_dial(&event);
         match event {
             SwarmEvent::NewListenAddr {
                 listener_id,
