@@ -16,6 +16,7 @@ pub mod feeds;
 pub mod fetch;
 pub mod have;
 mod idle;
+mod links;
 mod metrics;
 mod node;
 pub mod replicate;
