@@ -87,6 +87,14 @@ impl Links {
             .is_some_and(|p| p.direct == 0 && p.relayed > 0)
     }
 
+    /// Connected to `peer`, directly or not.
+    pub fn connected(&self, peer: &PeerId) -> bool {
+        self.lock()
+            .peers
+            .get(peer)
+            .is_some_and(|p| p.direct + p.relayed > 0)
+    }
+
     /// The addresses `peer` was last reached at by dialling, latest first.
     pub fn dialled(&self, peer: &PeerId) -> Vec<Multiaddr> {
         self.lock()
@@ -216,9 +224,10 @@ mod tests {
         let p = peer();
         let via = dialer(RELAYED);
         links.established(p, &via);
-        assert!(links.relayed_only(&p));
+        assert!(links.relayed_only(&p) && links.connected(&p));
         links.closed(p, &via);
         assert!(!links.relayed_only(&p), "not connected at all");
+        assert!(!links.connected(&p));
         let again = links
             .handle_pending_outbound_connection(
                 ConnectionId::new_unchecked(1),

@@ -1777,6 +1777,8 @@ impl Client {
         };
         let mut wait = Duration::ZERO;
         let mut silent = HashSet::new();
+        // Peers asked again after a broken stream (once each).
+        let mut retried = HashSet::new();
         // Who sent bytes of the blob with its size proof.
         let mut proved_by = None;
         for round in 0..SIZE_PROOF_ROUNDS {
@@ -1838,6 +1840,14 @@ impl Client {
                             self.bad.mark(p);
                             bad.push(p);
                         } else if why == Failure::Busy {
+                            busy.push(p);
+                        } else if why == Failure::Timeout
+                            && self.links.connected(&p)
+                            && retried.insert(p)
+                        {
+                            // Its stream broke but it is still connected
+                            // (a hole punched just then closes the relayed
+                            // connection under the request): asked once more.
                             busy.push(p);
                         } else if why == Failure::Timeout {
                             silent.insert(p);
