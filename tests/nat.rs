@@ -2,7 +2,11 @@
 //! without).
 //!
 //! Behind NAT: one public relay, two home routers that masquerade and let
-//! in only what their side started, and a volunteer behind each.
+//! in only what their side started (dropping the rest, as home routers do,
+//! rather than answering it), and a volunteer behind each. The routers map
+//! either as most do (one outside port per inside port, whoever is
+//! talked to: a hole can be punched) or a new random port per connection
+//! (it cannot).
 //!
 //! ```text
 //!   relay 10.77.0.1 ─┐
@@ -34,6 +38,18 @@ fn sh(script: &str) {
         "{script}\n{}",
         String::from_utf8_lossy(&out.stderr)
     );
+}
+
+/// How the home routers of [`Net::new`] map their side's connections.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Nat {
+    /// Each inside port keeps its number outside, whoever it talks to
+    /// (endpoint-independent mapping): the address the relay saw is the
+    /// one another peer can punch through to.
+    Cone,
+    /// A random outside port for each connection: what the relay saw is
+    /// no use to anyone else, and hole punching cannot work.
+    Symmetric,
 }
 
 /// The namespaces, removed (with everything in them) on drop.
@@ -80,10 +96,16 @@ ip -n {h} link set eth0 up
         net
     }
 
-    fn new() -> Self {
+    /// The relay, the routers and the homes; `tag` keeps tests running at
+    /// once apart.
+    fn new(tag: &str, nat: Nat) -> Self {
         let net = Self {
-            prefix: format!("tz{}", std::process::id()),
+            prefix: format!("tz{}{tag}", std::process::id()),
             names: vec!["h1", "h2", "r1", "r2", "relay", "wan"],
+        };
+        let masquerade = match nat {
+            Nat::Cone => "masquerade",
+            Nat::Symmetric => "masquerade random",
         };
         let [wan, relay, r1, h1, r2, h2] =
             ["wan", "relay", "r1", "h1", "r2", "h2"].map(|n| net.ns(n));
@@ -108,8 +130,9 @@ ip -n {h} link set eth0 up
                  ip -n {h} route add default via 192.168.{i}.1\n\
                  ip netns exec {r} sysctl -qw net.ipv4.ip_forward=1\n\
                  ip netns exec {r} nft -f - <<EOF\n\
-                 table ip nat {{ chain post {{ type nat hook postrouting priority 100; oifname \"wan\" masquerade; }}; }}\n\
-                 table inet filter {{ chain guard {{ type filter hook forward priority 0; policy drop; ct state established,related accept; iifname \"lan\" accept; }}; }}\n\
+                 table ip nat {{ chain post {{ type nat hook postrouting priority 100; oifname \"wan\" {masquerade}; }}; }}\n\
+                 table inet filter {{ chain guard {{ type filter hook forward priority 0; policy drop; ct state established,related accept; iifname \"lan\" accept; }}; \
+                 chain input {{ type filter hook input priority 0; iifname \"wan\" ct state new drop; }}; }}\n\
                  EOF\n"
             );
         }
@@ -158,7 +181,10 @@ impl Volunteer {
         let mut c = Command::new("ip");
         c.args(["netns", "exec", &self.ns, BIN])
             .env("TAMIZDAT_DIR", &self.dir)
-            .env("RUST_LOG", "info,tamizdat_node=debug,libp2p_autonat=debug");
+            .env(
+                "RUST_LOG",
+                "info,tamizdat_node=debug,libp2p_autonat=debug,libp2p_dcutr=debug",
+            );
         c
     }
 
@@ -301,13 +327,20 @@ fn listen(ip: &str) -> Vec<String> {
     .collect()
 }
 
-#[test]
-fn volunteers_behind_nat_find_out_and_listen_through_the_relay() {
-    if !is_root() {
-        eprintln!("needs root for network namespaces: skipped");
-        return;
-    }
-    let net = Net::new();
+/// A relay and two volunteers behind NAT, each having found out (AutoNAT)
+/// that it is private and listening through the relay. Dropped in order:
+/// the nodes, then the namespaces, then their files.
+struct BehindNat {
+    homes: Vec<Volunteer>,
+    relay: Volunteer,
+    /// Kept until the nodes are gone.
+    _net: Net,
+    tmp: TempDir,
+}
+
+/// Starts [`BehindNat`]: `files` are added to home 1's store first.
+fn behind_nat(tag: &str, nat: Nat, files: &[&Path]) -> BehindNat {
+    let net = Net::new(tag, nat);
     let tmp = TempDir::new().unwrap();
     let mut relay = Volunteer::new(
         tmp.path(),
@@ -329,6 +362,11 @@ fn volunteers_behind_nat_find_out_and_listen_through_the_relay() {
     let mut homes = Vec::new();
     for (n, ip) in [("h1", "192.168.1.2"), ("h2", "192.168.2.2")] {
         let mut v = Volunteer::new(tmp.path(), net.ns(n), n, CONFIG);
+        if n == "h1" {
+            for f in files {
+                v.ok(&["add", f.to_str().unwrap()]);
+            }
+        }
         let mut args = listen(ip);
         args.extend(["--bootstrap".to_owned(), boot.clone()]);
         v.start(&args.iter().map(String::as_str).collect::<Vec<_>>());
@@ -358,10 +396,140 @@ fn volunteers_behind_nat_find_out_and_listen_through_the_relay() {
             },
         );
     }
+    BehindNat {
+        homes,
+        relay,
+        _net: net,
+        tmp,
+    }
+}
 
-    drop(homes);
-    drop(relay);
-    drop(net);
+#[test]
+fn volunteers_behind_nat_find_out_and_listen_through_the_relay() {
+    if !is_root() {
+        eprintln!("needs root for network namespaces: skipped");
+        return;
+    }
+    drop(behind_nat("v", Nat::Cone, &[]));
+}
+
+/// The size of the blob carried from one home to the other.
+const BIG: usize = 50 << 20;
+
+/// `BIG` random bytes in `dir`: the file and its BLAKE3 hash.
+fn big_file(dir: &Path) -> (PathBuf, String) {
+    let path = dir.join("big.bin");
+    sh(&format!(
+        "head -c {BIG} /dev/urandom > {}",
+        path.to_str().unwrap()
+    ));
+    let hash = blake3::hash(&fs::read(&path).unwrap()).to_hex().to_string();
+    (path, hash)
+}
+
+/// Home 2 gets the blob home 1 holds, as a user would (`tamizdat get HASH
+/// -o FILE`, the node finding it in the DHT), and checks what came.
+fn carry(set: &BehindNat, hash: &str) -> Duration {
+    // Home 1 announced the blob at start, with addresses nobody outside
+    // can dial, and again once it listened through the relay: the DHT
+    // (the relay) has that record before a user could know the hash.
+    let h1 = set.homes[0].status().unwrap()["peer_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    wait_log(
+        &set.relay,
+        "home 1's record with its relayed address",
+        Duration::from_secs(30),
+        |l| l.contains("provider record") && l.contains(&h1) && l.contains("p2p-circuit"),
+    );
+    let out = set.tmp.path().join("got.bin");
+    let started = Instant::now();
+    let (ok, _, err) =
+        set.homes[1].run(&["get", hash, "-o", out.to_str().unwrap(), "--timeout", "150"]);
+    let took = started.elapsed();
+    assert!(
+        ok,
+        "get: {err}\nh2's log:\n{}\nh1's log:\n{}\nrelay's log:\n{}",
+        set.homes[1].tail(),
+        set.homes[0].tail(),
+        set.relay.tail()
+    );
+    let got = blake3::hash(&fs::read(&out).unwrap()).to_hex().to_string();
+    assert_eq!(got, hash, "the file fetched is the one added");
+    eprintln!("{BIG} bytes from home 1 to home 2 in {took:?}");
+    took
+}
+
+fn log(v: &Volunteer) -> String {
+    fs::read_to_string(&v.log).unwrap_or_default()
+}
+
+/// Waits until a line of `v`'s log satisfies `f`.
+fn wait_log(v: &Volunteer, what: &str, within: Duration, f: impl Fn(&str) -> bool) {
+    let deadline = Instant::now() + within;
+    while Instant::now() < deadline {
+        if log(v).lines().any(&f) {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(250));
+    }
+    panic!("{what}: not within {within:?}\nlog:\n{}", v.tail());
+}
+
+#[test]
+fn behind_routers_that_allow_it_the_homes_punch_a_hole_and_the_blob_goes_direct() {
+    if !is_root() {
+        eprintln!("needs root for network namespaces: skipped");
+        return;
+    }
+    let src = TempDir::new().unwrap();
+    let (file, hash) = big_file(src.path());
+    let set = behind_nat("c", Nat::Cone, &[&file]);
+    carry(&set, &hash);
+    let punched = set
+        .homes
+        .iter()
+        .any(|h| log(h).contains("hole punched; closing the relayed connection"));
+    assert!(
+        punched,
+        "no hole punched\nh2:\n{}\nh1:\n{}",
+        set.homes[1].tail(),
+        set.homes[0].tail()
+    );
+    drop(set);
+}
+
+#[test]
+fn behind_routers_that_map_each_connection_anew_the_blob_comes_through_the_relay_circuit_after_circuit()
+ {
+    if !is_root() {
+        eprintln!("needs root for network namespaces: skipped");
+        return;
+    }
+    let src = TempDir::new().unwrap();
+    let (file, hash) = big_file(src.path());
+    let set = behind_nat("s", Nat::Symmetric, &[&file]);
+    carry(&set, &hash);
+    // Each circuit closes after 1 MiB, cutting the pieces in flight: the
+    // fetch went on circuit after circuit.
+    let cuts = log(&set.homes[1])
+        .lines()
+        .filter(|l| l.contains("fetch failed"))
+        .count();
+    eprintln!("{cuts} pieces cut off by the relay's circuit cap");
+    assert!(
+        cuts >= (BIG >> 20) / 2,
+        "only {cuts} cuts: not through the relay?"
+    );
+    for h in &set.homes {
+        assert!(
+            !log(h).contains("hole punched"),
+            "no hole can be punched here:\n{}",
+            h.tail()
+        );
+    }
+    drop(set);
 }
 
 /// A publisher's node at `a1` (TCP and QUIC on 10.78.0.1:4001) holding

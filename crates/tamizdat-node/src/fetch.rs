@@ -74,6 +74,9 @@ pub struct Plan<P: Ord + Clone> {
     spread: Option<u64>,
     next_order: usize,
     piece_chunks: u64,
+    /// Smaller pieces for some providers (those reached through a relay,
+    /// whose circuit closes after so many bytes), in chunks.
+    piece_cap: BTreeMap<P, u64>,
 }
 
 impl<P: Ord + Clone> Plan<P> {
@@ -93,7 +96,31 @@ impl<P: Ord + Clone> Plan<P> {
             spread: None,
             next_order: 0,
             piece_chunks: groups * GROUP_CHUNKS,
+            piece_cap: BTreeMap::new(),
         }
+    }
+
+    /// Asks `p` for pieces of at most `bytes` (rounded up to whole chunk
+    /// groups), or, with `None`, of the plan's size again. A fetch over a
+    /// relayed connection asks for pieces small enough to finish inside one
+    /// circuit.
+    pub fn cap_pieces(&mut self, p: &P, bytes: Option<u64>) {
+        match bytes {
+            Some(b) => {
+                let groups = b.div_ceil(GROUP_BYTES).max(1);
+                self.piece_cap.insert(p.clone(), groups * GROUP_CHUNKS);
+            }
+            None => {
+                self.piece_cap.remove(p);
+            }
+        }
+    }
+
+    /// The providers known, in the order they were added.
+    pub fn providers(&self) -> Vec<P> {
+        let mut all: Vec<_> = self.providers.iter().map(|(p, (o, _))| (*o, p)).collect();
+        all.sort();
+        all.into_iter().map(|(_, p)| p.clone()).collect()
     }
 
     fn all(&self) -> ChunkRanges {
@@ -277,6 +304,10 @@ impl<P: Ord + Clone> Plan<P> {
                 let Some(piece) = self.pick(&offer) else {
                     continue;
                 };
+                let piece = match self.piece_cap.get(&p) {
+                    Some(cap) => first_chunks(&piece, *cap, self.size),
+                    None => piece,
+                };
                 self.in_flight.push((p.clone(), piece.clone()));
                 out.push((p, piece));
                 any = true;
@@ -311,6 +342,10 @@ impl<P: Ord + Clone> Plan<P> {
                         && !self.have.is_superset(r)
                         && self.in_flight.iter().filter(|(_, o)| o == r).count() == 1
                         && self.partial.get(&p).is_none_or(|held| held.is_superset(r))
+                        && self
+                            .piece_cap
+                            .get(&p)
+                            .is_none_or(|cap| chunks_in(r, self.size) <= *cap)
                 });
                 let Some((_, r)) = late else {
                     break;
@@ -418,8 +453,13 @@ impl<P: Ord + Clone> Plan<P> {
     }
 
     /// A provider failed on `piece`; whatever of it verified before that is
-    /// in `got` and is kept.
+    /// in `got` and is kept. A stream that broke off after it brought new
+    /// verified groups (a relay's circuit reaching its byte or time cap) is
+    /// not held against the provider: it is asked again, and since each
+    /// such failure adds to what is verified, there are at most as many as
+    /// the blob has groups.
     pub fn failed(&mut self, p: &P, piece: &ChunkRanges, got: &ChunkRanges, why: Failure) {
+        let progress = !self.have.is_superset(got);
         self.have |= got.clone();
         self.settle(p, piece);
         let Some((_, standing)) = self.providers.get_mut(p) else {
@@ -448,6 +488,7 @@ impl<P: Ord + Clone> Plan<P> {
                 }
                 Standing::Exhausted
             }
+            (Failure::Timeout, Standing::Good { .. }) if progress => Standing::Good { failures: 0 },
             (_, Standing::Good { failures }) if failures + 1 >= MAX_SOFT_FAILURES => {
                 Standing::Exhausted
             }
@@ -457,6 +498,32 @@ impl<P: Ord + Clone> Plan<P> {
             (_, other) => (*other).clone(),
         };
     }
+}
+
+/// The first `n` chunks of `r`.
+fn first_chunks(r: &ChunkRanges, n: u64, size: u64) -> ChunkRanges {
+    let mut out = ChunkRanges::empty();
+    let mut left = n;
+    for range in r.iter() {
+        if left == 0 {
+            break;
+        }
+        let (start, end) = bounds(&range, size);
+        let stop = end.min(start.saturating_add(left));
+        out |= ChunkRanges::from(ChunkNum(start)..ChunkNum(stop));
+        left -= stop - start;
+    }
+    out
+}
+
+/// How many chunks `r` holds of a blob of `size` bytes.
+fn chunks_in(r: &ChunkRanges, size: u64) -> u64 {
+    r.iter()
+        .map(|range| {
+            let (start, end) = bounds(&range, size);
+            end.saturating_sub(start)
+        })
+        .sum()
 }
 
 /// splitmix64 of a seed and a piece index: a per-fetcher order of pieces.
@@ -564,6 +631,70 @@ mod tests {
         plan.add_provider(2);
         assert!(!plan.is_stuck());
         assert_eq!(plan.assign().len(), 1);
+    }
+
+    #[test]
+    fn a_stream_cut_after_new_groups_resumes_from_them_as_often_as_it_takes() {
+        // A relay closing its circuit after each 1 MiB: 8 cuts of a 4 MiB
+        // piece, each with one more MiB verified, then the rest.
+        let mut plan = Plan::new(8 * MIB, ChunkRanges::empty(), 4 * MIB);
+        plan.add_provider(1);
+        for i in 0..8u64 {
+            let assigned = plan.assign();
+            assert_eq!(assigned.len(), 1, "cut {i}: asked again");
+            let (p, piece) = &assigned[0];
+            let first = piece.iter().next().unwrap();
+            assert_eq!(bounds(&first, 8 * MIB).0, i * 1024, "from what verified");
+            plan.failed(
+                p,
+                piece,
+                &chunks(i * 1024..(i + 1) * 1024),
+                Failure::Timeout,
+            );
+            assert_eq!(plan.standing(&1), Some(&Standing::Good { failures: 0 }));
+        }
+        assert!(plan.is_complete());
+        // A cut that brought nothing new still counts.
+        let mut plan = Plan::new(MIB, ChunkRanges::empty(), MIB);
+        plan.add_provider(1);
+        let (_, piece) = plan.assign().remove(0);
+        plan.failed(&1, &piece, &chunks(0..16), Failure::Timeout);
+        let (_, piece) = plan.assign().remove(0);
+        assert_eq!(piece, chunks(16..1024), "resumes after the kept group");
+        for _ in 0..MAX_SOFT_FAILURES {
+            plan.failed(&1, &piece, &chunks(0..16), Failure::Timeout);
+            plan.assign();
+        }
+        assert_eq!(plan.standing(&1), Some(&Standing::Exhausted));
+    }
+
+    #[test]
+    fn a_capped_provider_gets_small_pieces_and_no_large_late_ones() {
+        let mut plan = Plan::new(4 * MIB, ChunkRanges::empty(), MIB).with_per_provider(2);
+        plan.add_provider("direct");
+        plan.add_provider("relayed");
+        plan.cap_pieces(&"relayed", Some(64 * 1024));
+        assert_eq!(plan.providers(), vec!["direct", "relayed"]);
+        let assigned = plan.assign();
+        assert_eq!(
+            assigned,
+            vec![
+                ("direct", chunks(0..1024)),
+                ("relayed", chunks(1024..1088)),
+                ("direct", chunks(1088..2048)),
+                ("relayed", chunks(2048..2112)),
+            ]
+        );
+        // Capped to 64 KiB, "relayed" is not asked for the direct
+        // provider's 1 MiB pieces in the end game.
+        let mut plan = Plan::new(MIB, ChunkRanges::empty(), MIB);
+        plan.add_provider("direct");
+        plan.add_provider("relayed");
+        plan.cap_pieces(&"relayed", Some(64 * 1024));
+        assert_eq!(plan.assign(), vec![("direct", chunks(0..1024))]);
+        assert!(plan.end_game().is_empty());
+        plan.cap_pieces(&"relayed", None);
+        assert_eq!(plan.end_game(), vec![("relayed", chunks(0..1024))]);
     }
 
     #[test]

@@ -17,6 +17,7 @@ pub mod feeds;
 pub mod fetch;
 pub mod have;
 mod idle;
+mod links;
 mod metrics;
 mod node;
 pub mod replicate;

@@ -11,6 +11,7 @@
 use std::{
     collections::{HashMap, HashSet},
     net::{Ipv4Addr, Ipv6Addr},
+    num::NonZeroU32,
     sync::{
         Arc, Mutex,
         atomic::{AtomicBool, Ordering},
@@ -32,7 +33,9 @@ use libp2p::{
     multiaddr::Protocol,
     noise, ping, quic, relay,
     swarm::{
-        ConnectionId, NetworkBehaviour, SwarmEvent, behaviour::toggle::Toggle, dial_opts::DialOpts,
+        ConnectionId, NetworkBehaviour, SwarmEvent,
+        behaviour::toggle::Toggle,
+        dial_opts::{DialOpts, PeerCondition},
     },
     tcp, websocket, yamux,
 };
@@ -51,6 +54,7 @@ use crate::{
     fetch::{self, Failure, Plan},
     have,
     idle::{Idle, PendingPerIp},
+    links::Links,
     metrics::NodeMetrics,
     replicate,
     share::{Share, Shares},
@@ -134,6 +138,19 @@ const RELAY_MAX_CIRCUITS_PER_PEER: usize = 4;
 const RELAY_CIRCUIT_DURATION: Duration = Duration::from_secs(2 * 60);
 /// A circuit is closed after this many bytes (both directions together).
 const RELAY_CIRCUIT_BYTES: u64 = 1 << 20;
+/// Circuits one source peer may open in a burst; one more each
+/// [`RELAY_CIRCUIT_REFILL`]. A fetch goes on in a new circuit each time one
+/// reaches its cap, so a 50 MiB blob takes some 60 circuits: libp2p's
+/// default (30, then one per 2 minutes) would stall it for an hour. This
+/// bounds one peer to about 128 MiB at once and 0.5 MiB/s after.
+const RELAY_CIRCUIT_BURST: u32 = 128;
+/// The time that gives one source peer one more circuit.
+const RELAY_CIRCUIT_REFILL: Duration = Duration::from_secs(2);
+/// Pieces asked of a peer reached only through a relay: small enough to
+/// finish inside one circuit, even libp2p's default of 128 KiB (both
+/// directions, handshakes included), so that a circuit's end cuts at most
+/// the pieces in flight, whose verified groups are kept.
+const RELAY_PIECE: u64 = 64 * 1024;
 /// How often the DHT routing table is refreshed (a Kademlia bootstrap),
 /// when it holds anyone to ask. libp2p's own timer is off: it tries with
 /// an empty table too, and warns about it.
@@ -333,6 +350,7 @@ struct Behaviour {
     dcutr: dcutr::Behaviour,
     mdns: Toggle<mdns::tokio::Behaviour>,
     gossipsub: gossipsub::Behaviour,
+    links: Links,
 }
 
 /// The DHT mode for a configured choice and the reachability found.
@@ -413,8 +431,33 @@ pub(crate) fn reachable(addrs: Vec<Multiaddr>, via: Scope) -> Vec<Multiaddr> {
     addrs.into_iter().filter(|a| scope(a) >= via).collect()
 }
 
+/// `addr` without a trailing `/p2p/PEER`.
+fn without_peer(addr: &Multiaddr) -> Multiaddr {
+    let mut a = addr.clone();
+    if matches!(a.iter().last(), Some(Protocol::P2p(_))) {
+        a.pop();
+    }
+    a
+}
+
+/// The addresses of `addrs` that are not `ours` (whatever peer id either
+/// names): another peer passing on one of our own addresses (our loopback
+/// one, seen from this host, or one we listen on) would have us dial
+/// ourselves.
+pub(crate) fn not_ours(addrs: Vec<Multiaddr>, ours: &[Multiaddr]) -> Vec<Multiaddr> {
+    let ours: HashSet<Multiaddr> = ours.iter().map(without_peer).collect();
+    addrs
+        .into_iter()
+        .filter(|a| !ours.contains(&without_peer(a)))
+        .collect()
+}
+
 enum Command {
     Dial(Multiaddr, oneshot::Sender<Result<PeerId, String>>),
+    /// Dials a peer at the addresses it was last reached at
+    /// ([`Links::dialled`]), beside any dial under way (a hole punch that
+    /// may fail).
+    Redial(PeerId, oneshot::Sender<Result<PeerId, String>>),
     Listen(Multiaddr, oneshot::Sender<Result<(), String>>),
     Provide(Hash, Option<oneshot::Sender<Result<(), String>>>),
     Providers(Hash, oneshot::Sender<HashSet<PeerId>>),
@@ -465,6 +508,8 @@ pub struct Client {
     metrics: NodeMetrics,
     /// Why the node failed, once it has (see [`Supervisor`]).
     failure: watch::Receiver<Option<String>>,
+    /// Which peers are reached only through relays.
+    links: Links,
 }
 
 impl std::fmt::Debug for Client {
@@ -617,6 +662,7 @@ pub fn spawn_with_metrics(
     let peer_id = config.keypair.public().to_peer_id();
     let max_conn = config.max_connections;
     let (relay_server, use_mdns, nat) = (config.relay_server, config.mdns, config.nat.clone());
+    let links = Links::default();
     let mut swarm = SwarmBuilder::with_existing_identity(config.keypair.clone())
         .with_tokio()
         // `/tcp/PORT/ws`, e.g. port 443 behind a CDN. It resolves names
@@ -680,9 +726,19 @@ pub fn spawn_with_metrics(
                 max_circuits_per_peer: RELAY_MAX_CIRCUITS_PER_PEER,
                 max_circuit_duration: RELAY_CIRCUIT_DURATION,
                 max_circuit_bytes: RELAY_CIRCUIT_BYTES,
-                // Keeps the default per-peer and per-IP rate limits.
+                circuit_src_rate_limiters: Vec::new(),
+                // Keeps the default reservation rate limits.
                 ..Default::default()
-            };
+            }
+            .circuit_src_per_peer(
+                NonZeroU32::new(RELAY_CIRCUIT_BURST).unwrap_or(NonZeroU32::MIN),
+                RELAY_CIRCUIT_REFILL,
+            )
+            // Peers behind one address (a carrier's NAT) share twice that.
+            .circuit_src_per_ip(
+                NonZeroU32::new(2 * RELAY_CIRCUIT_BURST).unwrap_or(NonZeroU32::MIN),
+                RELAY_CIRCUIT_REFILL / 2,
+            );
             let mdns = if use_mdns {
                 Some(mdns::tokio::Behaviour::new(
                     mdns::Config::default(),
@@ -722,6 +778,7 @@ pub fn spawn_with_metrics(
                     .into(),
                 dcutr: dcutr::Behaviour::new(peer_id),
                 mdns: mdns.into(),
+                links: links.clone(),
             })
         })
         .map_err(|e| start(&e))?
@@ -822,6 +879,7 @@ pub fn spawn_with_metrics(
         repl: repl_tx.clone(),
         metrics: metrics.clone(),
         failure,
+        links,
     };
     let event_loop = EventLoop {
         swarm,
@@ -1594,14 +1652,46 @@ impl Client {
     ) -> Result<transfer::Piece, (Failure, ChunkRanges, String)> {
         let mut control = self.control.clone();
         // Dialing and protocol negotiation get the same bound as a silent stream.
-        let stream =
-            tokio::time::timeout(self.config.idle_timeout, control.open_stream(peer, BLOB))
-                .await
-                .map_err(|_| {
-                    let why = "no stream opened in time".to_owned();
-                    (Failure::Timeout, ChunkRanges::empty(), why)
-                })?
-                .map_err(|e| (Failure::Timeout, ChunkRanges::empty(), e.to_string()))?;
+        let bound = self.config.idle_timeout;
+        let late = |_| {
+            let why = "no stream opened in time".to_owned();
+            (Failure::Timeout, ChunkRanges::empty(), why)
+        };
+        let stream = match tokio::time::timeout(bound, control.open_stream(peer, BLOB))
+            .await
+            .map_err(late)?
+        {
+            Ok(s) => s,
+            // A peer reached before (through a relay whose circuit has just
+            // closed) whose dial failed, or was taken over by a hole punch
+            // that failed: dialled once more where it was reached, then
+            // asked once more.
+            Err(e) if !self.links.dialled(&peer).is_empty() => {
+                debug!(%peer, "no stream ({e}); dialling it where it was reached");
+                let (tx, rx) = oneshot::channel();
+                let redialled = async {
+                    self.send(Command::Redial(peer, tx)).await.ok()?;
+                    rx.await.ok()?.ok()
+                };
+                let again = async {
+                    tokio::time::timeout(bound, redialled)
+                        .await
+                        .ok()
+                        .flatten()?;
+                    tokio::time::timeout(bound, control.open_stream(peer, BLOB))
+                        .await
+                        .ok()
+                };
+                match again.await {
+                    Some(Ok(s)) => s,
+                    Some(Err(e)) => {
+                        return Err((Failure::Timeout, ChunkRanges::empty(), e.to_string()));
+                    }
+                    None => return Err((Failure::Timeout, ChunkRanges::empty(), e.to_string())),
+                }
+            }
+            Err(e) => return Err((Failure::Timeout, ChunkRanges::empty(), e.to_string())),
+        };
         let bridge = SyncIoBridge::new(Idle::new(stream.compat(), self.config.idle_timeout));
         let store = self.store.clone();
         tokio::task::spawn_blocking(move || {
@@ -1781,6 +1871,8 @@ impl Client {
         };
         let mut wait = Duration::ZERO;
         let mut silent = HashSet::new();
+        // Peers asked again after a broken stream (once each).
+        let mut retried = HashSet::new();
         // Who sent bytes of the blob with its size proof.
         let mut proved_by = None;
         for round in 0..SIZE_PROOF_ROUNDS {
@@ -1842,6 +1934,14 @@ impl Client {
                             self.bad.mark(p);
                             bad.push(p);
                         } else if why == Failure::Busy {
+                            busy.push(p);
+                        } else if why == Failure::Timeout
+                            && self.links.connected(&p)
+                            && retried.insert(p)
+                        {
+                            // Its stream broke but it is still connected
+                            // (a hole punched just then closes the relayed
+                            // connection under the request): asked once more.
                             busy.push(p);
                         } else if why == Failure::Timeout {
                             silent.insert(p);
@@ -1932,6 +2032,11 @@ impl Client {
             });
         };
         loop {
+            // A peer reached only through a relay is asked for pieces that
+            // fit in one circuit.
+            for p in plan.providers() {
+                plan.cap_pieces(&p, self.links.relayed_only(&p).then_some(RELAY_PIECE));
+            }
             // Every piece assigned is started: the plan bounds how many each
             // provider carries at once.
             for (peer, ranges) in plan.assign() {
@@ -2330,6 +2435,24 @@ impl EventLoop {
 
     fn on_command(&mut self, cmd: Command) {
         match cmd {
+            Command::Redial(peer, reply) => {
+                if self.swarm.is_connected(&peer) {
+                    let _ = reply.send(Ok(peer));
+                    return;
+                }
+                let opts = DialOpts::peer_id(peer)
+                    .condition(PeerCondition::Disconnected)
+                    .build();
+                let id = opts.connection_id();
+                match self.swarm.dial(opts) {
+                    Ok(()) => {
+                        self.pending_conn.insert(id, reply);
+                    }
+                    Err(e) => {
+                        let _ = reply.send(Err(e.to_string()));
+                    }
+                }
+            }
             Command::Dial(addr, reply) => {
                 let Some(Protocol::P2p(peer)) = addr.iter().last() else {
                     // Whoever answers there (noise proves who it is): wait
@@ -2488,8 +2611,23 @@ impl EventLoop {
                     let _ = self.swarm.behaviour_mut().kad.bootstrap();
                 }
                 self.swarm.add_external_address(address.clone());
+                // A private node's records name the addresses it had when it
+                // announced, none of which others can dial: once a relay
+                // gives it one they can, it announces again (once per relay).
+                let first_relayed = is_relayed(&address)
+                    && self
+                        .listeners
+                        .get(&listener_id)
+                        .is_none_or(|l| l.is_empty());
                 self.listeners.entry(listener_id).or_default().push(address);
                 self.publish_addrs();
+                if first_relayed {
+                    if self.routing_table_is_empty() {
+                        self.reannounce = true;
+                    } else {
+                        self.announce_all("with an address through a relay");
+                    }
+                }
             }
             SwarmEvent::ExpiredListenAddr {
                 listener_id,
@@ -2545,6 +2683,7 @@ impl EventLoop {
                 connection_id,
                 error,
             } => {
+                debug!(peer = ?peer_id, "dial failed: {error}");
                 if let Some(reply) = self.pending_conn.remove(&connection_id) {
                     let _ = reply.send(Err(error.to_string()));
                 }
@@ -2564,7 +2703,14 @@ impl EventLoop {
                     .get(&connection_id)
                     .copied()
                     .unwrap_or(Scope::Global);
-                info.listen_addrs = reachable(info.listen_addrs, via);
+                let ours: Vec<Multiaddr> = self
+                    .listeners
+                    .values()
+                    .flatten()
+                    .chain(self.swarm.external_addresses())
+                    .cloned()
+                    .collect();
+                info.listen_addrs = not_ours(reachable(info.listen_addrs, via), &ours);
                 self.on_identified(peer_id, info);
             }
             SwarmEvent::ConnectionClosed {
@@ -2760,6 +2906,18 @@ impl EventLoop {
         }
     }
 
+    /// Announces every blob held again (as many as at start, at most
+    /// `Config::max_provided`): the records carry the addresses the node
+    /// has now.
+    fn announce_all(&mut self, why: &str) {
+        let kad = &mut self.swarm.behaviour_mut().kad;
+        let keys: Vec<kad::RecordKey> = kad.store_mut().provided().map(|r| r.key.clone()).collect();
+        debug!(count = keys.len(), "announcing held blobs {why}");
+        for key in keys {
+            let _ = kad.start_providing(key);
+        }
+    }
+
     fn on_kad_event(&mut self, ev: kad::Event) {
         match ev {
             // Inbound writes are validated here: provider records for 32-byte
@@ -2768,6 +2926,7 @@ impl EventLoop {
                 kad::InboundRequest::AddProvider { record: Some(rec) }
                     if rec.key.as_ref().len() == 32 =>
                 {
+                    debug!(provider = %rec.provider, addresses = ?rec.addresses, "provider record");
                     let _ = self.swarm.behaviour_mut().kad.store_mut().add_provider(rec);
                 }
                 kad::InboundRequest::PutRecord { source, .. } => {
@@ -2779,16 +2938,7 @@ impl EventLoop {
                 is_new_peer: true, ..
             } if self.reannounce => {
                 self.reannounce = false;
-                let kad = &mut self.swarm.behaviour_mut().kad;
-                let keys: Vec<kad::RecordKey> =
-                    kad.store_mut().provided().map(|r| r.key.clone()).collect();
-                debug!(
-                    count = keys.len(),
-                    "announcing held blobs to the first peers"
-                );
-                for key in keys {
-                    let _ = kad.start_providing(key);
-                }
+                self.announce_all("to the first peers");
             }
             kad::Event::OutboundQueryProgressed {
                 id, result, step, ..
@@ -2937,6 +3087,33 @@ mod tests {
             assert_eq!(kad_mode(Some(true), &nat), Mode::Server);
             assert_eq!(kad_mode(Some(false), &nat), Mode::Client);
         }
+    }
+
+    #[test]
+    fn addresses_of_our_own_are_never_taken_from_a_peer() {
+        let a = |s: &str| s.parse::<Multiaddr>().unwrap();
+        let me = identity::Keypair::generate_ed25519().public().to_peer_id();
+        let other = identity::Keypair::generate_ed25519().public().to_peer_id();
+        let ours = vec![
+            a("/ip4/127.0.0.1/tcp/4001"),
+            a(&format!("/ip4/10.78.0.1/udp/4001/quic-v1/p2p/{me}")),
+        ];
+        let told = vec![
+            // Our loopback address, from a peer on this host.
+            a("/ip4/127.0.0.1/tcp/4001"),
+            // Our address, with another peer's id.
+            a(&format!("/ip4/10.78.0.1/udp/4001/quic-v1/p2p/{other}")),
+            // Its own, on this host and on the network.
+            a("/ip4/127.0.0.1/tcp/4002"),
+            a("/ip4/10.78.0.2/udp/4001/quic-v1"),
+        ];
+        assert_eq!(
+            not_ours(told, &ours),
+            vec![
+                a("/ip4/127.0.0.1/tcp/4002"),
+                a("/ip4/10.78.0.2/udp/4001/quic-v1")
+            ]
+        );
     }
 
     #[test]
