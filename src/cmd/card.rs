@@ -31,7 +31,7 @@ const CARDS: &str = "cards";
 /// Most cards read from `DIR/cards` (one per publisher followed).
 const MAX_CARDS: usize = 1024;
 /// Key objects read when looking for the cards kept.
-const MAX_KEPT: usize = 4 * MAX_CARDS;
+const MAX_KEPT: usize = 64 * MAX_CARDS;
 /// A card file: the line and a newline, with room for CRLF or spaces.
 const MAX_CARD_FILE: u64 = MAX_CARD_LINE as u64 + 16;
 /// How far back a new card's validity starts, so that a reader whose clock
@@ -319,7 +319,10 @@ pub(super) fn kept(repo: &Repo) -> Result<Vec<(tamizdat_store::Hash, Signed<Card
         if !info.complete || info.size > tamizdat_sign::MAX_CARD_LEN as u64 {
             continue;
         }
-        let bytes = repo.read_to_vec(hash)?;
+        // A damaged key object is no card: it is left for `scrub`.
+        let Ok(bytes) = repo.read_to_vec(hash) else {
+            continue;
+        };
         if bytes.starts_with(b"tamizdat/card/")
             && let Ok(card) = tamizdat_sign::verify_card(&bytes)
         {

@@ -98,7 +98,7 @@ pub fn newest_of(
     cards
         .into_iter()
         .filter(|c| c.body().root == *root)
-        .max_by(|a, b| crate::judge::card_order(a.body(), b.body()))
+        .max_by(|a, b| tamizdat_sign::card_order(a.body(), b.body()))
 }
 
 #[cfg(test)]

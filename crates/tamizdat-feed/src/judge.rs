@@ -29,13 +29,11 @@ const FOLLOWS_VERSION: u8 = 1;
 /// or (two cards signed in the same second) the greater signed bytes, so
 /// that every node keeps the same one.
 fn newer_card(new: &Card, old: &Card) -> bool {
-    new.root == old.root && card_order(new, old).is_gt()
+    new.root == old.root && tamizdat_sign::card_order(new, old).is_gt()
 }
 
-/// Orders two cards of one publisher, older first (see [`newer_card`]).
-pub(crate) fn card_order(a: &Card, b: &Card) -> std::cmp::Ordering {
-    (a.issued, postcard::to_stdvec(a).ok()).cmp(&(b.issued, postcard::to_stdvec(b).ok()))
-}
+/// How far ahead of our clock a card's `issued` may be (clocks differ).
+const CARD_AHEAD: u64 = 3600;
 
 /// The gossip topic of a publisher: one per root key.
 pub fn topic(publisher: &PublicKey) -> String {
@@ -399,6 +397,13 @@ impl Feeds {
         }
         if let Err(e) = tamizdat_sign::check_card_time(card.body(), now) {
             return Judgement::Ignore(Ignored::CardOutOfDate(e));
+        }
+        // Issued ahead of our clock: it would outrank the cards made after
+        // it until then. Taken once the clocks agree.
+        if card.body().issued > now.saturating_add(CARD_AHEAD) {
+            return Judgement::Ignore(Ignored::CardOutOfDate(CardError::NotYetValid {
+                not_before: card.body().issued,
+            }));
         }
         match self.cards.get(&root) {
             Some(old) if old.body() == card.body() => Judgement::Ignore(Ignored::Duplicate),

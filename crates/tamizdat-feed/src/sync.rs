@@ -28,6 +28,7 @@
 //! | `Input::FileFailed{hash, tried, bad}` | the fetcher gave up; `bad` sent bytes that failed verification |
 //! | `Input::Providers{hash, peers}` | `kad::Event::OutboundQueryProgressed` with `GetProvidersOk` |
 //! | `Input::Have{from, hash}` | a neighbour's "have" hint (sent for its `Output::Announce`) |
+//! | `Input::Card{from, data}` | a card in a `/tamizdat/cards/1` answer from `from` |
 //! | `Input::Timer` | the node's timer reached [`Sync::next_timer`] |
 //! | inbound `/tamizdat/heads/1` request | answer with [`Sync::heads`] (a query, changes nothing) |
 //! | local publish / import | [`Sync::publish`] |
@@ -40,6 +41,7 @@
 //! | `Output::LookupProviders(hash)` | `kademlia.get_providers(hash)` |
 //! | `Output::Announce(hash)` | `kademlia.start_providing(hash)` and a "have" hint to connected peers |
 //! | `Output::Persist` | write `feeds().trust()` to the store's `trust` state entry |
+//! | `Output::KeepCard{card, replaces}` | keep the card under the `keys` pin, unpin the one it replaces, dial its addresses |
 //! | `Output::Penalise{peer, offence}` | lower the peer's score (gossipsub application score, ban list) |
 //! | `Output::Conflict(c)` | log and count an equivocation; `feeds().conflicts()` lists them |
 //!
@@ -229,6 +231,9 @@ pub enum Offence {
     /// Served file bytes that failed verification.
     #[error("served bytes that failed verification")]
     BadData,
+    /// Sent something else where only a card may come.
+    #[error("sent something else where a card was asked for")]
+    NotACard,
 }
 
 /// An event for the core.
@@ -315,6 +320,13 @@ pub enum Input<P> {
         from: P,
         /// The blob.
         hash: Hash,
+    },
+    /// A card a peer sent in the cards exchange, not yet checked.
+    Card {
+        /// Who sent it.
+        from: P,
+        /// The envelope.
+        data: Vec<u8>,
     },
     /// [`Sync::next_timer`] was reached.
     Timer,
@@ -701,6 +713,24 @@ where
         Ok(out)
     }
 
+    /// A card offered by a peer (the cards exchange): judged as from
+    /// gossip, without a topic; only a card is taken, and the sender of a
+    /// forged card, or of anything else, is penalised.
+    fn offered_card(&mut self, from: P, data: &[u8], now: u64, out: &mut Vec<Output<P>>) {
+        if self.banned_at(&from, now) {
+            return;
+        }
+        if !data.starts_with(b"tamizdat/card/") {
+            self.penalise(from, Offence::NotACard, now, out);
+            return;
+        }
+        match self.feeds.judge(data, None, now / 1000) {
+            Judgement::Card(c) => self.take_card(*c, out),
+            Judgement::Reject(r) => self.penalise(from, Offence::Refused(r), now, out),
+            _ => {}
+        }
+    }
+
     /// Keeps a card judged new, and says so.
     fn take_card(
         &mut self,
@@ -755,6 +785,7 @@ where
                 }
             }
             Input::Have { from, hash } => self.hint(from, hash),
+            Input::Card { from, data } => self.offered_card(from, &data, now, &mut out),
             Input::Timer => {}
         }
         self.tick(now, &mut out);

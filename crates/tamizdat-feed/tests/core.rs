@@ -549,4 +549,47 @@ fn a_newer_card_is_kept_and_forwarded_an_older_forged_or_stray_one_is_not() {
         newer.as_slice(),
         "the newer card stays"
     );
+
+    // The cards exchange: only a card is taken from it. A manifest (which
+    // would skip the gossip rules that way), a forged card: the sender is
+    // penalised and nothing is kept.
+    let (_, manifest) = chain(1, &[1]).remove(0);
+    for (from, data) in [(8, manifest), (9, forged)] {
+        let outs = core.handle(Input::Card { from, data }, T0);
+        assert!(
+            outs.iter()
+                .any(|o| matches!(o, Output::Penalise { peer, .. } if *peer == from)),
+            "{from}: {outs:?}"
+        );
+        assert!(
+            !outs
+                .iter()
+                .any(|o| matches!(o, Output::KeepCard { .. } | Output::Record(_)))
+        );
+    }
+    // A genuine newer one is kept.
+    let newest = card(&root(), now_s, "/ip4/203.0.113.4/tcp/4001");
+    let outs = core.handle(
+        Input::Card {
+            from: 10,
+            data: newest.clone(),
+        },
+        T0,
+    );
+    assert!(outs.iter().any(|o| matches!(o,
+        Output::KeepCard { card, .. } if card.bytes() == newest.as_slice())));
+    // One issued far ahead of our clock would outrank every later card:
+    // not taken (it fits once the clocks agree).
+    let ahead = tamizdat_sign::Card {
+        root: root().public(),
+        name: "Outlet".into(),
+        addrs: vec!["/ip4/203.0.113.5/tcp/4001".into()],
+        issued: now_s + 30 * 86_400,
+        not_before: now_s - 60,
+        not_after: now_s + 60 * 86_400,
+    };
+    let ahead = Signed::sign(ahead, &root()).unwrap().bytes().to_vec();
+    let outs = core.handle(card_gossip(11, &ahead), T0);
+    assert_eq!(validated(&outs), Some(Acceptance::Ignore));
+    assert!(!outs.iter().any(|o| matches!(o, Output::KeepCard { .. })));
 }

@@ -797,12 +797,18 @@ pub fn spawn_with_metrics(
             .listen_on(addr.clone())
             .map_err(|e| NodeError::Start(format!("listen on {addr}: {e}")))?;
     }
-    let mut book = crate::book::Book::from_saved(config.remembered.iter().cloned());
+    let mut book = crate::book::Book::from_saved(peer_id, config.remembered.iter().cloned());
     for addr in &config.bootstrap {
-        book.learn(addr.clone());
+        book.pin(addr.clone());
     }
-    // The bootstrap addresses, then the best of those remembered.
-    let mut first: Vec<Multiaddr> = config.bootstrap.clone();
+    // The bootstrap addresses, then the best of those remembered; never
+    // this node itself (its own card names it).
+    let mut first: Vec<Multiaddr> = config
+        .bootstrap
+        .iter()
+        .filter(|a| !a.iter().any(|p| p == Protocol::P2p(peer_id)))
+        .cloned()
+        .collect();
     for addr in book.due(0, FIRST_DIALS) {
         if !first.contains(&addr) {
             first.push(addr);
@@ -2340,11 +2346,13 @@ impl EventLoop {
             return;
         }
         self.warned_alone = true;
-        let trying = match self.bootstrap.len() {
-            0 => "it knows no bootstrap address to dial".to_owned(),
-            n => format!(
-                "none of its {n} bootstrap address(es) answers (dialled again every {} s)",
-                self.bootstrap_retry.as_secs().max(1)
+        let trying = match (self.bootstrap.len(), self.book.len()) {
+            (0, 0) => "it knows no bootstrap address to dial".to_owned(),
+            (n, known) => format!(
+                "none of the {known} address(es) it knows answers ({n} of them bootstrap; each \
+                 dialled again after 5 s, waiting longer after each failure, at most {} s for a \
+                 bootstrap address)",
+                crate::book::PINNED_BACKOFF.as_secs()
             ),
         };
         warn!(
@@ -2407,18 +2415,28 @@ impl EventLoop {
                     self.book.learn(full.clone());
                 }
                 self.book.succeeded(address, now, unix);
-                self.book.succeeded(&full, now, unix);
+                if full != *address {
+                    self.book.succeeded(&full, now, unix);
+                }
             }
-            SwarmEvent::OutgoingConnectionError {
-                peer_id,
-                error: libp2p::swarm::DialError::Transport(tried),
-                ..
-            } => {
-                for (addr, _) in tried {
+            SwarmEvent::OutgoingConnectionError { peer_id, error, .. } => {
+                use libp2p::swarm::DialError;
+                // Each address once: libp2p reports what it dialled, which
+                // already ends in /p2p/ when the peer was known.
+                let mut fail = |addr: &Multiaddr| {
                     self.book.failed(addr, now);
-                    if let Some(p) = peer_id {
+                    if let Some(p) = peer_id
+                        && with_peer(addr, *p) != *addr
+                    {
                         self.book.failed(&with_peer(addr, *p), now);
                     }
+                };
+                match error {
+                    DialError::Transport(tried) => tried.iter().for_each(|(a, _)| fail(a)),
+                    DialError::WrongPeerId { address, .. } => fail(address),
+                    // It answered as this very node: never dialled again.
+                    DialError::LocalPeerId { address } => self.book.forget(address),
+                    _ => {}
                 }
             }
             _ => {}

@@ -247,9 +247,8 @@ struct HeadsWaiter {
 enum Done {
     /// An input for the core.
     Input(Input<PeerId>),
-    /// A revocation a peer offered in a heads exchange, fetched and read,
-    /// or a card it sent.
-    KeyObject { from: PeerId, bytes: Vec<u8> },
+    /// A revocation a peer offered in a heads exchange, fetched and read.
+    Revocation { from: PeerId, bytes: Vec<u8> },
     /// The repair pass: articles with files missing, manifests held.
     Repair(Vec<Unfinished>, Vec<Hash>),
 }
@@ -478,13 +477,13 @@ impl Driver {
     async fn done(&mut self, r: Done) {
         match r {
             Done::Input(input) => self.input(input).await,
-            Done::KeyObject { from, bytes } => {
+            Done::Revocation { from, bytes } => {
                 // Judged by the core like one made here; a forged one
                 // marks the peer that offered it.
                 match self.core.publish(bytes, now_ms()) {
                     Ok(outputs) => self.carry_out(outputs).await,
                     Err(tamizdat_feed::PublishError::Refused(why)) => {
-                        warn!(peer = %from, "offered a refused key object: {why}");
+                        warn!(peer = %from, "offered a refused revocation: {why}");
                         self.client.mark_bad(from);
                     }
                     Err(_) => {}
@@ -685,6 +684,7 @@ impl Driver {
                     if matches!(
                         offence,
                         Offence::BadData
+                            | Offence::NotACard
                             | Offence::WrongHash
                             | Offence::Refused(_)
                             | Offence::Equivocation(_)
@@ -926,8 +926,17 @@ async fn catch_up_revocations(
         let read = tokio::task::spawn_blocking(move || store.read_to_vec(&hash)).await;
         // Kept under the `keys` pin by the core's decision, or let go.
         discard(client, hash).await;
-        if let Ok(Ok(bytes)) = read {
-            let _ = tx.send(Done::KeyObject { from: peer, bytes }).await;
+        match read {
+            // What the id names must be a revocation: anything else sent
+            // this way (a manifest, say) skips the rules it would meet.
+            Ok(Ok(bytes)) if bytes.starts_with(b"tamizdat/revocation/") => {
+                let _ = tx.send(Done::Revocation { from: peer, bytes }).await;
+            }
+            Ok(Ok(_)) => {
+                debug!(%peer, "offered {hash} as a revocation, and it is none");
+                client.mark_bad(peer);
+            }
+            _ => {}
         }
     }
 }
@@ -951,9 +960,11 @@ async fn catch_up_cards(
             return;
         }
     };
-    for bytes in cards.into_iter().take(MAX_CARDS_ANSWER) {
-        if bytes.len() <= tamizdat_sign::MAX_CARD_LEN {
-            let _ = tx.send(Done::KeyObject { from: peer, bytes }).await;
+    for data in cards.into_iter().take(MAX_CARDS_ANSWER) {
+        if data.len() <= tamizdat_sign::MAX_CARD_LEN {
+            // Judged by the core; it takes only a card.
+            let input = Input::Card { from: peer, data };
+            let _ = tx.send(Done::Input(input)).await;
         }
     }
 }

@@ -118,6 +118,11 @@ impl Object for Card {
         if self.not_after - self.not_before > MAX_CARD_WINDOW {
             return Err(field("not_after", "a card is valid for at most two years"));
         }
+        // Issued within its own window: a card dated far ahead would
+        // outrank every later one.
+        if self.issued < self.not_before || self.issued > self.not_after {
+            return Err(field("issued", "outside the card's validity window"));
+        }
         Ok(())
     }
 }
@@ -236,10 +241,18 @@ pub fn read_card(line: &str, now: u64) -> Result<Signed<Card>, CardError> {
     Ok(card)
 }
 
+/// Orders two cards, older first: by `issued`, and for two issued in the
+/// same second by their postcard bytes, so that every node keeps the same
+/// one. The one rule for which card is newer.
+pub fn card_order(a: &Card, b: &Card) -> std::cmp::Ordering {
+    (a.issued, postcard::to_stdvec(a).ok()).cmp(&(b.issued, postcard::to_stdvec(b).ok()))
+}
+
 /// Whether `new` may replace `old`, both verified cards: the same root,
-/// and issued later, or the very same card again (which changes nothing).
+/// and newer by [`card_order`], or the very same card again (which changes
+/// nothing).
 pub fn card_supersedes(new: &Card, old: &Card) -> bool {
-    new.root == old.root && (new.issued > old.issued || new == old)
+    new.root == old.root && card_order(new, old).is_ge()
 }
 
 #[cfg(test)]
@@ -425,9 +438,17 @@ mod tests {
         assert!(card_supersedes(&new, &old));
         assert!(!card_supersedes(&old, &new));
         assert!(card_supersedes(&old, &old));
+        // Two issued in the same second: exactly one wins, everywhere.
         let mut same_time = card(&root);
         same_time.name = "Other".into();
-        assert!(!card_supersedes(&same_time, &old));
+        assert_ne!(
+            card_supersedes(&same_time, &old),
+            card_supersedes(&old, &same_time)
+        );
+        // Issued outside its own window: refused as malformed.
+        let mut ahead = card(&root);
+        ahead.issued = ahead.not_after + 1;
+        assert!(ahead.check_fields().is_err());
         let other = SecretKey::generate().unwrap();
         assert!(!card_supersedes(&card(&other), &old));
     }

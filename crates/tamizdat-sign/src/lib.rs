@@ -25,8 +25,8 @@ mod verify;
 
 pub use card::{
     CARD_PREFIX, Card, CardError, MAX_CARD_ADDR, MAX_CARD_ADDRS, MAX_CARD_LEN, MAX_CARD_LINE,
-    MAX_CARD_NAME, MAX_CARD_WINDOW, card_from_line, card_supersedes, card_to_line, check_card_time,
-    read_card, verify_card,
+    MAX_CARD_NAME, MAX_CARD_WINDOW, card_from_line, card_order, card_supersedes, card_to_line,
+    check_card_time, read_card, verify_card,
 };
 pub use envelope::{Digest, Object, Signed};
 pub use error::{DecodeError, FeedError, KeyError, VerifyError};
