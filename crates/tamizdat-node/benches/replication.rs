@@ -26,6 +26,9 @@
 //! Peak RSS (`VmHWM`) covers the whole process (the 50 nodes, the baseline
 //! pair) and is divided by 50.
 //!
+//! CPU: the process's CPU time (user + system) from the `publish` call
+//! until the last follower holds the article, per article.
+//!
 //! Idle: after the settle, the process's CPU time (user + system) is read
 //! over `TAMIZDAT_BENCH_IDLE_SECS` (default 5) with nothing published.
 //!
@@ -310,6 +313,7 @@ fn main() -> Res<()> {
     let mut base = Samples::default();
     let mut missing: Vec<String> = Vec::new();
     let (mut upload_ratios, mut max_node, mut outlet_sent) = (Vec::new(), Vec::new(), Vec::new());
+    let mut cpu_per_article: Vec<f64> = Vec::new();
     let mut prev = None;
     for seq in 1..=articles {
         let a = article(&outlet, seq, prev, &mut rng)?;
@@ -333,6 +337,7 @@ fn main() -> Res<()> {
         let before: Vec<u64> = nodes.iter().map(|n| n.client.bytes_served()).collect();
         let (mut head, mut held) = (vec![None; followers.len()], vec![None; followers.len()]);
         let t0 = Instant::now();
+        let cpu_before = cpu_seconds();
         let publish = {
             let (c, bytes) = (publisher.client.clone(), a.signed.bytes().to_vec());
             runtime.spawn(async move { c.publish(&bytes).await })
@@ -352,6 +357,8 @@ fn main() -> Res<()> {
             }
             thread::sleep(POLL);
         }
+        let cpu = cpu_seconds() - cpu_before;
+        cpu_per_article.push(cpu);
         runtime.block_on(publish)??;
         thread::sleep(BETWEEN);
         let sent: Vec<u64> = nodes
@@ -388,7 +395,7 @@ fn main() -> Res<()> {
         println!(
             "  article {seq} ({} B): manifest p50 {} max {}; held p50 {} max {}; \
              uploaded/follower {ratio:.2}x, max node {top:.2}x, outlet's node {from_outlet:.2}x; \
-             direct fetch {}",
+             direct fetch {}; CPU {cpu:.1} s",
             a.size,
             ms(pct(&hs, 0.5)),
             ms(hs.last().copied().unwrap_or_default()),
@@ -455,6 +462,16 @@ fn main() -> Res<()> {
     let worst = |v: &[f64]| v.iter().copied().fold(0.0, f64::max);
     let mean = |v: &[f64]| v.iter().sum::<f64>() / v.len() as f64;
     let x = |f: f64| format!("{f:.2}x");
+    line(
+        [
+            "CPU-seconds while an article spreads",
+            &format!("{:.1} s", mean(&cpu_per_article)),
+            "",
+            &format!("{:.1} s", worst(&cpu_per_article)),
+            "",
+        ],
+        "info (all 50 nodes; mean, max over articles)",
+    );
     line(
         [
             "uploaded per follower per article",

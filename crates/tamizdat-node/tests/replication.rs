@@ -719,6 +719,119 @@ async fn a_follower_tells_its_peers_what_it_now_holds() {
     .expect("every blob the follower took was told of in time");
 }
 
+/// A neighbour that said it holds an article's blobs is not told of them
+/// again when the follower has them too; a neighbour that said nothing is.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_follower_does_not_tell_a_neighbour_what_that_neighbour_said_it_holds() {
+    use futures::{AsyncReadExt, AsyncWriteExt, StreamExt};
+    use libp2p::StreamProtocol;
+    tokio::time::timeout(Duration::from_secs(60), async {
+        let outlet = SecretKey::generate().unwrap();
+        let newsroom = node().await;
+        let volunteer = node().await;
+        volunteer
+            .client
+            .follow(outlet.public(), None)
+            .await
+            .unwrap();
+        newsroom.client.dial(volunteer.addr.clone()).await.unwrap();
+        let m = article(&newsroom, &outlet, 1, None, 1);
+        let blobs: std::collections::HashSet<[u8; 32]> =
+            std::iter::once(*Hash::of(m.bytes()).as_bytes())
+                .chain(m.body().entries.iter().map(|e| e.hash))
+                .collect();
+        // Two bare neighbours of the volunteer, each reporting every blob
+        // named in what it is told, in either version.
+        let mut neighbours = Vec::new();
+        for _ in 0..2 {
+            let (swarm, addr) = common::bare_swarm().await;
+            let id = *swarm.local_peer_id();
+            let mut control = swarm.behaviour().new_control();
+            let (tx, rx) = tokio::sync::mpsc::channel::<Vec<[u8; 32]>>(64);
+            for (version, name) in [(1u8, "/tamizdat/have/1"), (2, "/tamizdat/have/2")] {
+                let mut incoming = control.accept(StreamProtocol::new(name)).unwrap();
+                let tx = tx.clone();
+                tokio::spawn(async move {
+                    while let Some((_, mut stream)) = incoming.next().await {
+                        let mut len = [0u8; 4];
+                        stream.read_exact(&mut len).await.unwrap();
+                        let mut buf = vec![0u8; u32::from_be_bytes(len) as usize];
+                        stream.read_exact(&mut buf).await.unwrap();
+                        let told = tamizdat_node::have::decode(version, &buf).unwrap();
+                        let _ = tx.send(told.into_iter().map(|(h, _)| h).collect()).await;
+                    }
+                });
+            }
+            let mut swarm = swarm;
+            tokio::spawn(async move {
+                loop {
+                    swarm.select_next_some().await;
+                }
+            });
+            volunteer
+                .client
+                .dial(addr.with(libp2p::multiaddr::Protocol::P2p(id)))
+                .await
+                .unwrap();
+            neighbours.push((control, rx));
+        }
+        let (mut other, mut holder) = (neighbours.pop().unwrap(), neighbours.pop().unwrap());
+        // The holder says it holds every blob of the article, whole.
+        let said: Vec<tamizdat_node::have::Have> = blobs
+            .iter()
+            .map(|h| tamizdat_node::have::Have {
+                hash: *h,
+                held: None,
+            })
+            .collect();
+        let msg = postcard::to_stdvec(&said).unwrap();
+        let mut s = holder
+            .0
+            .open_stream(
+                volunteer.client.peer_id(),
+                StreamProtocol::new("/tamizdat/have/2"),
+            )
+            .await
+            .unwrap();
+        s.write_all(&(msg.len() as u32).to_be_bytes())
+            .await
+            .unwrap();
+        s.write_all(&msg).await.unwrap();
+        s.close().await.unwrap();
+
+        newsroom.client.publish(m.bytes()).await.unwrap();
+        // The other neighbour is told of every blob as the volunteer takes it.
+        let mut wanted = blobs.clone();
+        while !wanted.is_empty() {
+            for h in other.1.recv().await.unwrap() {
+                wanted.remove(&h);
+            }
+        }
+        assert!(holds(&volunteer, &m));
+        // Told at the same moment, the holder would have heard by now; it
+        // is given two seconds more.
+        let window = tokio::time::sleep(Duration::from_secs(2));
+        tokio::pin!(window);
+        loop {
+            tokio::select! {
+                () = &mut window => break,
+                told = holder.1.recv() => {
+                    let told = told.unwrap();
+                    assert!(
+                        !told.iter().any(|h| blobs.contains(h)),
+                        "the holder was told of what it said it holds"
+                    );
+                }
+            }
+        }
+        for n in [&newsroom.client, &volunteer.client] {
+            n.shutdown().await;
+        }
+    })
+    .await
+    .expect("the other neighbour was told in time");
+}
+
 /// Eight followers, each connected to the outlet's node (the worst case:
 /// every one of them learns of the article from it and may ask it) and to
 /// two other followers: the outlet sends no more than its share of the
