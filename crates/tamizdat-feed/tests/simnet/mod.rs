@@ -243,6 +243,18 @@ pub struct Report {
     pub p50_ms: u64,
     /// 99th percentile.
     pub p99_ms: u64,
+    /// 99th percentile of the articles published while the node was
+    /// online (since its last return), and how many they are.
+    pub p99_online_ms: u64,
+    pub online_pairs: usize,
+    /// 99th percentile of those published before the node's last return
+    /// (counted from it: reconnection included), and how many.
+    pub p99_returned_ms: u64,
+    pub returned_pairs: usize,
+    /// 99th percentile of the time until the manifest was recorded, and
+    /// of the time from then until the files were complete.
+    pub p99_manifest_ms: u64,
+    pub p99_files_ms: u64,
     /// Slowest.
     pub max_ms: u64,
     /// Messages sent per node per article (all nodes, all kinds).
@@ -312,6 +324,16 @@ impl fmt::Display for Report {
             self.p50_ms,
             self.p99_ms,
             self.max_ms
+        )?;
+        writeln!(
+            f,
+            "p99 of articles published while the node was online {} ms ({} of them), of those published before its return {} ms ({})",
+            self.p99_online_ms, self.online_pairs, self.p99_returned_ms, self.returned_pairs
+        )?;
+        writeln!(
+            f,
+            "p99 until the manifest was recorded {} ms, from then until the files were complete {} ms",
+            self.p99_manifest_ms, self.p99_files_ms
         )?;
         writeln!(
             f,
@@ -411,6 +433,13 @@ struct Node {
     /// seq → manifest recorded there.
     recorded: BTreeMap<u64, Hash>,
     delivered: BTreeMap<usize, u64>,
+    /// Articles of `delivered` published before the node's last return:
+    /// their latency counts from that return.
+    after_return: BTreeSet<usize>,
+    /// When each article (by seq) was first recorded, modelled ms.
+    recorded_at: BTreeMap<u64, u64>,
+    /// Of `delivered`: how long the manifest took (from the same start).
+    manifest_took: BTreeMap<usize, u64>,
     conflicts: u64,
     double_shown: bool,
     backlog: Vec<Input<u32>>,
@@ -620,6 +649,9 @@ impl Sim {
                 timer_at: u64::MAX,
                 recorded: BTreeMap::new(),
                 delivered: BTreeMap::new(),
+                after_return: BTreeSet::new(),
+                recorded_at: BTreeMap::new(),
+                manifest_took: BTreeMap::new(),
                 conflicts: 0,
                 double_shown: false,
                 backlog: Vec::new(),
@@ -1156,7 +1188,9 @@ impl Sim {
                 Output::Record(m) => {
                     let id = m.id();
                     let seq = m.manifest().seq;
+                    let now = self.now;
                     let node = &mut self.nodes[n as usize];
+                    node.recorded_at.entry(seq).or_insert(now);
                     node.held
                         .insert(id, Held::Manifest(m.envelope().bytes().to_vec()));
                     if let Some(old) = node.recorded.insert(seq, id)
@@ -1391,6 +1425,11 @@ impl Sim {
                 .all(|(h, _)| matches!(node.held.get(h), Some(Held::File)))
         {
             let from = a.at.max(node.online_since);
+            if node.online_since > a.at {
+                node.after_return.insert(k);
+            }
+            let recorded = node.recorded_at.get(&a.seq).copied().unwrap_or(self.now);
+            node.manifest_took.insert(k, recorded.saturating_sub(from));
             node.delivered.insert(k, self.now - from);
         }
     }
@@ -1585,6 +1624,8 @@ impl Sim {
 
     fn report(&self) -> Report {
         let mut lat = Vec::new();
+        let (mut lat_online, mut lat_returned) = (Vec::new(), Vec::new());
+        let (mut lat_manifest, mut lat_files) = (Vec::new(), Vec::new());
         let mut honest = 0;
         let mut delivered = 0;
         let mut excused = 0;
@@ -1660,8 +1701,28 @@ impl Sim {
                 .filter(|k| !(faked && self.articles[**k].seq == self.p.equivocate_seq))
                 .count();
             lat.extend(node.delivered.values().copied());
+            for (k, l) in &node.delivered {
+                if node.after_return.contains(k) {
+                    lat_returned.push(*l);
+                } else {
+                    lat_online.push(*l);
+                }
+                let m = node.manifest_took.get(k).copied().unwrap_or(0);
+                lat_manifest.push(m);
+                lat_files.push(l.saturating_sub(m));
+            }
         }
         lat.sort_unstable();
+        lat_online.sort_unstable();
+        lat_returned.sort_unstable();
+        lat_manifest.sort_unstable();
+        lat_files.sort_unstable();
+        let p99_of = |v: &[u64]| -> u64 {
+            if v.is_empty() {
+                return 0;
+            }
+            v[((v.len() as f64 * 0.99).ceil() as usize).clamp(1, v.len()) - 1]
+        };
         let pct = |q: f64| -> u64 {
             if lat.is_empty() {
                 return 0;
@@ -1687,6 +1748,12 @@ impl Sim {
             },
             p50_ms: pct(0.50),
             p99_ms: pct(0.99),
+            p99_online_ms: p99_of(&lat_online),
+            online_pairs: lat_online.len(),
+            p99_returned_ms: p99_of(&lat_returned),
+            returned_pairs: lat_returned.len(),
+            p99_manifest_ms: p99_of(&lat_manifest),
+            p99_files_ms: p99_of(&lat_files),
             max_ms: lat.last().copied().unwrap_or(0),
             msgs_per_node_article: msgs as f64 / per,
             bytes_per_node_article: bytes as f64 / per,
