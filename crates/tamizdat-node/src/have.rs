@@ -236,19 +236,19 @@ impl Holders {
 
     /// Whom of `peers` to tell of `have`, at most `max`: not those known to
     /// hold every blob named whole; those that told of pieces of one (they
-    /// are fetching it) first, each group in an order that `nonce` draws
-    /// (another for each message, so that every neighbour is told now and
-    /// then).
+    /// are fetching it) first, each group in an order that `draw` decides
+    /// (another for each message and each sender, so that every neighbour
+    /// is told now and then, and two senders tell different ones).
     pub(crate) fn to_tell(
         &self,
         peers: Vec<PeerId>,
         have: &[Have],
         max: usize,
-        nonce: u64,
+        draw: &[u8],
     ) -> Vec<PeerId> {
         let drawn = |p: &PeerId| {
             let mut h = blake3::Hasher::new();
-            h.update(&nonce.to_le_bytes());
+            h.update(draw);
             h.update(&p.to_bytes());
             *h.finalize().as_bytes()
         };
@@ -272,8 +272,9 @@ impl Holders {
 }
 
 /// Tells connected peers (at most [`MAX_HAVE_PEERS`], chosen by
-/// [`Holders::to_tell`]) what this node holds now, in the background. A peer that does not speak
-/// `/tamizdat/have/2` is told the whole blobs over `/tamizdat/have/1`.
+/// [`Holders::to_tell`]) what this node holds now, in the background. A
+/// peer that does not speak `/tamizdat/have/2` is told the whole blobs over
+/// `/tamizdat/have/1`.
 pub(crate) fn tell(client: &Client, have: Vec<Have>) {
     if have.is_empty() {
         return;
@@ -283,9 +284,13 @@ pub(crate) fn tell(client: &Client, have: Vec<Have>) {
         let Ok(peers) = client.connected().await else {
             return;
         };
+        // This node and a count of its messages: another draw each time.
+        static TOLD: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        let n = TOLD.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let draw = [client.peer_id().to_bytes(), n.to_le_bytes().to_vec()].concat();
         let peers = client
             .holders()
-            .to_tell(peers, &have, MAX_HAVE_PEERS, nonce());
+            .to_tell(peers, &have, MAX_HAVE_PEERS, &draw);
         let (Ok(v2), Ok(v1)) = (
             postcard::to_stdvec(&have),
             postcard::to_stdvec(
@@ -316,16 +321,6 @@ pub(crate) fn tell(client: &Client, have: Vec<Have>) {
         });
         futures::future::join_all(sends).await;
     });
-}
-
-/// Another number for each message (the clock's nanoseconds and a count).
-fn nonce() -> u64 {
-    static COUNT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
-    let n = COUNT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    let t = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_nanos() as u64);
-    t ^ n.rotate_left(32)
 }
 
 async fn send(
@@ -504,7 +499,7 @@ mod tests {
             hash: *a.as_bytes(),
             held: None,
         }];
-        let told = holders.to_tell(peers.clone(), &tell_a, 16, 1);
+        let told = holders.to_tell(peers.clone(), &tell_a, 16, b"1");
         assert_eq!(told.len(), 16);
         assert!(told.iter().all(|p| !peers[..10].contains(p)), "{told:?}");
         assert_eq!(
@@ -512,7 +507,7 @@ mod tests {
             &peers[10..13].iter().collect()
         );
         // Another message, another draw among the rest.
-        let again = holders.to_tell(peers.clone(), &tell_a, 16, 2);
+        let again = holders.to_tell(peers.clone(), &tell_a, 16, b"2");
         assert_ne!(told[3..], again[3..]);
         // A whole holder of `a` is told of `a` and `b` together: it lacks `b`.
         let both = [
@@ -522,13 +517,13 @@ mod tests {
                 held: None,
             },
         ];
-        let told = holders.to_tell(peers[..10].to_vec(), &both, 16, 3);
+        let told = holders.to_tell(peers[..10].to_vec(), &both, 16, b"3");
         assert_eq!(told.len(), 10);
         // Once `a` is complete here, those with pieces are forgotten and
         // the whole holders are still not told.
         holders.forget(&a);
         assert_eq!(holders.of(&a).len(), 10);
-        let told = holders.to_tell(peers[..13].to_vec(), &tell_a, 16, 4);
+        let told = holders.to_tell(peers[..13].to_vec(), &tell_a, 16, b"4");
         assert_eq!(told.len(), 3);
     }
 

@@ -153,15 +153,7 @@ async fn twenty_followers_get_an_article_the_publisher_gave_to_one() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_follower_away_for_ten_articles_catches_up_and_refuses_a_second_version() {
     tokio::time::timeout(Duration::from_secs(180), async {
-        let outlet = SecretKey::generate().unwrap();
-        let publisher = node().await;
-        let volunteer = node().await;
-        volunteer
-            .client
-            .follow(outlet.public(), None)
-            .await
-            .unwrap();
-        publisher.client.dial(volunteer.addr.clone()).await.unwrap();
+        let (outlet, publisher, volunteer) = outlet_and_follower().await;
         tokio::time::sleep(Duration::from_secs(2)).await;
         // The away follower exists, follows, and goes offline.
         let (away_dir, away_key) = gone_away_following(&outlet.public()).await;
@@ -593,21 +585,28 @@ async fn an_article_skipped_over_is_fetched_without_a_reconnect() {
     .expect("finished in time");
 }
 
+/// An outlet's key, its newsroom's node, and a volunteer's node that
+/// follows it and is connected to the newsroom.
+async fn outlet_and_follower() -> (SecretKey, TestNode, TestNode) {
+    let outlet = SecretKey::generate().unwrap();
+    let newsroom = node().await;
+    let volunteer = node().await;
+    volunteer
+        .client
+        .follow(outlet.public(), None)
+        .await
+        .unwrap();
+    newsroom.client.dial(volunteer.addr.clone()).await.unwrap();
+    (outlet, newsroom, volunteer)
+}
+
 /// A manifest a volunteer accepted by gossip is announced in the DHT: once
 /// the outlet is gone, a reader who knows only the volunteer and the
 /// article's hash finds it there.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_manifest_accepted_by_gossip_is_found_in_the_dht_after_the_outlet_left() {
     tokio::time::timeout(Duration::from_secs(120), async {
-        let outlet = SecretKey::generate().unwrap();
-        let newsroom = node().await;
-        let volunteer = node().await;
-        volunteer
-            .client
-            .follow(outlet.public(), None)
-            .await
-            .unwrap();
-        newsroom.client.dial(volunteer.addr.clone()).await.unwrap();
+        let (outlet, newsroom, volunteer) = outlet_and_follower().await;
         let m = article(&newsroom, &outlet, 1, None, 1);
         newsroom.client.publish(m.bytes()).await.unwrap();
         until(
@@ -683,15 +682,7 @@ async fn a_follower_tells_its_peers_what_it_now_holds() {
             }
         });
 
-        let outlet = SecretKey::generate().unwrap();
-        let newsroom = node().await;
-        let volunteer = node().await;
-        volunteer
-            .client
-            .follow(outlet.public(), None)
-            .await
-            .unwrap();
-        newsroom.client.dial(volunteer.addr.clone()).await.unwrap();
+        let (outlet, newsroom, volunteer) = outlet_and_follower().await;
         volunteer
             .client
             .dial(listener_addr.with(libp2p::multiaddr::Protocol::P2p(listener)))
@@ -726,15 +717,7 @@ async fn a_follower_does_not_tell_a_neighbour_what_that_neighbour_said_it_holds(
     use futures::{AsyncReadExt, AsyncWriteExt, StreamExt};
     use libp2p::StreamProtocol;
     tokio::time::timeout(Duration::from_secs(60), async {
-        let outlet = SecretKey::generate().unwrap();
-        let newsroom = node().await;
-        let volunteer = node().await;
-        volunteer
-            .client
-            .follow(outlet.public(), None)
-            .await
-            .unwrap();
-        newsroom.client.dial(volunteer.addr.clone()).await.unwrap();
+        let (outlet, newsroom, volunteer) = outlet_and_follower().await;
         let m = article(&newsroom, &outlet, 1, None, 1);
         let blobs: std::collections::HashSet<[u8; 32]> =
             std::iter::once(*Hash::of(m.bytes()).as_bytes())
@@ -922,15 +905,7 @@ async fn a_follower_tells_its_peers_the_pieces_it_holds_while_it_fetches() {
             }
         });
 
-        let outlet = SecretKey::generate().unwrap();
-        let newsroom = node().await;
-        let volunteer = node().await;
-        volunteer
-            .client
-            .follow(outlet.public(), None)
-            .await
-            .unwrap();
-        newsroom.client.dial(volunteer.addr.clone()).await.unwrap();
+        let (outlet, newsroom, volunteer) = outlet_and_follower().await;
         volunteer
             .client
             .dial(listener_addr.with(libp2p::multiaddr::Protocol::P2p(listener)))
